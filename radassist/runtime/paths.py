@@ -1,0 +1,41 @@
+"""Where RadAssist keeps models and downloads: a per-user cache folder with a platform default, overridable."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+CACHE_ENV = "RADASSIST_CACHE_DIR"
+CATALOG_ENV = "RADASSIST_CATALOGS"
+
+
+def cache_dir() -> Path:
+    """``$RADASSIST_CACHE_DIR``, else the platform's user cache folder + ``radassist``."""
+    override = os.environ.get(CACHE_ENV)
+    if override:
+        return Path(override).expanduser()
+    if sys.platform == "win32":
+        base = Path(os.environ.get("LOCALAPPDATA", Path.home() / "AppData" / "Local"))
+        return base / "radassist" / "Cache"
+    if sys.platform == "darwin":
+        return Path.home() / "Library" / "Caches" / "radassist"
+    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "radassist"
+
+
+def models_dir() -> Path:
+    """Installed model weights live here, one folder per model id and version."""
+    return cache_dir() / "models"
+
+
+def bundled_catalog() -> Path:
+    """The model catalogue shipped with RadAssist (Resources/models.json in the source tree or the package)."""
+    package_copy = Path(__file__).resolve().parents[1] / "resources" / "models.json"
+    source_copy = Path(__file__).resolve().parents[2] / "Resources" / "models.json"
+    return package_copy if package_copy.exists() else source_copy
+
+
+def extra_catalogs() -> list[Path]:
+    """Site or user catalogue files from ``$RADASSIST_CATALOGS`` (os.pathsep-separated)."""
+    value = os.environ.get(CATALOG_ENV, "")
+    return [Path(p).expanduser() for p in value.split(os.pathsep) if p.strip()]
