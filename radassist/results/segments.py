@@ -10,7 +10,7 @@ class ReviewStatus(str, Enum):
     """Review state of a result, with the values Slicer stores in the ``Segmentation.Status`` tag."""
 
     NOT_STARTED = "notstarted"
-    IN_PROGRESS = "inprocess"
+    IN_PROGRESS = "inprogress"
     COMPLETED = "completed"
     FLAGGED = "flagged"
 

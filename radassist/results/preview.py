@@ -1,0 +1,488 @@
+"""PNG previews for people: the input image with the result drawn on it, at its true physical aspect ratio.
+
+Every view is shown the way radiologists read it, whatever the voxel order on disk: the volume is first turned
+(by axis swaps and flips only, no resampling) so that its axes run towards patient Left, Posterior, Superior.
+Axial views then show the patient's right on the image's left and anterior at the top; coronal and sagittal
+views show superior at the top, and sagittal views anterior on the left. Pixels are scaled so that one pixel is
+the same number of millimetres across and down. Each function returns a :class:`Preview` that says where every
+panel is in the PNG and maps a world point (LPS mm) to its pixel, so callers and tests can find things on it.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import SimpleITK as sitk
+from PIL import Image, ImageDraw, ImageFont
+from scipy import ndimage
+
+from radassist.io.atomic import atomic_path
+from radassist.io.sitk_bridge import volume_to_sitk
+from radassist.results.detections import Detections
+from radassist.results.displacement import DisplacementField
+from radassist.results.labelmap import LabelMap
+from radassist.results.tables import Classification, ClassifiedImage
+from radassist.volume import Geometry, Volume
+
+
+@dataclass(frozen=True)
+class Window:
+    """Display window: values from ``center - width/2`` (black) to ``center + width/2`` (white)."""
+
+    center: float = 40.0
+    width: float = 400.0
+
+
+CT_SOFT_TISSUE = Window(40.0, 400.0)
+CT_LUNG = Window(-600.0, 1500.0)
+CT_LIVER = Window(60.0, 180.0)
+
+BACKGROUND = (0, 0, 0)
+TEXT_COLOUR = (255, 255, 255)
+BOX_COLOUR = (255, 220, 0)
+GRID_COLOUR = (80, 220, 255)
+FILL_OPACITY = 0.35
+TITLE_HEIGHT = 18
+MARGIN = 8
+_CLASS_COLOURS = [(230, 80, 80), (80, 160, 230), (90, 200, 90), (230, 180, 60), (180, 100, 220)]
+
+
+# -- orientation --------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class _Reorientation:
+    """Axis swaps and flips that turn a (z, y, x) array into one whose i, j, k axes point to L, P, S."""
+
+    order: tuple[int, int, int]  # canonical array axis -> original array axis
+    flips: tuple[bool, bool, bool]  # per canonical array axis
+    geometry: Geometry  # the canonical grid
+
+    def apply(self, array: np.ndarray) -> np.ndarray:
+        extra = tuple(range(3, array.ndim))
+        out = np.transpose(array, self.order + extra)
+        for axis, flip in enumerate(self.flips):
+            if flip:
+                out = np.flip(out, axis=axis)
+        return np.ascontiguousarray(out)
+
+
+def _reorientation(geometry: Geometry) -> _Reorientation:
+    matrix = geometry.direction_matrix
+    world_of_index = [int(np.argmax(np.abs(matrix[:, a]))) for a in range(3)]
+    if sorted(world_of_index) != [0, 1, 2]:  # strongly oblique: leave the array as it is
+        return _Reorientation((0, 1, 2), (False, False, False), geometry)
+    index_of_world = {w: a for a, w in enumerate(world_of_index)}
+    signs = {a: float(np.sign(matrix[world_of_index[a], a])) for a in range(3)}
+    order = tuple(2 - index_of_world[2 - axis] for axis in range(3))  # array axes are (k, j, i)
+    flips = tuple(signs[index_of_world[2 - axis]] < 0 for axis in range(3))
+    start = np.array([(geometry.shape[2 - a] - 1) if signs[a] < 0 else 0 for a in range(3)], dtype=float)
+    columns = [matrix[:, index_of_world[w]] * signs[index_of_world[w]] for w in range(3)]
+    canonical = Geometry(shape=tuple(geometry.shape[o] for o in order),
+                         spacing=tuple(geometry.spacing[index_of_world[w]] for w in range(3)),
+                         origin=tuple(geometry.ijk_to_world(start)),
+                         direction=tuple(np.stack(columns, axis=1).ravel()))
+    return _Reorientation(order, flips, canonical)
+
+
+# -- panels -------------------------------------------------------------------------------------------------------
+@dataclass
+class Panel:
+    """One view in the PNG: where it is, which slice of which (L, P, S-ordered) grid it shows, and how to find
+    a world point on it."""
+
+    title: str
+    view: str  # "axial", "coronal" or "sagittal"
+    slice_index: int
+    geometry: Geometry
+    left: int
+    top: int
+    width: int
+    height: int
+    row_range: tuple[int, int]  # displayed rows [start, stop) of the full slice
+    col_range: tuple[int, int]
+
+    def display_index(self, lps: np.ndarray) -> tuple[float, float]:
+        """Continuous (row, col) of a world point in the full slice of this view."""
+        z, y, x = self.geometry.world_to_zyx(np.asarray(lps, dtype=float))
+        nz = self.geometry.shape[0]
+        if self.view == "axial":
+            return float(y), float(x)
+        if self.view == "coronal":
+            return float(nz - 1 - z), float(x)
+        return float(nz - 1 - z), float(y)
+
+    def index_to_pixel(self, row: float, col: float) -> tuple[int, int]:
+        """PNG pixel (x, y) of a continuous (row, col) of the full slice (voxel centres at whole numbers)."""
+        rows = self.row_range[1] - self.row_range[0]
+        cols = self.col_range[1] - self.col_range[0]
+        x = self.left + (col - self.col_range[0] + 0.5) * self.width / cols
+        y = self.top + (row - self.row_range[0] + 0.5) * self.height / rows
+        return int(math.floor(x)), int(math.floor(y))
+
+    def world_to_pixel(self, lps: np.ndarray) -> tuple[int, int]:
+        return self.index_to_pixel(*self.display_index(lps))
+
+    def contains(self, x: int, y: int) -> bool:
+        return self.left <= x < self.left + self.width and self.top <= y < self.top + self.height
+
+
+@dataclass
+class Preview:
+    """A written PNG and its panels."""
+
+    path: Path
+    size: tuple[int, int]
+    panels: list[Panel] = field(default_factory=list)
+
+
+def _view_slice(array: np.ndarray, view: str, index: int) -> np.ndarray:
+    """The 2-D display slice of a canonical (z, y, x[, ...]) array."""
+    if view == "axial":
+        return array[index]
+    if view == "coronal":
+        return array[::-1, index]
+    return array[::-1, :, index]
+
+
+def _view_spacing(geometry: Geometry, view: str) -> tuple[float, float]:
+    sx, sy, sz = geometry.spacing
+    return {"axial": (sy, sx), "coronal": (sz, sx), "sagittal": (sz, sy)}[view]
+
+
+def _window_to_uint8(values: np.ndarray, window: Window | None, reference: np.ndarray | None = None) -> np.ndarray:
+    values = np.asarray(values, dtype=np.float64)
+    if window is None:
+        source = values if reference is None else np.asarray(reference, dtype=np.float64)
+        finite = source[np.isfinite(source)]
+        low, high = (np.percentile(finite, [1, 99]) if finite.size else (0.0, 1.0))
+        if high <= low:
+            high = low + 1.0
+    else:
+        low, high = window.center - window.width / 2, window.center + window.width / 2
+    scaled = np.clip((np.nan_to_num(values, nan=low) - low) / (high - low), 0.0, 1.0)
+    return np.round(scaled * 255).astype(np.uint8)
+
+
+def _resize_grey(grey: np.ndarray, width: int, height: int) -> np.ndarray:
+    image = Image.fromarray(grey, mode="L").resize((width, height), Image.Resampling.BILINEAR)
+    return np.repeat(np.asarray(image)[..., None], 3, axis=2).astype(np.float64)
+
+
+def _resize_nearest(values: np.ndarray, width: int, height: int) -> np.ndarray:
+    rows = np.minimum((np.arange(height) + 0.5) * values.shape[0] / height, values.shape[0] - 1).astype(int)
+    cols = np.minimum((np.arange(width) + 0.5) * values.shape[1] / width, values.shape[1] - 1).astype(int)
+    return values[rows][:, cols]
+
+
+def _paint_mask(rgb: np.ndarray, mask: np.ndarray, colour: tuple[int, int, int]) -> None:
+    """Translucent fill plus a solid one-pixel outline in ``colour`` (in place)."""
+    if not mask.any():
+        return
+    colour_array = np.asarray(colour, dtype=np.float64)
+    rgb[mask] = (1 - FILL_OPACITY) * rgb[mask] + FILL_OPACITY * colour_array
+    outline = mask & ~ndimage.binary_erosion(mask, structure=np.ones((3, 3), bool), border_value=0)
+    rgb[outline] = colour_array
+
+
+def _font(size: int = 12) -> ImageFont.ImageFont:
+    try:
+        return ImageFont.load_default(size=size)
+    except TypeError:  # Pillow built without FreeType
+        return ImageFont.load_default()
+
+
+def _colour255(colour: Sequence[float]) -> tuple[int, int, int]:
+    return tuple(int(round(255 * float(c))) for c in colour[:3])
+
+
+def _panel_size(geometry: Geometry, view: str, rows: int, cols: int, px_per_mm: float) -> tuple[int, int]:
+    row_mm, col_mm = _view_spacing(geometry, view)
+    return max(1, int(round(cols * col_mm * px_per_mm))), max(1, int(round(rows * row_mm * px_per_mm)))
+
+
+def _save(canvas: Image.Image, path: Path, panels: list[Panel]) -> Preview:
+    with atomic_path(path) as temp:
+        canvas.save(temp, format="PNG")
+    return Preview(path=path, size=canvas.size, panels=panels)
+
+
+def _grid_positions(sizes: list[tuple[int, int]], columns: int, top: int) -> tuple[list[tuple[int, int]], int, int]:
+    """Top-left corners for panels laid out in rows of ``columns`` with a title strip above each."""
+    positions, x, y, row_height, width = [], MARGIN, top, 0, 0
+    for index, (w, h) in enumerate(sizes):
+        if index and index % columns == 0:
+            x, y, row_height = MARGIN, y + row_height + TITLE_HEIGHT + MARGIN, 0
+        positions.append((x, y + TITLE_HEIGHT))
+        x += w + MARGIN
+        width = max(width, x)
+        row_height = max(row_height, h)
+    return positions, width, y + row_height + TITLE_HEIGHT + MARGIN
+
+
+def _as_volume_on(volume: Volume, geometry: Geometry, interpolator: int = sitk.sitkLinear) -> np.ndarray:
+    """``volume`` resampled onto ``geometry`` (identity transform), unless it already lies on it."""
+    if volume.geometry.same_grid(geometry):
+        return volume.array
+    reference = sitk.Image(*geometry.shape[::-1], sitk.sitkUInt8)
+    reference.SetSpacing(geometry.spacing)
+    reference.SetOrigin(geometry.origin)
+    reference.SetDirection(geometry.direction)
+    image = sitk.Cast(volume_to_sitk(volume), sitk.sitkFloat32)
+    return sitk.GetArrayFromImage(sitk.Resample(image, reference, sitk.Transform(), interpolator, 0.0))
+
+
+# -- segmentation -------------------------------------------------------------------------------------------------
+def preview_labelmap(volume: Volume, labelmap: LabelMap, path: str | Path, window: Window | None = CT_SOFT_TISSUE,
+                     panel_mm_to_px: float | None = None) -> Preview:
+    """Axial, coronal and sagittal views through the largest segment's centre, segments filled and outlined in
+    their colours, with a legend. The label map is resampled (nearest) onto the volume's grid if needed."""
+    reorient = _reorientation(volume.geometry)
+    image = reorient.apply(volume.array.astype(np.float64))
+    masks = []
+    for segment in labelmap.segments:
+        mask = labelmap.mask(segment)
+        if not labelmap.geometry.same_grid(volume.geometry):
+            mask_volume = Volume.from_geometry(mask.astype(np.uint8), labelmap.geometry)
+            mask = _as_volume_on(mask_volume, volume.geometry, sitk.sitkNearestNeighbor) > 0.5
+        masks.append(reorient.apply(mask))
+    geometry = reorient.geometry
+    counts = [int(m.sum()) for m in masks]
+    if counts and max(counts) > 0:
+        centre = np.round(ndimage.center_of_mass(masks[int(np.argmax(counts))])).astype(int)
+    else:
+        centre = np.array(image.shape) // 2
+    nz, ny, nx = image.shape
+    views = [("axial", int(centre[0])), ("coronal", int(centre[1])), ("sagittal", int(centre[2]))]
+    extents = [ny * geometry.spacing[1], nx * geometry.spacing[0], nz * geometry.spacing[2]]
+    px_per_mm = panel_mm_to_px or 320.0 / max(extents)
+    shapes = {"axial": (ny, nx), "coronal": (nz, nx), "sagittal": (nz, ny)}
+    sizes = [_panel_size(geometry, view, *shapes[view], px_per_mm) for view, _ in views]
+    positions, width, bottom = _grid_positions(sizes, columns=3, top=MARGIN)
+    shown = [(s, m) for s, m, c in zip(labelmap.segments, masks, counts) if c > 0]
+    font = _font()
+    legend_rows = max(1, len(shown))
+    canvas = Image.new("RGB", (max(width, 200), bottom + legend_rows * 16 + MARGIN), BACKGROUND)
+    draw = ImageDraw.Draw(canvas)
+    panels = []
+    for (view, index), (w, h), (left, top) in zip(views, sizes, positions):
+        grey = _window_to_uint8(_view_slice(image, view, index), window)
+        rgb = _resize_grey(grey, w, h)
+        for segment, mask in shown:
+            _paint_mask(rgb, _resize_nearest(_view_slice(mask, view, index), w, h), _colour255(segment.color))
+        canvas.paste(Image.fromarray(np.round(rgb).astype(np.uint8), "RGB"), (left, top))
+        depth = {"axial": nz, "coronal": ny, "sagittal": nx}[view]
+        draw.text((left, top - TITLE_HEIGHT + 3), f"{view} {index + 1}/{depth}", fill=TEXT_COLOUR, font=font)
+        rows, cols = _view_slice(image, view, index).shape
+        panels.append(Panel(view, view, index, geometry, left, top, w, h, (0, rows), (0, cols)))
+    y = bottom
+    for segment, mask in shown:
+        draw.rectangle([MARGIN, y + 2, MARGIN + 10, y + 12], fill=_colour255(segment.color))
+        volume_ml = float(mask.sum()) * geometry.voxel_volume_mm3 / 1000.0
+        draw.text((MARGIN + 16, y), f"{segment.name}  {volume_ml:.1f} ml", fill=TEXT_COLOUR, font=font)
+        y += 16
+    if not shown:
+        draw.text((MARGIN, y), "no segments", fill=TEXT_COLOUR, font=font)
+    return _save(canvas, Path(path), panels)
+
+
+# -- detections ---------------------------------------------------------------------------------------------------
+def preview_detections(volume: Volume, detections: Detections, path: str | Path,
+                       window: Window | None = CT_LUNG, max_findings: int = 12, columns: int = 4,
+                       tile_px: int = 192) -> Preview:
+    """For each finding (best first), the axial slice through its centre, cropped around it, with its box and
+    probability; several findings in a grid."""
+    reorient = _reorientation(volume.geometry)
+    image = reorient.apply(volume.array.astype(np.float64))
+    geometry = reorient.geometry
+    nz, ny, nx = image.shape
+    sx, sy, _ = geometry.spacing
+    findings = detections.sorted().items[:max_findings]
+    tiles = []
+    for rank, detection in enumerate(findings, start=1):
+        z, y, x = geometry.world_to_zyx(np.asarray(detection.center))
+        half_mm = max(32.0, 1.5 * max(detection.size[0], detection.size[1]))
+        rows = _crop_range(y, half_mm / sy, ny)
+        cols = _crop_range(x, half_mm / sx, nx)
+        title = f"#{rank} p={detection.probability:.2f}"
+        if detection.diameter_mm is not None:
+            title += f" {detection.diameter_mm:.1f}mm"
+        tiles.append((title, int(np.clip(round(z), 0, nz - 1)), rows, cols, detection))
+    if not tiles:
+        tiles.append(("no findings", nz // 2, (0, ny), (0, nx), None))
+    sizes = []
+    for _, _, rows, cols, _ in tiles:
+        extent_mm = max((rows[1] - rows[0]) * sy, (cols[1] - cols[0]) * sx)
+        sizes.append(_panel_size(geometry, "axial", rows[1] - rows[0], cols[1] - cols[0], tile_px / extent_mm))
+    positions, width, bottom = _grid_positions(sizes, columns=columns, top=MARGIN)
+    canvas = Image.new("RGB", (width, bottom), BACKGROUND)
+    draw = ImageDraw.Draw(canvas)
+    font = _font()
+    panels = []
+    for (title, z_index, rows, cols, detection), (w, h), (left, top) in zip(tiles, sizes, positions):
+        crop = image[z_index, rows[0]:rows[1], cols[0]:cols[1]]
+        canvas.paste(Image.fromarray(_window_to_uint8(crop, window), "L").convert("RGB").resize(
+            (w, h), Image.Resampling.BILINEAR), (left, top))
+        panel = Panel(title, "axial", z_index, geometry, left, top, w, h, rows, cols)
+        panels.append(panel)
+        draw.text((left, top - TITLE_HEIGHT + 3), title, fill=TEXT_COLOUR, font=font)
+        if detection is not None:
+            corners = [panel.world_to_pixel(corner) for corner in (detection.box_min, detection.box_max)]
+            x0, x1 = sorted(np.clip([c[0] for c in corners], left, left + w - 1))
+            y0, y1 = sorted(np.clip([c[1] for c in corners], top, top + h - 1))
+            draw.rectangle([x0, y0, x1, y1], outline=BOX_COLOUR, width=2)
+    return _save(canvas, Path(path), panels)
+
+
+def _crop_range(centre: float, half: float, length: int) -> tuple[int, int]:
+    """A window of about 2*half voxels around ``centre``, shifted (not shrunk) to stay inside 0..length."""
+    size = min(length, max(1, int(round(2 * half))))
+    start = int(round(centre - size / 2))
+    start = min(max(start, 0), length - size)
+    return start, start + size
+
+
+# -- registration -------------------------------------------------------------------------------------------------
+def preview_registration(fixed: Volume, moving: Volume, warped: Volume | None, field: DisplacementField,
+                         path: str | Path, window: Window | None = None, checker_blocks: int = 8,
+                         grid_lines: int = 16) -> Preview:
+    """Fixed, moving, warped, a fixed/warped checkerboard and the deformation grid, all on the field's grid
+    (the fixed grid), through its central axial slice. ``window=None`` scales to the fixed image's 1-99 %."""
+    if warped is None:
+        from radassist.results.transforms import warp_volume
+
+        warped = warp_volume(moving, field)
+    reference = field.geometry
+    reorient = _reorientation(reference)
+    geometry = reorient.geometry
+    arrays = [reorient.apply(_as_volume_on(v, reference).astype(np.float64)) for v in (fixed, moving, warped)]
+    vectors = reorient.apply(field.vectors)
+    index = geometry.shape[0] // 2
+    slices = [a[index] for a in arrays]
+    greys = [_window_to_uint8(s, window, reference=slices[0]) for s in slices]
+    rows, cols = slices[0].shape
+    block = max(1, min(rows, cols) // checker_blocks)
+    checker = ((np.arange(rows)[:, None] // block + np.arange(cols)[None, :] // block) % 2).astype(bool)
+    greys.append(np.where(checker, greys[2], greys[0]))  # top-left block shows the fixed image
+    greys.append((greys[0] // 2).astype(np.uint8))
+    titles = ["fixed", "moving", "warped", "checkerboard", "deformation"]
+    px_per_mm = 256.0 / max(rows * geometry.spacing[1], cols * geometry.spacing[0])
+    size = _panel_size(geometry, "axial", rows, cols, px_per_mm)
+    positions, width, bottom = _grid_positions([size] * 5, columns=5, top=MARGIN)
+    canvas = Image.new("RGB", (width, bottom), BACKGROUND)
+    draw = ImageDraw.Draw(canvas)
+    font = _font()
+    panels = []
+    for title, grey, (left, top) in zip(titles, greys, positions):
+        canvas.paste(Image.fromarray(grey, "L").convert("RGB").resize(size, Image.Resampling.BILINEAR),
+                     (left, top))
+        draw.text((left, top - TITLE_HEIGHT + 3), title, fill=TEXT_COLOUR, font=font)
+        panels.append(Panel(title, "axial", index, geometry, left, top, size[0], size[1], (0, rows), (0, cols)))
+    _draw_deformation_grid(draw, panels[-1], vectors[index], geometry, grid_lines)
+    return _save(canvas, Path(path), panels)
+
+
+def _draw_deformation_grid(draw: ImageDraw.ImageDraw, panel: Panel, vectors: np.ndarray, geometry: Geometry,
+                           lines: int) -> None:
+    """Grid lines of the fixed slice, each point moved by the in-plane part of its displacement (fixed->moving)."""
+    to_index = np.linalg.inv(geometry.direction_matrix @ np.diag(geometry.spacing))
+    shift = vectors @ to_index.T  # (rows, cols, 3) displacement in (i, j, k) voxels
+    rows, cols = vectors.shape[:2]
+    step = max(1, min(rows, cols) // lines)
+    for r in range(0, rows, step):
+        points = [panel.index_to_pixel(r + shift[r, c, 1], c + shift[r, c, 0]) for c in range(cols)]
+        draw.line(points, fill=GRID_COLOUR, width=1)
+    for c in range(0, cols, step):
+        points = [panel.index_to_pixel(r + shift[r, c, 1], c + shift[r, c, 0]) for r in range(rows)]
+        draw.line(points, fill=GRID_COLOUR, width=1)
+
+
+# -- classification -----------------------------------------------------------------------------------------------
+def preview_classification(image_volume: Volume | Mapping[str, Volume], classification: Classification,
+                           path: str | Path, overlays: Mapping[str, np.ndarray] | np.ndarray | None = None,
+                           window: Window | None = None, panel_px: int = 320) -> Preview:
+    """Each image (the middle slice of a volume; a mammogram is one slice) with its class probabilities as bars,
+    an optional heat map (values 0..1, the image's shape) in translucent red, and group results underneath.
+
+    ``image_volume`` is one Volume (paired with the first classified image) or a mapping image_id -> Volume.
+    """
+    if isinstance(image_volume, Volume):
+        first_id = classification.images[0].image_id if classification.images else "image"
+        volumes = {first_id: image_volume}
+        if isinstance(overlays, np.ndarray):
+            overlays = {first_id: overlays}
+    else:
+        volumes = dict(image_volume)
+    if isinstance(overlays, np.ndarray):
+        raise ValueError("with several images, give overlays as a mapping image_id -> array")
+    overlays = dict(overlays or {})
+    by_id = {item.image_id: item for item in classification.images}
+    font = _font()
+    tiles = []
+    for image_id, volume in volumes.items():
+        reorient = _reorientation(volume.geometry)
+        image = reorient.apply(volume.array.astype(np.float64))
+        index = image.shape[0] // 2
+        heat = None
+        if image_id in overlays:
+            heat = np.asarray(overlays[image_id], dtype=np.float64)
+            heat = heat.reshape(volume.shape) if heat.size == volume.array.size else None
+            if heat is None:
+                raise ValueError(f"overlay for {image_id!r} must have the image's shape {volume.shape}")
+            heat = reorient.apply(heat)[index]
+        rows, cols = image.shape[1:]
+        geometry = reorient.geometry
+        px_per_mm = panel_px / max(rows * geometry.spacing[1], cols * geometry.spacing[0])
+        tiles.append((image_id, image[index], heat, geometry, index,
+                      _panel_size(geometry, "axial", rows, cols, px_per_mm)))
+    class_names = list(dict.fromkeys(n for item in classification.images for n in item.probabilities))
+    bar_height = 16 * max(1, len(class_names)) + 4
+    sizes = [(w, h + bar_height) for *_, (w, h) in tiles]
+    positions, width, bottom = _grid_positions(sizes, columns=4, top=MARGIN)
+    group_lines = [_group_text(g) for g in classification.groups]
+    canvas = Image.new("RGB", (max(width, 240), bottom + 16 * len(group_lines) + MARGIN), BACKGROUND)
+    draw = ImageDraw.Draw(canvas)
+    panels = []
+    for (image_id, slice_, heat, geometry, index, (w, h)), (left, top) in zip(tiles, positions):
+        rgb = _resize_grey(_window_to_uint8(slice_, window), w, h)
+        if heat is not None:
+            alpha = 0.5 * np.clip(_resize_nearest(heat, w, h), 0.0, 1.0)[..., None]
+            rgb = (1 - alpha) * rgb + alpha * np.array([255.0, 0.0, 0.0])
+        canvas.paste(Image.fromarray(np.round(rgb).astype(np.uint8), "RGB"), (left, top))
+        draw.text((left, top - TITLE_HEIGHT + 3), image_id, fill=TEXT_COLOUR, font=font)
+        panels.append(Panel(image_id, "axial", index, geometry, left, top, w, h,
+                            (0, slice_.shape[0]), (0, slice_.shape[1])))
+        _draw_probability_bars(draw, by_id.get(image_id), class_names, left, top + h + 4, w, font)
+    y = bottom
+    for line in group_lines:
+        draw.text((MARGIN, y), line, fill=TEXT_COLOUR, font=font)
+        y += 16
+    return _save(canvas, Path(path), panels)
+
+
+def _group_text(group: ClassifiedImage) -> str:
+    values = ", ".join(f"{name} {p:.2f}" for name, p in group.probabilities.items())
+    return f"{group.image_id}: {values}"
+
+
+def _draw_probability_bars(draw: ImageDraw.ImageDraw, item: ClassifiedImage | None, class_names: list[str],
+                           left: int, top: int, width: int, font: ImageFont.ImageFont) -> None:
+    if item is None:
+        draw.text((left, top), "not classified", fill=TEXT_COLOUR, font=font)
+        return
+    label_width = min(90, width // 2)
+    bar_width = max(1, width - label_width - 40)
+    for row, name in enumerate(class_names):
+        if name not in item.probabilities:
+            continue
+        p = item.probabilities[name]
+        y = top + 16 * row
+        draw.text((left, y), name[:14], fill=TEXT_COLOUR, font=font)
+        x0 = left + label_width
+        draw.rectangle([x0, y + 3, x0 + bar_width, y + 12], outline=(90, 90, 90))
+        if p > 0:
+            draw.rectangle([x0, y + 3, x0 + max(1, int(round(p * bar_width))), y + 12],
+                           fill=_CLASS_COLOURS[row % len(_CLASS_COLOURS)])
+        draw.text((x0 + bar_width + 4, y), f"{p:.2f}", fill=TEXT_COLOUR, font=font)

@@ -1,0 +1,142 @@
+"""DisplacementField <-> ITK transform files Slicer loads as a grid transform, and warping with it.
+
+Both files describe the resampling direction, fixed -> moving: a fixed-space point p maps to p + u(p) in the
+moving image, which is what ITK's DisplacementFieldTransform means and what Slicer expects in a transform file.
+
+* ``.h5`` (or ``.tfm``): an ITK DisplacementFieldTransform; ITK transform files are LPS, as RadAssist is.
+* ``.nii.gz`` with intent code 1006 (NIFTI_INTENT_DISPVECT): NIfTI defines vectors in its RAS world, and ITK's
+  NIfTI reader (SimpleITK 2.5, checked by a round trip in the tests) negates the first two components of a
+  DISPVECT image when reading, turning RAS vectors into LPS. So this writer stores (-ux, -uy, uz); ITK, Slicer
+  and NIfTI tools then all read the displacement right. (SimpleITK cannot set the intent itself: ITK refuses to
+  write DISPVECT from a variable-length vector image, so the image is written with ITK and the intent code is set
+  in the NIfTI-1 header afterwards.) Vectors in files with any other intent (ANTs writes 1007) are taken as LPS,
+  which is what ITK-based tools write.
+"""
+
+from __future__ import annotations
+
+import gzip
+import struct
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import SimpleITK as sitk
+
+from radassist.errors import InputError
+from radassist.io.atomic import atomic_path, full_suffix
+from radassist.io.sitk_bridge import array_to_sitk, geometry_of, sitk_to_volume, volume_to_sitk
+from radassist.results.displacement import DisplacementField
+from radassist.volume import Volume
+
+NIFTI_INTENT_DISPVECT = 1006
+_NIFTI1_HEADER_SIZE = 348
+_INTENT_CODE_OFFSET = 68
+_INTERPOLATORS = {"linear": sitk.sitkLinear, "nearest": sitk.sitkNearestNeighbor, "bspline": sitk.sitkBSpline,
+                  "label": sitk.sitkLabelGaussian}
+_TRANSFORM_SUFFIXES = (".h5", ".hdf5", ".tfm", ".txt", ".mat")
+_IMAGE_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd")
+
+
+def displacement_image(field: DisplacementField) -> sitk.Image:
+    """The field as a 3-component float64 SimpleITK image on its grid (vectors in LPS mm)."""
+    return array_to_sitk(field.vectors.astype(np.float64), field.geometry, is_vector=True)
+
+
+def displacement_transform(field: DisplacementField) -> sitk.DisplacementFieldTransform:
+    """An ITK DisplacementFieldTransform (fixed -> moving) holding a copy of the field."""
+    return sitk.DisplacementFieldTransform(displacement_image(field))
+
+
+def write_itk_displacement_h5(field: DisplacementField, path: str | Path) -> Path:
+    """Write an ITK displacement field transform file (``.h5``; ``.tfm`` works too)."""
+    path = Path(path)
+    with atomic_path(path) as temp:
+        sitk.WriteTransform(displacement_transform(field), str(temp))
+    return path
+
+
+def _set_nifti1_intent(raw: bytearray, intent_code: int, source: Path) -> None:
+    (header_size,) = struct.unpack_from("<i", raw, 0)
+    if header_size != _NIFTI1_HEADER_SIZE:  # big-endian or NIfTI-2: not what this ITK build writes for a field
+        raise RuntimeError(f"{source}: expected a little-endian NIfTI-1 header from ITK, got size {header_size}")
+    struct.pack_into("<h", raw, _INTENT_CODE_OFFSET, intent_code)
+
+
+def write_displacement_nifti(field: DisplacementField, path: str | Path) -> Path:
+    """Write ``.nii.gz`` (or ``.nii``) with intent 1006 and RAS vectors, as explained in the module docstring."""
+    path = Path(path)
+    suffix = full_suffix(path).lower()
+    if suffix not in (".nii.gz", ".nii"):
+        raise ValueError(f"{path}: a NIfTI displacement field must end in .nii.gz or .nii")
+    ras_vectors = field.vectors * np.array([-1.0, -1.0, 1.0])
+    image = array_to_sitk(ras_vectors, field.geometry, is_vector=True)
+    with tempfile.TemporaryDirectory(prefix="radassist-nifti-") as folder:
+        plain = Path(folder) / "field.nii"
+        sitk.WriteImage(image, str(plain))
+        raw = bytearray(plain.read_bytes())
+    _set_nifti1_intent(raw, NIFTI_INTENT_DISPVECT, plain)
+    with atomic_path(path) as temp:
+        if suffix == ".nii.gz":
+            with gzip.open(temp, "wb", compresslevel=6) as handle:
+                handle.write(raw)
+        else:
+            temp.write_bytes(bytes(raw))
+    return path
+
+
+def _field_from_image(image: sitk.Image, path: Path) -> DisplacementField:
+    if image.GetDimension() != 3 or image.GetNumberOfComponentsPerPixel() != 3:
+        raise InputError(path, f"a displacement field is a 3-D image of 3-vectors, got {image.GetDimension()}-D "
+                               f"with {image.GetNumberOfComponentsPerPixel()} component(s)")
+    vectors = sitk.GetArrayFromImage(image).astype(np.float64)
+    try:
+        return DisplacementField(vectors=vectors, geometry=geometry_of(image), metadata={"path": str(path)})
+    except ValueError as exc:
+        raise InputError(path, str(exc)) from None
+
+
+def _displacement_from_transform(transform: sitk.Transform, path: Path) -> sitk.Image:
+    if transform.GetName() == "CompositeTransform":
+        composite = sitk.CompositeTransform(transform)
+        if composite.GetNumberOfTransforms() != 1:
+            raise InputError(path, f"holds {composite.GetNumberOfTransforms()} chained transforms, expected one "
+                                   "displacement field")
+        transform = composite.GetNthTransform(0)
+    if transform.GetName() != "DisplacementFieldTransform":
+        raise InputError(path, f"holds a {transform.GetName()}, not a displacement field transform")
+    return sitk.DisplacementFieldTransform(transform).GetDisplacementField()
+
+
+def read_displacement(path: str | Path) -> DisplacementField:
+    """Read a displacement field from an ITK transform file (.h5, .tfm) or a vector image (.nii.gz, .nrrd, .mha)."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(path, "file not found")
+    suffix = full_suffix(path).lower()
+    try:
+        if suffix in _TRANSFORM_SUFFIXES:
+            image = _displacement_from_transform(sitk.ReadTransform(str(path)), path)
+        elif suffix in _IMAGE_SUFFIXES:
+            image = sitk.ReadImage(str(path))  # ITK turns NIfTI DISPVECT (RAS) vectors into LPS itself
+        else:
+            raise InputError(path, f"unknown displacement field format {suffix!r}; use .h5 or .nii.gz")
+    except RuntimeError as exc:
+        raise InputError(path, f"cannot be read ({str(exc).strip().splitlines()[-1]})") from None
+    return _field_from_image(image, path)
+
+
+def warp_volume(moving: Volume, field: DisplacementField, interpolator: str = "linear",
+                default_value: float = 0.0) -> Volume:
+    """Resample ``moving`` onto the field's (fixed) grid: warped(p) = moving(p + u(p)); keeps the pixel type."""
+    if interpolator not in _INTERPOLATORS:
+        raise ValueError(f"interpolator must be one of {sorted(_INTERPOLATORS)}, got {interpolator!r}")
+    moving_image = volume_to_sitk(moving)
+    reference = sitk.Image(*field.geometry.shape[::-1], sitk.sitkUInt8)
+    reference.SetSpacing(field.geometry.spacing)
+    reference.SetOrigin(field.geometry.origin)
+    reference.SetDirection(field.geometry.direction)
+    warped = sitk.Resample(moving_image, reference, displacement_transform(field), _INTERPOLATORS[interpolator],
+                           float(default_value), moving_image.GetPixelID())
+    return sitk_to_volume(warped, moving.source)
+
