@@ -1,0 +1,125 @@
+"""LiverSeg: liver and liver-tumour segmentation on abdominal CT (mU-Net), as a Slicer module over the RadAssist
+engine."""
+
+import os
+import sys
+from typing import Any
+
+# Run from a source checkout (module folder added under "Additional module paths"): import radassist from the
+# repository root. A built extension installs radassist next to this file, where Slicer already looks.
+_CHECKOUT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if os.path.isdir(os.path.join(_CHECKOUT_ROOT, "radassist")) and _CHECKOUT_ROOT not in sys.path:
+    sys.path.insert(0, _CHECKOUT_ROOT)
+
+import slicer
+from slicer import vtkMRMLScalarVolumeNode, vtkMRMLSegmentationNode, vtkMRMLTableNode
+from slicer.parameterNodeWrapper import parameterNodeWrapper
+from slicer.ScriptedLoadableModule import ScriptedLoadableModule, ScriptedLoadableModuleTest
+
+from radassist.runtime.progress import Progress
+from radassist.slicer import panel
+
+
+class LiverSeg(ScriptedLoadableModule):
+    def __init__(self, parent) -> None:
+        ScriptedLoadableModule.__init__(self, parent)
+        self.parent.title = "Liver Segmentation"
+        self.parent.categories = [panel.CATEGORY]
+        self.parent.dependencies = []
+        self.parent.contributors = panel.CONTRIBUTORS
+        self.parent.helpText = panel.help_text(
+            "Segments the liver and liver tumours on a contrast-enhanced abdominal CT and measures them: liver "
+            "volume, number and volume of tumours, and tumour burden.",
+            "mU-Net, a U-Net with residual paths and object-dependent high-level features in its skip connections, "
+            "trained on LiTS (Seo et al., IEEE Transactions on Medical Imaging 39(5):1316-1325, 2020).",
+            "'Load synthetic sample' builds an abdominal CT phantom with a liver and tumours of known size, and "
+            "shows their true outlines and a table of the true tumours.")
+        self.parent.acknowledgementText = panel.ACKNOWLEDGEMENT
+
+
+@parameterNodeWrapper
+class LiverSegParameterNode:
+    """inputVolume: the abdominal CT. outputSegmentation/outputTable: where the liver, tumours and measures go."""
+
+    inputVolume: vtkMRMLScalarVolumeNode
+    outputSegmentation: vtkMRMLSegmentationNode
+    outputTable: vtkMRMLTableNode
+    device: panel.DeviceChoice = "auto"
+    sampleSeed: int = 0
+
+
+class LiverSegLogic(panel.RadAssistLogic):
+    parameterNodeClass = LiverSegParameterNode
+    requiredInputs = {"inputVolume": "an abdominal CT"}
+    taskTitle = "liver segmentation"
+    pipelineModule = "radassist.liver.pipeline"
+
+    def makeSample(self, seed: int, progress: Progress) -> Any:
+        from radassist.synthetic.abdomen import make_abdomen_ct
+
+        return panel.build_sample("abdominal CT", make_abdomen_ct, seed, progress)
+
+    @staticmethod
+    def tumourReport(sample: Any):
+        """The phantom's true tumours as a table: centre (LPS mm), radius, volume and contrast."""
+        from radassist.results.tables import Report
+
+        rows = [{"tumour": index + 1, "center_x": t.center[0], "center_y": t.center[1], "center_z": t.center[2],
+                 "radius": t.radius_mm, "volume": t.volume_ml, "mean_hu": t.hu}
+                for index, t in enumerate(sample.tumours)]
+        units = {"center_x": "mm", "center_y": "mm", "center_z": "mm", "radius": "mm", "volume": "ml",
+                 "mean_hu": "HU"}
+        return Report(title="True liver tumours", rows=rows, units=units)
+
+    def showSample(self, sample: Any, parameterNode=None) -> panel.LoadedSample:
+        """The CT, its liver and tumours as a segmentation and the true tumours as a table; the CT is the input."""
+        from radassist.slicer import nodes
+
+        name = f"Synthetic abdominal CT {sample.seed}"
+        volumeNode = nodes.volume_to_node(sample.volume, name)
+        labels = nodes.labelmap_to_segmentation_node(sample.labels, volumeNode, f"{name} liver (ground truth)")
+        table = nodes.report_to_table_node(self.tumourReport(sample), f"{name} tumours (ground truth)")
+        if parameterNode is not None:
+            parameterNode.inputVolume = volumeNode
+        self.showVolume(volumeNode, labels)
+        return panel.LoadedSample(
+            volumes={"ct": volumeNode}, ground_truth={"labels": labels, "tumours": table},
+            summary=f"Loaded '{name}': liver and {len(sample.tumours)} true tumour(s) as a segmentation and a table.")
+
+
+class LiverSegWidget(panel.RadAssistWidget):
+    logicClass = LiverSegLogic
+
+
+class LiverSegTest(ScriptedLoadableModuleTest):
+    def setUp(self) -> None:
+        slicer.mrmlScene.Clear()
+
+    def runTest(self) -> None:
+        self.setUp()
+        self.test_sample_nodes()
+        self.setUp()
+        self.test_apply_needs_input()
+
+    def test_sample_nodes(self) -> None:
+        from radassist.synthetic.abdomen import make_abdomen_ct
+
+        phantom = make_abdomen_ct(2)
+        logic = LiverSegLogic()
+        parameterNode = logic.getParameterNode()
+        loaded = logic.showSample(phantom, parameterNode)
+
+        panel.check_volume_node(self, loaded.volumes["ct"], phantom.volume)
+        self.assertEqual(parameterNode.inputVolume.GetID(), loaded.volumes["ct"].GetID())
+        panel.check_segment_names(self, loaded.ground_truth["labels"], phantom.labels)
+        table = loaded.ground_truth["tumours"]
+        self.assertEqual(table.GetNumberOfRows(), len(phantom.tumours))
+        column = table.GetTable().GetColumnByName("volume")
+        volumes = [column.GetValue(row) for row in range(column.GetNumberOfTuples())]
+        self.assertEqual(volumes, [tumour.volume_ml for tumour in phantom.tumours])
+        self.assertEqual(table.GetColumnUnitLabel("volume"), "ml")
+        self.delayDisplay("Liver sample nodes checked")
+
+    def test_apply_needs_input(self) -> None:
+        volume = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", "any CT")
+        panel.check_apply_follows_inputs(self, "LiverSeg", {"inputVolume": volume})

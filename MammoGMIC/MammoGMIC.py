@@ -1,0 +1,169 @@
+"""MammoGMIC: screening mammogram classification (GMIC), as a Slicer module over the RadAssist engine."""
+
+import os
+import sys
+from typing import Any
+
+# Run from a source checkout (module folder added under "Additional module paths"): import radassist from the
+# repository root. A built extension installs radassist next to this file, where Slicer already looks.
+_CHECKOUT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if os.path.isdir(os.path.join(_CHECKOUT_ROOT, "radassist")) and _CHECKOUT_ROOT not in sys.path:
+    sys.path.insert(0, _CHECKOUT_ROOT)
+
+import slicer
+from slicer import vtkMRMLScalarVolumeNode, vtkMRMLTableNode
+from slicer.parameterNodeWrapper import parameterNodeWrapper
+from slicer.ScriptedLoadableModule import ScriptedLoadableModule, ScriptedLoadableModuleTest
+
+from radassist.runtime.progress import Progress
+from radassist.slicer import panel
+
+# Parameter -> GMIC's name of the view it holds.
+VIEW_PARAMETERS = {"lccVolume": "L-CC", "rccVolume": "R-CC", "lmloVolume": "L-MLO", "rmloVolume": "R-MLO"}
+
+
+class MammoGMIC(ScriptedLoadableModule):
+    def __init__(self, parent) -> None:
+        ScriptedLoadableModule.__init__(self, parent)
+        self.parent.title = "Mammogram Classification (GMIC)"
+        self.parent.categories = [panel.CATEGORY]
+        self.parent.dependencies = []
+        self.parent.contributors = panel.CONTRIBUTORS
+        self.parent.helpText = panel.help_text(
+            "Reads the four views of a screening mammogram exam (L-CC, R-CC, L-MLO, R-MLO) and gives, per view "
+            "and per breast, the probability of a benign and of a malignant finding, with saliency maps that show "
+            "where the network looked.",
+            "GMIC, the globally-aware multiple instance classifier: a global saliency network picks informative "
+            "patches that a local network reads at full resolution (Shen et al., 'An interpretable classifier for "
+            "high-resolution breast cancer screening images utilizing weakly supervised localization', Medical "
+            "Image Analysis 68:101908, 2021).",
+            "'Load synthetic sample' builds a four-view exam phantom with known benign and malignant findings, "
+            "and shows their outlines and the true labels per view and per breast.")
+        self.parent.acknowledgementText = panel.ACKNOWLEDGEMENT
+
+
+@parameterNodeWrapper
+class MammoGMICParameterNode:
+    """The four views of one exam, and the table that receives the class probabilities."""
+
+    lccVolume: vtkMRMLScalarVolumeNode
+    rccVolume: vtkMRMLScalarVolumeNode
+    lmloVolume: vtkMRMLScalarVolumeNode
+    rmloVolume: vtkMRMLScalarVolumeNode
+    outputTable: vtkMRMLTableNode
+    device: panel.DeviceChoice = "auto"
+    sampleSeed: int = 0
+
+
+class MammoGMICLogic(panel.RadAssistLogic):
+    parameterNodeClass = MammoGMICParameterNode
+    requiredInputs = {"lccVolume": "the L-CC view", "rccVolume": "the R-CC view", "lmloVolume": "the L-MLO view",
+                      "rmloVolume": "the R-MLO view"}
+    taskTitle = "mammogram classification"
+    pipelineModule = "radassist.mammo.pipeline"
+
+    def makeSample(self, seed: int, progress: Progress) -> Any:
+        from radassist.synthetic.mammo import make_mammogram_exam
+
+        return panel.build_sample("mammogram exam", make_mammogram_exam, seed, progress)
+
+    @staticmethod
+    def viewVolumes(exam: Any) -> dict:
+        """GMIC view name -> one-slice Volume, for the four views of a synthetic exam."""
+        return {name: exam.views[name].volume for name in VIEW_PARAMETERS.values()}
+
+    @staticmethod
+    def viewFindings(view: Any):
+        """A view's true benign and malignant regions as a LabelMap (only the kinds present), or None."""
+        import numpy as np
+
+        from radassist.results.labelmap import LabelMap
+        from radassist.results.segments import Segment
+
+        kinds = [("Benign finding", view.benign_mask, (0.3, 0.85, 0.4)),
+                 ("Malignant finding", view.malignant_mask, (0.95, 0.25, 0.2))]
+        present = [(name, mask[np.newaxis], color) for name, mask, color in kinds if np.any(mask)]
+        if not present:
+            return None
+        segments = [Segment(name, index + 1, color=color) for index, (name, _, color) in enumerate(present)]
+        volume = view.volume
+        return LabelMap.from_masks([mask for _, mask, _ in present], segments, volume.geometry, volume.source)
+
+    @staticmethod
+    def truthClassification(exam: Any):
+        """The exam's true labels in the layout of GMIC's output: per view, then per breast (0 or 1)."""
+        from radassist.results.tables import Classification, ClassifiedImage
+
+        images = [ClassifiedImage(name, {k: float(v) for k, v in exam.views[name].labels.items()})
+                  for name in VIEW_PARAMETERS.values()]
+        groups = [ClassifiedImage(f"{side} breast", {k: float(v) for k, v in labels.items()})
+                  for side, labels in exam.labels.items()]
+        return Classification(images=images, groups=groups, model="ground truth")
+
+    def showSample(self, sample: Any, parameterNode=None) -> panel.LoadedSample:
+        """One volume node per view (they become the inputs), the true findings and the true labels."""
+        from radassist.slicer import nodes
+
+        name = f"Synthetic mammogram exam {sample.seed}"
+        volumes = {view: nodes.volume_to_node(volume, f"{name} {view}")
+                   for view, volume in self.viewVolumes(sample).items()}
+        truth = {"labels": nodes.classification_to_table_node(self.truthClassification(sample),
+                                                              f"{name} labels (ground truth)")}
+        for view in VIEW_PARAMETERS.values():
+            findings = self.viewFindings(sample.views[view])
+            if findings is not None:
+                truth[f"{view} findings"] = nodes.labelmap_to_segmentation_node(
+                    findings, volumes[view], f"{name} {view} findings (ground truth)")
+        if parameterNode is not None:
+            for parameter, view in VIEW_PARAMETERS.items():
+                setattr(parameterNode, parameter, volumes[view])
+        self.showVolume(volumes["L-CC"], truth.get("L-CC findings"))
+        count = len(truth) - 1
+        return panel.LoadedSample(volumes=volumes, ground_truth=truth,
+                                  summary=f"Loaded '{name}': four views selected as inputs, true labels as a "
+                                          f"table, findings outlined on {count} view(s).")
+
+
+class MammoGMICWidget(panel.RadAssistWidget):
+    logicClass = MammoGMICLogic
+
+
+class MammoGMICTest(ScriptedLoadableModuleTest):
+    def setUp(self) -> None:
+        slicer.mrmlScene.Clear()
+
+    def runTest(self) -> None:
+        self.setUp()
+        self.test_sample_nodes()
+        self.setUp()
+        self.test_apply_needs_all_views()
+
+    def test_sample_nodes(self) -> None:
+        from radassist.synthetic.mammo import make_mammogram_exam
+
+        exam = make_mammogram_exam(4)
+        logic = MammoGMICLogic()
+        parameterNode = logic.getParameterNode()
+        loaded = logic.showSample(exam, parameterNode)
+
+        expected = logic.viewVolumes(exam)
+        self.assertEqual(set(loaded.volumes), set(VIEW_PARAMETERS.values()))
+        for view, volume in expected.items():
+            panel.check_volume_node(self, loaded.volumes[view], volume)
+        for parameter, view in VIEW_PARAMETERS.items():
+            self.assertEqual(getattr(parameterNode, parameter).GetID(), loaded.volumes[view].GetID())
+        for view in VIEW_PARAMETERS.values():
+            findings = logic.viewFindings(exam.views[view])
+            if findings is None:
+                self.assertNotIn(f"{view} findings", loaded.ground_truth)
+            else:
+                panel.check_segment_names(self, loaded.ground_truth[f"{view} findings"], findings)
+        table = loaded.ground_truth["labels"]
+        self.assertEqual(table.GetNumberOfRows(), 4 + len(exam.labels))  # four views, then one row per breast
+        self.assertEqual(table.GetCellText(0, 0), "L-CC")
+        self.delayDisplay("Mammography sample nodes checked")
+
+    def test_apply_needs_all_views(self) -> None:
+        views = {parameter: slicer.mrmlScene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", view)
+                 for parameter, view in VIEW_PARAMETERS.items()}
+        panel.check_apply_follows_inputs(self, "MammoGMIC", views)
