@@ -1,0 +1,380 @@
+"""Fetch model weights so that flaky networks, proxies and offline machines get a clear way forward.
+
+Downloads stream into ``<destination>.part``; a broken connection keeps what arrived and the next attempt (or
+the next run) asks for the rest with an HTTP Range request. A file reaches its final name only after its size
+and sha256 match the catalogue, so a pipeline never loads a truncated or tampered file. Proxies and CA bundles
+come from the environment (``HTTPS_PROXY``, ``NO_PROXY``, ``REQUESTS_CA_BUNDLE``) because requests' sessions
+trust it by default. When a host cannot be reached, the error names the url, the path to put the file at and
+its sha256, so a user behind a firewall can fetch it another way.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import time
+from pathlib import Path
+
+import requests
+
+from radassist import __version__
+from radassist.errors import DownloadError, OutputError, RadAssistError
+from radassist.io.atomic import atomic_path
+from radassist.runtime.catalog import AVAILABLE, PLANNED, ModelEntry, ModelFile, installed_path, local_path_of
+from radassist.runtime.progress import Progress
+
+DEFAULT_TIMEOUT: tuple[float, float] = (15.0, 60.0)  # seconds to connect, seconds between bytes
+DEFAULT_RETRIES = 3
+DEFAULT_BACKOFF = 1.0  # seconds before the first retry; doubles each time
+CHUNK_BYTES = 256 * 1024
+PART_SUFFIX = ".part"
+
+
+class ModelUnavailable(RadAssistError):
+    """A catalogue model whose weights RadAssist cannot fetch: planned, or to be imported by the user."""
+
+    def __init__(self, entry: ModelEntry, problem: str) -> None:
+        self.entry = entry
+        super().__init__(problem)
+
+
+class _Fatal(Exception):
+    """The server gave a definite answer (404, 403, ...) that retrying will not change."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        super().__init__(reason)
+
+
+class _Retryable(Exception):
+    """One attempt failed in a way another attempt may fix (connection lost, timeout, 5xx)."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        super().__init__(reason)
+
+
+def partial_path(destination: str | Path) -> Path:
+    """Where the bytes of an unfinished download of ``destination`` are kept for resuming."""
+    destination = Path(destination)
+    return destination.with_name(destination.name + PART_SUFFIX)
+
+
+def file_sha256(path: str | Path) -> str:
+    """Hex sha256 of a file, read in chunks (model files are large)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(CHUNK_BYTES):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def is_valid_copy(path: str | Path, sha256: str | None = None, size: int | None = None) -> bool:
+    """True when ``path`` is a file with the expected size and sha256 (each checked only when given)."""
+    path = Path(path)
+    if not path.is_file():
+        return False
+    if size is not None and path.stat().st_size != size:
+        return False
+    return sha256 is None or file_sha256(path) == sha256.lower()
+
+
+def fetch_file(url: str, destination: str | Path, sha256: str | None = None, size: int | None = None,
+               progress: Progress | None = None, timeout: float | tuple[float, float] = DEFAULT_TIMEOUT,
+               retries: int = DEFAULT_RETRIES, backoff: float = DEFAULT_BACKOFF,
+               session: requests.Session | None = None) -> Path:
+    """Download (or copy, for a local path or file:// url) ``url`` to ``destination`` and verify it.
+
+    Resumes a ``.part`` file left by an earlier attempt, retries connection errors, timeouts and 5xx answers
+    ``retries`` times with exponential backoff, and publishes the file only when size and sha256 match.
+    Raises DownloadError with a message the user can act on; Cancelled (through ``progress``) keeps the
+    partial file for the next run.
+    """
+    destination = Path(destination)
+    if sha256 is not None and is_valid_copy(destination, sha256, size):
+        return destination
+    _make_parent(destination)
+    reporter = _ByteReporter(progress, destination.name)
+    try:
+        local = local_path_of(url)
+        if local is not None:
+            return _copy_local(local, url, destination, sha256, size, reporter)
+        owned = session is None
+        session = session or _new_session()
+        try:
+            _download_with_retries(session, url, destination, sha256, size, reporter, timeout, retries, backoff)
+        finally:
+            if owned:
+                session.close()
+    finally:
+        reporter.close()
+    return _publish(partial_path(destination), url, destination, sha256, size)
+
+
+def install_model(entry: ModelEntry, progress: Progress | None = None,
+                  timeout: float | tuple[float, float] = DEFAULT_TIMEOUT, retries: int = DEFAULT_RETRIES,
+                  backoff: float = DEFAULT_BACKOFF, session: requests.Session | None = None) -> Path:
+    """Make every file of ``entry`` present and verified in its install folder; returns that folder.
+
+    Files already there with the right hash are kept. Planned models and user-import models whose files are
+    missing raise ModelUnavailable saying what the user can do instead.
+    """
+    folder = installed_path(entry)
+    if entry.status == PLANNED:
+        raise ModelUnavailable(entry, f"model {entry.label} is planned but its weights are not yet published: "
+                                      f"train your own, or import weights through a catalogue of your own "
+                                      f"(set RADASSIST_CATALOGS to its path)")
+    progress = progress or Progress()
+    missing = [f for f in entry.files if not is_valid_copy(folder / f.name, f.sha256, f.size)]
+    if entry.status != AVAILABLE:
+        if missing:
+            names = ", ".join(f.name for f in missing)
+            raise ModelUnavailable(entry, f"model {entry.label} is not distributed with RadAssist. {entry.obtain} "
+                                          f"Then put {names} in {folder} (or use 'import_model_file').")
+        return folder
+    weights = [max(f.size or 1, 1) for f in entry.files]
+    done = 0.0
+    for model_file, weight in zip(entry.files, weights):
+        share = weight / sum(weights)
+        step = progress.sub(done, done + share)
+        done += share
+        if model_file not in missing:
+            step.update(1.0, f"{model_file.name} already installed")
+            continue
+        fetch_file(_required_url(entry, model_file), folder / model_file.name, model_file.sha256, model_file.size,
+                   step, timeout=timeout, retries=retries, backoff=backoff, session=session)
+    return folder
+
+
+def import_model_file(entry: ModelEntry, source: str | Path, name: str | None = None,
+                      progress: Progress | None = None) -> Path:
+    """Copy a file the user obtained (e.g. a published GMIC checkpoint) into ``entry``'s install folder.
+
+    The catalogue's sha256 and size are checked when it has them; ``name`` defaults to the entry's only file.
+    """
+    if name is None:
+        if len(entry.files) != 1:
+            raise ModelUnavailable(entry, f"model {entry.label} has {len(entry.files)} files; say which one "
+                                          f"{str(source)!r} is ({', '.join(f.name for f in entry.files)})")
+        name = entry.files[0].name
+    matches = [f for f in entry.files if f.name == name]
+    if not matches:
+        raise ModelUnavailable(entry, f"model {entry.label} has no file {name!r}; its files are "
+                                      f"{', '.join(f.name for f in entry.files)}")
+    model_file = matches[0]
+    return fetch_file(str(Path(source).expanduser().resolve()), installed_path(entry) / name, model_file.sha256,
+                      model_file.size, progress)
+
+
+# -- one download ------------------------------------------------------------------------------------------------
+
+def _new_session() -> requests.Session:
+    session = requests.Session()  # trust_env stays True: proxies, NO_PROXY and CA bundles from the environment
+    session.headers["User-Agent"] = f"radassist/{__version__}"
+    return session
+
+
+def _download_with_retries(session: requests.Session, url: str, destination: Path, sha256: str | None,
+                           size: int | None, reporter: "_ByteReporter", timeout, retries: int,
+                           backoff: float) -> None:
+    part = partial_path(destination)
+    reason = "no attempt was made"
+    for attempt in range(max(retries, 0) + 1):
+        if attempt:
+            time.sleep(backoff * 2 ** (attempt - 1))
+        try:
+            _download_once(session, url, part, size, reporter, timeout)
+            return
+        except _Retryable as failure:
+            reason = failure.reason
+        except _Fatal as failure:
+            raise DownloadError(url, f"could not download {url}: {failure.reason}. Check the url in the model "
+                                     f"catalogue, or {_by_hand(destination, sha256, lower=True)}") from None
+    tries = f" (tried {retries + 1} times)" if retries > 0 else ""
+    raise DownloadError(url, f"could not download {url}: {reason}{tries}. "
+                             f"{_by_hand(destination, sha256)}")
+
+
+def _download_once(session: requests.Session, url: str, part: Path, size: int | None,
+                   reporter: "_ByteReporter", timeout) -> None:
+    offset = part.stat().st_size if part.is_file() else 0
+    if size is not None and offset > size:
+        part.unlink()
+        offset = 0
+    if size is not None and offset == size and offset > 0:
+        return  # an earlier run got every byte; the hash check decides
+    headers = {"Accept-Encoding": "identity"}  # byte ranges must count the file's bytes, not a compressed stream
+    if offset:
+        headers["Range"] = f"bytes={offset}-"
+    try:
+        with session.get(url, headers=headers, stream=True, timeout=timeout) as response:
+            mode, offset = _write_mode(response, part, offset)
+            if mode is None:
+                return
+            length = response.headers.get("Content-Length")
+            total = offset + int(length) if length and length.isdigit() else size
+            reporter.report(offset, total)
+            with open(part, mode) as out:
+                for chunk in response.iter_content(CHUNK_BYTES):
+                    out.write(chunk)
+                    offset += len(chunk)
+                    reporter.report(offset, total)
+    except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError) as exc:
+        raise _Retryable(_describe(exc)) from None
+    except (requests.exceptions.InvalidURL, requests.exceptions.MissingSchema,
+            requests.exceptions.InvalidSchema) as exc:
+        raise _Fatal(f"not a usable url ({exc})") from None
+    if total is not None and offset < total:
+        raise _Retryable(f"the connection closed after {offset} of {total} bytes")
+
+
+def _write_mode(response: requests.Response, part: Path, offset: int) -> tuple[str | None, int]:
+    """How to write this answer: append (206 at our offset), start over (200), or nothing left to fetch."""
+    status = response.status_code
+    if status == 206:
+        start = _content_range_start(response.headers.get("Content-Range", ""))
+        if start != offset:
+            part.unlink(missing_ok=True)
+            raise _Retryable(f"the server resumed at byte {start} instead of {offset}")
+        return "ab", offset
+    if status == 200:
+        return "wb", 0  # the server ignored Range (or there was none): start from the first byte
+    if status == 416 and offset:
+        total = _content_range_total(response.headers.get("Content-Range", ""))
+        if total == offset:
+            return None, offset  # the partial file is already complete
+        part.unlink(missing_ok=True)
+        raise _Retryable("the server could not resume the partial file, starting over")
+    if status >= 500 or status in (408, 429):
+        raise _Retryable(f"the server answered {status} {response.reason}")
+    raise _Fatal(f"the server answered {status} {response.reason}")
+
+
+def _content_range_start(value: str) -> int | None:
+    match = re.match(r"\s*bytes\s+(\d+)-\d+/(\d+|\*)", value)
+    return int(match.group(1)) if match else None
+
+
+def _content_range_total(value: str) -> int | None:
+    match = re.match(r"\s*bytes\s+(?:\*|\d+-\d+)/(\d+)", value)
+    return int(match.group(1)) if match else None
+
+
+def _describe(exc: Exception) -> str:
+    """A short reason a person understands, instead of urllib3's nested repr."""
+    text = str(exc)
+    if isinstance(exc, requests.exceptions.ProxyError):
+        return "the proxy from the environment (HTTP_PROXY/HTTPS_PROXY) could not be reached"
+    if isinstance(exc, requests.exceptions.SSLError):
+        return "the secure connection failed (certificate problem? set REQUESTS_CA_BUNDLE for a site CA)"
+    if isinstance(exc, requests.ConnectTimeout):
+        return "connecting to the server timed out"
+    if isinstance(exc, requests.ReadTimeout) or "Read timed out" in text:
+        return "the server stopped sending data (read timed out)"
+    if isinstance(exc, requests.exceptions.ChunkedEncodingError) or "IncompleteRead" in text \
+            or "Connection broken" in text:
+        return "the connection broke off in the middle of the file"
+    if "Connection refused" in text:
+        return "the server could not be reached (connection refused)"
+    if "resolve" in text or "Name or service not known" in text or "getaddrinfo" in text:
+        return "the host name could not be resolved (offline?)"
+    return "the server could not be reached"
+
+
+def _by_hand(destination: Path, sha256: str | None, lower: bool = False) -> str:
+    check = f" (sha256 {sha256})" if sha256 else ""
+    text = f"Download it by hand and put it at {destination}{check}"
+    return (text[0].lower() + text[1:] if lower else text) + "."
+
+
+# -- finishing ---------------------------------------------------------------------------------------------------
+
+def _publish(part: Path, url: str, destination: Path, sha256: str | None, size: int | None) -> Path:
+    """Check the finished .part file and move it to its final name in one rename."""
+    _check_file(part, url, destination, sha256, size)
+    with atomic_path(destination) as temp:
+        os.replace(part, temp)
+    return destination
+
+
+def _check_file(path: Path, url: str, destination: Path, sha256: str | None, size: int | None) -> None:
+    """Delete ``path`` and raise when its size or sha256 is not the expected one."""
+    actual_size = path.stat().st_size
+    if size is not None and actual_size != size:
+        path.unlink(missing_ok=True)
+        raise DownloadError(url, f"{url}: expected {size} bytes, got {actual_size}; the file was deleted and "
+                                 f"nothing was written to {destination}")
+    if sha256 is not None:
+        got = file_sha256(path)
+        if got != sha256.lower():
+            path.unlink(missing_ok=True)
+            raise DownloadError(url, f"sha256 mismatch for {url}: expected {sha256.lower()}, got {got}; the "
+                                     f"damaged file was deleted and nothing was written to {destination}")
+
+
+def _copy_local(source: Path, url: str, destination: Path, sha256: str | None, size: int | None,
+                reporter: "_ByteReporter") -> Path:
+    if not source.is_file():
+        raise DownloadError(url, f"could not copy {source}: no such file. Put the model file there, or put it "
+                                 f"at {destination}" + (f" (sha256 {sha256})" if sha256 else "") + ".")
+    total = source.stat().st_size
+    with atomic_path(destination) as temp:
+        copied = 0
+        with open(source, "rb") as src, open(temp, "wb") as out:
+            while chunk := src.read(CHUNK_BYTES):
+                out.write(chunk)
+                copied += len(chunk)
+                reporter.report(copied, total)
+        _check_file(temp, url, destination, sha256, size)
+    return destination
+
+
+def _make_parent(destination: Path) -> None:
+    try:
+        destination.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(destination.parent, f"cannot create the model folder ({exc.strerror or exc})") from None
+
+
+def _required_url(entry: ModelEntry, model_file: ModelFile) -> str:
+    if not model_file.url:
+        raise ModelUnavailable(entry, f"model {entry.label}: file {model_file.name} has no url in "
+                                      f"{entry.catalogue}")
+    return model_file.url
+
+
+class _ByteReporter:
+    """Sends byte counts to a Progress (Slicer, CLI wrappers) or, without one, to a tqdm bar on a terminal."""
+
+    def __init__(self, progress: Progress | None, name: str) -> None:
+        self.progress = progress
+        self.name = name
+        self.bar = None
+        if progress is None:
+            from tqdm import tqdm
+
+            self.bar = tqdm(desc=name, unit="B", unit_scale=True, unit_divisor=1024, disable=None, leave=False)
+
+    def report(self, done: int, total: int | None) -> None:
+        if self.progress is not None:
+            fraction = done / total if total else 0.0
+            size = f" of {_human(total)}" if total else ""
+            self.progress.update(fraction, f"{self.name}: {_human(done)}{size}")
+        elif self.bar is not None:
+            self.bar.total = total
+            self.bar.n = done
+            self.bar.refresh()
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def _human(count: int) -> str:
+    value = float(count)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if value < 1024 or unit == "GiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{count} B"
