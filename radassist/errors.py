@@ -27,3 +27,12 @@ class OutputError(RadAssistError):
         self.path = str(path)
         self.problem = problem
         super().__init__(f"{self.path}: {problem}")
+
+
+class DownloadError(RadAssistError):
+    """A model file could not be fetched or failed its check; the message says what to do by hand."""
+
+    def __init__(self, url: str, problem: str) -> None:
+        self.url = url
+        self.problem = problem
+        super().__init__(problem)
