@@ -23,6 +23,7 @@ RUNTIME_REQUIREMENTS: tuple[str, ...] = (
     "requests>=2.31",
     "tqdm>=4.66",
     "Pillow>=10.0",
+    "safetensors>=0.4",
 )
 
 # Distribution name -> the module it installs, where they differ; used when a package (Slicer's own SimpleITK,

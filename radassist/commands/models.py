@@ -1,0 +1,254 @@
+"""`radassist models`: list the catalogue, install, import your own weights, verify, remove, locate."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import uuid
+from pathlib import Path
+
+from radassist.errors import InputError, RadAssistError
+from radassist.runtime import paths
+from radassist.runtime.catalog import PLANNED, USER_IMPORT, Catalog, ModelEntry, installed_path
+from radassist.runtime.registry import MODEL_ID_PATTERN, is_architecture, is_installed, load_full_catalog
+
+
+def register(commands: argparse._SubParsersAction, formatter: type[argparse.HelpFormatter]) -> None:
+    parser = commands.add_parser(
+        "models", help="list, install, import, verify and remove models", formatter_class=formatter,
+        description="Manage the models RadAssist runs. The catalogue is Resources/models.json, the files in "
+                    f"${paths.CATALOG_ENV} and the models you imported; installed files live in the models "
+                    f"folder (set ${paths.CACHE_ENV} to move it).")
+    actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
+
+    listing = actions.add_parser("list", help="catalogue models with their install status", formatter_class=formatter)
+    listing.add_argument("--task", help="only models for this task (a prefix works: --task liver)")
+    listing.add_argument("--json", action="store_true", help="print machine-readable JSON")
+    listing.set_defaults(handler=run_list)
+
+    install = actions.add_parser("install", help="download a model's weights and check their sha256",
+                                 formatter_class=formatter)
+    install.add_argument("id", metavar="ID", help="model id from 'radassist models list'")
+    install.add_argument("--version", help="model version (default: the highest)")
+    install.set_defaults(handler=run_install)
+
+    imports = actions.add_parser(
+        "import", help="install your own weights (torch.save state dict or .safetensors)", formatter_class=formatter,
+        description="Install weights you trained or obtained. TARGET is a task (a new model of yours for it, "
+                    "labelled like the task's catalogue model) or a catalogue model id (the file becomes that "
+                    "model's weights, e.g. a GMIC checkpoint you downloaded). Files are read with "
+                    "torch.load(weights_only=True): pickles holding Python objects are refused.")
+    imports.add_argument("target", metavar="TARGET", help="task (e.g. liver-segmentation) or catalogue model id")
+    imports.add_argument("file", type=Path, metavar="FILE", help="weights file: .pt/.pth/.ckpt state dict or "
+                                                                 ".safetensors")
+    imports.add_argument("--id", dest="model_id", help="id of the new model (default: user-TASK-ARCHITECTURE)")
+    imports.add_argument("--architecture", help="network architecture of the weights, e.g. monai-unet "
+                                                "(default: the task's catalogue model's)")
+    imports.add_argument("--config", help="the network's config as JSON text or a .json file, e.g. "
+                                          "'{\"spatial_dims\": 3, \"out_channels\": 3}'")
+    imports.add_argument("--version", default="1.0.0", help="version of the new model")
+    imports.add_argument("--title", help="title shown in 'radassist models list'")
+    imports.set_defaults(handler=run_import)
+
+    verify = actions.add_parser("verify", help="check installed files against their sha256",
+                                formatter_class=formatter)
+    verify.add_argument("id", metavar="ID", nargs="?", help="one model (default: every installed model)")
+    verify.add_argument("--version", help="model version (default: every installed version)")
+    verify.set_defaults(handler=run_verify)
+
+    remove = actions.add_parser("remove", help="delete an installed model", formatter_class=formatter)
+    remove.add_argument("id", metavar="ID")
+    remove.add_argument("--version", help="only this version (default: every installed version)")
+    remove.set_defaults(handler=run_remove)
+
+    where = actions.add_parser("path", help="print the folder of an installed model", formatter_class=formatter)
+    where.add_argument("id", metavar="ID")
+    where.add_argument("--version", help="model version (default: the highest installed)")
+    where.set_defaults(handler=run_path)
+
+
+# --- helpers -----------------------------------------------------------------------------------------------------
+
+def _entry(catalog: Catalog, model_id: str, version: str | None) -> ModelEntry:
+    try:
+        return catalog.get(model_id, version)
+    except KeyError as error:
+        raise InputError(None, str(error.args[0])) from None
+
+
+def _installed_entries(catalog: Catalog, model_id: str | None, version: str | None) -> list[ModelEntry]:
+    entries = [e for e in catalog if (model_id is None or e.id == model_id) and
+               (version is None or e.version == version) and installed_path(e).is_dir()]
+    if model_id is not None and not entries:
+        _entry(catalog, model_id, version)  # unknown id or version: say which exist
+        raise InputError(None, f"model {model_id}{' ' + version if version else ''} is not installed; "
+                               f"install it with 'radassist models install {model_id}'")
+    return entries
+
+
+def _status(entry: ModelEntry) -> str:
+    if is_installed(entry):
+        return "installed"
+    return "planned" if entry.status == PLANNED else "not installed"
+
+
+def _planned_help(entry: ModelEntry) -> str:
+    own = f"'radassist models import {entry.id} FILE' (a {entry.architecture} network) or " \
+        if is_architecture(entry.architecture) else ""
+    return (f"model {entry.label} is planned: its weights are not yet published. Train your own, or bring your "
+            f"own weights: {own}'radassist models import {entry.task} FILE --architecture monai-unet "
+            f"--config CONFIG'")
+
+
+# --- actions -----------------------------------------------------------------------------------------------------
+
+def run_list(args: argparse.Namespace) -> int:
+    catalog = load_full_catalog()
+    entries = [e for e in catalog if not args.task or e.task == args.task or e.task.startswith(args.task)]
+    if args.task and not entries:
+        tasks = sorted({e.task for e in catalog})
+        raise InputError(None, f"no models for task '{args.task}'; tasks: {', '.join(tasks)}")
+    rows = [{"id": e.id, "version": e.version, "task": e.task, "title": e.title, "status": _status(e),
+             "catalogueStatus": e.status, "architecture": e.architecture, "licence": e.licence.get("name", ""),
+             "path": str(installed_path(e)) if is_installed(e) else None, "catalogue": str(e.catalogue)}
+            for e in entries]
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    header = ("ID", "VERSION", "TASK", "STATUS", "LICENCE", "TITLE")
+    table = [header] + [(r["id"], r["version"], r["task"], r["status"], r["licence"], r["title"]) for r in rows]
+    widths = [max(len(row[i]) for row in table) for i in range(len(header) - 1)]
+    for row in table:
+        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)) + "  " + row[-1])
+    print(f"\nModels folder: {paths.models_dir()}")
+    return 0
+
+
+def run_install(args: argparse.Namespace) -> int:
+    from radassist.runtime.download import ModelUnavailable, install_model
+    from radassist.runtime.progress import tqdm_progress
+
+    entry = _entry(load_full_catalog(), args.id, args.version)
+    if entry.status == PLANNED:
+        raise RadAssistError(_planned_help(entry))
+    try:
+        with tqdm_progress(f"installing {entry.label}") as progress:
+            folder = install_model(entry, progress)
+    except ModelUnavailable as error:
+        if entry.status == USER_IMPORT:
+            raise RadAssistError(f"{error} Once you have the file: 'radassist models import {entry.id} FILE'") \
+                from None
+        raise
+    print(f"installed {entry.label} in {folder}")
+    return 0
+
+
+def _config_argument(text: str | None) -> dict | None:
+    if text is None:
+        return None
+    candidate = Path(text).expanduser()
+    source = candidate if candidate.suffix.lower() == ".json" or candidate.is_file() else None
+    try:
+        value = json.loads(candidate.read_text(encoding="utf-8") if source else text)
+    except OSError as error:
+        raise InputError(candidate, f"cannot read the config file ({error.strerror or error})") from None
+    except json.JSONDecodeError as error:
+        raise InputError(source, f"--config is not valid JSON ({error})") from None
+    if not isinstance(value, dict):
+        raise InputError(source, "--config must be a JSON object of config fields")
+    return value
+
+
+def run_import(args: argparse.Namespace) -> int:
+    from radassist.runtime.registry import import_model
+
+    try:
+        folder = import_model(args.target, args.file, args.model_id, architecture=args.architecture,
+                              config=_config_argument(args.config), version=args.version, title=args.title)
+    except InputError as error:
+        if "does not fit architecture" not in error.problem:
+            raise
+        raise InputError(error.path, error.problem + "\n  (give the network's constructor arguments with --config, "
+                                                     "or the right --architecture)") from None
+    print(f"imported {args.file} into {folder}")
+    return 0
+
+
+def _verify_entry(entry: ModelEntry) -> list[tuple[str, str, bool]]:
+    """(file, finding, ok) for every file of an installed entry."""
+    from radassist.runtime.checkpoints import CONFIG_NAME, sha256_file
+
+    folder = installed_path(entry)
+    recorded: dict[str, str] = {}
+    config_file = folder / CONFIG_NAME
+    if config_file.is_file():
+        try:
+            record = json.loads(config_file.read_text(encoding="utf-8"))
+            if isinstance(record, dict) and record.get("sha256") and record.get("weights"):
+                recorded[str(record["weights"])] = str(record["sha256"])
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            pass  # the catalogue's own hash of config.json, if any, reports the damage
+    findings = []
+    for model_file in entry.files:
+        path = folder / model_file.name
+        expected = model_file.sha256 or recorded.get(model_file.name)
+        if not path.is_file():
+            findings.append((model_file.name, "missing", False))
+        elif expected is None:
+            findings.append((model_file.name, "present (no sha256 recorded to check it against)", True))
+        elif sha256_file(path) == expected.lower():
+            findings.append((model_file.name, "ok, sha256 matches", True))
+        else:
+            findings.append((model_file.name, f"sha256 MISMATCH (expected {expected.lower()})", False))
+    return findings
+
+
+def run_verify(args: argparse.Namespace) -> int:
+    entries = _installed_entries(load_full_catalog(), args.id, args.version)
+    if not entries:
+        print(f"no models installed in {paths.models_dir()}")
+        return 0
+    problems = []
+    for entry in entries:
+        for name, finding, ok in _verify_entry(entry):
+            print(f"{entry.label}  {name}: {finding}")
+            if not ok:
+                problems.append(f"{entry.label} {name}")
+    if problems:
+        raise RadAssistError(f"{len(problems)} file(s) failed verification ({', '.join(problems)}); reinstall with "
+                             f"'radassist models install ID' or import the weights again")
+    return 0
+
+
+def run_remove(args: argparse.Namespace) -> int:
+    from radassist.runtime.registry import remove_user_entry
+
+    if not MODEL_ID_PATTERN.match(args.id):
+        raise InputError(None, f"'{args.id}' is not a model id")
+    base = paths.models_dir() / args.id
+    folders = [base / args.version] if args.version else sorted(p for p in base.glob("*") if p.is_dir())
+    folders = [f for f in folders if f.is_dir() and not f.name.startswith(".")]
+    dropped = remove_user_entry(args.id, args.version)
+    if not folders and not dropped:
+        raise InputError(None, f"model {args.id}{' ' + args.version if args.version else ''} is not installed "
+                               f"in {paths.models_dir()}")
+    for folder in folders:
+        doomed = folder.with_name(f".radassist-removing-{uuid.uuid4().hex[:8]}")
+        os.replace(folder, doomed)  # one rename: the model is gone at once, never half-deleted
+        shutil.rmtree(doomed)
+        print(f"removed {args.id} {folder.name} ({folder})")
+    if base.is_dir() and not any(base.iterdir()):
+        base.rmdir()
+    return 0
+
+
+def run_path(args: argparse.Namespace) -> int:
+    catalog = load_full_catalog()
+    installed = [e for e in _installed_entries(catalog, args.id, args.version) if is_installed(e)]
+    if not installed:
+        raise InputError(None, f"model {args.id} is not completely installed; run 'radassist models install "
+                               f"{args.id}' (or import its weights)")
+    print(installed_path(installed[-1]))
+    return 0
