@@ -24,6 +24,8 @@ RUNTIME_REQUIREMENTS: tuple[str, ...] = (
     "tqdm>=4.66",
     "Pillow>=10.0",
     "safetensors>=0.4",
+    "jsonschema>=4.20",
+    "packaging>=23.0",
 )
 
 # Distribution name -> the module it installs, where they differ; used when a package (Slicer's own SimpleITK,

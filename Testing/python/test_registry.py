@@ -19,7 +19,6 @@ from radassist.runtime.registry import (
     get_architecture,
     import_model,
     is_installed,
-    load_full_catalog,
     make_config,
     register_architecture,
     remove_user_entry,
@@ -108,7 +107,7 @@ def test_import_a_user_model_for_a_task(cache, tmp_path):
     folder = import_model("liver-segmentation", weights, "my-liver", architecture="monai-unet", config=SMALL)
     assert folder == cache / "models" / "my-liver" / "1.0.0"
 
-    entry = load_full_catalog().get("my-liver")
+    entry = load_catalog().get("my-liver")
     assert entry.task == "liver-segmentation" and entry.architecture == "monai-unet" and entry.status == "user-import"
     assert [label.name for label in entry.labels] == ["liver", "liver tumour"]
     assert is_installed(entry) and installed_path(entry) == folder
@@ -125,7 +124,7 @@ def test_import_a_user_model_for_a_task(cache, tmp_path):
         import_model("liver-segmentation", weights, "my-liver", architecture="monai-unet", config=SMALL)
     assert remove_user_entry("my-liver") == 1
     with pytest.raises(KeyError):
-        load_full_catalog().get("my-liver")
+        load_catalog().get("my-liver")
 
 
 def test_a_failed_import_leaves_nothing(cache, tmp_path):

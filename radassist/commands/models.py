@@ -12,7 +12,8 @@ from pathlib import Path
 from radassist.errors import InputError, RadAssistError
 from radassist.runtime import paths
 from radassist.runtime.catalog import PLANNED, USER_IMPORT, Catalog, ModelEntry, installed_path
-from radassist.runtime.registry import MODEL_ID_PATTERN, is_architecture, is_installed, load_full_catalog
+from radassist.runtime.catalog import load_catalog
+from radassist.runtime.registry import MODEL_ID_PATTERN, is_architecture, is_installed
 
 
 def register(commands: argparse._SubParsersAction, formatter: type[argparse.HelpFormatter]) -> None:
@@ -105,7 +106,7 @@ def _planned_help(entry: ModelEntry) -> str:
 # --- actions -----------------------------------------------------------------------------------------------------
 
 def run_list(args: argparse.Namespace) -> int:
-    catalog = load_full_catalog()
+    catalog = load_catalog()
     entries = [e for e in catalog if not args.task or e.task == args.task or e.task.startswith(args.task)]
     if args.task and not entries:
         tasks = sorted({e.task for e in catalog})
@@ -130,7 +131,7 @@ def run_install(args: argparse.Namespace) -> int:
     from radassist.runtime.download import ModelUnavailable, install_model
     from radassist.runtime.progress import tqdm_progress
 
-    entry = _entry(load_full_catalog(), args.id, args.version)
+    entry = _entry(load_catalog(), args.id, args.version)
     if entry.status == PLANNED:
         raise RadAssistError(_planned_help(entry))
     try:
@@ -206,7 +207,7 @@ def _verify_entry(entry: ModelEntry) -> list[tuple[str, str, bool]]:
 
 
 def run_verify(args: argparse.Namespace) -> int:
-    entries = _installed_entries(load_full_catalog(), args.id, args.version)
+    entries = _installed_entries(load_catalog(), args.id, args.version)
     if not entries:
         print(f"no models installed in {paths.models_dir()}")
         return 0
@@ -245,7 +246,7 @@ def run_remove(args: argparse.Namespace) -> int:
 
 
 def run_path(args: argparse.Namespace) -> int:
-    catalog = load_full_catalog()
+    catalog = load_catalog()
     installed = [e for e in _installed_entries(catalog, args.id, args.version) if is_installed(e)]
     if not installed:
         raise InputError(None, f"model {args.id} is not completely installed; run 'radassist models install "

@@ -159,9 +159,10 @@ def schema_path() -> Path:
 
 
 def catalogue_paths(extra: Iterable[str | Path] | None = None) -> list[Path]:
-    """Bundled catalogue, then ``$RADASSIST_CATALOGS``, then ``extra``: the order in which later ones win."""
+    """Bundled catalogue, ``$RADASSIST_CATALOGS``, the user's imports (if any), then ``extra``: later ones win."""
     explicit = [Path(p).expanduser() for p in (extra or [])]
-    return [runtime_paths.bundled_catalog(), *runtime_paths.extra_catalogs(), *explicit]
+    user = [runtime_paths.user_catalog()] if runtime_paths.user_catalog().is_file() else []
+    return [runtime_paths.bundled_catalog(), *runtime_paths.extra_catalogs(), *user, *explicit]
 
 
 def load_catalog(paths: Iterable[str | Path] | None = None) -> Catalog:

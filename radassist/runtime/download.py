@@ -131,7 +131,7 @@ def install_model(entry: ModelEntry, progress: Progress | None = None,
         if missing:
             names = ", ".join(f.name for f in missing)
             raise ModelUnavailable(entry, f"model {entry.label} is not distributed with RadAssist. {entry.obtain} "
-                                          f"Then put {names} in {folder} (or use 'import_model_file').")
+                                          f"Then put {names} in {folder} (or run 'radassist models import {entry.id} FILE').")
         return folder
     weights = [max(f.size or 1, 1) for f in entry.files]
     done = 0.0

@@ -28,6 +28,11 @@ def models_dir() -> Path:
     return cache_dir() / "models"
 
 
+def user_catalog() -> Path:
+    """The catalogue of models the user imported or trained; it lives beside the installed models."""
+    return models_dir() / "user-models.json"
+
+
 def bundled_catalog() -> Path:
     """The model catalogue shipped with RadAssist (Resources/models.json in the source tree or the package)."""
     package_copy = Path(__file__).resolve().parents[1] / "resources" / "models.json"

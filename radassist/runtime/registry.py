@@ -24,6 +24,7 @@ from typing import Any, Union
 from radassist.errors import InputError
 from radassist.io.atomic import atomic_path
 from radassist.runtime import paths as runtime_paths
+from radassist.runtime.catalog import load_catalog
 
 if typing.TYPE_CHECKING:
     from torch import nn
@@ -242,21 +243,12 @@ register_architecture("monai-unet", MonaiUNetConfig, build_monai_unet,
 
 # --- catalogue entries and user imports --------------------------------------------------------------------------
 
-USER_CATALOGUE_NAME = "user-models.json"
 MODEL_ID_PATTERN = re.compile(r"^[a-z0-9]+(-[a-z0-9]+)*$")
 
 
 def user_catalogue_path() -> Path:
-    """The catalogue of models the user imported; it lives beside the installed models."""
-    return runtime_paths.models_dir() / USER_CATALOGUE_NAME
-
-
-def load_full_catalog() -> "Catalog":
-    """The bundled catalogue, ``$RADASSIST_CATALOGS`` and the user's imports (these win on equal id/version)."""
-    from radassist.runtime.catalog import load_catalog
-
-    user = user_catalogue_path()
-    return load_catalog([user] if user.is_file() else None)
+    """The catalogue of models the user imported; load_catalog() reads it after the bundled and site ones."""
+    return runtime_paths.user_catalog()
 
 
 def build_from_entry(entry: "ModelEntry") -> "nn.Module":
@@ -348,7 +340,7 @@ def import_model(task_or_architecture: str, file: str | Path, model_id: str | No
     from radassist.runtime.checkpoints import fit_state_dict, read_weights_file, unwrap_state_dict
 
     file = Path(file)
-    catalog = load_full_catalog()
+    catalog = load_catalog()
     plan = plan_import(catalog, task_or_architecture, architecture, config, task, as_new_entry=model_id is not None)
     content, header = read_weights_file(file)
     if config is None and plan.target is None and header.get("radassist.architecture") == plan.architecture:
