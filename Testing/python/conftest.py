@@ -31,3 +31,19 @@ def markups_schema(test_data: Path) -> dict:
     import json
 
     return json.loads((test_data / "slicer" / "markups-schema-v1.0.3.json").read_text())
+
+
+@pytest.fixture
+def unwritable_folder(tmp_path: Path):
+    """An existing folder this process cannot write into (root ignores permissions, so use sysfs there)."""
+    if os.geteuid() == 0:
+        folder = Path("/sys/kernel")
+        if not folder.is_dir():
+            pytest.skip("no folder is read-only for root here")
+        yield folder
+        return
+    folder = tmp_path / "locked"
+    folder.mkdir()
+    folder.chmod(0o500)
+    yield folder
+    folder.chmod(0o700)

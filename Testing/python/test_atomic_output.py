@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
@@ -42,22 +41,6 @@ def test_run_output_publishes_everything_or_nothing(tmp_path: Path) -> None:
         run.path("sub/b.txt").write_text("b")
     assert sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file()) == ["a.txt", "sub/b.txt"]
     assert [p.name for p in out.iterdir() if p.name.startswith(".radassist-tmp")] == []
-
-
-@pytest.fixture
-def unwritable_folder(tmp_path: Path):
-    """An existing folder this process cannot write into (root ignores permissions, so use sysfs there)."""
-    if os.geteuid() == 0:
-        folder = Path("/sys/kernel")
-        if not folder.is_dir():
-            pytest.skip("no folder is read-only for root here")
-        yield folder
-        return
-    folder = tmp_path / "locked"
-    folder.mkdir()
-    folder.chmod(0o500)
-    yield folder
-    folder.chmod(0o700)
 
 
 def test_unwritable_folder_is_reported(unwritable_folder: Path) -> None:

@@ -95,7 +95,9 @@ def _mammo(folder: Path, seed: int, progress: Progress) -> dict[str, Any]:
                                       {"laterality": view.laterality, "view": view.view}))
     labels = Classification(images=images, model="reference labels of the phantom")
     write_classification(labels, folder / "labels.json", folder / "labels.csv")
-    preview_classification(exam.views[0].to_volume(), labels, folder / "exam.png")
+    lesions = {f"{v.laterality}-{v.view}": (v.benign_mask | v.malignant_mask).astype(float) for v in exam.views}
+    preview_classification({f"{v.laterality}-{v.view}": v.to_volume() for v in exam.views}, labels,
+                           folder / "exam.png", overlays=lesions)
     return {"views": [image.image_id for image in images],
             "malignant_views": [i.image_id for i in images if i.probabilities.get("malignant")]}
 
