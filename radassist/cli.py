@@ -10,7 +10,8 @@ import sys
 from collections.abc import Sequence
 
 from radassist import __version__
-from radassist.commands import COMMAND_MODULES
+from radassist.commands import COMMAND_MODULES, TASK_MODULES
+from radassist.commands.train_evaluate import register_all
 from radassist.errors import RadAssistError
 
 
@@ -27,6 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for module in COMMAND_MODULES:
         module.register(commands, _Formatter)
+    register_all(commands, _Formatter, TASK_MODULES)
     return parser
 
 

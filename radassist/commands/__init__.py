@@ -1,5 +1,10 @@
-"""Command groups of the `radassist` CLI; each module has ``register(subparsers, formatter_class)``."""
+"""Command groups of the `radassist` CLI.
 
-from radassist.commands import demo, info, inputs, models, synth
+``COMMAND_MODULES`` each have ``register(subparsers, formatter_class)``. ``TASK_MODULES`` offer the per-task hooks
+of ``radassist train TASK`` / ``radassist evaluate TASK`` (see train_evaluate.py); a module may be in both.
+"""
+
+from radassist.commands import demo, info, inputs, lung_evaluate, models, synth
 
 COMMAND_MODULES = (info, inputs, synth, demo, models)
+TASK_MODULES = (lung_evaluate,)
