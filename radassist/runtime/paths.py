@@ -34,10 +34,17 @@ def user_catalog() -> Path:
 
 
 def bundled_catalog() -> Path:
-    """The model catalogue shipped with RadAssist (Resources/models.json in the source tree or the package)."""
-    package_copy = Path(__file__).resolve().parents[1] / "resources" / "models.json"
-    source_copy = Path(__file__).resolve().parents[2] / "Resources" / "models.json"
-    return package_copy if package_copy.exists() else source_copy
+    """The model catalogue shipped with RadAssist.
+
+    Looked for where each way of installing puts it: inside the package (the Slicer extension build copies it to
+    radassist/resources/), the source checkout's Resources/ (editable installs, running from a clone), and
+    <prefix>/share/radassist/ (a wheel's data files).
+    """
+    package_root = Path(__file__).resolve().parents[1]
+    candidates = (package_root / "resources" / "models.json",
+                  package_root.parent / "Resources" / "models.json",
+                  Path(sys.prefix) / "share" / "radassist" / "models.json")
+    return next((path for path in candidates if path.is_file()), candidates[1])
 
 
 def extra_catalogs() -> list[Path]:
