@@ -12,7 +12,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 from benchmarks import run as bench_run  # noqa: E402  (importable through pytest's pythonpath setting)
 from benchmarks.harness import (BenchmarkCase, CaseEnv, MachineFacts, Measurement, TimingStats,  # noqa: E402
