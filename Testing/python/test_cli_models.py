@@ -118,8 +118,14 @@ def test_wrong_shape_lists_the_key(cache, capsys, unet_file):
 
 def test_weights_for_a_user_import_catalogue_model(cache, capsys, tmp_path):
     """A file the user fetched for a catalogue model is checked to be plain weights and installed as that model."""
+    from test_mammo_mapping import published_state  # a state dict with the published GMIC names and shapes
+
+    wrong = tmp_path / "not_gmic.p"
+    torch.save({"fc.weight": torch.ones(2, 4)}, wrong)
+    code, _, err = run(capsys, "models", "import", "gmic-3", str(wrong))
+    assert code == 2 and "not_gmic.p" in err and "missing" in err
     published = tmp_path / "sample_model_3.p"
-    torch.save({"fc.weight": torch.ones(2, 4)}, published)
+    torch.save(published_state(), published)
     code, out, err = run(capsys, "models", "import", "gmic-3", str(published))
     assert code == 0, err
     folder = cache / "models" / "gmic-3" / "1.0.0"

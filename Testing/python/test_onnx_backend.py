@@ -291,3 +291,15 @@ def test_make_backend_uses_an_existing_onnx_path_and_explains_what_it_needs(tmp_
         make_backend(model, "onnx", "cpu", onnx_path=tmp_path / "absent.onnx")
     with pytest.raises(ValueError, match="'torch' or 'onnx'"):
         make_backend(model, "tensorrt", "cpu")
+
+
+def test_export_gives_each_submodule_its_own_mode_back(tmp_path) -> None:
+    """A freshly made export wrapper is in training mode; exporting it must not flip the wrapped eval model."""
+    from radassist.runtime.onnx_backend import export_onnx
+
+    inner = torch.nn.Sequential(torch.nn.Conv2d(1, 2, 3, padding=1), torch.nn.BatchNorm2d(2), torch.nn.Dropout(0.5))
+    inner.eval()
+    wrapper = torch.nn.Sequential(inner)  # training mode, like a new wrapper module
+    assert wrapper.training and not inner.training
+    export_onnx(wrapper, (torch.zeros(1, 1, 8, 8),), tmp_path / "w.onnx", ["x"], ["y"])
+    assert wrapper.training and not any(m.training for m in inner.modules())

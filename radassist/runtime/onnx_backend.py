@@ -9,10 +9,11 @@ and spatial axes exactly, so RadAssist uses it. torch marks it deprecated; that 
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import logging
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Union
@@ -167,17 +168,27 @@ def _model_float_dtype(model: torch.nn.Module) -> torch.dtype:
     return torch.float32
 
 
+@contextlib.contextmanager
+def evaluation_mode(model: torch.nn.Module) -> Iterator[None]:
+    """Put ``model`` in eval mode and afterwards give every submodule back its own mode.
+
+    ``model.train(was_training)`` alone would switch an eval-mode submodule (a model wrapped for export) to
+    training mode."""
+    modes = [(module, module.training) for module in model.modules()]
+    model.eval()
+    try:
+        yield
+    finally:
+        for module, training in modes:
+            module.training = training
+
+
 def run_torch(model: torch.nn.Module, tensors: Sequence[torch.Tensor]) -> list[torch.Tensor]:
     """Run ``model`` in eval mode without gradients on its own device; floating inputs take the model's dtype."""
     device, dtype = _model_device(model), _model_float_dtype(model)
     moved = [t.to(device=device, dtype=dtype if t.is_floating_point() else t.dtype) for t in tensors]
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.inference_mode():
-            return flatten_outputs(model(*moved))
-    finally:
-        model.train(was_training)
+    with evaluation_mode(model), torch.inference_mode():
+        return flatten_outputs(model(*moved))
 
 
 @dataclass(frozen=True)
@@ -242,28 +253,23 @@ def export_onnx(model: torch.nn.Module, example_inputs: Inputs, path: str | Path
         raise ValueError(f"dynamic_axes names {sorted(unknown)} are neither inputs nor outputs")
     device, dtype = _model_device(model), _model_float_dtype(model)
     tensors = [t.to(device=device, dtype=dtype if t.is_floating_point() else t.dtype) for t in tensors]
-    was_training = model.training
-    model.eval()
-    try:
-        with atomic_path(path) as temp, warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message=".*legacy TorchScript-based ONNX export.*")
-            warnings.filterwarnings("ignore", message=".*ONNX export mode is set to TrainingMode.EVAL.*")
-            warnings.filterwarnings("ignore", message="The feature will be removed", category=DeprecationWarning)
-            # A trace that does not generalise is caught by assert_onnx_parity on other sizes, not by warnings.
-            warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
-            try:
-                torch.onnx.export(model, tuple(tensors), str(temp), input_names=list(input_names),
-                                  output_names=list(output_names),
-                                  dynamic_axes={k: dict(v) for k, v in (dynamic_axes or {}).items()},
-                                  opset_version=opset, dynamo=False, do_constant_folding=True)
-            except Exception as exc:  # torch raises many types here; all mean "this model does not export"
-                raise OnnxExportError(f"{type(model).__name__} could not be exported to ONNX: {exc}") from exc
-            try:
-                onnx.checker.check_model(str(temp), full_check=True)
-            except Exception as exc:
-                raise OnnxExportError(f"the ONNX graph of {type(model).__name__} is invalid: {exc}") from exc
-    finally:
-        model.train(was_training)
+    with evaluation_mode(model), atomic_path(path) as temp, warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*legacy TorchScript-based ONNX export.*")
+        warnings.filterwarnings("ignore", message=".*ONNX export mode is set to TrainingMode.EVAL.*")
+        warnings.filterwarnings("ignore", message="The feature will be removed", category=DeprecationWarning)
+        # A trace that does not generalise is caught by assert_onnx_parity on other sizes, not by warnings.
+        warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
+        try:
+            torch.onnx.export(model, tuple(tensors), str(temp), input_names=list(input_names),
+                              output_names=list(output_names),
+                              dynamic_axes={k: dict(v) for k, v in (dynamic_axes or {}).items()},
+                              opset_version=opset, dynamo=False, do_constant_folding=True)
+        except Exception as exc:  # torch raises many types here; all mean "this model does not export"
+            raise OnnxExportError(f"{type(model).__name__} could not be exported to ONNX: {exc}") from exc
+        try:
+            onnx.checker.check_model(str(temp), full_check=True)
+        except Exception as exc:
+            raise OnnxExportError(f"the ONNX graph of {type(model).__name__} is invalid: {exc}") from exc
     return path
 
 

@@ -142,7 +142,8 @@ def _matches(value: Any, hint: Any) -> bool:
 
 
 def _snake_case(name: str) -> str:
-    return re.sub(r"(?<=[a-z0-9])([A-Z])", r"_\1", name).lower()
+    """camelCase -> snake_case, single capitals included: "topTPercent" -> "top_t_percent"."""
+    return re.sub(r"(?<=[a-z0-9])([A-Z])|(?<=[A-Z])([A-Z])(?=[a-z])", r"_\g<0>", name).lower()
 
 
 def _field_names(values: dict[str, Any], fields: set[str], context: str) -> dict[str, Any]:
