@@ -4,16 +4,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import shutil
-import uuid
 from pathlib import Path
 
 from radassist.errors import InputError, RadAssistError
-from radassist.runtime import paths
+from radassist.runtime import model_status, paths
 from radassist.runtime.catalog import PLANNED, USER_IMPORT, Catalog, ModelEntry, installed_path
 from radassist.runtime.catalog import load_catalog
-from radassist.runtime.registry import MODEL_ID_PATTERN, is_architecture, is_installed
+from radassist.runtime.registry import is_installed
 
 
 def register(commands: argparse._SubParsersAction, formatter: type[argparse.HelpFormatter]) -> None:
@@ -73,10 +70,7 @@ def register(commands: argparse._SubParsersAction, formatter: type[argparse.Help
 # --- helpers -----------------------------------------------------------------------------------------------------
 
 def _entry(catalog: Catalog, model_id: str, version: str | None) -> ModelEntry:
-    try:
-        return catalog.get(model_id, version)
-    except KeyError as error:
-        raise InputError(None, str(error.args[0])) from None
+    return model_status.find_entry(model_id, version, catalog)
 
 
 def _installed_entries(catalog: Catalog, model_id: str | None, version: str | None) -> list[ModelEntry]:
@@ -89,41 +83,19 @@ def _installed_entries(catalog: Catalog, model_id: str | None, version: str | No
     return entries
 
 
-def _status(entry: ModelEntry) -> str:
-    if is_installed(entry):
-        return "installed"
-    return "planned" if entry.status == PLANNED else "not installed"
-
-
-def _planned_help(entry: ModelEntry) -> str:
-    own = f"'radassist models import {entry.id} FILE' (a {entry.architecture} network) or " \
-        if is_architecture(entry.architecture) else ""
-    return (f"model {entry.label} is planned: its weights are not yet published. Train your own, or bring your "
-            f"own weights: {own}'radassist models import {entry.task} FILE --architecture monai-unet "
-            f"--config CONFIG'")
-
-
 # --- actions -----------------------------------------------------------------------------------------------------
 
 def run_list(args: argparse.Namespace) -> int:
-    catalog = load_catalog()
-    entries = [e for e in catalog if not args.task or e.task == args.task or e.task.startswith(args.task)]
-    if args.task and not entries:
-        tasks = sorted({e.task for e in catalog})
-        raise InputError(None, f"no models for task '{args.task}'; tasks: {', '.join(tasks)}")
-    rows = [{"id": e.id, "version": e.version, "task": e.task, "title": e.title, "status": _status(e),
-             "catalogueStatus": e.status, "architecture": e.architecture, "licence": e.licence.get("name", ""),
-             "path": str(installed_path(e)) if is_installed(e) else None, "catalogue": str(e.catalogue)}
-            for e in entries]
+    rows = model_status.model_rows(args.task)
     if args.json:
-        print(json.dumps(rows, indent=2))
+        print(json.dumps([row.as_json() for row in rows], indent=2))
         return 0
-    header = ("ID", "VERSION", "TASK", "STATUS", "LICENCE", "TITLE")
-    table = [header] + [(r["id"], r["version"], r["task"], r["status"], r["licence"], r["title"]) for r in rows]
+    header = ("ID", "VERSION", "TASK", "STATUS", "SIZE", "LICENCE", "TITLE")
+    table = [header] + [(r.id, r.version, r.task, r.status, r.size_text, r.licence, r.title) for r in rows]
     widths = [max(len(row[i]) for row in table) for i in range(len(header) - 1)]
     for row in table:
         print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)) + "  " + row[-1])
-    print(f"\nModels folder: {paths.models_dir()}")
+    print(f"\n{model_status.cache_folder().how_to_change}")
     return 0
 
 
@@ -133,14 +105,13 @@ def run_install(args: argparse.Namespace) -> int:
 
     entry = _entry(load_catalog(), args.id, args.version)
     if entry.status == PLANNED:
-        raise RadAssistError(_planned_help(entry))
+        raise RadAssistError(model_status.planned_help(entry))
     try:
         with tqdm_progress(f"installing {entry.label}") as progress:
             folder = install_model(entry, progress)
     except ModelUnavailable as error:
         if entry.status == USER_IMPORT:
-            raise RadAssistError(f"{error} Once you have the file: 'radassist models import {entry.id} FILE'") \
-                from None
+            raise RadAssistError(model_status.unavailable_help(entry, str(error))) from None
         raise
     print(f"installed {entry.label} in {folder}")
     return 0
@@ -224,24 +195,8 @@ def run_verify(args: argparse.Namespace) -> int:
 
 
 def run_remove(args: argparse.Namespace) -> int:
-    from radassist.runtime.registry import remove_user_entry
-
-    if not MODEL_ID_PATTERN.match(args.id):
-        raise InputError(None, f"'{args.id}' is not a model id")
-    base = paths.models_dir() / args.id
-    folders = [base / args.version] if args.version else sorted(p for p in base.glob("*") if p.is_dir())
-    folders = [f for f in folders if f.is_dir() and not f.name.startswith(".")]
-    dropped = remove_user_entry(args.id, args.version)
-    if not folders and not dropped:
-        raise InputError(None, f"model {args.id}{' ' + args.version if args.version else ''} is not installed "
-                               f"in {paths.models_dir()}")
-    for folder in folders:
-        doomed = folder.with_name(f".radassist-removing-{uuid.uuid4().hex[:8]}")
-        os.replace(folder, doomed)  # one rename: the model is gone at once, never half-deleted
-        shutil.rmtree(doomed)
+    for folder in model_status.remove_model(args.id, args.version):
         print(f"removed {args.id} {folder.name} ({folder})")
-    if base.is_dir() and not any(base.iterdir()):
-        base.rmdir()
     return 0
 
 

@@ -126,6 +126,7 @@ class RadAssistWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     """The panel: .ui bound to the typed parameter node, Apply/Cancel, sample loading, progress and status."""
 
     logicClass: type[RadAssistLogic] = RadAssistLogic
+    modelTask: str = ""  # catalogue task (or prefix, e.g. "lung") whose "Models" section the panel shows; "" for none
 
     def __init__(self, parent=None) -> None:
         ScriptedLoadableModuleWidget.__init__(self, parent)
@@ -134,6 +135,7 @@ class RadAssistWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._parameterNode = None
         self._parameterNodeGuiTag = None
         self._runner = None
+        self.modelsSection = None
 
     # -- life cycle ---------------------------------------------------------------------------------------------
     def setup(self) -> None:
@@ -143,6 +145,11 @@ class RadAssistWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         uiWidget = slicer.util.loadUI(self.resourcePath(f"UI/{self.moduleName}.ui"))
         self.layout.addWidget(uiWidget)
         self.ui = slicer.util.childWidgetVariables(uiWidget)
+        if self.modelTask:
+            from radassist.slicer.models_section import ModelsSection
+
+            self.modelsSection = ModelsSection(self.layout, task=self.modelTask,
+                                               dependencies_ready=self._dependenciesReady)
         uiWidget.setMRMLScene(slicer.mrmlScene)
         self.logic = self.logicClass()
         self._runner = SlicerJobRunner(self.ui.applyButton, self.ui.progressBar)
@@ -156,10 +163,14 @@ class RadAssistWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def cleanup(self) -> None:
         if self._runner is not None:
             self._runner.cancel()
+        if self.modelsSection is not None:
+            self.modelsSection.cancel()
         self.removeObservers()
 
     def enter(self) -> None:
         self.initializeParameterNode()
+        if self.modelsSection is not None:
+            self.modelsSection.refresh()  # models may have been installed elsewhere (terminal, another panel)
 
     def exit(self) -> None:
         self.setParameterNode(None)
@@ -223,7 +234,7 @@ class RadAssistWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         if not self._dependenciesReady():
             return
         inputs = self.logic.gatherInputs(self._parameterNode)
-        device = self._parameterNode.device
+        device = self.modelsSection.device if self.modelsSection is not None else self._parameterNode.device
         self._startJob(lambda progress: self.logic.compute(inputs, device, progress),
                        lambda result: self._onTaskDone(result), f"Running {self.logic.taskTitle}...")
 

@@ -1,0 +1,356 @@
+"""The "Models" section every RadAssist panel shows: installed models, install/import/remove, cache folder, device.
+
+Built in code so a panel adds it with one call, ``ModelsSection(self.layout, task="lung")``. The widget only draws:
+rows, button states and tooltips, advice for failed downloads, device choices and the cache folder all come from
+:mod:`radassist.runtime.model_status`, the same code behind ``radassist models``. Downloads run in a worker thread
+through :class:`SlicerJobRunner` (Install becomes Cancel, a progress bar shows the bytes); an offline failure shows
+where to put the file by hand, in selectable text. The panel reads :attr:`ModelsSection.selectedModelId`,
+:attr:`ModelsSection.selectedModelFolder` and :attr:`ModelsSection.device`, or observes changes with
+:meth:`ModelsSection.addSelectionObserver` and :meth:`ModelsSection.addDeviceObserver`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from pathlib import Path
+
+import ctk
+import qt
+import slicer
+
+from radassist.errors import RadAssistError
+from radassist.runtime import download, model_status, registry
+from radassist.runtime.model_status import Frontend, ModelRow
+from radassist.slicer.worker import SlicerJobRunner
+
+COLUMNS = ("Model", "Version", "Status", "Size", "Licence")
+SETTINGS_MODELS_FOLDER = "RadAssist/ModelsFolder"
+SETTINGS_DEVICE = "RadAssist/Device"
+WEIGHTS_FILTER = "Model weights (*.pt *.pth *.ckpt *.p *.bin *.safetensors);;All files (*)"
+
+
+def _saved_setting(key: str) -> str | None:
+    value = qt.QSettings().value(key)
+    return str(value) if value else None
+
+
+class ModelsSection:
+    """A collapsible "Models" section for the models of ``task`` (a catalogue task or a prefix such as "lung").
+
+    ``dependencies_ready`` is the panel's first-use package check; it runs before anything that needs the
+    packages Slicer lacks (reading the catalogue needs jsonschema, importing weights needs torch).
+    """
+
+    def __init__(self, parent_layout, task: str, dependencies_ready: Callable[[], bool] | None = None) -> None:
+        self.task = task
+        self._dependencies_ready = dependencies_ready
+        self._rows: list[ModelRow] = []
+        self._device_values: list[str] = []
+        self._load_failed = False
+        self._selection_observers: list[Callable[[str | None], None]] = []
+        self._device_observers: list[Callable[[str], None]] = []
+
+        self.widget = ctk.ctkCollapsibleButton()
+        self.widget.text = "Models"
+        self.widget.collapsed = False
+        layout = qt.QVBoxLayout(self.widget)
+
+        self.table = qt.QTableWidget()
+        self.table.setColumnCount(len(COLUMNS))
+        self.table.setHorizontalHeaderLabels(list(COLUMNS))
+        self.table.setSelectionBehavior(qt.QAbstractItemView.SelectRows)
+        self.table.setSelectionMode(qt.QAbstractItemView.SingleSelection)
+        self.table.setEditTriggers(qt.QAbstractItemView.NoEditTriggers)
+        self.table.verticalHeader().setVisible(False)
+        self.table.horizontalHeader().setStretchLastSection(True)
+        self.table.connect("itemSelectionChanged()", self._onSelectionChanged)
+        layout.addWidget(self.table)
+
+        buttons = qt.QHBoxLayout()
+        self.installButton = qt.QPushButton("Install")
+        self.importButton = qt.QPushButton("Import...")
+        self.removeButton = qt.QPushButton("Remove")
+        self.refreshButton = qt.QPushButton("Refresh")
+        self.refreshButton.toolTip = "Read the catalogue and the models folder again (e.g. after a download by hand)."
+        for button in (self.installButton, self.importButton, self.removeButton, self.refreshButton):
+            buttons.addWidget(button)
+        layout.addLayout(buttons)
+        self.installButton.connect("clicked(bool)", self.onInstall)
+        self.importButton.connect("clicked(bool)", self.onImport)
+        self.removeButton.connect("clicked(bool)", self.onRemove)
+        self.refreshButton.connect("clicked(bool)", self.onRefresh)
+
+        self.progressBar = qt.QProgressBar()
+        layout.addWidget(self.progressBar)
+        self.statusLabel = qt.QLabel()
+        self.statusLabel.wordWrap = True
+        self.statusLabel.setTextInteractionFlags(qt.Qt.TextSelectableByMouse)  # urls and sha256 can be copied
+        layout.addWidget(self.statusLabel)
+
+        form = qt.QFormLayout()
+        folderRow = qt.QHBoxLayout()
+        self.folderLabel = qt.QLabel()
+        self.folderLabel.setTextInteractionFlags(qt.Qt.TextSelectableByMouse)
+        self.openFolderButton = qt.QPushButton("Open")
+        self.changeFolderButton = qt.QPushButton("Change...")
+        self.changeFolderButton.toolTip = "Keep models in another folder (remembered by Slicer)."
+        folderRow.addWidget(self.folderLabel, 1)
+        folderRow.addWidget(self.openFolderButton)
+        folderRow.addWidget(self.changeFolderButton)
+        self.openFolderButton.connect("clicked(bool)", self.onOpenFolder)
+        self.changeFolderButton.connect("clicked(bool)", self.onChangeFolder)
+        form.addRow("Models folder:", folderRow)
+        self.deviceComboBox = qt.QComboBox()
+        self.deviceComboBox.connect("currentIndexChanged(int)", self._onDeviceChanged)
+        form.addRow("Device:", self.deviceComboBox)
+        self.deviceNoteLabel = qt.QLabel()
+        self.deviceNoteLabel.wordWrap = True
+        self.deviceNoteLabel.setTextInteractionFlags(qt.Qt.TextSelectableByMouse)
+        form.addRow(self.deviceNoteLabel)
+        layout.addLayout(form)
+
+        self._runner = SlicerJobRunner(self.installButton, self.progressBar)
+        _, note = model_status.restore_cache_folder(_saved_setting(SETTINGS_MODELS_FOLDER))
+        self.refresh(devices=True)
+        if note:
+            self.setStatus(note)
+        parent_layout.addWidget(self.widget)
+
+    # -- what the panel reads ---------------------------------------------------------------------------------
+    @property
+    def selectedModel(self) -> ModelRow | None:
+        index = self.table.currentRow()
+        return self._rows[index] if 0 <= index < len(self._rows) else None
+
+    @property
+    def selectedModelId(self) -> str | None:
+        row = self.selectedModel
+        return None if row is None else row.id
+
+    @property
+    def selectedModelFolder(self) -> Path | None:
+        """The selected model's install folder, or None when it is not (completely) installed."""
+        row = self.selectedModel
+        return row.folder if row is not None and row.installed else None
+
+    @property
+    def device(self) -> str:
+        index = self.deviceComboBox.currentIndex
+        return self._device_values[index] if 0 <= index < len(self._device_values) else model_status.AUTO_DEVICE
+
+    def addSelectionObserver(self, callback: Callable[[str | None], None]) -> None:
+        """Call ``callback(model_id or None)`` whenever the selected model changes."""
+        self._selection_observers.append(callback)
+
+    def addDeviceObserver(self, callback: Callable[[str], None]) -> None:
+        """Call ``callback(device)`` (e.g. "auto", "cuda:0", "cpu") whenever the device choice changes."""
+        self._device_observers.append(callback)
+
+    def cancel(self) -> None:
+        """Stop a running download (the panel calls this on cleanup and scene close); the part is kept."""
+        self._runner.cancel()
+
+    # -- filling the widgets ----------------------------------------------------------------------------------
+    def refresh(self, devices: bool = False) -> None:
+        """Re-read rows and the models folder; ``devices`` also re-lists devices (first use imports torch)."""
+        selected = self.selectedModel
+        try:
+            rows = model_status.model_rows(self.task)
+        except RadAssistError as error:
+            self._load_failed = True
+            rows = []
+            self.setStatus(model_status.listing_failure_text(error))
+        else:
+            if self._load_failed:
+                self.setStatus("")  # the problem reported earlier is solved
+            self._load_failed = False
+        self._fillTable(rows, selected)
+        folder = model_status.cache_folder()
+        self.folderLabel.text = str(folder.models)
+        self.folderLabel.toolTip = folder.how_to_change
+        self.openFolderButton.toolTip = f"Show {folder.models} in the file browser."
+        if devices:
+            self._fillDevices()
+        self._updateButtons()
+
+    def _fillTable(self, rows: list[ModelRow], selected: ModelRow | None) -> None:
+        self._rows = list(rows)
+        wasBlocked = self.table.blockSignals(True)
+        self.table.clearContents()
+        self.table.setRowCount(len(rows))
+        for index, row in enumerate(rows):
+            tooltip = f"{row.title}\nTask: {row.task}\nFolder: {row.folder}"
+            for column, text in enumerate((row.id, row.version, row.status, row.size_text, row.licence)):
+                item = qt.QTableWidgetItem(text)
+                item.setToolTip(tooltip)
+                self.table.setItem(index, column, item)
+        self.table.resizeColumnsToContents()
+        same = [i for i, r in enumerate(rows) if selected is not None and r.label == selected.label]
+        keep = same[0] if same else model_status.default_row(rows)
+        if keep is not None:
+            self.table.selectRow(keep)
+        self.table.blockSignals(wasBlocked)
+        self._notifySelection()
+
+    def _fillDevices(self) -> None:
+        choices = model_status.device_choices()
+        current = self.device if self._device_values else _saved_setting(SETTINGS_DEVICE)
+        wasBlocked = self.deviceComboBox.blockSignals(True)
+        self.deviceComboBox.clear()
+        self._device_values = choices.values
+        for index, option in enumerate(choices.options):
+            self.deviceComboBox.addItem(option.label)
+            self.deviceComboBox.setItemData(index, option.tooltip, qt.Qt.ToolTipRole)
+        self.deviceComboBox.setCurrentIndex(choices.index_of(current))
+        self.deviceComboBox.blockSignals(wasBlocked)
+        self.deviceNoteLabel.text = choices.note
+        self.deviceNoteLabel.visible = bool(choices.note)
+
+    def _updateButtons(self) -> None:
+        if self._runner.running:  # Install is the download's Cancel button meanwhile
+            self.installButton.enabled = True
+            for button in (self.importButton, self.removeButton, self.refreshButton, self.changeFolderButton):
+                button.enabled = False
+            return
+        actions = model_status.row_actions(self.selectedModel)
+        self.installButton.enabled = actions.can_install
+        self.installButton.toolTip = actions.install_tip
+        self.importButton.enabled = actions.import_target is not None
+        self.importButton.toolTip = actions.import_tip
+        self.removeButton.enabled = actions.can_remove
+        self.removeButton.toolTip = actions.remove_tip
+        self.refreshButton.enabled = True
+        self.changeFolderButton.enabled = True
+
+    def setStatus(self, text: str) -> None:
+        self.statusLabel.text = text
+        if text:
+            logging.info("RadAssist models: %s", text)
+
+    # -- events -----------------------------------------------------------------------------------------------
+    def _onSelectionChanged(self) -> None:
+        self._updateButtons()
+        self._notifySelection()
+
+    def _notifySelection(self) -> None:
+        model_id = self.selectedModelId
+        for callback in self._selection_observers:
+            callback(model_id)
+
+    def _onDeviceChanged(self, index: int) -> None:
+        value = self.device
+        qt.QSettings().setValue(SETTINGS_DEVICE, value)
+        for callback in self._device_observers:
+            callback(value)
+
+    def onRefresh(self) -> None:
+        if self._load_failed and self._dependencies_ready is not None and not self._dependencies_ready():
+            return
+        self.setStatus("")
+        self.refresh(devices=True)
+
+    def onInstall(self) -> None:
+        self._runner.toggle(self._startInstall)
+
+    def _startInstall(self) -> None:
+        row = self.selectedModel
+        if row is None or not model_status.row_actions(row).can_install:
+            return
+        if self._dependencies_ready is not None and not self._dependencies_ready():
+            return
+        try:
+            entry = model_status.find_entry(row.id, row.version)
+        except RadAssistError as error:
+            self.setStatus(str(error))
+            return
+        self.setStatus(f"Downloading {row.label}...")
+
+        def finished(folder: Path) -> None:
+            self.setStatus(f"Installed {row.label} in {folder}.")
+            self.refresh()
+
+        def failed(error: BaseException) -> None:
+            self.setStatus(model_status.install_failure_text(entry, error, Frontend.PANEL))
+            self.refresh()
+
+        def cancelled() -> None:
+            self.setStatus(f"Download of {row.label} cancelled; what arrived is kept and Install resumes it.")
+            self.refresh()
+
+        self._runner.start(lambda progress: download.install_model(entry, progress), on_success=finished,
+                           on_error=failed, on_cancelled=cancelled)
+        self._updateButtons()
+
+    def onImport(self) -> None:
+        row = self.selectedModel
+        target = model_status.row_actions(row).import_target
+        if row is None or target is None or self._runner.running:
+            return
+        if self._dependencies_ready is not None and not self._dependencies_ready():
+            return
+        caption = f"Weights for {row.label}" if target == row.id else f"Weights of your own {row.task} model"
+        path = qt.QFileDialog.getOpenFileName(self.widget, caption, str(Path.home()), WEIGHTS_FILTER)
+        if not path:
+            return
+        self.setStatus(f"Checking and installing {Path(path).name}...")
+        qt.QApplication.setOverrideCursor(qt.Qt.WaitCursor)
+        slicer.app.processEvents()
+        try:
+            folder = registry.import_model(target, path)
+        except RadAssistError as error:
+            self.setStatus(f"Import failed: {error}")
+            return
+        except Exception as error:  # noqa: BLE001 -- a damaged file can fail inside torch; say so, keep Slicer up
+            logging.exception("RadAssist: importing %s failed", path)
+            self.setStatus(f"Import failed: {error}")
+            return
+        finally:
+            qt.QApplication.restoreOverrideCursor()
+        self.setStatus(f"Imported {Path(path).name} into {folder}.")
+        self.refresh()
+        self._select(folder.parent.name, folder.name)
+
+    def onRemove(self) -> None:
+        row = self.selectedModel
+        if row is None or not model_status.row_actions(row).can_remove or self._runner.running:
+            return
+        if not slicer.util.confirmYesNoDisplay(f"Delete {row.label} from {row.folder}?",
+                                               windowTitle="RadAssist: remove model"):
+            return
+        try:
+            removed = model_status.remove_model(row.id, row.version)
+        except (RadAssistError, OSError) as error:
+            self.setStatus(f"Could not remove {row.label}: {error}")
+        else:
+            self.setStatus(f"Removed {row.label}" + (f" ({removed[0]})." if removed else "."))
+        self.refresh()
+
+    def onOpenFolder(self) -> None:
+        models = model_status.cache_folder().models
+        try:
+            models.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            self.setStatus(f"Cannot create {models}: {error.strerror or error}")
+            return
+        qt.QDesktopServices.openUrl(qt.QUrl.fromLocalFile(str(models)))
+
+    def onChangeFolder(self) -> None:
+        current = model_status.cache_folder().path
+        chosen = qt.QFileDialog.getExistingDirectory(self.widget, "Folder for RadAssist models", str(current))
+        if not chosen:
+            return
+        try:
+            folder = model_status.use_cache_folder(chosen)
+        except RadAssistError as error:
+            self.setStatus(str(error))
+            return
+        qt.QSettings().setValue(SETTINGS_MODELS_FOLDER, str(folder.path))
+        self.setStatus(f"Models are now kept in {folder.models}.")
+        self.refresh()
+
+    def _select(self, model_id: str, version: str) -> None:
+        for index, row in enumerate(self._rows):
+            if (row.id, row.version) == (model_id, version):
+                self.table.selectRow(index)
+                return
