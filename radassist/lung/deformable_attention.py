@@ -1,0 +1,132 @@
+"""Multi-scale deformable attention (Zhu et al., Deformable DETR, ICLR 2021, Sec. 4.1) in plain PyTorch.
+
+Each query looks at a few learned sampling points around its reference point on every feature level and mixes
+them with learned weights, instead of attending to every pixel. The official implementation ships a CUDA kernel;
+here sampling is ``torch.nn.functional.grid_sample`` (bilinear, zero outside the map), which runs on the CPU and
+exports to ONNX (GridSample, opset >= 16). Level sizes are read from tensor shapes and never turned into Python
+constants, so an exported graph accepts any image size.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+SpatialShapes = Sequence[tuple[int, int]]
+"""(height, width) of each feature level, in the order the levels were flattened."""
+
+
+def level_sizes_xy(spatial_shapes: SpatialShapes, like: torch.Tensor) -> torch.Tensor:
+    """(levels, 2) tensor of (width, height), the scale that turns pixel offsets into normalised ones."""
+    rows = [torch.stack([torch.as_tensor(w), torch.as_tensor(h)]) for h, w in spatial_shapes]
+    return torch.stack(rows).to(device=like.device, dtype=like.dtype)
+
+
+def multi_scale_deformable_attention(value: torch.Tensor, spatial_shapes: SpatialShapes,
+                                     sampling_locations: torch.Tensor,
+                                     attention_weights: torch.Tensor) -> torch.Tensor:
+    """Sample every level bilinearly at the given points and take the weighted sum per head.
+
+    Args:
+        value: (batch, sum of H*W over levels, heads, head_dim), the levels flattened one after another.
+        spatial_shapes: (H, W) of each level.
+        sampling_locations: (batch, queries, heads, levels, points, 2), (x, y) in [0, 1] of each level's map,
+            0 and 1 being the outer edges of the first and last pixel (``align_corners=False``).
+        attention_weights: (batch, queries, heads, levels, points), already normalised over levels and points.
+
+    Returns:
+        (batch, queries, heads * head_dim).
+    """
+    head_dim = value.shape[3]
+    grids = 2 * sampling_locations - 1  # grid_sample's [-1, 1]
+    sampled = []
+    start = 0
+    for level, (height, width) in enumerate(spatial_shapes):
+        end = start + height * width
+        # (B, HW, M, D) -> (B*M, D, H, W)
+        level_value = value[:, start:end].permute(0, 2, 3, 1).flatten(0, 1).reshape(-1, head_dim, height, width)
+        # (B, Q, M, P, 2) -> (B*M, Q, P, 2)
+        level_grid = grids[:, :, :, level].transpose(1, 2).flatten(0, 1)
+        sampled.append(F.grid_sample(level_value, level_grid, mode="bilinear", padding_mode="zeros",
+                                     align_corners=False))  # (B*M, D, Q, P)
+        start = end
+    stacked = torch.stack(sampled, dim=-2).flatten(-2)  # (B*M, D, Q, L*P)
+    weights = attention_weights.transpose(1, 2).flatten(0, 1).flatten(-2).unsqueeze(1)  # (B*M, 1, Q, L*P)
+    output = (stacked * weights).sum(-1)  # (B*M, D, Q)
+    batch, queries, heads = sampling_locations.shape[0], sampling_locations.shape[1], sampling_locations.shape[2]
+    return output.reshape(batch, heads * head_dim, queries).transpose(1, 2)
+
+
+class MultiScaleDeformableAttention(nn.Module):
+    """The attention module: projections around :func:`multi_scale_deformable_attention`.
+
+    Args:
+        embed_dim: model width (Deformable DETR: 256).
+        num_heads: attention heads (Deformable DETR: 8); ``embed_dim`` must be divisible by it.
+        num_levels: feature levels sampled (Deformable DETR: 4).
+        num_points: sampling points per head and level (Deformable DETR: 4).
+    """
+
+    def __init__(self, embed_dim: int = 256, num_heads: int = 8, num_levels: int = 4, num_points: int = 4) -> None:
+        super().__init__()
+        if embed_dim % num_heads:
+            raise ValueError(f"embed_dim {embed_dim} is not divisible by num_heads {num_heads}")
+        self.embed_dim, self.num_heads, self.num_levels, self.num_points = embed_dim, num_heads, num_levels, num_points
+        self.sampling_offsets = nn.Linear(embed_dim, num_heads * num_levels * num_points * 2)
+        self.attention_weights = nn.Linear(embed_dim, num_heads * num_levels * num_points)
+        self.value_proj = nn.Linear(embed_dim, embed_dim)
+        self.output_proj = nn.Linear(embed_dim, embed_dim)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """Start with points on a ring of directions, one per head, at distances 1..P pixels (paper's init)."""
+        nn.init.zeros_(self.sampling_offsets.weight)
+        angles = torch.arange(self.num_heads, dtype=torch.float32) * (2.0 * math.pi / self.num_heads)
+        directions = torch.stack([angles.cos(), angles.sin()], -1)
+        directions = directions / directions.abs().max(-1, keepdim=True).values
+        grid = directions[:, None, None, :].repeat(1, self.num_levels, self.num_points, 1)
+        grid = grid * torch.arange(1, self.num_points + 1, dtype=torch.float32)[None, None, :, None]
+        with torch.no_grad():
+            self.sampling_offsets.bias.copy_(grid.flatten())
+        nn.init.zeros_(self.attention_weights.weight)
+        nn.init.zeros_(self.attention_weights.bias)
+        for projection in (self.value_proj, self.output_proj):
+            nn.init.xavier_uniform_(projection.weight)
+            nn.init.zeros_(projection.bias)
+
+    def forward(self, query: torch.Tensor, reference_points: torch.Tensor, value: torch.Tensor,
+                spatial_shapes: SpatialShapes, value_padding_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Attend from ``query`` to the flattened multi-level ``value``.
+
+        Args:
+            query: (batch, queries, embed_dim), positional encoding already added.
+            reference_points: (batch, queries, levels, 2) as normalised (x, y), or (..., 4) as normalised
+                (cx, cy, w, h) boxes whose size scales the offsets (box refinement / two-stage variants).
+            value: (batch, sum of H*W, embed_dim).
+            spatial_shapes: (H, W) of each level.
+            value_padding_mask: (batch, sum of H*W), True where the value is image padding (ignored).
+        """
+        batch, queries = query.shape[0], query.shape[1]
+        heads, levels, points = self.num_heads, self.num_levels, self.num_points
+        projected = self.value_proj(value)
+        if value_padding_mask is not None:
+            projected = projected.masked_fill(value_padding_mask[..., None], 0.0)
+        projected = projected.reshape(batch, -1, heads, self.embed_dim // heads)
+        offsets = self.sampling_offsets(query).reshape(batch, queries, heads, levels, points, 2)
+        weights = self.attention_weights(query).reshape(batch, queries, heads, levels * points)
+        weights = weights.softmax(-1).reshape(batch, queries, heads, levels, points)
+        if reference_points.shape[-1] == 2:
+            scale = level_sizes_xy(spatial_shapes, offsets)[None, None, None, :, None, :]
+            locations = reference_points[:, :, None, :, None, :] + offsets / scale
+        elif reference_points.shape[-1] == 4:
+            centre = reference_points[:, :, None, :, None, :2]
+            size = reference_points[:, :, None, :, None, 2:]
+            locations = centre + offsets / points * size * 0.5
+        else:
+            raise ValueError(f"reference_points must end in 2 or 4 values, got {reference_points.shape[-1]}")
+        sampled = multi_scale_deformable_attention(projected, spatial_shapes, locations, weights)
+        return self.output_proj(sampled)

@@ -1,0 +1,95 @@
+"""Hungarian matching of DETR predictions to ground-truth boxes (Carion et al., DETR, ECCV 2020, Sec. 3.1).
+
+Each ground-truth box is assigned exactly one query, the assignment of least total cost, so the detector learns
+to predict each nodule once and needs no non-maximum suppression. The cost mixes a focal-style class cost (as in
+Deformable DETR), the L1 distance of normalised (cx, cy, w, h) boxes and the negative generalised IoU. The
+optimal assignment is scipy's ``linear_sum_assignment`` (Jonker-Volgenant), a well-kept and exact solver.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from scipy.optimize import linear_sum_assignment
+from torch import nn
+
+from radassist.lung.losses import box_cxcywh_to_xyxy, generalized_box_iou
+
+Target = Mapping[str, torch.Tensor]
+"""One image's ground truth: ``labels`` (N,) int64 class indices, ``boxes`` (N, 4) normalised cx, cy, w, h."""
+
+
+@dataclass(frozen=True)
+class MatchCosts:
+    """Weights of the three matching costs (Deformable DETR: class 2, L1 5, GIoU 2) and the focal parameters."""
+
+    cost_class: float = 2.0
+    cost_bbox: float = 5.0
+    cost_giou: float = 2.0
+    focal_alpha: float = 0.25
+    focal_gamma: float = 2.0
+
+
+def focal_class_cost(logits: torch.Tensor, labels: torch.Tensor, alpha: float = 0.25,
+                     gamma: float = 2.0) -> torch.Tensor:
+    """(Q, C) logits, (N,) labels -> (Q, N): focal loss of calling query q class labels[n] minus that of not.
+
+    Low when the query is confident in that class; it is the change in focal loss that the match would cause.
+    """
+    probability = logits.sigmoid()
+    positive = alpha * (1 - probability) ** gamma * -(probability + 1e-8).log()
+    negative = (1 - alpha) * probability ** gamma * -(1 - probability + 1e-8).log()
+    return positive[:, labels] - negative[:, labels]
+
+
+def match_cost_matrix(logits: torch.Tensor, boxes: torch.Tensor, target: Target,
+                      costs: MatchCosts = MatchCosts()) -> torch.Tensor:
+    """The (queries, targets) cost of one image: weighted class, L1 and (negative) GIoU costs."""
+    class_cost = focal_class_cost(logits, target["labels"], costs.focal_alpha, costs.focal_gamma)
+    l1_cost = torch.cdist(boxes, target["boxes"].to(boxes.dtype), p=1)
+    giou_cost = -generalized_box_iou(box_cxcywh_to_xyxy(boxes), box_cxcywh_to_xyxy(target["boxes"].to(boxes.dtype)))
+    return costs.cost_class * class_cost + costs.cost_bbox * l1_cost + costs.cost_giou * giou_cost
+
+
+def optimal_assignment(cost: torch.Tensor | np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+    """Rows and columns of the least-cost one-to-one assignment (each column gets a row when rows >= columns)."""
+    matrix = cost.detach().cpu().double().numpy() if isinstance(cost, torch.Tensor) else np.asarray(cost, float)
+    if not np.isfinite(matrix).all():
+        raise ValueError("the matching cost has NaN or infinite entries (are the predicted boxes finite?)")
+    rows, columns = linear_sum_assignment(matrix)
+    return torch.as_tensor(rows, dtype=torch.int64), torch.as_tensor(columns, dtype=torch.int64)
+
+
+class HungarianMatcher(nn.Module):
+    """Assigns queries to targets per image; ``forward`` returns one (query indices, target indices) pair per image.
+
+    Args:
+        cost_class, cost_bbox, cost_giou: weights of the class, L1 box and GIoU costs.
+        focal_alpha, focal_gamma: focal parameters of the class cost.
+    """
+
+    def __init__(self, cost_class: float = 2.0, cost_bbox: float = 5.0, cost_giou: float = 2.0,
+                 focal_alpha: float = 0.25, focal_gamma: float = 2.0) -> None:
+        super().__init__()
+        if cost_class == 0 and cost_bbox == 0 and cost_giou == 0:
+            raise ValueError("at least one matching cost must be non-zero")
+        self.costs = MatchCosts(cost_class, cost_bbox, cost_giou, focal_alpha, focal_gamma)
+
+    @torch.no_grad()
+    def forward(self, outputs: Mapping[str, torch.Tensor],
+                targets: Sequence[Target]) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        logits, boxes = outputs["pred_logits"], outputs["pred_boxes"]
+        if len(targets) != logits.shape[0]:
+            raise ValueError(f"{len(targets)} targets for a batch of {logits.shape[0]} images")
+        matches = []
+        for index, target in enumerate(targets):
+            if len(target["labels"]) == 0:
+                empty = torch.zeros(0, dtype=torch.int64)
+                matches.append((empty, empty.clone()))
+                continue
+            cost = match_cost_matrix(logits[index].float(), boxes[index].float(), target, self.costs)
+            matches.append(optimal_assignment(cost))
+        return matches
