@@ -20,6 +20,7 @@ from radassist.slicer import panel
 
 # Parameter -> GMIC's name of the view it holds.
 VIEW_PARAMETERS = {"lccVolume": "L-CC", "rccVolume": "R-CC", "lmloVolume": "L-MLO", "rmloVolume": "R-MLO"}
+_PARAMETER_OF = {view: parameter for parameter, view in VIEW_PARAMETERS.items()}
 
 
 class MammoGMIC(ScriptedLoadableModule):
@@ -52,6 +53,7 @@ class MammoGMICParameterNode:
     rmloVolume: vtkMRMLScalarVolumeNode
     outputTable: vtkMRMLTableNode
     device: panel.DeviceChoice = "auto"
+    tta: int = 0
     sampleSeed: int = 0
 
 
@@ -64,53 +66,82 @@ class MammoGMICLogic(panel.RadAssistLogic):
 
     def makeSample(self, seed: int, progress: Progress) -> Any:
         from radassist.synthetic.mammo import make_mammogram_exam
-
         return panel.build_sample("mammogram exam", make_mammogram_exam, seed, progress)
 
     @staticmethod
     def viewVolumes(exam: Any) -> dict:
         """GMIC view name -> one-slice Volume, for the four views of a synthetic exam."""
-        return {name: exam.views[name].volume for name in VIEW_PARAMETERS.values()}
+        return {name: exam.view(name).to_volume() for name in VIEW_PARAMETERS.values()}
 
     @staticmethod
     def viewFindings(view: Any):
         """A view's true benign and malignant regions as a LabelMap (only the kinds present), or None."""
-        import numpy as np
-
         from radassist.results.labelmap import LabelMap
         from radassist.results.segments import Segment
-
         kinds = [("Benign finding", view.benign_mask, (0.3, 0.85, 0.4)),
                  ("Malignant finding", view.malignant_mask, (0.95, 0.25, 0.2))]
-        present = [(name, mask[np.newaxis], color) for name, mask, color in kinds if np.any(mask)]
+        present = [(name, mask[None], color) for name, mask, color in kinds if mask.any()]
         if not present:
             return None
         segments = [Segment(name, index + 1, color=color) for index, (name, _, color) in enumerate(present)]
-        volume = view.volume
+        volume = view.to_volume()
         return LabelMap.from_masks([mask for _, mask, _ in present], segments, volume.geometry, volume.source)
 
     @staticmethod
     def truthClassification(exam: Any):
         """The exam's true labels in the layout of GMIC's output: per view, then per breast (0 or 1)."""
         from radassist.results.tables import Classification, ClassifiedImage
-
-        images = [ClassifiedImage(name, {k: float(v) for k, v in exam.views[name].labels.items()})
+        images = [ClassifiedImage(name, {k: float(v) for k, v in exam.view(name).labels.items()})
                   for name in VIEW_PARAMETERS.values()]
         groups = [ClassifiedImage(f"{side} breast", {k: float(v) for k, v in labels.items()})
                   for side, labels in exam.labels.items()]
         return Classification(images=images, groups=groups, model="ground truth")
 
+    def gatherInputs(self, parameterNode) -> dict:
+        """Each view as a Volume (main thread); the engine names it by its selector (L-CC, ...)."""
+        from radassist.slicer import nodes
+        return {"volumes": {name: nodes.volume_from_node(getattr(parameterNode, parameter))
+                            for parameter, name in VIEW_PARAMETERS.items()}, "tta": int(parameterNode.tta)}
+
+    def compute(self, inputs: dict, device: str, progress: Progress) -> Any:
+        """Every installed GMIC model (an ensemble when several); none installed: an error saying how to get one."""
+        from radassist.mammo.pipeline import classify_volumes
+        return classify_volumes(inputs["volumes"], device=device, tta=inputs["tta"], progress=progress)
+
+    def showResult(self, result: Any, parameterNode=None) -> str:
+        """Probabilities table, saliency maps as coloured overlays (benign green, malignant red), patch ROIs."""
+        from radassist.mammo.postprocess import patch_detections, saliency_volume
+        from radassist.slicer import nodes
+        volumes, outcome = result
+        parameterNode.outputTable = nodes.classification_to_table_node(
+            outcome.classification, "GMIC probabilities", parameterNode.outputTable)
+        overlays = {}
+        for view in outcome.views:
+            for index, colour in ((0, "vtkMRMLColorTableNodeGreen"), (1, "vtkMRMLColorTableNodeRed")):
+                node = nodes.volume_to_node(saliency_volume(view, index, volumes[view.name]),
+                                            f"{view.name} saliency {('benign', 'malignant')[index]}")
+                node.GetDisplayNode().SetAndObserveColorNodeID(colour)
+                node.GetDisplayNode().SetAutoWindowLevel(False)
+                node.GetDisplayNode().SetWindowLevelMinMax(0.0, 1.0)
+                overlays[view.name] = node
+            nodes.detections_to_roi_nodes(patch_detections(view, volumes[view.name]), f"{view.name} patch ")
+        first = outcome.views[0].name
+        slicer.util.setSliceViewerLayers(background=getattr(parameterNode, _PARAMETER_OF[first]),
+                                         foreground=overlays[first], foregroundOpacity=0.4, fit=True)
+        lines = [f"{g.image_id}: " + ", ".join(f"{k} {p:.2f}" for k, p in g.probabilities.items())
+                 for g in outcome.classification.groups]
+        return f"GMIC ({outcome.classification.model}): " + "; ".join(lines)
+
     def showSample(self, sample: Any, parameterNode=None) -> panel.LoadedSample:
         """One volume node per view (they become the inputs), the true findings and the true labels."""
         from radassist.slicer import nodes
-
         name = f"Synthetic mammogram exam {sample.seed}"
         volumes = {view: nodes.volume_to_node(volume, f"{name} {view}")
                    for view, volume in self.viewVolumes(sample).items()}
         truth = {"labels": nodes.classification_to_table_node(self.truthClassification(sample),
                                                               f"{name} labels (ground truth)")}
         for view in VIEW_PARAMETERS.values():
-            findings = self.viewFindings(sample.views[view])
+            findings = self.viewFindings(sample.view(view))
             if findings is not None:
                 truth[f"{view} findings"] = nodes.labelmap_to_segmentation_node(
                     findings, volumes[view], f"{name} {view} findings (ground truth)")
@@ -118,14 +149,14 @@ class MammoGMICLogic(panel.RadAssistLogic):
             for parameter, view in VIEW_PARAMETERS.items():
                 setattr(parameterNode, parameter, volumes[view])
         self.showVolume(volumes["L-CC"], truth.get("L-CC findings"))
-        count = len(truth) - 1
         return panel.LoadedSample(volumes=volumes, ground_truth=truth,
                                   summary=f"Loaded '{name}': four views selected as inputs, true labels as a "
-                                          f"table, findings outlined on {count} view(s).")
+                                          f"table, findings outlined on {len(truth) - 1} view(s).")
 
 
 class MammoGMICWidget(panel.RadAssistWidget):
     logicClass = MammoGMICLogic
+    modelTask = "mammography-classification"
 
 
 class MammoGMICTest(ScriptedLoadableModuleTest):
@@ -145,7 +176,6 @@ class MammoGMICTest(ScriptedLoadableModuleTest):
         logic = MammoGMICLogic()
         parameterNode = logic.getParameterNode()
         loaded = logic.showSample(exam, parameterNode)
-
         expected = logic.viewVolumes(exam)
         self.assertEqual(set(loaded.volumes), set(VIEW_PARAMETERS.values()))
         for view, volume in expected.items():
@@ -153,7 +183,7 @@ class MammoGMICTest(ScriptedLoadableModuleTest):
         for parameter, view in VIEW_PARAMETERS.items():
             self.assertEqual(getattr(parameterNode, parameter).GetID(), loaded.volumes[view].GetID())
         for view in VIEW_PARAMETERS.values():
-            findings = logic.viewFindings(exam.views[view])
+            findings = logic.viewFindings(exam.view(view))
             if findings is None:
                 self.assertNotIn(f"{view} findings", loaded.ground_truth)
             else:
