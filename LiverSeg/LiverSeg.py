@@ -30,8 +30,8 @@ class LiverSeg(ScriptedLoadableModule):
         self.parent.helpText = panel.help_text(
             "Segments the liver and liver tumours on a contrast-enhanced abdominal CT and measures them: liver "
             "volume, number and volume of tumours, and tumour burden.",
-            "mU-Net, a U-Net with residual paths and object-dependent high-level features in its skip connections, "
-            "trained on LiTS (Seo et al., IEEE Transactions on Medical Imaging 39(5):1316-1325, 2020).",
+            "U-Net or mU-Net, a U-Net with residual paths and object-dependent high-level features in its skip "
+            "connections, trained on LiTS (Seo et al., IEEE Transactions on Medical Imaging 39(5):1316-1325, 2020).",
             "'Load synthetic sample' builds an abdominal CT phantom with a liver and tumours of known size, and "
             "shows their true outlines and a table of the true tumours.")
         self.parent.acknowledgementText = panel.ACKNOWLEDGEMENT
@@ -53,6 +53,53 @@ class LiverSegLogic(panel.RadAssistLogic):
     requiredInputs = {"inputVolume": "an abdominal CT"}
     taskTitle = "liver segmentation"
     pipelineModule = "radassist.liver.pipeline"
+    architecture = "munet"  # set by the panel's architecture selector
+    modelPath = ""  # a checkpoint folder from 'radassist train liver'; empty: the installed model
+
+    def gatherInputs(self, parameterNode) -> dict:
+        from radassist.slicer import nodes
+        return {"volume": nodes.volume_from_node(parameterNode.inputVolume), "arch": self.architecture,
+                "model": self.modelPath or None}
+
+    def compute(self, inputs: dict, device: str, progress: Progress) -> Any:
+        from radassist.liver.pipeline import segment_liver
+        from radassist.liver.weights import load_liver_model
+        from radassist.runtime.device import choose_device
+        choice = choose_device(device)
+        model = load_liver_model(inputs["arch"], inputs["model"], choice.device)
+        return segment_liver(inputs["volume"], model, progress=progress, device=choice.device)
+
+    def showResult(self, result: Any, parameterNode=None) -> str:
+        """The segmentation (in the Segment Editor, ready for correction) and the measurements table."""
+        from radassist.slicer import nodes
+        volumeNode = parameterNode.inputVolume
+        name = f"{volumeNode.GetName()} liver"
+        segmentation = nodes.labelmap_to_segmentation_node(result.labelmap, volumeNode, name,
+                                                           parameterNode.outputSegmentation)
+        parameterNode.outputSegmentation = segmentation
+        self.showVolume(volumeNode, segmentation)
+        editor = slicer.modules.segmenteditor.widgetRepresentation().self().editor
+        editor.setSegmentationNode(segmentation)
+        getattr(editor, "setSourceVolumeNode", getattr(editor, "setMasterVolumeNode", None))(volumeNode)
+        return (f"{self.showReport(result.report, parameterNode)} Correct it in Segment Editor if needed, then "
+                f"press Quantify ({result.backend}, {result.seconds:.1f} s).")
+
+    def quantify(self, parameterNode) -> str:
+        """Recompute the measurements from the current (possibly corrected) segmentation."""
+        from radassist.liver.quantify import quantify_labelmap
+        from radassist.slicer import nodes
+        labelmap = nodes.segmentation_node_to_labelmap(parameterNode.outputSegmentation, parameterNode.inputVolume)
+        report = quantify_labelmap(labelmap, nodes.volume_from_node(parameterNode.inputVolume)).report()
+        return self.showReport(report, parameterNode)
+
+    @staticmethod
+    def showReport(report, parameterNode) -> str:
+        """The measurements into the output table; returns their one-line summary."""
+        from radassist.commands.liver import summary_line
+        from radassist.slicer import nodes
+        name = f"{parameterNode.inputVolume.GetName()} liver measurements"
+        parameterNode.outputTable = nodes.report_to_table_node(report, name, parameterNode.outputTable)
+        return summary_line(report.summary).capitalize() + "."
 
     def makeSample(self, seed: int, progress: Progress) -> Any:
         from radassist.synthetic.abdomen import make_abdomen_ct
@@ -90,16 +137,43 @@ class LiverSegLogic(panel.RadAssistLogic):
 class LiverSegWidget(panel.RadAssistWidget):
     logicClass = LiverSegLogic
 
+    def setup(self) -> None:
+        panel.RadAssistWidget.setup(self)
+        self.ui.quantifyButton.connect("clicked(bool)", self.onQuantifyButton)
+        self.ui.architectureComboBox.connect("currentTextChanged(QString)",
+                                             lambda text: setattr(self.logic, "architecture", text))
+        self.ui.modelPathLineEdit.connect("currentPathChanged(QString)",
+                                          lambda path: setattr(self.logic, "modelPath", path))
+
+    def onQuantifyButton(self) -> None:
+        from radassist.errors import RadAssistError
+        try:
+            self.setStatus(self.logic.quantify(self._parameterNode))
+        except RadAssistError as error:
+            self.setStatus(f"Quantify: {error}")
+
 
 class LiverSegTest(ScriptedLoadableModuleTest):
     def setUp(self) -> None:
         slicer.mrmlScene.Clear()
 
     def runTest(self) -> None:
-        self.setUp()
-        self.test_sample_nodes()
-        self.setUp()
-        self.test_apply_needs_input()
+        for test in (self.test_sample_nodes, self.test_apply_needs_input, self.test_quantify_ground_truth):
+            self.setUp()
+            test()
+
+    def test_quantify_ground_truth(self) -> None:
+        from radassist.synthetic.abdomen import make_abdomen_ct
+        phantom = make_abdomen_ct(2)
+        logic = LiverSegLogic()
+        parameterNode = logic.getParameterNode()
+        loaded = logic.showSample(phantom, parameterNode)
+        parameterNode.outputSegmentation = loaded.ground_truth["labels"]
+        logic.quantify(parameterNode)
+        table = parameterNode.outputTable
+        self.assertEqual(table.GetNumberOfRows(), 1 + len(phantom.tumours))
+        volume = table.GetTable().GetColumnByName("volume_ml").GetValue(0)
+        self.assertAlmostEqual(volume, phantom.labels.labels.astype(bool).sum() * 1.28e-3, places=2)
 
     def test_sample_nodes(self) -> None:
         from radassist.synthetic.abdomen import make_abdomen_ct

@@ -4,7 +4,7 @@
 of ``radassist train TASK`` / ``radassist evaluate TASK`` (see train_evaluate.py); a module may be in both.
 """
 
-from radassist.commands import demo, info, inputs, lung_evaluate, mammo, models, synth
+from radassist.commands import demo, info, inputs, liver, lung_evaluate, lung_infection, mammo, models, synth
 
-COMMAND_MODULES = (info, inputs, synth, demo, models, mammo)
-TASK_MODULES = (lung_evaluate, mammo)
+COMMAND_MODULES = (info, inputs, synth, demo, models, liver, mammo)
+TASK_MODULES = (lung_evaluate, lung_infection, liver, mammo)

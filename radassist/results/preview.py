@@ -236,9 +236,10 @@ def _as_volume_on(volume: Volume, geometry: Geometry, interpolator: int = sitk.s
 
 # -- segmentation -------------------------------------------------------------------------------------------------
 def preview_labelmap(volume: Volume, labelmap: LabelMap, path: str | Path, window: Window | None = CT_SOFT_TISSUE,
-                     panel_mm_to_px: float | None = None) -> Preview:
-    """Axial, coronal and sagittal views through the largest segment's centre, segments filled and outlined in
-    their colours, with a legend. The label map is resampled (nearest) onto the volume's grid if needed."""
+                     panel_mm_to_px: float | None = None, centre_lps: Sequence[float] | None = None) -> Preview:
+    """Axial, coronal and sagittal views through the largest segment's centre (or through the world point
+    ``centre_lps``, e.g. a lesion's), segments filled and outlined in their colours, with a legend. The label map
+    is resampled (nearest) onto the volume's grid if needed."""
     reorient = _reorientation(volume.geometry)
     image = reorient.apply(volume.array.astype(np.float64))
     masks = []
@@ -250,7 +251,10 @@ def preview_labelmap(volume: Volume, labelmap: LabelMap, path: str | Path, windo
         masks.append(reorient.apply(mask))
     geometry = reorient.geometry
     counts = [int(m.sum()) for m in masks]
-    if counts and max(counts) > 0:
+    if centre_lps is not None:
+        centre = np.clip(np.round(geometry.world_to_zyx(np.asarray(centre_lps, dtype=float))).astype(int), 0,
+                         np.array(image.shape) - 1)
+    elif counts and max(counts) > 0:
         centre = np.round(ndimage.center_of_mass(masks[int(np.argmax(counts))])).astype(int)
     else:
         centre = np.array(image.shape) // 2

@@ -34,7 +34,7 @@ if typing.TYPE_CHECKING:
 KeyMapping = Union[Mapping[str, str], Callable[[str], Union[str, None]]]
 """Checkpoint key -> model key: a dict of prefix renames (longest prefix first), or a function (None drops a key)."""
 
-TASK_PACKAGES = ("lung", "liver", "brain", "mammo")
+TASK_PACKAGES = ("lung", "lung.infection", "liver", "brain", "mammo")
 
 
 @dataclass(frozen=True)

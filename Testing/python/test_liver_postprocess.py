@@ -1,0 +1,40 @@
+"""Cleaning a slice-wise prediction: largest liver, holes filled, tumours only in or at the liver, tiny ones gone."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from radassist.liver.postprocess import PostprocessConfig, clean_liver_labels
+from radassist.volume import Geometry
+
+GEOMETRY = Geometry((20, 40, 40), spacing=(1.0, 1.0, 1.0))  # 1 mm^3 voxels: 1000 voxels = 1 mL
+
+
+def _prediction() -> np.ndarray:
+    labels = np.zeros(GEOMETRY.shape, dtype=np.uint8)
+    labels[2:18, 5:30, 5:30] = 1  # the liver
+    labels[8:10, 22:24, 22:24] = 0  # a hole inside it
+    labels[5:12, 10:18, 10:18] = 2  # a tumour inside: 448 voxels
+    labels[14:16, 28:33, 28:33] = 2  # a tumour at the edge, sticking out: kept
+    labels[3:5, 36:39, 36:39] = 1  # a separate island (spleen taken for liver): dropped
+    labels[10:12, 36:39, 2:5] = 2  # a "tumour" away from the liver: dropped
+    labels[3, 20, 20] = 2  # a one-voxel tumour inside the liver: dropped, becomes liver
+    return labels
+
+
+def test_cleaning_steps():
+    cleaned, summary = clean_liver_labels(_prediction(), GEOMETRY, PostprocessConfig(min_tumour_volume_ml=0.01))
+    assert cleaned[9, 23, 23] == 1  # hole filled as liver
+    assert cleaned[4, 37, 37] == 0 and summary.liver_components_removed == 2  # the island and the far "tumour"
+    assert cleaned[11, 37, 3] == 0 and summary.tumours_outside_liver_removed == 1
+    assert cleaned[3, 20, 20] == 1 and summary.small_tumours_removed == 1
+    assert (cleaned[5:12, 10:18, 10:18] == 2).all()
+    assert cleaned[15, 32, 32] == 2  # the part outside the liver's box stays with its tumour
+    assert summary.hole_voxels_filled == 8
+
+
+def test_switches_turn_steps_off():
+    config = PostprocessConfig(keep_largest_liver=False, fill_holes=False, min_tumour_volume_ml=0.0)
+    cleaned, summary = clean_liver_labels(_prediction(), GEOMETRY, config)
+    assert cleaned[4, 37, 37] == 1 and cleaned[9, 23, 23] == 0 and cleaned[3, 20, 20] == 2
+    assert summary.liver_components_removed == 0 and summary.hole_voxels_filled == 0

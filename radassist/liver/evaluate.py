@@ -1,0 +1,206 @@
+"""LiTS evaluation: per-case and global Dice, VOE, RVD, ASSD and MSD for liver and tumour, and lesion-wise
+detection precision and recall; written as JSON and a PNG.
+
+* "liver" is the whole organ (labels 1 and 2 together), "tumour" is label 2, as LiTS scores them;
+* Dice per case is the mean over cases; global Dice pools the voxels of all cases (2 sum|A n B| / sum(|A|+|B|));
+  a case where a structure is absent from both reference and prediction has no score for it (left out of means);
+* a reference lesion (26-connected component) is detected when a predicted lesion overlaps it with
+  IoU above ``detection_iou``; a predicted lesion is correct when it detects one. Precision and recall pool all
+  lesions of all cases.
+
+The reference numbers to compare with (Bilic et al., Medical Image Analysis 2023): best liver Dice per case 0.963,
+best tumour Dice 0.674-0.739 over the three LiTS rounds, best lesion-wise recall 0.458-0.554.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont
+from scipy import ndimage
+
+from radassist.io.atomic import atomic_path
+from radassist.liver.model import TUMOUR_LABEL
+from radassist.metrics.segmentation import nan_mean
+from radassist.metrics.surface import LitsScores, lits_scores
+from radassist.results.csv_json import plain_json
+
+FULL_CONNECTIVITY = np.ones((3, 3, 3), dtype=bool)
+LITS_ANCHORS = {"liver_dice_per_case_best": 0.963, "tumour_dice_best": [0.674, 0.702, 0.739],
+                "lesion_recall_best": [0.458, 0.515, 0.554]}
+
+
+@dataclass(frozen=True)
+class LitsEvaluationConfig:
+    detection_iou: float = 0.5  # ours; 0 counts any overlap as a detection
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.detection_iou < 1.0:
+            raise ValueError(f"detection_iou must be in [0, 1), got {self.detection_iou}")
+
+
+@dataclass
+class LesionCounts:
+    reference: int = 0
+    predicted: int = 0
+    detected: int = 0  # reference lesions found
+    correct: int = 0  # predicted lesions that found one
+
+    def __add__(self, other: "LesionCounts") -> "LesionCounts":
+        return LesionCounts(self.reference + other.reference, self.predicted + other.predicted,
+                            self.detected + other.detected, self.correct + other.correct)
+
+    @property
+    def precision(self) -> float:
+        return self.correct / self.predicted if self.predicted else math.nan
+
+    @property
+    def recall(self) -> float:
+        return self.detected / self.reference if self.reference else math.nan
+
+
+@dataclass
+class CaseEvaluation:
+    case: str
+    liver: LitsScores
+    tumour: LitsScores
+    lesions: LesionCounts
+
+
+@dataclass
+class LitsEvaluation:
+    cases: list[CaseEvaluation]
+    config: LitsEvaluationConfig = field(default_factory=LitsEvaluationConfig)
+
+    def _global_dice(self, structure: str) -> float:
+        scores = [getattr(c, structure) for c in self.cases]
+        total = sum(s.reference_voxels + s.predicted_voxels for s in scores)
+        return 2.0 * sum(s.intersection_voxels for s in scores) / total if total else math.nan
+
+    @property
+    def lesions(self) -> LesionCounts:
+        total = LesionCounts()
+        for case in self.cases:
+            total = total + case.lesions
+        return total
+
+    def summary(self) -> dict[str, Any]:
+        result: dict[str, Any] = {"cases": len(self.cases)}
+        for structure in ("liver", "tumour"):
+            scores = [getattr(c, structure) for c in self.cases]
+            result[structure] = {"dice_per_case": nan_mean([s.dice for s in scores]),
+                                 "dice_global": self._global_dice(structure),
+                                 "voe": nan_mean([s.voe for s in scores]), "rvd": nan_mean([s.rvd for s in scores]),
+                                 "assd_mm": nan_mean([s.assd_mm for s in scores]),
+                                 "msd_mm": nan_mean([s.msd_mm for s in scores]),
+                                 "cases_scored": int(sum(not math.isnan(s.dice) for s in scores))}
+        lesions = self.lesions
+        result["lesion_detection"] = {"reference": lesions.reference, "predicted": lesions.predicted,
+                                      "detected": lesions.detected, "precision": lesions.precision,
+                                      "recall": lesions.recall, "iou_above": self.config.detection_iou}
+        return result
+
+    def to_dict(self) -> dict[str, Any]:
+        return plain_json({"summary": self.summary(), "lits_anchors": LITS_ANCHORS,
+                           "cases": [{"case": c.case, "liver": c.liver.to_dict(), "tumour": c.tumour.to_dict(),
+                                      "lesions": vars(c.lesions)} for c in self.cases]})
+
+
+def match_lesions(reference: np.ndarray, prediction: np.ndarray, iou_above: float = 0.5) -> LesionCounts:
+    """Count reference lesions detected and predicted lesions that are correct (IoU above ``iou_above``)."""
+    ref_labels, ref_count = ndimage.label(reference, structure=FULL_CONNECTIVITY)
+    pred_labels, pred_count = ndimage.label(prediction, structure=FULL_CONNECTIVITY)
+    counts = LesionCounts(ref_count, pred_count)
+    if not ref_count or not pred_count:
+        return counts
+    both = (ref_labels > 0) & (pred_labels > 0)
+    pairs = np.bincount(ref_labels[both].astype(np.int64) * (pred_count + 1) + pred_labels[both],
+                        minlength=(ref_count + 1) * (pred_count + 1)).reshape(ref_count + 1, pred_count + 1)
+    ref_sizes = np.bincount(ref_labels.ravel(), minlength=ref_count + 1)
+    pred_sizes = np.bincount(pred_labels.ravel(), minlength=pred_count + 1)
+    union = ref_sizes[:, None] + pred_sizes[None, :] - pairs
+    iou = np.where(pairs > 0, pairs / np.maximum(union, 1), 0.0)[1:, 1:]
+    hits = iou > iou_above
+    counts.detected = int(hits.any(axis=1).sum())
+    counts.correct = int(hits.any(axis=0).sum())
+    return counts
+
+
+def evaluate_case(name: str, reference: np.ndarray, prediction: np.ndarray, spacing_zyx: Sequence[float],
+                  config: LitsEvaluationConfig = LitsEvaluationConfig()) -> CaseEvaluation:
+    """Score one case from LiTS label arrays (0/1/2) on the same grid."""
+    reference, prediction = np.asarray(reference), np.asarray(prediction)
+    if reference.shape != prediction.shape:
+        raise ValueError(f"{name}: reference {reference.shape} and prediction {prediction.shape} differ in shape")
+    ref_tumour, pred_tumour = reference == TUMOUR_LABEL, prediction == TUMOUR_LABEL
+    return CaseEvaluation(name, lits_scores(reference > 0, prediction > 0, spacing_zyx),
+                          lits_scores(ref_tumour, pred_tumour, spacing_zyx),
+                          match_lesions(ref_tumour, pred_tumour, config.detection_iou))
+
+
+# ------------------------------------------------------------------------------------------------ output
+
+
+def _font(size: int = 13) -> ImageFont.ImageFont:
+    try:
+        return ImageFont.load_default(size=size)
+    except TypeError:
+        return ImageFont.load_default()
+
+
+def draw_evaluation(evaluation: LitsEvaluation, bar_width: int = 14) -> Image.Image:
+    """Per-case Dice bars (liver, tumour) over a 0-1 grid, with the LiTS best per-case liver Dice as a line and
+    the summary numbers underneath."""
+    colours = {"liver": (221, 130, 101), "tumour": (230, 60, 60)}
+    left, top, height = 60, 40, 300
+    width = max(600, left + 30 + len(evaluation.cases) * (2 * bar_width + 10))
+    image = Image.new("RGB", (width, top + height + 150), (255, 255, 255))
+    draw = ImageDraw.Draw(image)
+    font = _font()
+    draw.text((left, 10), "LiTS evaluation: Dice per case", fill=(20, 20, 20), font=font)
+    for tick in range(11):
+        y = top + height - tick * height / 10
+        draw.line([(left, y), (width - 20, y)], fill=(225, 225, 225))
+        draw.text((left - 34, y - 7), f"{tick / 10:.1f}", fill=(40, 40, 40), font=font)
+    anchor_y = top + height - LITS_ANCHORS["liver_dice_per_case_best"] * height
+    draw.line([(left, anchor_y), (width - 20, anchor_y)], fill=(60, 120, 200), width=1)
+    for index, case in enumerate(evaluation.cases):
+        x = left + 10 + index * (2 * bar_width + 10)
+        for offset, structure in enumerate(("liver", "tumour")):
+            dice = getattr(case, structure).dice
+            if not math.isnan(dice):
+                x0 = x + offset * bar_width
+                draw.rectangle([x0, top + height - dice * height, x0 + bar_width - 2, top + height],
+                               fill=colours[structure])
+    summary = evaluation.summary()
+    lines = [f"liver: Dice/case {summary['liver']['dice_per_case']:.3f}  global {summary['liver']['dice_global']:.3f}"
+             f"  (LiTS best 0.963, blue line)",
+             f"tumour: Dice/case {summary['tumour']['dice_per_case']:.3f}  global "
+             f"{summary['tumour']['dice_global']:.3f}  (LiTS best 0.674-0.739)",
+             f"lesions: precision {summary['lesion_detection']['precision']:.3f}  recall "
+             f"{summary['lesion_detection']['recall']:.3f}  ({summary['lesion_detection']['reference']} reference)"]
+    for number, line in enumerate(lines):
+        draw.text((left, top + height + 20 + 18 * number), line.replace("nan", "n/a"), fill=(20, 20, 20), font=font)
+    for number, (structure, colour) in enumerate(colours.items()):
+        y = top + height + 80 + 18 * number
+        draw.rectangle([left, y + 2, left + 10, y + 12], fill=colour)
+        draw.text((left + 16, y), structure, fill=(20, 20, 20), font=font)
+    return image
+
+
+def write_evaluation(evaluation: LitsEvaluation, json_path: str | Path, png_path: str | Path) -> None:
+    """Both files, or (on any error) neither."""
+    text = json.dumps(evaluation.to_dict(), indent=2, allow_nan=False) + "\n"
+    picture = draw_evaluation(evaluation)
+    with contextlib.ExitStack() as stack:
+        temp_json = stack.enter_context(atomic_path(Path(json_path)))
+        temp_png = stack.enter_context(atomic_path(Path(png_path)))
+        temp_json.write_text(text, encoding="utf-8")
+        picture.save(temp_png, format="PNG")

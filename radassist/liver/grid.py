@@ -1,0 +1,70 @@
+"""Put a segmentation onto a CT's voxel grid, exactly, or refuse with a clear message.
+
+Slicer saves a ``.seg.nrrd`` cropped to the segments' extent by default: the same voxel lattice as the CT (same
+spacing and direction, origin shifted by whole voxels), a smaller box. Such a file is padded back onto the CT grid
+without any interpolation. Anything else (other spacing, rotation, half-voxel shifts) is a segmentation made on a
+different image, and measuring it against this CT would be wrong, so it is refused.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from radassist.errors import InputError
+from radassist.results.labelmap import LabelMap
+from radassist.volume import Geometry
+
+TOLERANCE_VOXELS = 1e-3
+
+
+def _describe(geometry: Geometry) -> str:
+    nz, ny, nx = geometry.shape
+    spacing = "x".join(f"{s:g}" for s in geometry.spacing)
+    origin = ", ".join(f"{o:.2f}" for o in geometry.origin)
+    return f"{nx}x{ny}x{nz} voxels of {spacing} mm at ({origin})"
+
+
+def voxel_offset(source: Geometry, target: Geometry) -> np.ndarray | None:
+    """Whole-voxel (z, y, x) offset of ``source``'s first voxel in ``target``'s grid, or None when the two grids
+    are not the same lattice."""
+    if not np.allclose(source.spacing, target.spacing, rtol=1e-4, atol=1e-5):
+        return None
+    if not np.allclose(source.direction_matrix, target.direction_matrix, atol=1e-4):
+        return None
+    zyx = target.world_to_zyx(np.asarray(source.origin))
+    rounded = np.round(zyx)
+    if np.max(np.abs(zyx - rounded)) > TOLERANCE_VOXELS:
+        return None
+    return rounded.astype(int)
+
+
+def align_to_grid(labelmap: LabelMap, target: Geometry, path: str | Path | None = None,
+                  image_path: str | Path | None = None) -> LabelMap:
+    """``labelmap`` on ``target``: unchanged when the grids match, padded/cropped when it is the same lattice
+    (labels outside the target are refused), else an InputError naming both grids."""
+    if labelmap.geometry.same_grid(target):
+        return labelmap
+    where = path or labelmap.source.path
+    offset = voxel_offset(labelmap.geometry, target)
+    if offset is None:
+        raise InputError(where, f"the segmentation is on a grid that does not match the CT"
+                                f"{f' {image_path}' if image_path else ''}: segmentation "
+                                f"{_describe(labelmap.geometry)}, CT {_describe(target)}; segment this CT, or "
+                                f"resample the segmentation onto it (e.g. in Slicer)")
+    labels = np.zeros((labelmap.layer_count, *target.shape), dtype=labelmap.labels.dtype)
+    source_start = np.maximum(-offset, 0)
+    target_start = np.maximum(offset, 0)
+    size = np.minimum(np.array(labelmap.geometry.shape) - source_start, np.array(target.shape) - target_start)
+    kept = 0
+    if np.all(size > 0):
+        src = tuple(slice(int(a), int(a + n)) for a, n in zip(source_start, size))
+        dst = tuple(slice(int(a), int(a + n)) for a, n in zip(target_start, size))
+        labels[(slice(None), *dst)] = labelmap.labels[(slice(None), *src)]
+        kept = int(np.count_nonzero(labels))
+    if kept != int(np.count_nonzero(labelmap.labels)):
+        raise InputError(where, f"the segmentation reaches outside the CT{f' {image_path}' if image_path else ''}: "
+                                f"segmentation {_describe(labelmap.geometry)}, CT {_describe(target)}")
+    return LabelMap(labels=labels, geometry=target, segments=list(labelmap.segments), source=labelmap.source,
+                    metadata=dict(labelmap.metadata))

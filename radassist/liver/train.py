@@ -1,0 +1,192 @@
+"""Train U-Net or mU-Net on liver slices with the seed recipe: HU window, augmentation, cross-entropy + Dice.
+
+Slices are prepared exactly as inference prepares them (:func:`radassist.liver.datasets.volume_slices`), the
+validation split is by case (no patient in both sets), and the result is saved as a RadAssist checkpoint whose
+metadata (window, 2.5-D context, slice size) the pipeline reads back, so a trained folder runs as it was trained.
+Defaults marked "ours" are not from the papers.
+
+Under torchrun every process trains a DDP copy on its share of each epoch's slices (``batch_size`` per process,
+so the global batch is ``batch_size`` times the number of processes), validation slices are split across the
+processes and their confusion matrices summed, and every process returns the same network.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from radassist.errors import InputError
+from radassist.liver.augment import AugmentConfig, augment_pair
+from radassist.liver.datasets import SliceSet
+from radassist.liver.losses import CrossEntropyDiceLoss
+from radassist.liver.model import ARCHITECTURES, CLASS_COUNT, default_label_table
+from radassist.liver.preprocess import SEED_WINDOW
+from radassist.metrics.segmentation import SegmentationScores, confusion_matrix
+from radassist.runtime.distributed import (all_reduce_sum, get_rank, get_world_size, global_mean, init_distributed,
+                                           rank_order, shard, unwrap, wrap_ddp)
+from radassist.runtime.progress import Progress
+from radassist.runtime.registry import get_architecture, make_config
+
+CLASS_NAMES = ["background", "liver", "tumour"]
+
+
+@dataclass(frozen=True)
+class LiverTrainConfig:
+    """How to train."""
+
+    architecture: str = "munet"  # "munet" or "unet" (Seo et al. 2020 compare both)
+    model: Mapping[str, Any] = field(default_factory=dict)  # architecture config fields to change (e.g. channels)
+    window: tuple[float, float] = SEED_WINDOW  # HU clipped to [-1024, 1024] (the seed recipe)
+    context_slices: int = 0  # 2.5-D: neighbouring slices per side as channels
+    image_size: tuple[int, int] = (512, 512)  # LiTS slices are 512 x 512
+    epochs: int = 50  # ours
+    learning_rate: float = 1e-4  # Adam; ours
+    batch_size: int = 8  # ours
+    validation_fraction: float = 0.2  # of the cases; ours
+    augment: AugmentConfig | None = field(default_factory=AugmentConfig)  # None: no augmentation
+    ce_weight: float = 1.0  # loss = CE + Dice (the seed recipe)
+    dice_weight: float = 1.0
+    keep_empty_fraction: float = 0.2  # share of liver-free slices kept for training; ours
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.architecture not in ARCHITECTURES:
+            raise InputError(None, f"unknown architecture '{self.architecture}'; choose {' or '.join(ARCHITECTURES)}")
+        if self.epochs < 1 or self.batch_size < 1 or self.learning_rate <= 0:
+            raise InputError(None, "epochs and batch size must be at least 1 and the learning rate positive")
+        if not 0.0 <= self.validation_fraction < 1.0:
+            raise InputError(None, f"validation fraction must be in [0, 1), got {self.validation_fraction}")
+        if not 0.0 <= self.keep_empty_fraction <= 1.0:
+            raise InputError(None, f"keep_empty_fraction must be within 0..1, got {self.keep_empty_fraction}")
+
+
+@dataclass
+class EpochRecord:
+    epoch: int
+    train_loss: float
+    validation_dice_liver: float | None = None
+    validation_dice_tumour: float | None = None
+
+
+@dataclass
+class TrainedLiverModel:
+    """A trained network with what is needed to save it and to judge it."""
+
+    model: nn.Module
+    architecture: str
+    config: Any
+    history: list[EpochRecord]
+    validation: SegmentationScores | None
+    train_config: LiverTrainConfig
+    train_cases: list[int]
+    validation_cases: list[int]
+
+    def metadata(self) -> dict[str, Any]:
+        settings = asdict(self.train_config)
+        settings["model"] = dict(self.train_config.model)
+        return {"task": "liver-segmentation", "window": list(self.train_config.window),
+                "context_slices": self.train_config.context_slices,
+                "image_size": list(self.train_config.image_size), "train_settings": settings,
+                "train_cases": self.train_cases, "validation_cases": self.validation_cases,
+                "history": [asdict(r) for r in self.history],
+                "validation": None if self.validation is None else self.validation.to_dict()}
+
+    def save(self, folder: str | Path) -> Path:
+        from radassist.runtime.checkpoints import save_checkpoint
+
+        return save_checkpoint(self.model, self.architecture, self.config, folder, self.metadata(),
+                               default_label_table())
+
+
+def split_by_case(cases: np.ndarray, fraction: float, seed: int) -> tuple[list[int], list[int]]:
+    """Case numbers for training and validation (at least one each when there are two cases and fraction > 0)."""
+    unique = sorted(int(c) for c in np.unique(cases))
+    count = 0 if fraction == 0 or len(unique) < 2 else min(len(unique) - 1, max(1, round(fraction * len(unique))))
+    order = np.random.default_rng(seed).permutation(len(unique))
+    validation = sorted(unique[i] for i in order[:count])
+    return [c for c in unique if c not in validation], validation
+
+
+def build_network(config: LiverTrainConfig) -> tuple[str, Any, nn.Module]:
+    architecture = ARCHITECTURES[config.architecture]
+    values = {"in_channels": 2 * config.context_slices + 1, "context_slices": config.context_slices,
+              "out_channels": CLASS_COUNT, **dict(config.model)}
+    model_config = make_config(architecture, values)
+    torch.manual_seed(config.seed)
+    return architecture, model_config, get_architecture(architecture).build(model_config)
+
+
+def predict_batches(model: nn.Module, images: np.ndarray, batch_size: int, device: torch.device) -> np.ndarray:
+    model.eval()
+    labels = []
+    with torch.no_grad():
+        for start in range(0, len(images), batch_size):
+            batch = torch.from_numpy(images[start:start + batch_size]).to(device)
+            labels.append(model(batch).argmax(dim=1).cpu().numpy())
+    return np.concatenate(labels) if labels else np.zeros((0, *images.shape[2:]), dtype=np.int64)
+
+
+def _batch(slices: SliceSet, indices: np.ndarray, augment: AugmentConfig | None,
+           rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    images, masks = slices.images[indices], slices.masks[indices]
+    if augment is not None:
+        pairs = [augment_pair(image, mask, rng, augment) for image, mask in zip(images, masks)]
+        images = np.stack([p[0] for p in pairs])
+        masks = np.stack([p[1] for p in pairs])
+    return torch.from_numpy(np.ascontiguousarray(images)), torch.from_numpy(np.ascontiguousarray(masks))
+
+
+def train_liver(slices: SliceSet, config: LiverTrainConfig = LiverTrainConfig(), progress: Progress | None = None,
+                device: Any = "cpu") -> TrainedLiverModel:
+    """Train on ``slices`` (see :func:`radassist.liver.datasets.training_slices`); reports once per batch."""
+    progress = progress or Progress()
+    device = torch.device(getattr(device, "device", device))
+    if slices.images.shape[1] != 2 * config.context_slices + 1:
+        raise InputError(None, f"slices have {slices.images.shape[1]} channels, but context_slices "
+                               f"{config.context_slices} needs {2 * config.context_slices + 1}")
+    init_distributed(device)  # joins torchrun's process group; nothing in a single process
+    architecture, model_config, network = build_network(config)
+    network.to(device)
+    model = wrap_ddp(network, device)  # the network itself in a single process
+    train_cases, validation_cases = split_by_case(slices.cases, config.validation_fraction, config.seed)
+    train_index = np.flatnonzero(np.isin(slices.cases, train_cases))
+    validation = slices.subset(np.isin(slices.cases, validation_cases)) if validation_cases else None
+    loss_fn = CrossEntropyDiceLoss(config.ce_weight, config.dice_weight).to(device)
+    optimiser = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
+    rng = np.random.default_rng(config.seed)  # the epoch order: the same on every process
+    augment_rng = rng if get_world_size() == 1 else np.random.default_rng([config.seed, get_rank() + 1])
+    batches = max(1, math.ceil(len(rank_order(train_index)) / config.batch_size))
+    history: list[EpochRecord] = []
+    scores = None
+    for epoch in range(config.epochs):
+        model.train()
+        order = rank_order(rng.permutation(train_index))
+        total = 0.0
+        for number, start in enumerate(range(0, len(order), config.batch_size)):
+            images, masks = _batch(slices, order[start:start + config.batch_size], config.augment, augment_rng)
+            optimiser.zero_grad()
+            loss = loss_fn(model(images.to(device)), masks.to(device))
+            loss.backward()
+            optimiser.step()
+            total += float(loss.detach())
+            progress.update((epoch + (number + 1) / batches) / config.epochs,
+                            f"epoch {epoch + 1}/{config.epochs} loss {total / (number + 1):.4f}")
+        record = EpochRecord(epoch + 1, global_mean(total, batches))
+        if validation is not None:
+            share = validation.subset(np.asarray(shard(range(len(validation))), dtype=np.int64))
+            predicted = predict_batches(network, share.images, config.batch_size, device)
+            counts = all_reduce_sum(confusion_matrix(share.masks, predicted, CLASS_COUNT).ravel().tolist())
+            scores = SegmentationScores(CLASS_NAMES, np.rint(counts).astype(np.int64).reshape(CLASS_COUNT,
+                                                                                              CLASS_COUNT))
+            record.validation_dice_liver, record.validation_dice_tumour = scores.dice[1], scores.dice[2]
+        history.append(record)
+    network = unwrap(model).eval()
+    return TrainedLiverModel(network.cpu(), architecture, model_config, history, scores, config, train_cases,
+                             validation_cases)

@@ -1,0 +1,136 @@
+"""What the infection networks see, and the checks that keep other images away from them.
+
+* the lung window (-1350..150 HU, i.e. level -600 / width 1500, the catalogue's input window) scaled to 0..1;
+* :func:`check_ct`: a clear refusal of images that are not CT in Hounsfield units;
+* the two lungs as boolean masks (:class:`LungMasks`): from a label map the user already has, or from the lung
+  preprocessing of the nodule module (:mod:`radassist.lung.preprocess`), which is imported only when needed.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+
+import numpy as np
+
+from radassist.errors import InputError, RadAssistError
+from radassist.results.labelmap import LabelMap
+from radassist.volume import Volume
+
+LUNG_WINDOW = (-1350.0, 150.0)  # HU (low, high): level -600, width 1500 (Resources/models.json input window)
+AIR_BELOW_HU = -500.0  # a chest CT in HU has air and lung far below this
+RIGHT_LUNG_CODE, LEFT_LUNG_CODE = "3341006", "44029006"  # SNOMED CT "Right lung", "Left lung"
+RIGHT_CODE, LEFT_CODE = "24028007", "7771000"  # SNOMED CT laterality modifiers "Right", "Left"
+
+
+def window_to_unit(values: np.ndarray, window: tuple[float, float] = LUNG_WINDOW) -> np.ndarray:
+    """Clip ``values`` to the window and scale it to 0..1 (float32): the networks' input."""
+    low, high = float(window[0]), float(window[1])
+    if high <= low:
+        raise ValueError(f"window must have low < high, got {window}")
+    return ((np.clip(np.asarray(values, dtype=np.float32), low, high) - low) / (high - low)).astype(np.float32)
+
+
+def check_ct(volume: Volume, name: str | None = None) -> None:
+    """Raise InputError unless ``volume`` looks like a CT in Hounsfield units.
+
+    Refused: a modality other than CT in the file's metadata, and intensities with no air (a CT without its
+    rescale applied, an MR image, a mask). ``name`` is the file the user gave (for the message).
+    """
+    where = name or volume.source.path
+    modality = (volume.source.modality or "").upper()
+    if modality and modality != "CT":
+        raise InputError(where, f"is a {modality} image; lung infection segmentation needs a chest CT")
+    array = volume.array
+    if array.ndim != 3 or array.shape[0] < 1 or array.size == 0:
+        raise InputError(where, "holds no image")
+    sample = array[:, ::4, ::4] if array.size > 4_000_000 else array
+    low = float(np.percentile(sample, 1))
+    if low > AIR_BELOW_HU:
+        raise InputError(where, f"does not look like a CT in Hounsfield units: no air or lung (1st percentile "
+                                f"{low:.0f}, a chest CT has values near -1000 HU); give a chest CT")
+
+
+@dataclass
+class LungMasks:
+    """The patient's right and left lung as boolean (z, y, x) masks on the CT's grid."""
+
+    right: np.ndarray
+    left: np.ndarray
+
+    @property
+    def both(self) -> np.ndarray:
+        return self.right | self.left
+
+    @classmethod
+    def from_labelmap(cls, labelmap: LabelMap, source: str | None = None) -> "LungMasks":
+        """Find the right and left lung segments by terminology (SNOMED CT codes), else by name."""
+        right = left = None
+        for segment in labelmap.segments:
+            side = _side_of(segment)
+            if side == "right" and right is None:
+                right = labelmap.mask(segment)
+            elif side == "left" and left is None:
+                left = labelmap.mask(segment)
+        if right is None and left is None:
+            names = ", ".join(s.name for s in labelmap.segments) or "none"
+            raise InputError(source, f"has no right or left lung segment (segments: {names})")
+        shape = labelmap.geometry.shape
+        return cls(right if right is not None else np.zeros(shape, bool),
+                   left if left is not None else np.zeros(shape, bool))
+
+    @classmethod
+    def split(cls, mask: np.ndarray, volume: Volume) -> "LungMasks":
+        """Split one two-lung mask into sides at the midline between the lungs (LPS: patient right is low x)."""
+        mask = np.asarray(mask, dtype=bool)
+        if not mask.any():
+            return cls(mask.copy(), mask.copy())
+        zyx = np.argwhere(mask)
+        x = volume.geometry.zyx_to_world(zyx.astype(float))[:, 0]
+        midline = 0.5 * (np.percentile(x, 5) + np.percentile(x, 95))
+        right = np.zeros_like(mask)
+        right[tuple(zyx[x < midline].T)] = True
+        return cls(right, mask & ~right)
+
+
+def _side_of(segment) -> str | None:
+    terminology = segment.terminology
+    if terminology is not None:
+        if terminology.type.value == RIGHT_LUNG_CODE:
+            return "right"
+        if terminology.type.value == LEFT_LUNG_CODE:
+            return "left"
+        modifier = terminology.type_modifier.value if terminology.type_modifier is not None else None
+        if terminology.type.value == "39607008" and modifier in (RIGHT_CODE, LEFT_CODE):
+            return "right" if modifier == RIGHT_CODE else "left"
+    name = segment.name.lower()
+    if "lung" in name:
+        if "right" in name:
+            return "right"
+        if "left" in name:
+            return "left"
+    return None
+
+
+def compute_lung_masks(volume: Volume) -> LungMasks:
+    """The lungs of ``volume`` from the nodule module's lung preprocessing (Otsu lung mask).
+
+    That module is imported here, on first use, so the infection model does not depend on it otherwise.
+    """
+    try:
+        lung = importlib.import_module("radassist.lung.preprocess")
+    except ModuleNotFoundError:
+        raise RadAssistError("the lung mask needs radassist.lung.preprocess, which this installation lacks; "
+                             "give the lungs as a segmentation instead (--lungs)") from None
+    finder = getattr(lung, "lung_masks", None) or getattr(lung, "lung_mask", None)
+    if finder is None:
+        raise RadAssistError("radassist.lung.preprocess has no lung_masks() or lung_mask(); give the lungs as a "
+                             "segmentation instead (--lungs)")
+    found = finder(volume)
+    if isinstance(found, LungMasks):
+        return found
+    if isinstance(found, LabelMap):
+        return LungMasks.from_labelmap(found)
+    if hasattr(found, "right") and hasattr(found, "left"):
+        return LungMasks(np.asarray(found.right, bool), np.asarray(found.left, bool))
+    return LungMasks.split(np.asarray(getattr(found, "array", found)) > 0, volume)

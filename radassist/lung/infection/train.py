@@ -1,0 +1,236 @@
+"""Train the infection U-Net or SegNet on CT slices with median-frequency-balanced cross-entropy.
+
+Defaults are the study's (Saood and Hatem 2021): Adam at a learning rate of 3e-5 for 50 epochs on full 512x512
+slices, 84 % of the slices for training and 16 % held out. The class weights are computed from the training
+masks only. The trained network is saved as a RadAssist checkpoint whose label table and input description
+(size, window) the inference pipeline reads back.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from radassist.errors import InputError
+from radassist.lung.infection.dataset import SliceDataset, fit_dataset
+from radassist.lung.infection.losses import WeightedCrossEntropyLoss, class_frequencies, weights_from_frequencies
+from radassist.lung.infection.model import ARCHITECTURES, class_names, default_label_table
+from radassist.lung.infection.preprocess import LUNG_WINDOW
+from radassist.metrics.segmentation import SegmentationScores
+from radassist.runtime.progress import Progress
+from radassist.runtime.registry import get_architecture, make_config
+
+
+@dataclass(frozen=True)
+class InfectionTrainConfig:
+    """How to train; every default is the study's unless noted."""
+
+    architecture: str = "unet"  # "unet" or "segnet" (both compared in Saood and Hatem 2021)
+    model: Mapping[str, Any] = field(default_factory=dict)  # architecture config fields to change (e.g. channels)
+    epochs: int = 50  # Saood and Hatem 2021
+    learning_rate: float = 3e-5  # Adam, Saood and Hatem 2021
+    batch_size: int = 4  # not stated in the study's abstract; small enough for 512x512 on one GPU
+    image_size: tuple[int, int] = (512, 512)  # full-resolution input (Saood and Hatem 2021)
+    balanced_loss: bool = True  # median-frequency-balanced weighted cross-entropy (Saood and Hatem 2021)
+    validation_fraction: float = 0.16  # 84/16 split of the 100 slices (Saood and Hatem 2021)
+    seed: int = 0
+    window: tuple[float, float] = LUNG_WINDOW  # recorded in the checkpoint; the data reader applies it
+
+    def __post_init__(self) -> None:
+        if self.architecture not in ARCHITECTURES:
+            raise InputError(None, f"unknown architecture '{self.architecture}'; choose {' or '.join(ARCHITECTURES)}")
+        if self.epochs < 1 or self.batch_size < 1 or self.learning_rate <= 0:
+            raise InputError(None, "epochs and batch size must be at least 1 and the learning rate positive")
+        if not 0.0 <= self.validation_fraction < 1.0:
+            raise InputError(None, f"validation fraction must be in [0, 1), got {self.validation_fraction}")
+
+
+@dataclass
+class EpochRecord:
+    epoch: int
+    train_loss: float
+    validation_loss: float | None = None
+    validation_mean_dice: float | None = None
+
+
+@dataclass
+class TrainedInfectionModel:
+    """A trained network with everything needed to save it as a checkpoint and to judge it."""
+
+    model: nn.Module
+    architecture: str  # registry name, e.g. "lung-infection-unet"
+    config: Any
+    label_table: list[dict[str, Any]]
+    class_weights: np.ndarray
+    history: list[EpochRecord]
+    validation: SegmentationScores | None
+    train_config: InfectionTrainConfig
+    train_names: list[str] = field(default_factory=list)
+    validation_names: list[str] = field(default_factory=list)
+
+    def metadata(self) -> dict[str, Any]:
+        """Provenance and the input description the pipeline needs (size, window, normalisation)."""
+        settings = {k: (list(v) if isinstance(v, tuple) else v) for k, v in vars(self.train_config).items()
+                    if k != "model"}
+        return {
+            "task": "lung-infection-segmentation",
+            "input": {"imageSize": list(self.train_config.image_size), "window": list(self.train_config.window),
+                      "normalization": "window"},
+            "training": settings, "classWeights": [round(float(w), 6) for w in self.class_weights],
+            "lossFunction": "median-frequency weighted cross-entropy" if self.train_config.balanced_loss
+            else "cross-entropy",
+            "history": [vars(record) for record in self.history],
+            "validation": self.validation.to_dict() if self.validation is not None else None,
+            "trainSlices": len(self.train_names), "validationSlices": len(self.validation_names),
+        }
+
+    def save(self, folder: str | Path) -> Path:
+        """Write the checkpoint (model.safetensors + config.json) into ``folder``."""
+        from radassist.runtime.checkpoints import save_checkpoint
+
+        return save_checkpoint(self.model, self.architecture, self.config, folder, metadata=self.metadata(),
+                               labels=self.label_table)
+
+
+def split_indices(count: int, validation_fraction: float, seed: int) -> tuple[list[int], list[int]]:
+    """A seeded shuffle split: (train, validation); at least one training slice, validation may be empty."""
+    order = np.random.default_rng(seed).permutation(count).tolist()
+    validation = int(round(count * validation_fraction)) if count > 1 else 0
+    return sorted(order[validation:]), sorted(order[:validation])
+
+
+def build_network(architecture: str, overrides: Mapping[str, Any], num_classes: int, seed: int) -> tuple[str, Any,
+                                                                                                      nn.Module]:
+    """(registry name, config, freshly initialised network) for "unet"/"segnet" with ``num_classes`` outputs."""
+    name = ARCHITECTURES[architecture]
+    values = {"out_channels": num_classes, **dict(overrides)}
+    config = make_config(name, values)
+    torch.manual_seed(seed)
+    return name, config, get_architecture(name).build(config)
+
+
+def predict_labels(model: nn.Module, images: np.ndarray, batch_size: int = 8, device: Any = "cpu") -> np.ndarray:
+    """argmax labels (n, H, W) of a network on (n, 1, H, W) network-ready images, in eval mode, no gradients."""
+    model.eval()
+    device = torch.device(getattr(device, "device", device))
+    out = np.zeros((len(images), *images.shape[-2:]), dtype=np.uint8)
+    with torch.inference_mode():
+        for start in range(0, len(images), batch_size):
+            batch = torch.from_numpy(np.ascontiguousarray(images[start:start + batch_size])).to(device)
+            out[start:start + batch_size] = model(batch).argmax(dim=1).cpu().numpy()
+    return out
+
+
+def fit_network(model: nn.Module, images: np.ndarray, masks: np.ndarray, weights: np.ndarray | None, epochs: int,
+                learning_rate: float, batch_size: int, seed: int = 0, progress: Progress | None = None,
+                device: Any = "cpu", validation: tuple[np.ndarray, np.ndarray] | None = None,
+                class_labels: Sequence[str] | None = None) -> list[EpochRecord]:
+    """Adam on (n, 1, H, W) images and (n, H, W) masks with (weighted) cross-entropy; one record per epoch.
+
+    The batch order is a seeded shuffle, so the same inputs and seed give the same run on the same machine.
+    """
+    progress = progress or Progress()
+    device = torch.device(getattr(device, "device", device))
+    model.to(device)
+    loss_fn = WeightedCrossEntropyLoss(weights).to(device)
+    optimiser = torch.optim.Adam(model.parameters(), lr=learning_rate)
+    rng = np.random.default_rng(seed)
+    x_all, y_all = torch.from_numpy(images), torch.from_numpy(masks.astype(np.int64))
+    steps = math.ceil(len(images) / batch_size)
+    history: list[EpochRecord] = []
+    for epoch in range(1, epochs + 1):
+        model.train()
+        order = torch.from_numpy(rng.permutation(len(images)))
+        total = 0.0
+        for step in range(steps):
+            chosen = order[step * batch_size:(step + 1) * batch_size]
+            if len(chosen) < 2 and len(images) > 1 and _has_batch_norm(model):
+                continue  # batch norm cannot train on a single image's statistics at the end of an epoch
+            optimiser.zero_grad(set_to_none=True)
+            loss = loss_fn(model(x_all[chosen].to(device)), y_all[chosen].to(device))
+            loss.backward()
+            optimiser.step()
+            total += float(loss.detach()) * len(chosen)
+        record = EpochRecord(epoch, total / len(images))
+        if validation is not None and len(validation[0]):
+            record.validation_loss = _loss_on(model, loss_fn, validation, batch_size, device)
+            names = list(class_labels or [str(c) for c in range(int(weights.size if weights is not None else 2))])
+            scores = SegmentationScores.from_labels(validation[1], predict_labels(model, validation[0], batch_size,
+                                                                                  device), names)
+            dice = scores.mean_dice()
+            record.validation_mean_dice = None if math.isnan(dice) else dice
+        history.append(record)
+        progress.update(epoch / epochs, f"epoch {epoch}/{epochs}, loss {record.train_loss:.4f}")
+    model.eval()
+    return history
+
+
+def _has_batch_norm(model: nn.Module) -> bool:
+    return any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
+
+
+def _loss_on(model: nn.Module, loss_fn: nn.Module, data: tuple[np.ndarray, np.ndarray], batch_size: int,
+             device: torch.device) -> float:
+    model.eval()
+    total = 0.0
+    with torch.inference_mode():
+        for start in range(0, len(data[0]), batch_size):
+            x = torch.from_numpy(data[0][start:start + batch_size]).to(device)
+            y = torch.from_numpy(data[1][start:start + batch_size].astype(np.int64)).to(device)
+            total += float(loss_fn(model(x), y)) * len(x)
+    return total / len(data[0])
+
+
+def train_infection(dataset: SliceDataset, config: InfectionTrainConfig = InfectionTrainConfig(),
+                    label_table: list[dict[str, Any]] | None = None, progress: Progress | None = None,
+                    device: Any = "cpu") -> TrainedInfectionModel:
+    """Train a network on ``dataset`` (slices from :func:`radassist.lung.infection.dataset.read_dataset`).
+
+    The number of classes is the label table's (default: background + ground glass, consolidation, effusion).
+    """
+    progress = progress or Progress()
+    label_table = list(label_table or default_label_table())
+    num_classes = max(int(e["value"]) for e in label_table) + 1
+    if len(dataset) == 0:
+        raise InputError(None, "the training data holds no slices")
+    if dataset.max_label >= num_classes:
+        raise InputError(None, f"the masks hold label {dataset.max_label}, but the label table has classes "
+                               f"0..{num_classes - 1}")
+    progress.update(0.0, f"resizing {len(dataset)} slices to {config.image_size[0]}x{config.image_size[1]}")
+    images, masks = fit_dataset(dataset, config.image_size)
+    train, held_out = split_indices(len(dataset), config.validation_fraction, config.seed)
+    frequencies = class_frequencies(masks[train], num_classes)
+    weights = weights_from_frequencies(frequencies) if config.balanced_loss else None
+    name, arch_config, model = build_network(config.architecture, config.model, num_classes, config.seed)
+    multiple = getattr(model, "size_multiple", 1)
+    if config.image_size[0] % multiple or config.image_size[1] % multiple:
+        raise InputError(None, f"image size {config.image_size} must be a multiple of {multiple} for this network")
+    names = class_names(label_table, num_classes)
+    history = fit_network(model, images[train], masks[train], weights, config.epochs, config.learning_rate,
+                          config.batch_size, config.seed, progress.sub(0.02, 0.98), device,
+                          (images[held_out], masks[held_out]) if held_out else None, names)
+    validation = None
+    if held_out:
+        validation = SegmentationScores.from_labels(masks[held_out], predict_labels(model, images[held_out],
+                                                                                    config.batch_size, device), names)
+    progress.update(1.0, "training finished")
+    return TrainedInfectionModel(model.cpu(), name, arch_config, label_table,
+                                 weights if weights is not None else np.ones(num_classes, np.float32), history,
+                                 validation, config, [dataset.names[i] for i in train],
+                                 [dataset.names[i] for i in held_out])
+
+
+def absent_classes(dataset: SliceDataset, num_classes: int) -> list[int]:
+    """Classes with no pixel in ``dataset`` (their weight is 0 and the network cannot learn them)."""
+    return [c for c, present in enumerate(class_frequencies(dataset.masks, num_classes).present) if not present]
+
+
+__all__ = ["EpochRecord", "InfectionTrainConfig", "TrainedInfectionModel", "absent_classes", "build_network",
+           "fit_network", "predict_labels", "split_indices", "train_infection"]

@@ -1,0 +1,268 @@
+"""Run a 2-D network over every axial slice of a volume, in batches, and put its answer back on the volume's grid.
+
+The steps, each one reusable on its own:
+
+1. :class:`AxialReorientation`: turn the voxel array (by axis swaps and flips only) so that slices are axial and
+   their rows run anterior -> posterior and columns patient right -> left, as a DICOM axial CT is displayed; the
+   network then sees slices the way it was trained, whatever order the file stored them in.
+2. ``prepare``: the task's intensity hook (a CT window, a z-score) from raw values to network input.
+3. :func:`fit_slices`: pad each slice to a square (so anatomy is not stretched) and resize it to the network's
+   input size, or, without a fixed size, pad it to a multiple of the network's size step.
+4. the backend (torch or ONNX Runtime, see :mod:`radassist.runtime.backends`), batch by batch with progress and
+   cancel, then :func:`unfit_slices` maps the logits back to each slice's own size and the labels are turned back
+   onto the input grid.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from radassist.runtime.backends import InferenceBackend, TorchBackend
+from radassist.runtime.progress import Progress
+from radassist.volume import Geometry, Volume
+
+Prepare = Callable[[np.ndarray], np.ndarray]
+"""Raw slices (n, y, x) float32 -> network input (n, channels, y, x) float32 (or (n, y, x) for one channel)."""
+
+
+# ------------------------------------------------------------------------------------------------ orientation
+
+
+@dataclass(frozen=True)
+class AxialReorientation:
+    """Axis order and flips that make a (z, y, x) array's axes run towards Superior, Posterior and Left.
+
+    ``axes[a]`` is the original array axis that becomes canonical axis ``a``; ``flips[a]`` reverses it. Both
+    methods act on the last three axes, so channel axes in front are carried along.
+    """
+
+    axes: tuple[int, int, int] = (0, 1, 2)
+    flips: tuple[bool, bool, bool] = (False, False, False)
+
+    @classmethod
+    def of(cls, geometry: Geometry) -> "AxialReorientation":
+        """The reorientation of a grid: the axis permutation that best follows the world axes (S, P, L)."""
+        # direction columns are the world directions of i, j, k = array axes 2, 1, 0
+        world_of_array_axis = [geometry.direction_matrix[:, 2 - axis] for axis in range(3)]
+        wanted = (2, 1, 0)  # canonical axis 0 follows world z (S), 1 follows y (P), 2 follows x (L)
+        best = max(itertools.permutations(range(3)),
+                   key=lambda perm: sum(abs(world_of_array_axis[perm[a]][wanted[a]]) for a in range(3)))
+        flips = tuple(bool(world_of_array_axis[best[a]][wanted[a]] < 0) for a in range(3))
+        return cls(tuple(best), flips)
+
+    @property
+    def is_identity(self) -> bool:
+        return self.axes == (0, 1, 2) and not any(self.flips)
+
+    def to_canonical(self, array: np.ndarray) -> np.ndarray:
+        lead = array.ndim - 3
+        array = np.transpose(array, tuple(range(lead)) + tuple(lead + a for a in self.axes))
+        for axis, flip in enumerate(self.flips):
+            if flip:
+                array = np.flip(array, axis=lead + axis)
+        return array
+
+    def from_canonical(self, array: np.ndarray) -> np.ndarray:
+        lead = array.ndim - 3
+        for axis, flip in enumerate(self.flips):
+            if flip:
+                array = np.flip(array, axis=lead + axis)
+        inverse = tuple(int(np.argsort(self.axes)[a]) for a in range(3))
+        return np.transpose(array, tuple(range(lead)) + tuple(lead + a for a in inverse))
+
+    def canonical_spacing(self, geometry: Geometry) -> tuple[float, float, float]:
+        """Voxel size (mm) along the canonical (S, P, L) array axes."""
+        zyx = geometry.spacing_zyx
+        return tuple(zyx[a] for a in self.axes)
+
+
+# ------------------------------------------------------------------------------------------------ resizing
+
+
+@dataclass(frozen=True)
+class SliceFit:
+    """How slices of one size were fitted to the network: padding (before resizing) and the resized size."""
+
+    original: tuple[int, int]        # (height, width) of the slices
+    padding: tuple[int, int, int, int]  # (top, bottom, left, right) rows/columns added
+    size: tuple[int, int]            # (height, width) the network sees
+
+    @property
+    def padded(self) -> tuple[int, int]:
+        top, bottom, left, right = self.padding
+        return self.original[0] + top + bottom, self.original[1] + left + right
+
+    @property
+    def resized(self) -> bool:
+        return self.padded != self.size
+
+
+def plan_fit(shape: tuple[int, int], input_size: tuple[int, int] | None, size_multiple: int = 1,
+             keep_aspect: bool = True) -> SliceFit:
+    """Padding and size that take (height, width) slices to ``input_size`` (or, when None, up to a multiple of
+    ``size_multiple`` without resizing). ``keep_aspect`` pads to the input's aspect ratio before resizing."""
+    height, width = int(shape[0]), int(shape[1])
+    if input_size is None:
+        step = max(int(size_multiple), 1)
+        extra_h, extra_w = (-height) % step, (-width) % step
+        return SliceFit((height, width), (extra_h // 2, extra_h - extra_h // 2, extra_w // 2, extra_w - extra_w // 2),
+                        (height + extra_h, width + extra_w))
+    target_h, target_w = int(input_size[0]), int(input_size[1])
+    if target_h < 1 or target_w < 1:
+        raise ValueError(f"input_size must be positive, got {input_size}")
+    if not keep_aspect:
+        return SliceFit((height, width), (0, 0, 0, 0), (target_h, target_w))
+    # smallest padded size with the target's aspect ratio that holds the slice
+    scale = max(height / target_h, width / target_w)
+    padded_h, padded_w = max(height, math.ceil(target_h * scale - 1e-9)), max(width, math.ceil(target_w * scale - 1e-9))
+    extra_h, extra_w = padded_h - height, padded_w - width
+    return SliceFit((height, width), (extra_h // 2, extra_h - extra_h // 2, extra_w // 2, extra_w - extra_w // 2),
+                    (target_h, target_w))
+
+
+def resize_slices(batch: np.ndarray | torch.Tensor, size: tuple[int, int], mode: str = "bilinear") -> torch.Tensor:
+    """Resize (n, c, h, w) images to ``size``: "bilinear" (antialiased when shrinking) or "nearest" (labels)."""
+    tensor = torch.as_tensor(batch)
+    if tuple(tensor.shape[-2:]) == tuple(size):
+        return tensor
+    if mode == "nearest":
+        return F.interpolate(tensor.float(), size=tuple(size), mode="nearest-exact").to(tensor.dtype)
+    if mode != "bilinear":
+        raise ValueError(f"mode must be 'bilinear' or 'nearest', got {mode!r}")
+    shrinking = size[0] < tensor.shape[-2] or size[1] < tensor.shape[-1]
+    return F.interpolate(tensor.float(), size=tuple(size), mode="bilinear", align_corners=False, antialias=shrinking)
+
+
+def fit_slices(batch: np.ndarray, fit: SliceFit, pad_value: float, mode: str = "bilinear") -> torch.Tensor:
+    """(n, c, h, w) slices padded with ``pad_value`` and resized as ``fit`` says."""
+    top, bottom, left, right = fit.padding
+    tensor = torch.as_tensor(np.ascontiguousarray(batch))
+    if any(fit.padding):
+        tensor = F.pad(tensor, (left, right, top, bottom), value=float(pad_value))
+    return resize_slices(tensor, fit.size, mode)
+
+
+def unfit_slices(outputs: np.ndarray | torch.Tensor, fit: SliceFit) -> torch.Tensor:
+    """Undo :func:`fit_slices` on (n, c, H, W) network outputs (logits): resize back bilinearly, crop the padding."""
+    tensor = resize_slices(outputs, fit.padded, "bilinear") if fit.resized else torch.as_tensor(outputs)
+    top, _, left, _ = fit.padding
+    return tensor[..., top:top + fit.original[0], left:left + fit.original[1]]
+
+
+# ------------------------------------------------------------------------------------------------ inference
+
+
+@dataclass(frozen=True)
+class SliceInference:
+    """How to run a 2-D network over a volume.
+
+    Args:
+        input_size: (height, width) the network takes; slices are padded to its aspect and resized. None runs
+            each slice at its own size, padded to a multiple of ``size_multiple``.
+        size_multiple: the network's size step (``2 ** poolings``) when ``input_size`` is None.
+        batch_size: slices per network call.
+        output: name of the backend output holding the logits (None: the first output).
+        keep_aspect: pad slices to the input's aspect ratio before resizing (False stretches them).
+        pad_value: raw value (e.g. -1024 HU) used for padding; None takes the volume's minimum.
+        reorient: present slices as axial LPS (see :class:`AxialReorientation`); False uses the array as stored.
+    """
+
+    input_size: tuple[int, int] | None = None
+    size_multiple: int = 1
+    batch_size: int = 8
+    output: str | None = None
+    keep_aspect: bool = True
+    pad_value: float | None = None
+    reorient: bool = True
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, got {self.batch_size}")
+
+
+@dataclass
+class SlicePrediction:
+    """Labels (z, y, x) on the input grid and, when asked for, class probabilities (classes, z, y, x)."""
+
+    labels: np.ndarray
+    probabilities: np.ndarray | None
+    geometry: Geometry
+    backend: str
+
+
+def as_backend(model: torch.nn.Module | InferenceBackend, device: Any = "cpu") -> InferenceBackend:
+    """A backend for ``model``: an :class:`InferenceBackend` as it is, a torch module wrapped in TorchBackend."""
+    if isinstance(model, InferenceBackend):
+        return model
+    if isinstance(model, torch.nn.Module):
+        return TorchBackend(model, device)
+    raise TypeError(f"expected a torch module or an InferenceBackend, got {type(model).__name__}")
+
+
+def predict_slices(volume: Volume, model: torch.nn.Module | InferenceBackend, prepare: Prepare,
+                   settings: SliceInference = SliceInference(), progress: Progress | None = None,
+                   keep_probabilities: bool = False, device: Any = "cpu") -> SlicePrediction:
+    """Segment every axial slice of ``volume`` with a 2-D network; labels are the argmax class on the input grid.
+
+    ``prepare`` turns raw slices into network input; ``progress`` gets one report per batch (and its cancel
+    stops the run between batches). ``keep_probabilities`` also returns softmax probabilities (float32: mind
+    the memory, classes x voxels x 4 bytes).
+    """
+    progress = progress or Progress()
+    backend = as_backend(model, device)
+    reorientation = AxialReorientation.of(volume.geometry) if settings.reorient else AxialReorientation()
+    canonical = reorientation.to_canonical(volume.array)
+    count, height, width = canonical.shape
+    fit = plan_fit((height, width), settings.input_size, settings.size_multiple, settings.keep_aspect)
+    pad_value = float(volume.array.min()) if settings.pad_value is None else float(settings.pad_value)
+    pad_input = _prepared_pad_value(prepare, pad_value)
+
+    labels = np.zeros((count, height, width), dtype=np.uint8)
+    probabilities: np.ndarray | None = None
+    progress.update(0.0, f"{count} slices, network input {fit.size[0]}x{fit.size[1]}")
+    for start in range(0, count, settings.batch_size):
+        stop = min(start + settings.batch_size, count)
+        raw = np.asarray(canonical[start:stop], dtype=np.float32)
+        network_input = np.asarray(prepare(raw), dtype=np.float32)
+        if network_input.ndim == 3:
+            network_input = network_input[:, np.newaxis]
+        fitted = fit_slices(network_input, fit, pad_input).numpy()
+        outputs = backend(fitted)
+        logits = _logits_of(outputs, settings.output)
+        if logits.ndim != 4 or logits.shape[0] != stop - start or tuple(logits.shape[-2:]) != fit.size:
+            raise ValueError(f"the network gave {logits.shape} for input {fitted.shape}; expected "
+                             f"({stop - start}, classes, {fit.size[0]}, {fit.size[1]})")
+        back = unfit_slices(torch.from_numpy(np.ascontiguousarray(logits, dtype=np.float32)), fit)
+        labels[start:stop] = back.argmax(dim=1).numpy().astype(np.uint8)
+        if keep_probabilities:
+            if probabilities is None:
+                probabilities = np.zeros((back.shape[1], count, height, width), dtype=np.float32)
+            probabilities[:, start:stop] = torch.softmax(back, dim=1).numpy().transpose(1, 0, 2, 3)
+        progress.update(stop / count, f"slice {stop}/{count}")
+    labels = np.ascontiguousarray(reorientation.from_canonical(labels))
+    if probabilities is not None:
+        probabilities = np.ascontiguousarray(reorientation.from_canonical(probabilities))
+    return SlicePrediction(labels, probabilities, volume.geometry, backend.describe())
+
+
+def _logits_of(outputs: dict[str, np.ndarray], name: str | None) -> np.ndarray:
+    """The named output, or the only one (a torch module's single output has no name of its own)."""
+    if name is not None and name in outputs:
+        return outputs[name]
+    if name is None or len(outputs) == 1:
+        return next(iter(outputs.values()))
+    raise ValueError(f"the network has no output {name!r}; it gives {sorted(outputs)}")
+
+
+def _prepared_pad_value(prepare: Prepare, raw_pad: float) -> float:
+    """The network-input value of a padding pixel: ``prepare`` applied to the raw pad value (first channel)."""
+    value = np.asarray(prepare(np.full((1, 1, 1), raw_pad, dtype=np.float32)), dtype=np.float32)
+    return float(value.reshape(-1)[0])
