@@ -10,8 +10,9 @@ _CHECKOUT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if os.path.isdir(os.path.join(_CHECKOUT_ROOT, "radassist")) and _CHECKOUT_ROOT not in sys.path:
     sys.path.insert(0, _CHECKOUT_ROOT)
 
+import numpy as np
 import slicer
-from slicer import vtkMRMLScalarVolumeNode, vtkMRMLSegmentationNode, vtkMRMLTableNode
+from slicer import vtkMRMLScalarVolumeNode, vtkMRMLTableNode
 from slicer.parameterNodeWrapper import parameterNodeWrapper
 from slicer.ScriptedLoadableModule import ScriptedLoadableModule, ScriptedLoadableModuleTest
 
@@ -27,8 +28,10 @@ class LungTumorAI(ScriptedLoadableModule):
         self.parent.dependencies = []
         self.parent.contributors = panel.CONTRIBUTORS
         self.parent.helpText = panel.help_text(
-            "Finds lung nodules on a chest CT and marks each one with a box (a Markups ROI you can move, resize "
-            "or delete) and a row in the nodule table: position, diameter and probability.",
+            "Finds lung nodules on a chest CT and marks each one with a box (a Markups ROI you can move, resize, "
+            "delete, or add with the Markups toolbar) and a row in the nodule table: rank, probability, diameter "
+            "and position; click a row to jump the slice views to it. Without trained Lung-DETR weights, the "
+            "classical candidate detector (blob filters, heuristic scores, not a trained model) runs instead.",
             "Lung-DETR: a deformable detection transformer on 7.5 mm maximum intensity projections, trained with "
             "a focal loss on LUNA16 (Ramezani, Aleman and L&eacute;tourneau, arXiv:2409.05200, 2024).",
             "'Load synthetic sample' builds a chest CT phantom with nodules of known size and position, and "
@@ -38,12 +41,12 @@ class LungTumorAI(ScriptedLoadableModule):
 
 @parameterNodeWrapper
 class LungTumorAIParameterNode:
-    """inputVolume: the chest CT. outputSegmentation/outputTable: where the lungs and the nodule list go."""
+    """inputVolume: the chest CT. outputTable: the nodule list. scoreThresholdPercent: findings below are hidden."""
 
     inputVolume: vtkMRMLScalarVolumeNode
-    outputSegmentation: vtkMRMLSegmentationNode
     outputTable: vtkMRMLTableNode
     device: panel.DeviceChoice = "auto"
+    scoreThresholdPercent: int = 50
     sampleSeed: int = 0
 
 
@@ -52,6 +55,7 @@ class LungTumorAILogic(panel.RadAssistLogic):
     requiredInputs = {"inputVolume": "a chest CT"}
     taskTitle = "lung nodule detection"
     pipelineModule = "radassist.lung.pipeline"
+    engine = "detr"  # set by the panel's engine selector: "detr" (Lung-DETR) or "classic"
 
     def makeSample(self, seed: int, progress: Progress) -> Any:
         from radassist.synthetic.chest import make_chest_ct
@@ -73,9 +77,79 @@ class LungTumorAILogic(panel.RadAssistLogic):
             volumes={"ct": volumeNode}, ground_truth={"lungs": lungs, "nodules": rois},
             summary=f"Loaded '{name}': {len(rois)} true nodule(s) shown as boxes, lungs as a segmentation.")
 
+    def gatherInputs(self, parameterNode) -> dict:
+        from radassist.slicer import nodes
+
+        return {"volume": nodes.volume_from_node(parameterNode.inputVolume), "engine": self.engine,
+                "threshold": parameterNode.scoreThresholdPercent / 100.0}
+
+    def compute(self, inputs: dict, device: str, progress: Progress) -> Any:
+        """The same engine call as 'radassist lung detect' (worker thread, no MRML)."""
+        from radassist.lung.pipeline import LungDetectionConfig, detect_nodules, load_detr_model
+        from radassist.runtime.device import choose_device
+
+        config = LungDetectionConfig(score_threshold=inputs["threshold"])
+        model = load_detr_model(device=choose_device(device)) if inputs["engine"] == "detr" else None
+        return detect_nodules(inputs["volume"], config, progress, engine=inputs["engine"], model=model)
+
+    def showResult(self, result: Any, parameterNode=None) -> str:
+        """One ROI per nodule and the nodule table (RAS for Slicer users; the ROI column links rows to boxes)."""
+        from radassist.lung.pipeline import detections_table
+        from radassist.slicer import conversions, nodes
+
+        rois = nodes.detections_to_roi_nodes(result, "Nodule ")
+        rows = detections_table(result)
+        ras = [panel.lps_to_ras(d.center) for d in result.items]
+        columns = [conversions.make_column("rank", [r["rank"] for r in rows]),
+                   conversions.make_column("probability", [r["probability"] for r in rows]),
+                   conversions.make_column("diameter", [r["diameter_mm"] for r in rows], unit="mm")]
+        columns += [conversions.make_column(axis, [round(p[i], 1) for p in ras], unit="mm",
+                                            description="nodule centre, RAS") for i, axis in enumerate("RAS")]
+        columns.append(conversions.make_column("roi", [roi.GetID() for roi in rois]))
+        target = parameterNode.outputTable if parameterNode is not None else None
+        table = nodes.columns_to_table_node(columns, "Lung nodules", target)
+        if parameterNode is not None:
+            parameterNode.outputTable = table
+        what = {"classic": "candidate(s) from the classical detector (heuristic scores, not a trained model)"}
+        return f"{len(rois)} nodule {what.get(result.engine, 'finding(s) of Lung-DETR')} at probability >= " \
+               f"{result.metadata.get('score_threshold', 0):g}."
+
+    @staticmethod
+    def jumpToNodule(roiId: str) -> bool:
+        """Centre the slice views on the ROI ``roiId`` where it is now (the user may have moved it)."""
+        roi = slicer.mrmlScene.GetNodeByID(roiId) if roiId else None
+        if roi is None:  # deleted by the user
+            return False
+        center = [0.0, 0.0, 0.0]
+        roi.GetCenterWorld(center)
+        slicer.modules.markups.logic().JumpSlicesToLocation(center[0], center[1], center[2], True, -1)
+        return True
+
 
 class LungTumorAIWidget(panel.RadAssistWidget):
     logicClass = LungTumorAILogic
+    engines = ("detr", "classic")  # the order of the items in engineComboBox
+
+    def setup(self) -> None:
+        super().setup()
+        from radassist.lung.pipeline import detr_weights_installed
+
+        self.ui.engineComboBox.currentIndex = 0 if detr_weights_installed() else 1
+        self.ui.resultsTableView.connect("clicked(QModelIndex)", self.onResultClicked)
+
+    def onApplyButton(self) -> None:
+        self.logic.engine = self.engines[max(self.ui.engineComboBox.currentIndex, 0)]
+        super().onApplyButton()
+
+    def _onTaskDone(self, result: Any) -> None:
+        super()._onTaskDone(result)
+        self.ui.resultsTableView.setMRMLTableNode(self._parameterNode.outputTable)  # rows jump to nodules
+
+    def onResultClicked(self, index) -> None:
+        """The row's ROI id, read through the view's own model (right also when the user sorted the table)."""
+        table = self._parameterNode.outputTable if self._parameterNode is not None else None
+        if table is not None and table.GetColumnIndex("roi") >= 0:
+            self.logic.jumpToNodule(index.sibling(index.row(), table.GetColumnIndex("roi")).data())
 
 
 class LungTumorAITest(ScriptedLoadableModuleTest):
@@ -83,14 +157,11 @@ class LungTumorAITest(ScriptedLoadableModuleTest):
         slicer.mrmlScene.Clear()
 
     def runTest(self) -> None:
-        self.setUp()
-        self.test_sample_nodes()
-        self.setUp()
-        self.test_apply_needs_input()
+        for test in (self.test_sample_nodes, self.test_apply_needs_input, self.test_detect_on_sample):
+            self.setUp()
+            test()
 
     def test_sample_nodes(self) -> None:
-        import numpy as np
-
         from radassist.synthetic.chest import make_chest_ct
 
         phantom = make_chest_ct(3)
@@ -101,9 +172,8 @@ class LungTumorAITest(ScriptedLoadableModuleTest):
         panel.check_volume_node(self, loaded.volumes["ct"], phantom.volume)
         self.assertEqual(parameterNode.inputVolume.GetID(), loaded.volumes["ct"].GetID())
         panel.check_segment_names(self, loaded.ground_truth["lungs"], phantom.lungs)
-        rois = loaded.ground_truth["nodules"]
-        self.assertEqual(len(rois), len(phantom.nodules))
-        for roi, nodule in zip(rois, phantom.nodules.items):
+        self.assertEqual(len(loaded.ground_truth["nodules"]), len(phantom.nodules))
+        for roi, nodule in zip(loaded.ground_truth["nodules"], phantom.nodules.items):
             center = [0.0, 0.0, 0.0]
             roi.GetCenterWorld(center)
             self.assertTrue(np.allclose(center, panel.lps_to_ras(nodule.center), atol=1e-3))
@@ -112,3 +182,17 @@ class LungTumorAITest(ScriptedLoadableModuleTest):
     def test_apply_needs_input(self) -> None:
         volume = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", "any CT")
         panel.check_apply_follows_inputs(self, "LungTumorAI", {"inputVolume": volume})
+
+    def test_detect_on_sample(self) -> None:
+        """The classical engine through the panel's three steps: ROIs and table rows match, rows jump."""
+        logic = LungTumorAILogic()
+        logic.engine = "classic"
+        parameterNode = logic.getParameterNode()
+        logic.loadSample(3, parameterNode)
+        result = logic.compute(logic.gatherInputs(parameterNode), "cpu", Progress())
+        status = logic.showResult(result, parameterNode)
+        self.assertGreater(len(result), 0, status)
+        table = parameterNode.outputTable
+        self.assertEqual(table.GetNumberOfRows(), len(result))
+        self.assertTrue(logic.jumpToNodule(table.GetCellText(0, table.GetColumnIndex("roi"))))
+        self.delayDisplay(status)

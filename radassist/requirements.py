@@ -15,7 +15,7 @@ RUNTIME_REQUIREMENTS: tuple[str, ...] = (
     "scipy>=1.10",
     "scikit-image>=0.21",
     "pydicom>=2.4",
-    "highdicom>=0.22",
+    "highdicom>=0.28",
     "slicerio>=1.0",
     "pynrrd>=1.0",
     "onnx>=1.15",
@@ -26,6 +26,7 @@ RUNTIME_REQUIREMENTS: tuple[str, ...] = (
     "safetensors>=0.4",
     "jsonschema>=4.20",
     "packaging>=23.0",
+    "filelock>=3.12",
 )
 
 # Distribution name -> the module it installs, where they differ; used when a package (Slicer's own SimpleITK,

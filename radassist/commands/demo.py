@@ -1,8 +1,9 @@
 """`radassist demo`: generate a sample for each task and run what exists on it.
 
-Each task has one step function that writes into ``<out>/<task>/``. Until a task's model lands, its step writes
-the phantom's reference results through the same Slicer-native writers the pipelines use, so the folder shows
-every file format a user will get; each task issue replaces its step with the real pipeline run.
+Each task has one step function that writes into ``<out>/<task>/``: the sample, what RadAssist computes on it
+without trained weights (the classical nodule detector), and the phantom's reference results written through the
+same Slicer-native writers the pipelines use, so the folder shows every file format a user gets. Tasks whose
+models need trained weights (a fresh install has none) show their reference results.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from radassist.commands.run_context import command_run
 from radassist.runtime.progress import Progress, tqdm_progress
 
@@ -19,21 +22,27 @@ DemoStep = Callable[[Path, int, Progress], dict[str, Any]]
 
 
 def _lung(folder: Path, seed: int, progress: Progress) -> dict[str, Any]:
+    from radassist.commands.lung import write_outputs
+    from radassist.commands.run_context import OutputFolder
     from radassist.io import write_volume
-    from radassist.results import (preview_detections, preview_labelmap, write_detections_csv, write_roi_markups,
-                                   write_seg_nrrd)
+    from radassist.lung.pipeline import detect_nodules
+    from radassist.results import preview_labelmap, write_detections_csv, write_roi_markups, write_seg_nrrd
     from radassist.synthetic.chest import make_chest_ct
 
     phantom = make_chest_ct(seed=seed)
-    progress.update(0.5, "writing")
+    progress.update(0.3, "detecting nodules (classical detector)")
+    detections = detect_nodules(phantom.volume, progress=progress.sub(0.3, 0.9), engine="classic")
     write_volume(phantom.volume, folder / "chest_ct.nrrd")
+    write_outputs(phantom.volume, detections, OutputFolder(folder))
     write_seg_nrrd(phantom.lungs, folder / "lungs.seg.nrrd")
     write_roi_markups(phantom.nodules, folder / "reference_nodules.mrk.json")
     write_detections_csv(phantom.nodules, folder / "reference_nodules.csv")
-    preview_detections(phantom.volume, phantom.nodules, folder / "reference_nodules.png")
     preview_labelmap(phantom.volume, phantom.lungs, folder / "lungs.png")
-    return {"nodules": len(phantom.nodules), "series_uid": phantom.series_uid,
-            "lung_volume_ml": {s.name: round(phantom.lungs.volume_ml(s.name), 1) for s in phantom.lungs.segments}}
+    found = sum(any(np.linalg.norm(np.subtract(d.center, n.center)) < max(n.diameter_mm or 0, 4) / 2
+                    for d in detections.above(0.5).items) for n in phantom.nodules.items)
+    return {"engine": detections.engine, "candidates_at_0.5": len(detections.above(0.5)),
+            "reference_nodules": len(phantom.nodules), "reference_nodules_found": found,
+            "series_uid": phantom.series_uid}
 
 
 def _liver(folder: Path, seed: int, progress: Progress) -> dict[str, Any]:

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from radassist.commands.inputs import add_input_arguments, load_input_volume
+from radassist.commands.remote_option import add_remote_option
 from radassist.commands.run_context import command_run
 from radassist.errors import InputError
 
@@ -51,11 +52,12 @@ def register(commands: argparse._SubParsersAction, formatter: type[argparse.Help
 
     add_device_arguments(segment)
     segment.set_defaults(handler=run_segment)
+    add_remote_option(segment, "liver-segment", ("series", "arch", "backend", "batch_size", "min_tumour_ml"))
 
     quantify = actions.add_parser(
         "quantify", help="measure a liver/tumour segmentation (no model needed)", formatter_class=formatter,
         description="Liver volume, tumour count, each tumour's volume and longest axial diameter, total tumour "
-                    "volume and tumour burden (%% of the liver) of any segmentation: a .seg.nrrd from Slicer, a "
+                    "volume and tumour burden (% of the liver) of any segmentation: a .seg.nrrd from Slicer, a "
                     "NIfTI/NRRD label map (LiTS labels 1 liver, 2 tumour unless said otherwise).")
     quantify.add_argument("segmentation", type=Path, help="segmentation file (.seg.nrrd, .nii.gz, .nrrd, ...)")
     quantify.add_argument("--image", type=Path, help="the CT it was drawn on: adds mean HU and a PNG; the grids "
@@ -229,7 +231,9 @@ def add_train_arguments(task: str, parser: argparse.ArgumentParser) -> None:
 
 
 def run_train(task: str, args: argparse.Namespace) -> int:
-    from radassist.liver.datasets import find_lits_cases, read_lits_case, training_slices
+    from radassist.runtime.distributed import main_rank_folder  # under torchrun: rank 0 writes --out
+    from radassist.annotation.msd import find_liver_cases
+    from radassist.liver.datasets import read_lits_case, training_slices
     from radassist.liver.preprocess import LiverPreprocessing, window_by_name
     from radassist.liver.train import LiverTrainConfig, train_liver
     from radassist.runtime.device import device_from_args
@@ -248,13 +252,13 @@ def run_train(task: str, args: argparse.Namespace) -> int:
                               validation_fraction=args.validation_fraction,
                               keep_empty_fraction=args.keep_empty_fraction, seed=args.seed,
                               **({"augment": None} if args.no_augment else {}))
-    cases = find_lits_cases(args.data)
+    cases = find_liver_cases(args.data)
     device = device_from_args(args)
     preprocessing = LiverPreprocessing(window, args.context_slices)
     with tqdm_progress("reading LiTS") as progress:
         slices = training_slices((read_lits_case(c) for c in cases), preprocessing, config.image_size,
                                  config.keep_empty_fraction, args.seed, progress, len(cases))
-    with command_run(args.out, "train liver", args) as (output, record):
+    with main_rank_folder(args.out) as out, command_run(out, "train liver", args) as (output, record):
         record.inputs = [str(args.data)]
         with record.timed("train"), tqdm_progress(f"train {args.arch}") as progress:
             trained = train_liver(slices, config, progress, device.device)
@@ -311,12 +315,13 @@ def _predicted_labels(args: argparse.Namespace, case: Any, image: Any, model: An
 
 
 def run_evaluate(task: str, args: argparse.Namespace) -> int:
-    from radassist.liver.datasets import find_lits_cases, read_lits_case
+    from radassist.annotation.msd import find_liver_cases
+    from radassist.liver.datasets import read_lits_case
     from radassist.liver.evaluate import LitsEvaluation, LitsEvaluationConfig, evaluate_case, write_evaluation
     from radassist.runtime.progress import tqdm_progress
 
     config = LitsEvaluationConfig(detection_iou=args.detection_iou)
-    cases = find_lits_cases(args.data)
+    cases = find_liver_cases(args.data)
     model = None
     if args.model is not None:
         from radassist.liver.weights import load_liver_model

@@ -9,6 +9,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from radassist.commands.remote_option import add_remote_option
 from radassist.commands.run_context import command_run
 from radassist.errors import InputError
 
@@ -55,6 +56,7 @@ def register(commands: argparse._SubParsersAction, formatter: type[argparse.Help
 
     add_device_arguments(classify)
     classify.set_defaults(handler=run_classify)
+    add_remote_option(classify, "mammo-classify", remote_options, inputs=lambda args: list(args.files))
 
 
 def _per_file(values: list[str] | None, files: list[Path], option: str) -> list[str | None]:
@@ -66,6 +68,19 @@ def _per_file(values: list[str] | None, files: list[Path], option: str) -> list[
         raise InputError(None, f"give {option} once for every file or once per file ({len(files)} files, "
                                f"{len(values)} values)")
     return list(values)
+
+
+def remote_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The classify options for a server: laterality/view per file, from the command line or the file's name
+    (the server stores uploads under its own names, so it cannot read them there)."""
+    from radassist.io.mammogram import parse_view_from_name
+
+    named = [parse_view_from_name(path.name) for path in args.files]
+    lateralities = _per_file(args.laterality, args.files, "--laterality")
+    views = _per_file(args.view, args.files, "--view")
+    return {"laterality": [given or name[0] for given, name in zip(lateralities, named)],
+            "view": [given or name[1] for given, name in zip(views, named)],
+            "tta": args.tta, "tta_seed": args.tta_seed, "backend": args.backend}
 
 
 def read_exam(files: list[Path], lateralities: list[str] | None, views: list[str] | None) -> list[Any]:
@@ -177,6 +192,7 @@ def _model_fields(text: str | None) -> dict[str, Any]:
 
 
 def run_train(task: str, args: argparse.Namespace) -> int:
+    from radassist.runtime.distributed import main_rank_folder  # under torchrun: rank 0 writes --out
     from radassist.mammo.datasets import read_exam_list
     from radassist.mammo.train import MammoTrainConfig, save_trained, train_from_exams
     from radassist.runtime.device import device_from_args
@@ -191,7 +207,7 @@ def run_train(task: str, args: argparse.Namespace) -> int:
                               validation_fraction=args.validation_fraction, seed=args.seed)
     exams = read_exam_list(args.data)
     device = device_from_args(args)
-    with command_run(args.out, "train mammo", args) as (output, record):
+    with main_rank_folder(args.out) as out, command_run(out, "train mammo", args) as (output, record):
         record.inputs = [str(args.data)]
         with record.timed("train"), tqdm_progress("train mammo") as progress:
             result = train_from_exams(exams, config, device.device, progress)

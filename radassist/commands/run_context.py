@@ -26,3 +26,15 @@ def command_run(out: Path, command: str, args: argparse.Namespace) -> Iterator[t
         record.outputs = sorted(str(p.relative_to(output.staging)) for p in output.staging.rglob("*")
                                 if p.is_file()) + ["result.json"]
         record.write(output.path("result.json"))
+
+
+class OutputFolder:
+    """A folder with RunOutput's ``path(name)`` interface, so output writers serve a sub-folder of a run too."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = Path(folder)
+
+    def path(self, relative: str | Path) -> Path:
+        target = self.folder / relative
+        target.parent.mkdir(parents=True, exist_ok=True)
+        return target

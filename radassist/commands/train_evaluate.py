@@ -9,7 +9,19 @@ A task command module (radassist/commands/<task>.py) takes part by defining any 
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from types import ModuleType
+
+
+def _under_torchrun(runner: Callable[[str, argparse.Namespace], int]) -> Callable[[str, argparse.Namespace], int]:
+    """A training run started by torchrun joins its process group first (DDP; see radassist.runtime.distributed);
+    a plain single process runs unchanged."""
+    def run(task: str, args: argparse.Namespace) -> int:
+        from radassist.runtime.distributed import distributed_command
+
+        with distributed_command(args):
+            return runner(task, args)
+    return run
 
 
 def _register_kind(commands: argparse._SubParsersAction, formatter: type[argparse.HelpFormatter],
@@ -28,6 +40,8 @@ def _register_kind(commands: argparse._SubParsersAction, formatter: type[argpars
                                                     or f"{verb.capitalize()}: {task}."))
         getattr(module, f"add_{kind}_arguments")(task, task_parser)
         runner = getattr(module, f"run_{kind}")
+        if kind == "train":
+            runner = _under_torchrun(runner)
         task_parser.set_defaults(handler=lambda args, runner=runner, task=task: runner(task, args))
 
 

@@ -9,6 +9,9 @@ Random search (the paper tuned learning rate and beta this way): ``trials`` draw
 beta, each log-uniform in its range, each trained from the same initialisation; the trial with the lowest
 validation loss (training loss without a validation split) is kept. A fixed ``learning_rate``/``beta`` replaces
 its search. Views are held in memory, which suits small and mid-sized sets; the seed fixes everything.
+
+Under torchrun every process trains a DDP copy on its share of each epoch's views (``batch_size`` per process),
+validation views are split across the processes and their losses averaged, so every process keeps the same trial.
 """
 
 from __future__ import annotations
@@ -24,6 +27,8 @@ from radassist.errors import InputError
 from radassist.io.mammogram import read_mammogram
 from radassist.mammo.datasets import ExamRecord, ViewRecord, split_exams
 from radassist.mammo.preprocess import PreparedView, PreprocessConfig, augmented_windows, prepare_view
+from radassist.runtime.distributed import (get_rank, get_world_size, global_mean, init_distributed, rank_order, shard,
+                                           wrap_ddp)
 from radassist.runtime.progress import Progress
 
 LABELS = ("benign", "malignant")
@@ -167,6 +172,7 @@ def train_gmic(train: list[_Example], validation: list[_Example], config: MammoT
     progress = progress or Progress()
     gmic_config = make_config("gmic", config.model)
     device = torch.device(getattr(device, "device", device))
+    init_distributed(device)  # joins torchrun's process group; nothing in a single process
     search = np.random.default_rng(config.seed)
     torch.manual_seed(config.seed)
     initial = build_model("gmic", gmic_config).state_dict()
@@ -176,34 +182,39 @@ def train_gmic(train: list[_Example], validation: list[_Example], config: MammoT
     for number in range(config.trials):
         trial = Trial(_draw(search, config.learning_rate, config.lr_range),
                       _draw(search, config.beta, config.beta_range))
-        model = build_model("gmic", gmic_config)
-        model.load_state_dict(initial)
-        model.to(device)
+        network = build_model("gmic", gmic_config)
+        network.load_state_dict(initial)
+        network.to(device)
+        model = wrap_ddp(network, device)  # the network itself in a single process
         optimiser = torch.optim.Adam(model.parameters(), lr=trial.learning_rate, weight_decay=config.weight_decay)
         loss_config = GmicLossConfig(beta=trial.beta)
-        rng = np.random.default_rng([config.seed, number])
+        rng = np.random.default_rng([config.seed, number])  # the epoch order: the same on every process
+        augment_rng = rng if get_world_size() == 1 else np.random.default_rng([config.seed, number, get_rank() + 1])
         for epoch in range(config.epochs):
             step = number * config.epochs + epoch
             progress.update(step / steps, f"trial {number + 1}/{config.trials} (lr {trial.learning_rate:.2g}, beta "
                                           f"{trial.beta:.2g}), epoch {epoch + 1}/{config.epochs}")
             model.train()
-            order = rng.permutation(len(train))
-            total = 0.0
+            order = rank_order(rng.permutation(len(train)))
+            total, seen = 0.0, 0
             for start in range(0, len(order), config.batch_size):
                 progress.check_cancelled()
                 chunk = [train[i] for i in order[start:start + config.batch_size]]
-                images, labels = _batch(chunk, rng if config.augment else None, config)
+                images, labels = _batch(chunk, augment_rng if config.augment else None, config)
                 terms = gmic_loss(model(images.to(device)), labels.to(device), loss_config)
                 optimiser.zero_grad()
                 terms.total.backward()
                 optimiser.step()
                 total += float(terms.total.detach()) * len(chunk)
-            trial.train_loss.append(total / len(train))
+                seen += len(chunk)
+            trial.train_loss.append(global_mean(total, seen))
             if validation:
-                trial.validation_loss.append(_mean_loss(model, validation, loss_config, config, device))
+                share = shard(validation)
+                mean = _mean_loss(network, share, loss_config, config, device) if share else 0.0
+                trial.validation_loss.append(global_mean(mean * len(share), len(share)))
         trials.append(trial)
         if best_state is None or trial.score < trials[best].score:
-            best, best_state = number, {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+            best, best_state = number, {k: v.detach().cpu().clone() for k, v in network.state_dict().items()}
     model = build_model("gmic", gmic_config)
     model.load_state_dict(best_state)
     progress.update(1.0, "done")

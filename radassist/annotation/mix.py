@@ -1,0 +1,165 @@
+"""Train on an export together with the original training set: one folder in the layout the training reads.
+
+:func:`mix_datasets` makes a new folder that links (symbolic links; hard links or copies where those are not
+allowed) to the files of both, in the original set's layout, with the index files merged. A case that was
+corrected replaces the original's version of it (LUNA16 by seriesuid, LiTS by ``volume-N`` case name, BraTS by
+subject folder, exam lists by exam id); the other corrected cases are added. Nothing is copied or changed in
+either source, and ``mix.json`` records what came from where.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import re
+import shutil
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from radassist.errors import InputError
+from radassist.io.atomic import RunOutput
+
+MIX_TASKS = ("lung", "liver", "brain", "mammo")
+
+
+def _link(source: Path, target: Path) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    source = source.resolve()
+    try:
+        os.symlink(source, target)
+    except OSError:
+        try:
+            os.link(source, target)
+        except OSError:
+            shutil.copy2(source, target)
+
+
+def _csv_text(header: Iterable[str], rows: Iterable[Iterable[Any]]) -> str:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(list(header))
+    writer.writerows(rows)
+    return buffer.getvalue()
+
+
+def _read_rows(path: Path) -> tuple[list[str], list[dict[str, str]]]:
+    with path.open(newline="", encoding="utf-8-sig") as handle:
+        reader = csv.DictReader(handle)
+        return list(reader.fieldnames or []), list(reader)
+
+
+def _mix_lung(original: Path, export: Path, run: RunOutput) -> dict[str, Any]:
+    from radassist.lung.datasets import read_luna16
+
+    corrected = read_luna16_scans(export)
+    kept = 0
+    for scan in read_luna16(original).scans:
+        if scan.uid in corrected:
+            continue
+        for part in (scan.path, scan.path.with_suffix(".raw"), scan.path.with_suffix(".zraw")):
+            if part.is_file():
+                _link(part, run.path(f"{scan.subset}/{part.name}"))
+        kept += 1
+    for uid, path in corrected.items():
+        for part in (path, path.with_suffix(".raw"), path.with_suffix(".zraw")):
+            if part.is_file():
+                _link(part, run.path(f"subset_corrected/{part.name}"))
+    for name in ("annotations.csv", "annotations_excluded.csv"):
+        if not (original / name).is_file():
+            continue
+        header, rows = _read_rows(original / name)
+        rows = [r for r in rows if r.get("seriesuid") not in corrected]
+        if name == "annotations.csv":
+            rows += _read_rows(export / name)[1]
+        run.path(name).write_text(_csv_text(header, ([r.get(c, "") for c in header] for r in rows)),
+                                  encoding="utf-8")
+    if (original / "patients.csv").is_file():
+        _link(original / "patients.csv", run.path("patients.csv"))
+    return {"original_scans": kept, "corrected_scans": sorted(corrected)}
+
+
+def read_luna16_scans(export: Path) -> dict[str, Path]:
+    """seriesuid -> .mhd of an export's LUNA16 scans."""
+    return {path.name[:-4]: path for path in sorted(export.glob("subset*/*.mhd"))}
+
+
+def _mix_liver(original: Path, export: Path, run: RunOutput) -> dict[str, Any]:
+    from radassist.annotation.msd import read_msd_dataset
+    from radassist.liver.datasets import find_lits_cases
+
+    cases = {f"volume-{c.number}": (c.volume, c.segmentation) for c in find_lits_cases(original)}
+    msd = read_msd_dataset(export)
+    if len(msd.channel_names) != 1:
+        raise InputError(export, "the liver training reads one CT channel; this export has several")
+    replaced, added = [], []
+    next_number = max((int(name.split("-")[1]) for name in cases), default=-1) + 1
+    for case in msd.cases:
+        if re.fullmatch(r"volume-\d+", case.name) and case.name in cases:
+            cases[case.name] = (case.images[0], case.label)
+            replaced.append(case.name)
+        else:
+            cases[f"volume-{next_number}"] = (case.images[0], case.label)
+            added.append({"case": case.name, "as": f"volume-{next_number}"})
+            next_number += 1
+    for name, (volume, segmentation) in cases.items():
+        number = name.split("-")[1]
+        ending = ".nii.gz" if volume.name.endswith(".gz") else ".nii"
+        _link(volume, run.path(f"volume-{number}{ending}"))
+        seg_ending = ".nii.gz" if segmentation.name.endswith(".gz") else ".nii"
+        _link(segmentation, run.path(f"segmentation-{number}{seg_ending}"))
+    return {"replaced": replaced, "added": added, "cases": len(cases)}
+
+
+def _mix_brain(original: Path, export: Path, run: RunOutput) -> dict[str, Any]:
+    subjects = {p.name: p for p in sorted(original.iterdir()) if p.is_dir() and not p.name.startswith(".")}
+    corrected = {p.name: p for p in sorted((export / "subjects").iterdir()) if p.is_dir()} \
+        if (export / "subjects").is_dir() else {}
+    if not corrected:
+        raise InputError(export, "holds no subjects/ folder of corrected cases")
+    subjects.update(corrected)
+    for name, folder in subjects.items():
+        for file in sorted(p for p in folder.iterdir() if p.is_file()):
+            _link(file, run.path(f"{name}/{file.name}"))
+    return {"subjects": len(subjects), "corrected": sorted(corrected)}
+
+
+def _mix_mammo(original: Path, export: Path, run: RunOutput) -> dict[str, Any]:
+    from radassist.mammo.datasets import read_exam_list
+
+    exams = {exam.exam: exam for exam in read_exam_list(original)}
+    corrected = {exam.exam: exam for exam in read_exam_list(export)}
+    exams.update(corrected)
+    rows = []
+    for exam in exams.values():
+        for view in exam.views:
+            rows.append([str(view.path.resolve()), exam.exam, view.laterality, view.view, view.benign,
+                         view.malignant, str(view.benign_mask.resolve()) if view.benign_mask else "",
+                         str(view.malignant_mask.resolve()) if view.malignant_mask else ""])
+    header = ("path", "exam", "laterality", "view", "benign", "malignant", "benign_mask", "malignant_mask")
+    run.path("exam_list.csv").write_text(_csv_text(header, rows), encoding="utf-8")
+    return {"exams": len(exams), "corrected": sorted(corrected)}
+
+
+_MIXERS = {"lung": _mix_lung, "liver": _mix_liver, "brain": _mix_brain, "mammo": _mix_mammo}
+
+
+def mix_datasets(task: str, original: str | Path, export: str | Path, out: str | Path) -> Path:
+    """A new folder ``out`` in ``task``'s training layout holding the original set with the export's corrections
+    (see the module docstring). ``out`` must not exist or be empty; returns it."""
+    if task not in _MIXERS:
+        raise InputError(None, f"cannot mix {task!r} data; tasks: {', '.join(MIX_TASKS)}")
+    original, export, out = Path(original), Path(export), Path(out)
+    for folder in (original, export):
+        if not folder.is_dir():
+            raise InputError(folder, "is not a folder")
+    if out.exists() and any(out.iterdir()):
+        raise InputError(out, "already has files; give a new folder for the mixed data set")
+    with RunOutput(out) as run:
+        details = _MIXERS[task](original, export, run)
+        run.path("mix.json").write_text(json.dumps({
+            "task": task, "original": str(original.resolve()), "export": str(export.resolve()), **details},
+            indent=2) + "\n", encoding="utf-8")
+    return out

@@ -1,0 +1,140 @@
+"""`radassist lung`: the lung command group; `detect` finds nodules on a chest CT.
+
+`radassist lung detect` writes nodules.mrk.json (one ROI per nodule, Slicer opens it), nodules.csv (LUNA16
+submission columns plus diameter_mm), nodules.png (the 7.5 mm slab through each nodule with its box) and
+result.json. The lung infection command joins this group through
+:func:`radassist.commands.lung_infection.register_infection` when that module is present.
+Heavy imports (torch, SimpleITK, the pipeline) stay inside the run function so `--help` is fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import sys
+from pathlib import Path
+
+from radassist.commands.inputs import add_input_arguments, load_input_volume
+from radassist.commands.remote_option import add_remote_option
+from radassist.commands.run_context import command_run
+from radassist.errors import InputError
+
+ENGINE_CHOICES = ("auto", "classic", "detr")
+
+
+def register(commands: argparse._SubParsersAction, formatter: type[argparse.HelpFormatter]) -> None:
+    parser = commands.add_parser("lung", help="lung nodule detection (and lung infection segmentation)",
+                                 formatter_class=formatter,
+                                 description="Lung CT tools. 'detect' finds nodules with Lung-DETR or, without "
+                                             "trained weights, the classical candidate detector.")
+    actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
+    detect = actions.add_parser(
+        "detect", help="find lung nodules on a chest CT", formatter_class=formatter,
+        description="Find lung nodules of 4-30 mm on a thin-slice chest CT (HU). Writes nodules.mrk.json (one ROI "
+                    "per nodule, probability and diameter in its description; open it in Slicer over the CT), "
+                    "nodules.csv (seriesuid, coordX, coordY, coordZ, probability, diameter_mm; LPS mm, LUNA16 "
+                    "submission columns), nodules.png (the 7.5 mm MIP slab through each nodule with its box) and "
+                    "result.json.\n\nEngines: 'detr' is Lung-DETR (Deformable DETR on 7.5 mm MIP slabs, "
+                    "arXiv:2409.05200) and needs trained weights ('radassist models install lung-detr', or "
+                    "'radassist models import lung-detr FILE', or --model CHECKPOINT_FOLDER); 'classic' is a "
+                    "classical candidate detector (lung mask, multi-scale blob enhancement, size and shape "
+                    "filters) that needs no weights: its scores are heuristic, not a trained model's; 'auto' "
+                    "uses Lung-DETR when its weights are installed, else the classical detector.")
+    add_input_arguments(detect)
+    detect.add_argument("--out", type=Path, required=True, help="output folder (created if needed)")
+    detect.add_argument("--engine", choices=ENGINE_CHOICES, default="auto", help="which detector")
+    detect.add_argument("--model", metavar="ID_OR_PATH",
+                        help="Lung-DETR weights: a catalogue model id or a checkpoint folder (default: lung-detr)")
+    detect.add_argument("--backend", choices=("torch", "onnx"), default="torch",
+                        help="inference engine for Lung-DETR (ONNX Runtime exports the model once and caches it)")
+    detect.add_argument("--threshold", type=float, default=0.5, metavar="T",
+                        help="report findings with probability (score) at least T, 0..1")
+    detect.add_argument("--max-nodules", type=int, default=100, metavar="N",
+                        help="report at most N findings, most probable first (LUNA16 scores 100 per scan)")
+    from radassist.runtime.device import add_device_arguments
+
+    add_device_arguments(detect)
+    detect.set_defaults(handler=run_detect)
+    add_remote_option(detect, "lung-detect", ("series", "engine", "backend", "threshold", "max_nodules"))
+    if importlib.util.find_spec("radassist.commands.lung_infection") is not None:
+        from radassist.commands.lung_infection import register_infection
+
+        register_infection(actions, formatter)
+
+
+def _detection_config(args: argparse.Namespace):
+    import dataclasses
+
+    from radassist.lung.pipeline import LungDetectionConfig
+
+    if not 0.0 <= args.threshold <= 1.0:
+        raise InputError(None, f"--threshold must be within 0..1, got {args.threshold}")
+    if args.max_nodules < 1:
+        raise InputError(None, f"--max-nodules must be at least 1, got {args.max_nodules}")
+    config = LungDetectionConfig(score_threshold=args.threshold)
+    # slab boxes weaker than the report threshold can never become a reported nodule; below it, keep them all
+    config = dataclasses.replace(config, box_threshold=min(config.box_threshold, args.threshold))
+    return dataclasses.replace(
+        config, link=dataclasses.replace(config.link, max_candidates=args.max_nodules),
+        classic=dataclasses.replace(config.classic, max_candidates=args.max_nodules))
+
+
+def _choose_engine(args: argparse.Namespace, device) -> tuple[str, object]:
+    """(engine, Lung-DETR model or None); 'auto' falls back to the classical detector without weights."""
+    from radassist.lung.pipeline import WeightsMissing, load_detr_model
+
+    if args.engine == "classic":
+        return "classic", None
+    try:
+        return "detr", load_detr_model(args.model, backend=args.backend, device=device)
+    except WeightsMissing:
+        if args.engine == "detr":
+            raise
+        print("note: no Lung-DETR weights are installed ('radassist models install lung-detr'); using the "
+              "classical candidate detector (heuristic scores, not a trained model)", file=sys.stderr)
+        return "classic", None
+
+
+def write_outputs(volume, detections, output) -> None:
+    """The detect command's files (staged in ``output``); the inference server writes the same ones."""
+    from radassist.lung.preprocess import slab_preview_volume
+    from radassist.results import preview_detections, write_detections_csv, write_roi_markups
+
+    write_roi_markups(detections, output.path("nodules.mrk.json"))
+    write_detections_csv(detections, output.path("nodules.csv"))
+    slabs = slab_preview_volume(volume, detections.metadata.get("slab_thickness_mm", 7.5))
+    preview_detections(slabs, detections, output.path("nodules.png"))
+
+
+def run_summary(detections, choice) -> dict:
+    """The ``summary`` of the detect command's result.json (``choice``: the DeviceChoice it ran on)."""
+    from radassist.lung.pipeline import detections_table
+
+    return {"engine": detections.engine, "device": str(choice.device),
+            "findings": len(detections), "seriesuid": detections.series_uid,
+            **{k: v for k, v in detections.metadata.items() if k != "config"},
+            "nodules": detections_table(detections)}
+
+
+def run_detect(args: argparse.Namespace) -> int:
+    from radassist.lung.pipeline import detect_nodules
+    from radassist.runtime.device import device_from_args
+    from radassist.runtime.progress import tqdm_progress
+
+    config = _detection_config(args)
+    with command_run(args.out, "lung detect", args) as (output, record):
+        with record.timed("read"):
+            volume = load_input_volume(args)
+        choice = device_from_args(args)
+        with record.timed("load model"):
+            engine, model = _choose_engine(args, choice)
+        with record.timed("detect"), tqdm_progress(f"lung detect ({engine})") as progress:
+            detections = detect_nodules(volume, config, progress, engine=engine, model=model)
+        with record.timed("write"):
+            write_outputs(volume, detections, output)
+        record.inputs = [str(args.input)]
+        record.summary = run_summary(detections, choice)
+    kind = "nodule(s)" if engine == "detr" else "nodule candidate(s) from the classical detector"
+    print(f"{len(detections)} {kind} at probability >= {args.threshold:g}; wrote nodules.mrk.json, nodules.csv "
+          f"and nodules.png to {args.out}")
+    return 0

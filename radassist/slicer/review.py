@@ -1,0 +1,140 @@
+"""Review and export in the Slicer panels: read and set the status of segments (Slicer's ``Segmentation.Status``
+tag, through vtkSlicerSegmentationsModuleLogic) and of ROI markups (a node attribute), step to the next result
+that is not approved, and export the corrected result with the engine. Runs inside Slicer only.
+
+Every decision (what a status word means, which item is next, what an export writes) is made by
+:mod:`radassist.annotation`, which is tested without Slicer; this file only reads nodes and moves the views.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+import slicer
+
+from radassist.annotation.export import ExportResult
+from radassist.annotation.provenance import ModelInfo
+from radassist.annotation.review import (ROI_STATUS_ATTRIBUTE, ReviewItem, next_not_approved, parse_status,
+                                         review_summary)
+from radassist.errors import InputError
+from radassist.results.detections import Detections
+from radassist.results.labelmap import LabelMap
+from radassist.results.segments import ReviewStatus
+from radassist.slicer import conversions, nodes
+
+
+# -- segments ---------------------------------------------------------------------------------------------------
+
+def segment_items(segmentation_node) -> list[ReviewItem]:
+    """The segments of a segmentation node with their review status, in the node's order."""
+    segmentation = segmentation_node.GetSegmentation()
+    logic = slicer.vtkSlicerSegmentationsModuleLogic
+    items = []
+    for index in range(segmentation.GetNumberOfSegments()):
+        segment_id = segmentation.GetNthSegmentID(index)
+        segment = segmentation.GetSegment(segment_id)
+        items.append(ReviewItem("segment", segment_id, segment.GetName(),
+                                conversions.status_from_slicer(logic.GetSegmentStatus(segment))))
+    return items
+
+
+def set_segment_status(segmentation_node, segment_id: str, status: ReviewStatus | str) -> None:
+    segment = segmentation_node.GetSegmentation().GetSegment(segment_id)
+    if segment is None:
+        raise InputError(segmentation_node.GetName(), f"has no segment {segment_id!r}")
+    slicer.vtkSlicerSegmentationsModuleLogic.SetSegmentStatus(segment,
+                                                              conversions.status_to_slicer(parse_status(status)))
+
+
+# -- ROI markups ------------------------------------------------------------------------------------------------
+
+def roi_items(roi_nodes: Sequence) -> list[ReviewItem]:
+    """One item per ROI node (key = its MRML node ID); a box without the attribute has not been reviewed."""
+    return [ReviewItem("box", node.GetID(), node.GetName(),
+                       parse_status(node.GetAttribute(ROI_STATUS_ATTRIBUTE) or ReviewStatus.NOT_STARTED.value))
+            for node in roi_nodes]
+
+
+def set_roi_status(roi_node, status: ReviewStatus | str) -> None:
+    roi_node.SetAttribute(ROI_STATUS_ATTRIBUTE, parse_status(status).value)
+
+
+# -- stepping ---------------------------------------------------------------------------------------------------
+
+def _jump_to(ras: Sequence[float]) -> None:
+    slicer.modules.markups.logic().JumpSlicesToLocation(float(ras[0]), float(ras[1]), float(ras[2]), True)
+
+
+def step_to_next_segment(segmentation_node, current: str | None = None) -> ReviewItem | None:
+    """Centre the views on the next segment that is not approved; None when all are approved."""
+    item = next_not_approved(segment_items(segmentation_node), current)
+    if item is not None:
+        center = segmentation_node.GetSegmentCenterRAS(item.key)
+        if center is not None:
+            _jump_to(center)
+    return item
+
+
+def step_to_next_roi(roi_nodes: Sequence, current: str | None = None) -> ReviewItem | None:
+    """Centre the views on the next ROI that is not approved and select it; None when all are approved."""
+    item = next_not_approved(roi_items(roi_nodes), current)
+    if item is not None:
+        node = slicer.mrmlScene.GetNodeByID(item.key)
+        center = [0.0, 0.0, 0.0]
+        node.GetCenterWorld(center)
+        _jump_to(center)
+        slicer.modules.markups.logic().SetActiveList(node)
+    return item
+
+
+def summary_text(items: Sequence[ReviewItem]) -> str:
+    """The panel's one-line review state, e.g. '3 approved, 1 flagged, 2 not reviewed of 6'."""
+    counts = review_summary(items)
+    parts = [f"{n} {word}" for word, n in counts.items() if word != "total" and n]
+    return f"{', '.join(parts) or 'nothing'} of {counts['total']}"
+
+
+# -- export -----------------------------------------------------------------------------------------------------
+
+def export_segmentation_node(dataset: str | Path, task: str, case: str, volume_node, ai: LabelMap,
+                             segmentation_node, *, model: ModelInfo, annotator: str) -> ExportResult:
+    """Export the corrected segmentation node; ``ai`` (the pipeline's result as it came) is kept as a file.
+
+    A volume loaded from DICOM also gets a DICOM SEG when its series folder is known to the DICOM database."""
+    from radassist.annotation.export_msd import export_segmentation
+    from radassist.results.seg_nrrd import write_seg_nrrd
+
+    volume = nodes.volume_from_node(volume_node)
+    corrected = nodes.segmentation_node_to_labelmap(segmentation_node, volume_node)
+    dicom_folder = _dicom_folder(volume.source.series_instance_uid)
+    with tempfile.TemporaryDirectory() as scratch:
+        ai_file = write_seg_nrrd(ai, Path(scratch) / "ai_result.seg.nrrd")
+        corrected_file = write_seg_nrrd(corrected, Path(scratch) / "corrected.seg.nrrd")
+        return export_segmentation(dataset, task, case, volume, ai, corrected, model=model, annotator=annotator,
+                                   ai_files=[ai_file], corrected_files=[corrected_file], dicom_source=dicom_folder)
+
+
+def export_roi_nodes(dataset: str | Path, case: str, volume_node, ai: Detections, roi_nodes: Sequence, *,
+                     model: ModelInfo, annotator: str) -> ExportResult:
+    """Export the corrected nodule ROIs (hand-drawn ones included); ``ai`` is kept as a .mrk.json file."""
+    from radassist.annotation.export_luna16 import export_detections
+    from radassist.results.markups import write_roi_markups
+
+    volume = nodes.volume_from_node(volume_node)
+    corrected = nodes.roi_nodes_to_detections(roi_nodes)
+    with tempfile.TemporaryDirectory() as scratch:
+        ai_file = write_roi_markups(ai, Path(scratch) / "ai_result.mrk.json")
+        corrected_file = write_roi_markups(corrected, Path(scratch) / "corrected.mrk.json")
+        return export_detections(dataset, case, volume, ai, corrected, model=model, annotator=annotator,
+                                 ai_files=[ai_file], corrected_files=[corrected_file])
+
+
+def _dicom_folder(series_uid: str | None) -> Path | None:
+    """The folder holding a series' files in Slicer's DICOM database (all of them in one folder), else None."""
+    if not series_uid or slicer.dicomDatabase is None:
+        return None
+    files = slicer.dicomDatabase.filesForSeries(series_uid)
+    folders = {str(Path(f).parent) for f in files}
+    return Path(folders.pop()) if len(folders) == 1 else None
