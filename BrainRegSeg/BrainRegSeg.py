@@ -41,10 +41,17 @@ class BrainRegSeg(ScriptedLoadableModule):
 
 @parameterNodeWrapper
 class BrainRegSegParameterNode:
-    """fixedVolume/movingVolume: the two MRIs (same sequence). Outputs: fixed->moving transform, tumour labels."""
+    """fixedVolume/movingVolume: the two MRIs (same sequence); fixedVolumeN/movingVolumeN: optional further
+    sequences, paired by number. Outputs: fixed->moving transform, fixed tumour segmentation."""
 
     fixedVolume: vtkMRMLScalarVolumeNode
     movingVolume: vtkMRMLScalarVolumeNode
+    fixedVolume2: vtkMRMLScalarVolumeNode
+    movingVolume2: vtkMRMLScalarVolumeNode
+    fixedVolume3: vtkMRMLScalarVolumeNode
+    movingVolume3: vtkMRMLScalarVolumeNode
+    fixedVolume4: vtkMRMLScalarVolumeNode
+    movingVolume4: vtkMRMLScalarVolumeNode
     outputTransform: vtkMRMLTransformNode
     outputSegmentation: vtkMRMLSegmentationNode
     device: panel.DeviceChoice = "auto"
@@ -56,6 +63,53 @@ class BrainRegSegLogic(panel.RadAssistLogic):
     requiredInputs = {"fixedVolume": "a fixed MRI", "movingVolume": "a moving MRI"}
     taskTitle = "brain registration and tumour segmentation"
     pipelineModule = "radassist.brain.pipeline"
+    engine = "auto"  # set by the widget's engine selector
+
+    def gatherInputs(self, parameterNode) -> Any:
+        """Selected nodes -> (moving, fixed) BrainImages; sequence slots are paired by number."""
+        from radassist.brain.pipeline import paired_sequences
+        from radassist.slicer import nodes
+
+        slots = [(node.GetName() if node else "", nodes.volume_from_node(node) if node else None)
+                 for suffix in ("", "2", "3", "4") for node in (getattr(parameterNode, f"fixedVolume{suffix}"),
+                                                                getattr(parameterNode, f"movingVolume{suffix}"))]
+        moving, fixed = paired_sequences([slots[i] + slots[i + 1] for i in range(0, len(slots), 2)])
+        return moving, fixed, parameterNode.fixedVolume, parameterNode.movingVolume
+
+    def compute(self, inputs: Any, device: str, progress: Progress) -> Any:
+        from radassist.brain.pipeline import BrainPipelineConfig, find_joint_model, model_channels, register_brain_pair
+        from radassist.runtime.device import choose_device
+
+        moving, fixed, fixedNode, movingNode = inputs
+        torchDevice = choose_device(device).device
+        loaded = None if self.engine == "classic" else find_joint_model(None, torchDevice)
+        config = BrainPipelineConfig(engine=self.engine, channels=model_channels(loaded) if loaded else None)
+        result = register_brain_pair(moving, fixed, config, progress, loaded.model if loaded else None, torchDevice)
+        return result, fixedNode, movingNode
+
+    def showResult(self, result: Any, parameterNode=None) -> str:
+        """Transform (grid display over the fixed image), warped volumes, both tumour segmentations, report."""
+        from radassist.slicer import nodes
+
+        result, fixedNode, movingNode = result
+        name = movingNode.GetName()
+        transform = nodes.displacement_to_transform_node(result.field, f"{name} to {fixedNode.GetName()}")
+        transform.CreateDefaultDisplayNodes()
+        transform.GetDisplayNode().SetRegionNode(fixedNode)
+        transform.GetDisplayNode().SetVisualizationModeToGrid()  # shown when the user turns its visibility on
+        warped = [nodes.volume_to_node(volume, f"{name} warped {sequence}")
+                  for sequence, volume in result.warped.items()]
+        target = parameterNode.outputSegmentation if parameterNode is not None else None
+        tumours = {role: nodes.labelmap_to_segmentation_node(labels, node, f"{node.GetName()} tumour",
+                                                             target if role == "fixed" else None)
+                   for role, labels, node in (("fixed", result.fixed_tumour, fixedNode),
+                                              ("moving", result.moving_tumour, movingNode)) if labels is not None}
+        nodes.report_summary_to_table_node(result.report, f"{name} registration report")
+        if parameterNode is not None:
+            parameterNode.outputTransform = transform
+            parameterNode.outputSegmentation = tumours.get("fixed", target)
+        self.showVolume(warped[0], tumours.get("fixed"))
+        return result.status_line()
 
     def makeSample(self, seed: int, progress: Progress) -> Any:
         from radassist.synthetic.brain import make_brain_pair
@@ -92,6 +146,11 @@ class BrainRegSegLogic(panel.RadAssistLogic):
 
 class BrainRegSegWidget(panel.RadAssistWidget):
     logicClass = BrainRegSegLogic
+
+    def setup(self) -> None:
+        panel.RadAssistWidget.setup(self)
+        self.ui.engineComboBox.connect("currentTextChanged(QString)",
+                                       lambda text: setattr(self.logic, "engine", text))
 
 
 class BrainRegSegTest(ScriptedLoadableModuleTest):

@@ -79,7 +79,7 @@ def test_paper_numbers_and_gmic_settings() -> None:
     assert all(g.licence["name"] == "AGPL-3.0-or-later" and "nyukat/GMIC" in g.obtain for g in gmic)
     aucs = {(m.dataset, m.value) for m in gmic[0].reported_metrics}
     assert ("NYU Breast Cancer Screening Dataset test set", 0.93) in aucs and ("CBIS-DDSM", 0.858) in aucs
-    assert catalog.get("brain-joint").input.channels == ("T1", "T1ce", "T2", "FLAIR")
+    assert catalog.get("brain-joint").input.channels == ("FLAIR", "T1", "T1ce", "T2")  # the order RadAssist trains with
     assert [len(catalog.get(i).labels) + 1 for i in ("lung-infection-unet", "lung-infection-segnet")] == [4, 4]
     assert [len(catalog.get(i).labels) + 1 for i in ("liver-unet", "liver-munet")] == [3, 3]
 

@@ -4,8 +4,8 @@
 of ``radassist train TASK`` / ``radassist evaluate TASK`` (see train_evaluate.py); a module may be in both.
 """
 
-from radassist.commands import (annotation, batch, demo, info, inputs, liver, lung, lung_evaluate, lung_infection,
-                                lung_train, mammo, models, synth)
+from radassist.commands import (annotation, batch, brain, demo, info, inputs, liver, lung, lung_evaluate,
+                                lung_infection, lung_train, mammo, models, synth)
 
-COMMAND_MODULES = (info, inputs, synth, demo, models, lung, liver, mammo, batch, annotation)
-TASK_MODULES = (lung_train, lung_evaluate, lung_infection, liver, mammo)
+COMMAND_MODULES = (info, inputs, synth, demo, models, lung, liver, brain, mammo, batch, annotation)
+TASK_MODULES = (lung_train, lung_evaluate, lung_infection, liver, brain, mammo)

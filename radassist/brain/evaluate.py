@@ -1,0 +1,213 @@
+"""Evaluation of brain registration (+ segmentation) on pairs of subjects, with every score before and after.
+
+Per pair, whatever the data allow:
+
+* anatomical labels (OASIS-style): Dice per label of the warped moving labels against the fixed ones, the
+  VoxelMorph protocol, overall and separately inside and outside the tumour region;
+* tumour labels (BraTS): Dice of the warped moving tumour against the fixed tumour, and the tumour Dice per class
+  of the network's own segmentations against the ground truth (joint engine);
+* a known deformation (RadAssist's synthetic pairs): mean and 95th-percentile end-point error in the brain;
+* always: mean absolute intensity difference in the brain (inside and outside the tumour region) and the
+  percentage of voxels with a non-positive Jacobian determinant.
+
+Pairs come from ``pairs.csv`` (fixed, moving, deformation) when the folder has one, else subject i is registered to
+subject i + 1. Results are a JSON document and a PNG of the scores before and after registration.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from radassist.brain.datasets import SubjectFiles, load_subject, read_anatomy, read_layout
+from radassist.brain.pipeline import BrainImages, BrainPipelineConfig, register_brain_pair
+from radassist.brain.postprocess import TUMOUR_CLASSES
+from radassist.errors import InputError
+from radassist.io.atomic import atomic_path
+from radassist.metrics.registration import (dice, dice_per_label, field_error, intensity_error, mean_dice,
+                                            non_positive_jacobian_percent)
+from radassist.results.displacement import DisplacementField
+from radassist.results.transforms import read_displacement, warp_volume
+from radassist.runtime.progress import Progress
+from radassist.volume import Volume
+
+
+@dataclass
+class PairScores:
+    """Scores of one pair; ``None`` where the data do not allow the measurement."""
+
+    moving: str
+    fixed: str
+    engine: str
+    before: dict[str, float] = field(default_factory=dict)
+    after: dict[str, float] = field(default_factory=dict)
+    tumour_dice: dict[str, float] = field(default_factory=dict)  # network segmentation vs ground truth
+    non_positive_jacobian_percent: float = 0.0
+    field_error_mean_mm: float | None = None
+    field_error_p95_mm: float | None = None
+
+
+@dataclass
+class BrainEvaluation:
+    pairs: list[PairScores]
+    summary: dict[str, float]
+    layout: str
+
+
+@dataclass
+class EvaluationPair:
+    moving: SubjectFiles
+    fixed: SubjectFiles
+    deformation: Path | None = None
+
+
+def evaluation_pairs(root: str | Path, layout: str = "auto", limit: int | None = None) -> tuple[str, list]:
+    """The pairs to evaluate: pairs.csv rows when present, else consecutive subjects."""
+    root = Path(root)
+    layout, subjects = read_layout(root, layout)
+    by_name = {s.name: s for s in subjects}
+    listing = root / "pairs.csv"
+    pairs: list[EvaluationPair] = []
+    if listing.is_file():
+        with listing.open(newline="", encoding="utf-8") as handle:
+            for line, row in enumerate(csv.DictReader(handle), start=2):
+                try:
+                    moving, fixed = by_name[row["moving"]], by_name[row["fixed"]]
+                except KeyError as error:
+                    raise InputError(listing, f"line {line}: unknown subject or column {error}") from None
+                deformation = root / row["deformation"] if row.get("deformation") else None
+                pairs.append(EvaluationPair(moving, fixed, deformation))
+    else:
+        if len(subjects) < 2:
+            raise InputError(root, "evaluation needs at least two subjects")
+        pairs = [EvaluationPair(subjects[i + 1], subjects[i]) for i in range(len(subjects) - 1)]
+    return layout, pairs[:limit] if limit else pairs
+
+
+def _warp_labels(labels: np.ndarray, moving: Volume, field_: DisplacementField | None) -> np.ndarray:
+    volume = moving.with_array(labels.astype(np.int32))
+    if field_ is None:
+        return volume.array
+    return warp_volume(volume, field_, interpolator="nearest").array
+
+
+def score_pair(pair: EvaluationPair, moving: BrainImages, fixed: BrainImages, config: BrainPipelineConfig,
+               model: Any, device: Any, progress: Progress, layout: str) -> PairScores:
+    """Register one pair and measure everything the data allow, before (identity) and after."""
+    result = register_brain_pair(BrainImages(moving.images, moving.brain_mask, moving.tumour),
+                                 BrainImages(fixed.images, fixed.brain_mask, fixed.tumour),
+                                 config, progress, model, device)
+    scores = PairScores(pair.moving.name, pair.fixed.name, result.engine)
+    fixed_volume, moving_volume = result.fixed, result.moving
+    identity = DisplacementField(np.zeros_like(result.field.vectors), result.field.geometry)
+    brain = fixed.brain_mask if fixed.brain_mask is not None else fixed_volume.array != 0
+    fixed_tumour = None if fixed.tumour is None else fixed.tumour.flattened() > 0
+    for stage, field_ in (("before", identity), ("after", result.field)):
+        values: dict[str, float] = {}
+        warped = warp_volume(moving_volume, field_).array
+        moved_tumour = None
+        if moving.tumour is not None:
+            moved_tumour = _warp_labels(moving.tumour.flattened(), moving.tumour.as_volume(), field_) > 0
+        region = np.zeros(brain.shape, bool)
+        for mask in (fixed_tumour, moved_tumour):
+            if mask is not None and mask.shape == region.shape:
+                region |= mask
+        values["intensity_error"] = intensity_error(warped, fixed_volume.array, brain)
+        values["intensity_error_outside_tumour"] = intensity_error(warped, fixed_volume.array, brain & ~region)
+        if region.any():
+            values["intensity_error_inside_tumour"] = intensity_error(warped, fixed_volume.array, region)
+        if fixed_tumour is not None and moved_tumour is not None:
+            values["warped_tumour_dice"] = dice(moved_tumour, fixed_tumour)
+        if layout == "oasis":
+            fixed_labels = read_anatomy(pair.fixed, fixed_volume)
+            moving_labels = read_anatomy(pair.moving, moving_volume)
+            moved = _warp_labels(moving_labels, moving_volume, field_)
+            values["anatomy_dice"] = mean_dice(dice_per_label(moved, fixed_labels))
+            if region.any():
+                values["anatomy_dice_inside_tumour"] = mean_dice(dice_per_label(moved, fixed_labels, region=region))
+                values["anatomy_dice_outside_tumour"] = mean_dice(dice_per_label(moved, fixed_labels,
+                                                                                 region=~region))
+        getattr(scores, stage).update(values)
+    scores.non_positive_jacobian_percent = non_positive_jacobian_percent(result.jacobian.array, brain)
+    if result.engine == "joint":
+        for role, truth, predicted in (("fixed", fixed.tumour, result.fixed_tumour),
+                                       ("moving", moving.tumour, result.moving_tumour)):
+            if truth is None or predicted is None:
+                continue
+            for value, name in TUMOUR_CLASSES.items():
+                score = dice(predicted.flattened() == value, truth.flattened() == value)
+                if not math.isnan(score):
+                    scores.tumour_dice[f"{role} {name}"] = score
+    if pair.deformation is not None:
+        error = field_error(result.field, read_displacement(pair.deformation), brain)
+        scores.field_error_mean_mm, scores.field_error_p95_mm = error.mean_mm, error.p95_mm
+        zero = DisplacementField(np.zeros_like(result.field.vectors), result.field.geometry)
+        before = field_error(zero, read_displacement(pair.deformation), brain)
+        scores.before["field_error_mean_mm"], scores.before["field_error_p95_mm"] = before.mean_mm, before.p95_mm
+        scores.after["field_error_mean_mm"], scores.after["field_error_p95_mm"] = error.mean_mm, error.p95_mm
+    return scores
+
+
+def _summary(pairs: Sequence[PairScores]) -> dict[str, float]:
+    summary: dict[str, float] = {}
+    for stage in ("before", "after"):
+        keys = sorted({k for p in pairs for k in getattr(p, stage)})
+        for key in keys:
+            values = [getattr(p, stage)[key] for p in pairs if key in getattr(p, stage)]
+            values = [v for v in values if not math.isnan(v)]
+            if values:
+                summary[f"{key} {stage}"] = float(np.mean(values))
+    for key in sorted({k for p in pairs for k in p.tumour_dice}):
+        summary[f"tumour dice {key}"] = float(np.mean([p.tumour_dice[key] for p in pairs if key in p.tumour_dice]))
+    summary["non_positive_jacobian_percent"] = float(np.mean([p.non_positive_jacobian_percent for p in pairs]))
+    return summary
+
+
+def evaluate_brain(root: str | Path, config: BrainPipelineConfig | None = None, model: Any = None,
+                   device: Any = "cpu", progress: Progress | None = None, layout: str = "auto",
+                   limit: int | None = None, channels: Sequence[str] | None = None) -> BrainEvaluation:
+    """Register every evaluation pair of ``root`` and score it."""
+    config = config or BrainPipelineConfig()
+    progress = progress or Progress()
+    layout, pairs = evaluation_pairs(root, layout, limit)
+    scored = []
+    for index, pair in enumerate(pairs):
+        step = progress.sub(index / len(pairs), (index + 1) / len(pairs))
+        moving = load_subject(pair.moving, channels)
+        fixed = load_subject(pair.fixed, channels)
+        scored.append(score_pair(pair, moving, fixed, config, model, device, step, layout))
+    return BrainEvaluation(scored, _summary(scored), layout)
+
+
+def write_evaluation_png(evaluation: BrainEvaluation, path: str | Path) -> Path:
+    """Bars of each averaged score before (grey) and after (blue) registration, one row per score."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    keys = sorted({k.rsplit(" ", 1)[0] for k in evaluation.summary if k.endswith((" before", " after"))})
+    rows = [(key, evaluation.summary.get(f"{key} before"), evaluation.summary.get(f"{key} after")) for key in keys]
+    width, row_height, label_width = 760, 40, 300
+    image = Image.new("RGB", (width, 40 + row_height * max(1, len(rows))), (255, 255, 255))
+    draw = ImageDraw.Draw(image)
+    font = ImageFont.load_default()
+    draw.text((10, 10), f"Brain registration: {len(evaluation.pairs)} pair(s), mean before (grey) and after (blue)",
+              fill=(0, 0, 0), font=font)
+    for index, (key, before, after) in enumerate(rows):
+        top = 36 + index * row_height
+        scale = max(abs(v) for v in (before, after) if v is not None) or 1.0
+        draw.text((10, top + 8), key, fill=(0, 0, 0), font=font)
+        for offset, value, colour in ((0, before, (160, 160, 160)), (16, after, (40, 110, 220))):
+            if value is None:
+                continue
+            length = int((width - label_width - 90) * abs(value) / scale)
+            draw.rectangle([label_width, top + offset, label_width + length, top + offset + 12], fill=colour)
+            draw.text((label_width + length + 6, top + offset), f"{value:.3f}", fill=(0, 0, 0), font=font)
+    path = Path(path)
+    with atomic_path(path) as temp:
+        image.save(temp, format="PNG")
+    return path

@@ -1,0 +1,405 @@
+"""Brain registration + tumour segmentation: two sets of MRI volumes in, a fixed -> moving displacement field, the
+warped moving sequences, both tumour segmentations, the Jacobian determinant and a report out.
+
+Two engines behind one entry point (:func:`register_brain_pair`), called by the CLI, the Slicer panel and the
+benchmarks; neither reads nor writes files:
+
+* ``joint``: the network of Estienne et al. (2020) (:mod:`radassist.brain.model`) registers and segments in one
+  pass. The moving sequences are first resampled onto the fixed grid (identity in world space), so the network's
+  sampling grid is in fixed voxel indices and converts exactly to LPS millimetres.
+* ``classic``: SimpleITK affine + B-spline (:mod:`radassist.brain.classic`) with the tumour left out of the metric;
+  the tumour comes from given label maps, or from the joint network when one is given.
+
+``auto`` takes ``joint`` when a network is passed in and ``classic`` otherwise. :func:`find_joint_model` is the one
+place that looks for installed weights (through the model catalogue); callers pass its result in.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import SimpleITK as sitk
+
+from radassist.brain.classic import ClassicConfig, register_classic
+from radassist.brain.postprocess import jacobian_determinant, registration_report, tumour_labelmap
+from radassist.brain.preprocess import (MODALITIES, brain_mask_from, network_box, ordered_modalities,
+                                        resample_onto, resampled_geometry, zscore_in_brain)
+from radassist.errors import InputError
+from radassist.results.displacement import DisplacementField
+from radassist.results.labelmap import LabelMap
+from radassist.results.tables import Report
+from radassist.results.transforms import warp_volume
+from radassist.runtime.progress import Progress
+from radassist.volume import Geometry, Volume
+
+ENGINES = ("auto", "joint", "classic")
+JOINT_MODEL_ID = "brain-joint"
+REGISTRATION_CHANNEL_PREFERENCE = ("t1ce", "t1", "t2", "flair")
+"""Classic engine: the sequence that drives the metric when none is named (sharpest anatomy first)."""
+
+
+@dataclass(frozen=True)
+class BrainPipelineConfig:
+    """How to register a pair. ``channels``: the joint network's input sequences in its order (None: the
+    sequences present, in RadAssist's order flair, t1, t1ce, t2)."""
+
+    engine: str = "auto"
+    channels: tuple[str, ...] | None = None
+    registration_channel: str | None = None          # classic engine; None: first of t1ce, t1, t2, flair
+    classic: ClassicConfig = field(default_factory=ClassicConfig)
+    working_spacing_mm: tuple[float, float, float] | None = None  # joint: resample to the model's spacing
+    margin_voxels: int = 4                           # joint: brain box margin before rounding to the network size
+
+    def __post_init__(self) -> None:
+        if self.engine not in ENGINES:
+            raise ValueError(f"engine must be one of {ENGINES}, got {self.engine!r}")
+
+
+@dataclass
+class BrainImages:
+    """One subject's MRI: sequences by name ('flair', 't1', 't1ce', 't2', or any name for a single image),
+    optionally a brain mask (bool, on the first sequence's grid) and tumour labels (network classes 0..3)."""
+
+    images: dict[str, Volume]
+    brain_mask: np.ndarray | None = None
+    tumour: LabelMap | None = None
+
+    @property
+    def reference(self) -> Volume:
+        return self.images[ordered_modalities(list(self.images))[0]]
+
+
+@dataclass
+class BrainRegistrationResult:
+    """Everything one run produces; the field is on the fixed grid, fixed -> moving, LPS mm."""
+
+    field: DisplacementField
+    warped: dict[str, Volume]              # every moving sequence resampled onto the fixed grid
+    fixed_tumour: LabelMap | None
+    moving_tumour: LabelMap | None
+    jacobian: Volume                       # det of the transform's Jacobian on the fixed grid
+    report: Report
+    engine: str
+    fixed: Volume                          # the fixed sequence the warped images are compared with
+    moving: Volume
+    sequence: str = ""                     # the name of that sequence (a key of ``warped``)
+
+    def status_line(self) -> str:
+        summary = self.report.summary
+        text = (f"{self.engine} engine: mean displacement {summary['displacement_mean_mm']:.1f} mm, "
+                f"folding {summary['folding_percent']:.2f} %")
+        if self.fixed_tumour is not None:
+            text += f", fixed tumour {summary.get('fixed whole tumour ml', 0.0):.1f} ml"
+        return text
+
+
+# -- checks -------------------------------------------------------------------------------------------------------
+
+def _label(volume: Volume, name: str) -> str:
+    return volume.source.path or name
+
+
+def check_images(images: BrainImages, role: str) -> None:
+    """Refuse what no brain registration can use: no images, 2-D images, an empty brain or tumour mask."""
+    if not images.images:
+        raise InputError(None, f"the {role} image set is empty")
+    for name, volume in images.images.items():
+        if volume.array.ndim != 3 or min(volume.shape) < 2:
+            raise InputError(_label(volume, name), f"is a 2-D image ({'x'.join(map(str, volume.shape))}); brain "
+                                                   f"registration needs 3-D MRI volumes")
+    reference = images.reference
+    if images.brain_mask is not None:
+        if images.brain_mask.shape != reference.shape:
+            raise InputError(_label(reference, role), f"the {role} brain mask {images.brain_mask.shape} does not "
+                                                      f"match the image {reference.shape}")
+        if not images.brain_mask.any():
+            raise InputError(_label(reference, role), f"the {role} brain mask is empty")
+    if images.tumour is not None and not np.any(images.tumour.labels):
+        raise InputError(images.tumour.source.path or f"{role} tumour labels",
+                         "the tumour label map is empty: nothing to exclude from the registration")
+
+
+def check_pair(moving: BrainImages, fixed: BrainImages) -> None:
+    """Both sets usable and made of the same sequences."""
+    check_images(moving, "moving")
+    check_images(fixed, "fixed")
+    if set(moving.images) != set(fixed.images):
+        raise InputError(_label(moving.reference, "moving"),
+                         f"the moving image has sequences {ordered_modalities(list(moving.images))} but the fixed "
+                         f"one has {ordered_modalities(list(fixed.images))}: give both the same sequences")
+
+
+# -- shared steps -------------------------------------------------------------------------------------------------
+
+def _brain(images: BrainImages, grid_volume: Volume | None = None) -> np.ndarray:
+    """The brain mask on the reference grid: the given one, or where any sequence is non-zero."""
+    if images.brain_mask is not None:
+        return np.asarray(images.brain_mask, dtype=bool)
+    reference = images.reference.geometry
+    arrays = [resample_onto(v, reference).array for v in images.images.values()]
+    mask = brain_mask_from(arrays)
+    if not mask.any():
+        raise InputError(_label(images.reference, "image"), "is zero everywhere: no brain to register")
+    return mask
+
+
+def _on_grid(labelmap: LabelMap, geometry: Geometry) -> np.ndarray:
+    """The label map's classes (flattened) on ``geometry`` (nearest neighbour)."""
+    classes = Volume.from_geometry(labelmap.flattened().astype(np.uint8), labelmap.geometry)
+    return resample_onto(classes, geometry, sitk.sitkNearestNeighbor).array.astype(np.uint8)
+
+
+def _resample_field(field_: DisplacementField, geometry: Geometry) -> DisplacementField:
+    if field_.geometry.same_grid(geometry):
+        return field_
+    components = [resample_onto(Volume.from_geometry(field_.vectors[..., c], field_.geometry), geometry).array
+                  for c in range(3)]
+    return DisplacementField(np.stack(components, axis=-1), geometry, dict(field_.metadata))
+
+
+def _finish(field_: DisplacementField, moving: BrainImages, fixed: BrainImages, engine: str,
+            fixed_tumour: LabelMap | None, moving_tumour: LabelMap | None, progress: Progress,
+            extra: Mapping[str, Any] | None = None) -> BrainRegistrationResult:
+    progress.update(0.0, "warping the moving images")
+    warped = {name: warp_volume(volume, field_) for name, volume in moving.images.items()}
+    progress.update(0.6, "Jacobian determinant")
+    determinant = jacobian_determinant(field_)
+    brain = _brain(fixed) if fixed.reference.geometry.same_grid(field_.geometry) else None
+    report = registration_report(field_, determinant, engine, fixed_tumour, moving_tumour, brain, extra)
+    jacobian = Volume.from_geometry(determinant.astype(np.float32), field_.geometry, fixed.reference.source)
+    progress.update(1.0, "done")
+    return BrainRegistrationResult(field_, warped, fixed_tumour, moving_tumour, jacobian, report, engine,
+                                   fixed.reference, moving.reference, ordered_modalities(list(fixed.images))[0])
+
+
+# -- joint network ------------------------------------------------------------------------------------------------
+
+def _channels(config: BrainPipelineConfig, available: Sequence[str], model_channels: int) -> list[str]:
+    if config.channels is not None:
+        missing = [c for c in config.channels if c not in available]
+        if missing:
+            raise InputError(None, f"the joint model needs sequences {list(config.channels)}; missing {missing} "
+                                   f"(have {ordered_modalities(list(available))})")
+        channels = list(config.channels)
+    else:
+        channels = ordered_modalities(list(available))
+    if len(channels) != model_channels:
+        raise InputError(None, f"the joint model takes {model_channels} sequence(s) per image, got "
+                               f"{len(channels)} ({channels}); name them with channels in the model's order")
+    return channels
+
+
+@dataclass
+class JointPrediction:
+    """The network's answer on the fixed working grid: the field and both tumours' classes (working grid)."""
+
+    field: DisplacementField
+    fixed_classes: np.ndarray
+    moving_classes: np.ndarray
+
+
+def predict_joint(model: Any, moving: BrainImages, fixed: BrainImages, config: BrainPipelineConfig,
+                  device: Any = "cpu", progress: Progress | None = None) -> JointPrediction:
+    """Run the joint network on a pair: resample, z-score inside the brain, crop to the brain, infer, uncrop."""
+    import torch
+
+    from radassist.brain.spatial import grid_to_displacement, identity_grid
+
+    progress = progress or Progress()
+    net_config = model.config
+    channels = _channels(config, list(fixed.images), net_config.channels_per_image)
+    geometry = fixed.reference.geometry
+    if config.working_spacing_mm is not None:
+        geometry = resampled_geometry(geometry, config.working_spacing_mm)
+    progress.update(0.05, "resampling onto the fixed grid")
+    fixed_arrays = [resample_onto(fixed.images[c], geometry).array for c in channels]
+    moving_arrays = [resample_onto(moving.images[c], geometry).array for c in channels]
+    fixed_brain = resample_onto(Volume.from_geometry(_brain(fixed).astype(np.uint8), fixed.reference.geometry),
+                                geometry, sitk.sitkNearestNeighbor).array > 0
+    moving_brain = brain_mask_from(moving_arrays)
+    if moving.brain_mask is not None:
+        moving_brain = resample_onto(Volume.from_geometry(moving.brain_mask.astype(np.uint8),
+                                                          moving.reference.geometry),
+                                     geometry, sitk.sitkNearestNeighbor).array > 0
+    if not moving_brain.any():
+        raise InputError(_label(moving.reference, "moving"), "does not overlap the fixed image in space: "
+                                                             "register them affinely first (engine classic)")
+    fixed_input = np.stack([zscore_in_brain(a, fixed_brain) for a in fixed_arrays])
+    moving_input = np.stack([zscore_in_brain(a, moving_brain) for a in moving_arrays])
+    box = network_box(fixed_brain | moving_brain, net_config.size_multiple, config.margin_voxels)
+    progress.update(0.2, "running the joint network")
+    device = torch.device(getattr(device, "device", device))
+    layout = torch.channels_last_3d  # about twice as fast for 3-D convolutions on the CPU, no slower on a GPU
+    model = model.to(device=device, memory_format=layout).eval()
+    with torch.inference_mode():
+        moving_tensor, fixed_tensor = (torch.from_numpy(box.extract(a)[None]).to(device)
+                                       .contiguous(memory_format=layout) for a in (moving_input, fixed_input))
+        output = model(moving_tensor, fixed_tensor)
+        grid = output.grid[0].float().cpu().numpy()
+        fixed_classes = output.segmentation_fixed[0].argmax(0).to(torch.uint8).cpu().numpy()
+        moving_classes = output.segmentation_moving[0].argmax(0).to(torch.uint8).cpu().numpy()
+    progress.update(0.85, "converting the sampling grid")
+    offset = np.asarray(box.start, dtype=np.float32).reshape(3, 1, 1, 1)
+    inside = box.insert(np.ones((1, *box.size), dtype=bool), geometry.shape)
+    full_grid = np.where(inside, box.insert(grid + offset, geometry.shape),
+                         identity_grid(geometry.shape).numpy()[0])  # outside the box: the identity
+    field_ = grid_to_displacement(full_grid, geometry)
+    progress.update(1.0, "network done")
+    return JointPrediction(field_, box.insert(fixed_classes, geometry.shape),
+                           box.insert(moving_classes, geometry.shape))
+
+
+def _tumours_from_prediction(prediction: JointPrediction, moving: BrainImages,
+                             fixed: BrainImages) -> tuple[LabelMap, LabelMap]:
+    working = prediction.field.geometry
+    fixed_classes = resample_onto(Volume.from_geometry(prediction.fixed_classes, working),
+                                  fixed.reference.geometry, sitk.sitkNearestNeighbor).array
+    # the moving segmentation was made on the moving image resampled onto the working grid: take it home
+    moving_classes = resample_onto(Volume.from_geometry(prediction.moving_classes, working),
+                                   moving.reference.geometry, sitk.sitkNearestNeighbor).array
+    return (tumour_labelmap(fixed_classes, fixed.reference.geometry, fixed.reference.source, "joint network"),
+            tumour_labelmap(moving_classes, moving.reference.geometry, moving.reference.source, "joint network"))
+
+
+# -- entry point --------------------------------------------------------------------------------------------------
+
+def resolve_engine(engine: str, model: Any) -> str:
+    """``auto`` -> ``joint`` with a network, ``classic`` without; ``joint`` without a network is an error."""
+    if engine == "auto":
+        return "joint" if model is not None else "classic"
+    if engine == "joint" and model is None:
+        raise InputError(None, f"the joint engine needs trained weights: install '{JOINT_MODEL_ID}' "
+                               f"('radassist models install {JOINT_MODEL_ID}'), train one with 'radassist train "
+                               f"brain', or use --engine classic")
+    return engine
+
+
+def register_brain_pair(moving: BrainImages, fixed: BrainImages, config: BrainPipelineConfig | None = None,
+                        progress: Progress | None = None, model: Any = None,
+                        device: Any = "cpu") -> BrainRegistrationResult:
+    """Register ``moving`` to ``fixed`` and segment the tumour in both, with the engine ``config`` asks for."""
+    config = config or BrainPipelineConfig()
+    progress = progress or Progress()
+    check_pair(moving, fixed)
+    engine = resolve_engine(config.engine, model)
+    if engine == "joint":
+        prediction = predict_joint(model, moving, fixed, config, device, progress.sub(0.0, 0.7))
+        fixed_tumour, moving_tumour = _tumours_from_prediction(prediction, moving, fixed)
+        field_ = _resample_field(prediction.field, fixed.reference.geometry)
+        return _finish(field_, moving, fixed, engine, fixed_tumour, moving_tumour, progress.sub(0.7, 1.0))
+
+    fixed_tumour, moving_tumour = fixed.tumour, moving.tumour
+    classic_progress = progress.sub(0.0, 0.85)
+    if model is not None and (fixed_tumour is None or moving_tumour is None):
+        prediction = predict_joint(model, moving, fixed, config, device, progress.sub(0.0, 0.2))
+        predicted_fixed, predicted_moving = _tumours_from_prediction(prediction, moving, fixed)
+        fixed_tumour = fixed_tumour or predicted_fixed
+        moving_tumour = moving_tumour or predicted_moving
+        classic_progress = progress.sub(0.2, 0.85)
+    channel = config.registration_channel or next(c for c in (*REGISTRATION_CHANNEL_PREFERENCE,
+                                                              *ordered_modalities(list(fixed.images)))
+                                                  if c in fixed.images)
+    if channel not in fixed.images:
+        raise InputError(None, f"registration channel {channel!r} is not among the sequences "
+                               f"{ordered_modalities(list(fixed.images))}")
+    fixed_volume, moving_volume = fixed.images[channel], moving.images[channel]
+    masks = {
+        "fixed_brain": resample_onto(Volume.from_geometry(_brain(fixed).astype(np.uint8), fixed.reference.geometry),
+                                     fixed_volume.geometry, sitk.sitkNearestNeighbor).array > 0,
+        "moving_brain": resample_onto(Volume.from_geometry(_brain(moving).astype(np.uint8),
+                                                           moving.reference.geometry),
+                                      moving_volume.geometry, sitk.sitkNearestNeighbor).array > 0,
+        "fixed_tumour": None if fixed_tumour is None else _on_grid(fixed_tumour, fixed_volume.geometry) > 0,
+        "moving_tumour": None if moving_tumour is None else _on_grid(moving_tumour, moving_volume.geometry) > 0,
+    }
+    result = register_classic(moving_volume, fixed_volume, config.classic, classic_progress, **masks)
+    extra = {"registration_channel": channel,
+             "tumour_excluded": fixed_tumour is not None or moving_tumour is not None,
+             **{f"{stage}_stop": info["stop"] for stage, info in result.stages.items()}}
+    return _finish(result.field, moving, fixed, engine, fixed_tumour, moving_tumour, progress.sub(0.85, 1.0), extra)
+
+
+# -- weights ------------------------------------------------------------------------------------------------------
+
+def find_joint_model(checkpoint: str | Path | None = None, device: Any = "cpu") -> Any | None:
+    """The joint network to use: the given checkpoint folder, else the installed catalogue model ``brain-joint``,
+    else None (the classic engine then runs). Returns a runtime LoadedModel (``.model``, ``.metadata``)."""
+    from radassist.brain.model import ARCHITECTURE_NAME
+    from radassist.runtime.checkpoints import CONFIG_NAME, load_checkpoint
+
+    if checkpoint is not None:
+        loaded = load_checkpoint(checkpoint, device)
+        if loaded.architecture != ARCHITECTURE_NAME:
+            raise InputError(checkpoint, f"is a {loaded.architecture} checkpoint, not {ARCHITECTURE_NAME}")
+        return loaded
+    from radassist.runtime.catalog import installed_path, load_catalog
+    from radassist.runtime.registry import is_installed
+
+    try:
+        entry = load_catalog().get(JOINT_MODEL_ID)
+    except KeyError:
+        return None
+    if not is_installed(entry):
+        return None
+    folder = installed_path(entry)
+    if (folder / CONFIG_NAME).is_file():
+        return load_checkpoint(folder, device)
+    return _load_catalogue_weights(entry, folder, device)
+
+
+def _load_catalogue_weights(entry: Any, folder: Path, device: Any) -> Any:
+    """A bare weights file installed from the catalogue: sha256 first, then the entry's architecture and config."""
+    from safetensors.torch import load_file
+
+    from radassist.runtime.checkpoints import LoadedModel, check_state_dict, sha256_file
+    from radassist.runtime.registry import build_from_entry
+
+    weights = folder / entry.files[0].name
+    actual = sha256_file(weights)
+    if entry.files[0].sha256 and actual != entry.files[0].sha256.lower():
+        raise InputError(weights, f"sha256 {actual} does not match the catalogue; install the model again")
+    model = build_from_entry(entry)
+    state = load_file(str(weights), device="cpu")
+    check_state_dict(state, model, weights, entry.architecture)
+    model.load_state_dict(state, strict=True)
+    channels = [c.lower().replace("t1gd", "t1ce") for c in entry.input.channels]
+    return LoadedModel(model.to(getattr(device, "device", device)).eval(), entry.architecture, model.config,
+                       metadata={"channels": channels}, sha256=actual, path=folder)
+
+
+def model_channels(loaded: Any) -> tuple[str, ...] | None:
+    """The sequence order a checkpoint was trained with (recorded by ``radassist train brain``), if known."""
+    channels = (getattr(loaded, "metadata", None) or {}).get("channels")
+    if not channels:
+        return None
+    unknown = [c for c in channels if c not in MODALITIES]
+    if unknown:
+        raise InputError(getattr(loaded, "path", None), f"records unknown sequences {unknown}")
+    return tuple(channels)
+
+
+
+def paired_sequences(slots: Sequence[tuple[str, Volume | None, str, Volume | None]]) -> tuple[BrainImages,
+                                                                                               BrainImages]:
+    """(moving, fixed) image sets from numbered slots of (fixed name, fixed volume, moving name, moving volume), as
+    a panel offers them. A slot's sequence is named after the fixed (else the moving) name, e.g. 'Case1 FLAIR' ->
+    'flair', so both sides always carry the same names; empty slots are skipped, half-filled ones refused."""
+    from radassist.brain.preprocess import modality_of
+
+    moving: dict[str, Volume] = {}
+    fixed: dict[str, Volume] = {}
+    for index, (fixed_name, fixed_volume, moving_name, moving_volume) in enumerate(slots):
+        if fixed_volume is None and moving_volume is None:
+            continue
+        if fixed_volume is None or moving_volume is None:
+            raise InputError(fixed_name or moving_name, f"sequence {index + 1} is selected for only one of the two "
+                                                        f"images; select it for both or for neither")
+        name = modality_of(fixed_name) or modality_of(moving_name) or f"sequence{index + 1}"
+        if name in fixed:
+            name = f"sequence{index + 1}"
+        fixed[name], moving[name] = fixed_volume, moving_volume
+    return BrainImages(moving), BrainImages(fixed)

@@ -1,0 +1,101 @@
+"""From network classes and displacement fields to what a reader checks: tumour label maps with Slicer terminology,
+the Jacobian determinant of the transform, the share of folded voxels, and tumour volumes per class."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from radassist.results.displacement import DisplacementField
+from radassist.results.labelmap import LabelMap
+from radassist.results.segments import ReviewStatus, Segment
+from radassist.results.tables import Report
+from radassist.results.terminology import CATALOGUE
+from radassist.volume import Geometry, SourceInfo
+
+TUMOUR_CLASSES = {1: "tumour necrosis", 2: "oedema", 3: "enhancing tumour"}
+"""Network class -> catalogue key (the label value in the written segmentations is the class)."""
+
+
+def tumour_segments() -> list[Segment]:
+    """One segment per tumour class, named, coloured and coded as the terminology catalogue says."""
+    segments = []
+    for value, key in TUMOUR_CLASSES.items():
+        entry = CATALOGUE[key]
+        segments.append(Segment(name=key, label_value=value, color=entry.color, terminology=entry.terminology,
+                                status=ReviewStatus.NOT_STARTED))
+    return segments
+
+
+def tumour_labelmap(classes: np.ndarray, geometry: Geometry, source: SourceInfo | None = None,
+                    origin: str = "") -> LabelMap:
+    """A label map of network classes (0 background, 1 necrosis/non-enhancing, 2 oedema, 3 enhancing)."""
+    classes = np.asarray(classes)
+    if classes.max(initial=0) > max(TUMOUR_CLASSES) or classes.min(initial=0) < 0:
+        raise ValueError(f"tumour classes must be within 0..{max(TUMOUR_CLASSES)}")
+    return LabelMap(labels=classes.astype(np.uint8), geometry=geometry, segments=tumour_segments(),
+                    source=source or SourceInfo(), metadata={"origin": origin} if origin else {})
+
+
+def tumour_volumes_ml(labelmap: LabelMap) -> dict[str, float]:
+    """Volume of each tumour class and of the whole tumour, in millilitres."""
+    volumes = {segment.name: labelmap.volume_ml(segment.name) for segment in labelmap.segments}
+    volumes["whole tumour"] = float(sum(volumes.values()))
+    return volumes
+
+
+def jacobian_determinant(field: DisplacementField) -> np.ndarray:
+    """det(I + du/dp) at every grid point (z, y, x), derivatives in world mm (central differences inside).
+
+    Below 0 the transform folds space there; near 1 it preserves volume; 0.5 halves it.
+    """
+    geometry = field.geometry
+    to_index = np.linalg.inv(geometry.direction_matrix @ np.diag(geometry.spacing))  # world mm -> (i, j, k)
+    j = [[None] * 3 for _ in range(3)]  # j[c][w] = d p'_c / d p_w with p' = p + u(p)
+    for component in range(3):
+        values = field.vectors[..., component]
+        per_index = [np.gradient(values, axis=2 - a) if geometry.shape[2 - a] > 1 else np.zeros_like(values)
+                     for a in range(3)]  # d u_c / d i, d j, d k
+        for world_axis in range(3):
+            j[component][world_axis] = sum(per_index[a] * to_index[a, world_axis] for a in range(3)) + \
+                (1.0 if component == world_axis else 0.0)
+    return (j[0][0] * (j[1][1] * j[2][2] - j[1][2] * j[2][1]) - j[0][1] * (j[1][0] * j[2][2] - j[1][2] * j[2][0])
+            + j[0][2] * (j[1][0] * j[2][1] - j[1][1] * j[2][0]))
+
+
+def folding_percentage(determinant: np.ndarray, mask: np.ndarray | None = None) -> float:
+    """Percentage of voxels (inside ``mask`` when given) whose Jacobian determinant is not positive."""
+    values = determinant if mask is None else determinant[np.asarray(mask, dtype=bool)]
+    if values.size == 0:
+        return 0.0
+    return float(100.0 * np.count_nonzero(values <= 0) / values.size)
+
+
+def registration_report(field: DisplacementField, determinant: np.ndarray, engine: str,
+                        fixed_tumour: LabelMap | None, moving_tumour: LabelMap | None,
+                        brain: np.ndarray | None = None, extra: Mapping[str, Any] | None = None) -> Report:
+    """The registration's report: folding, Jacobian and displacement statistics, tumour volumes per class."""
+    inside = np.ones(field.geometry.shape, dtype=bool) if brain is None else np.asarray(brain, dtype=bool)
+    magnitude = field.magnitude[inside] if inside.any() else field.magnitude.ravel()
+    jacobian = determinant[inside] if inside.any() else determinant.ravel()
+    summary: dict[str, Any] = {
+        "engine": engine,
+        "folding_percent": folding_percentage(determinant, inside if inside.any() else None),
+        "jacobian_min": float(jacobian.min()), "jacobian_max": float(jacobian.max()),
+        "jacobian_mean": float(jacobian.mean()),
+        "displacement_mean_mm": float(magnitude.mean()), "displacement_max_mm": float(magnitude.max()),
+    }
+    rows = []
+    for role, labelmap in (("fixed", fixed_tumour), ("moving", moving_tumour)):
+        if labelmap is None:
+            continue
+        for name, volume in tumour_volumes_ml(labelmap).items():
+            rows.append({"image": role, "region": name, "volume_ml": volume})
+            summary[f"{role} {name} ml"] = volume
+    summary.update(dict(extra or {}))
+    units = {"folding_percent": "%", "displacement_mean_mm": "mm", "displacement_max_mm": "mm", "volume_ml": "ml"}
+    units.update({key: "ml" for key in summary if key.endswith(" ml")})
+    return Report(title="Brain registration and tumour segmentation", rows=rows, summary=summary, units=units,
+                  metadata={"direction": "fixed->moving", "voxels_in_statistics": int(inside.sum())})

@@ -1,0 +1,91 @@
+"""The registration half of the joint network: spatial gradients -> sampling grid -> warped image, and the grid as a
+:class:`DisplacementField` in LPS millimetres.
+
+Conventions (tensors are ``(batch, channel, z, y, x)``, NumPy order):
+
+* The registration decoder predicts **spatial gradients** ``g`` of shape (N, 3, z, y, x): channel ``c`` is the
+  derivative, along array axis ``c`` (z, y, x), of the position that voxel samples in the moving image, in voxels
+  per voxel. They lie in (0, 2) (2 x sigmoid), so positions grow strictly along every axis and the grid never folds
+  along an axis.
+* **Integration**: position_c = cumsum(g_c along axis c) - 1. Gradients of exactly 1 give position = voxel index,
+  the identity; raising the first gradient of a row by ``s`` shifts the whole row by ``s`` voxels.
+* The **sampling grid** holds, for every fixed voxel, the continuous (z, y, x) index it reads in the moving array.
+  Both images are on the same (fixed, working) grid, so the displacement in world mm is
+  ``D @ diag(spacing) @ (grid_ijk - ijk)``: ITK's fixed -> moving direction, what DisplacementField stores.
+* The **spatial transformer** samples the moving image trilinearly at the grid (``grid_sample`` with
+  ``align_corners=True``, so index 0 and index n-1 are the end points of [-1, 1]).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from radassist.results.displacement import DisplacementField
+from radassist.volume import Geometry
+
+
+def identity_gradients(shape: tuple[int, ...], device: torch.device | str | None = None,
+                       dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """Gradients of the identity grid (all ones) for a (N, 3, z, y, x) shape."""
+    return torch.ones(shape, device=device, dtype=dtype)
+
+
+def integrate_gradients(gradients: torch.Tensor) -> torch.Tensor:
+    """Sampling grid (N, 3, z, y, x) of continuous (z, y, x) voxel indices from spatial gradients (N, 3, z, y, x)."""
+    if gradients.ndim != 5 or gradients.shape[1] != 3:
+        raise ValueError(f"gradients must be (N, 3, z, y, x), got {tuple(gradients.shape)}")
+    positions = [torch.cumsum(gradients[:, axis], dim=axis + 1) - 1.0 for axis in range(3)]
+    return torch.stack(positions, dim=1)
+
+
+def identity_grid(spatial_shape: tuple[int, int, int], batch: int = 1, device: torch.device | str | None = None,
+                  dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """The identity sampling grid (N, 3, z, y, x): every voxel reads its own index."""
+    axes = [torch.arange(n, device=device, dtype=dtype) for n in spatial_shape]
+    grid = torch.stack(torch.meshgrid(*axes, indexing="ij"), dim=0)
+    return grid.unsqueeze(0).expand(batch, -1, -1, -1, -1)
+
+
+def normalized_grid(grid: torch.Tensor) -> torch.Tensor:
+    """(N, 3, z, y, x) voxel indices -> (N, z, y, x, 3) in grid_sample's [-1, 1] (x, y, z) order."""
+    sizes = torch.tensor(grid.shape[2:], device=grid.device, dtype=grid.dtype).view(1, 3, 1, 1, 1)
+    scaled = 2.0 * grid / (sizes - 1).clamp(min=1) - 1.0
+    return scaled.flip(1).permute(0, 2, 3, 4, 1)
+
+
+def warp(moving: torch.Tensor, grid: torch.Tensor, mode: str = "bilinear",
+         padding_mode: str = "border") -> torch.Tensor:
+    """3-D spatial transformer: ``moving`` (N, C, z, y, x) sampled at ``grid`` (N, 3, z, y, x) voxel indices.
+
+    ``mode="bilinear"`` is trilinear for 5-D tensors; use ``"nearest"`` for label maps.
+    """
+    if moving.ndim != 5 or grid.ndim != 5 or moving.shape[2:] != grid.shape[2:]:
+        raise ValueError(f"moving {tuple(moving.shape)} and grid {tuple(grid.shape)} must be 5-D on the same grid")
+    return F.grid_sample(moving, normalized_grid(grid.to(moving.dtype)), mode=mode, padding_mode=padding_mode,
+                         align_corners=True)
+
+
+def grid_to_displacement(grid: np.ndarray | torch.Tensor, geometry: Geometry) -> DisplacementField:
+    """One sampling grid (3, z, y, x) on ``geometry`` as a fixed -> moving DisplacementField in LPS mm."""
+    if isinstance(grid, torch.Tensor):
+        grid = grid.detach().cpu().double().numpy()
+    grid = np.asarray(grid, dtype=np.float64)
+    if grid.shape != (3, *geometry.shape):
+        raise ValueError(f"grid must be (3, {', '.join(map(str, geometry.shape))}), got {grid.shape}")
+    index = np.stack(np.meshgrid(*[np.arange(n, dtype=np.float64) for n in geometry.shape], indexing="ij"))
+    shift_ijk = (grid - index)[::-1]  # (3, z, y, x): di, dj, dk in voxels
+    matrix = geometry.direction_matrix @ np.diag(geometry.spacing)
+    vectors = np.einsum("ab,bzyx->zyxa", matrix, shift_ijk)
+    return DisplacementField(vectors=vectors, geometry=geometry,
+                             metadata={"direction": "fixed->moving", "source": "radassist.brain sampling grid"})
+
+
+def displacement_to_grid(field: DisplacementField) -> np.ndarray:
+    """Inverse of :func:`grid_to_displacement`: the (3, z, y, x) voxel-index sampling grid of a field."""
+    geometry = field.geometry
+    inverse = np.linalg.inv(geometry.direction_matrix @ np.diag(geometry.spacing))
+    shift_ijk = np.einsum("ab,zyxb->azyx", inverse, field.vectors)
+    index = np.stack(np.meshgrid(*[np.arange(n, dtype=np.float64) for n in geometry.shape], indexing="ij"))
+    return index + shift_ijk[::-1]
