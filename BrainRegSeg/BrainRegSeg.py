@@ -146,6 +146,7 @@ class BrainRegSegLogic(panel.RadAssistLogic):
 
 class BrainRegSegWidget(panel.RadAssistWidget):
     logicClass = BrainRegSegLogic
+    modelTask = "brain-registration-segmentation"  # the catalogue task(s) whose models the shared Models section lists
 
     def setup(self) -> None:
         panel.RadAssistWidget.setup(self)

@@ -136,6 +136,7 @@ class LiverSegLogic(panel.RadAssistLogic):
 
 class LiverSegWidget(panel.RadAssistWidget):
     logicClass = LiverSegLogic
+    modelTask = "liver-segmentation"  # the catalogue task(s) whose models the shared Models section lists
 
     def setup(self) -> None:
         panel.RadAssistWidget.setup(self)

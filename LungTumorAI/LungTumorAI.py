@@ -128,6 +128,7 @@ class LungTumorAILogic(panel.RadAssistLogic):
 
 class LungTumorAIWidget(panel.RadAssistWidget):
     logicClass = LungTumorAILogic
+    modelTask = "lung"  # the catalogue task(s) whose models the shared Models section lists
     engines = ("detr", "classic")  # the order of the items in engineComboBox
 
     def setup(self) -> None:

@@ -321,7 +321,7 @@ def test_icons_differ():
 def test_module_files_stay_thin(module):
     """Module files import the engine through radassist.*, never reach into Qt by hand, and stay short."""
     source = module_py(module).read_text(encoding="utf-8")
-    assert len(source.splitlines()) < 200
+    assert len(source.splitlines()) < 220  # a panel of its own; anything longer belongs in radassist/slicer or the engine
     imported = {alias.name.split(".")[0] for node in ast.walk(parse_py(module_py(module)))
                 if isinstance(node, ast.Import) for alias in node.names}
     imported |= {node.module.split(".")[0] for node in ast.walk(parse_py(module_py(module)))

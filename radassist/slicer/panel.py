@@ -150,6 +150,9 @@ class RadAssistWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
             self.modelsSection = ModelsSection(self.layout, task=self.modelTask,
                                                dependencies_ready=self._dependenciesReady)
+            # One device selector per panel: the Models section's (filled from the runtime) replaces the .ui's.
+            self.ui.deviceLabel.hide()
+            self.ui.deviceComboBox.hide()
         uiWidget.setMRMLScene(slicer.mrmlScene)
         self.logic = self.logicClass()
         self._runner = SlicerJobRunner(self.ui.applyButton, self.ui.progressBar)
