@@ -16,7 +16,7 @@ PROJECT_ROOT = Path(__file__).resolve().parents[2]
 MODULES = ("LungTumorAI", "LiverSeg", "BrainRegSeg", "MammoGMIC")
 PANEL = PROJECT_ROOT / "radassist" / "slicer" / "panel.py"
 # Widgets every panel's .ui must have because the shared widget code in panel.py drives them.
-SHARED_WIDGETS = ("applyButton", "loadSampleButton", "progressBar", "statusLabel", "deviceComboBox",
+SHARED_WIDGETS = ("applyButton", "loadSampleButton", "progressBar", "statusLabel", "deviceLabel", "deviceComboBox",
                   "sampleSeedSpinBox")
 # The nodeTypes each parameter-node annotation needs in its qMRMLNodeComboBox.
 NODE_CLASSES = {"vtkMRMLScalarVolumeNode", "vtkMRMLSegmentationNode", "vtkMRMLTableNode", "vtkMRMLTransformNode"}
@@ -208,7 +208,7 @@ def test_every_ui_name_used_in_code_exists(module):
 
 def test_panel_uses_the_shared_widgets():
     """The shared widget list above is what panel.py really drives (so the check above means something)."""
-    assert ui_names_used(parse_py(PANEL)) == set(SHARED_WIDGETS) - {"deviceComboBox", "sampleSeedSpinBox"}
+    assert ui_names_used(parse_py(PANEL)) == set(SHARED_WIDGETS) - {"sampleSeedSpinBox"}
 
 
 @pytest.mark.parametrize("module", MODULES)
