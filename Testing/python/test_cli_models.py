@@ -164,3 +164,43 @@ def test_install_copies_an_available_model_and_checks_its_sha256(cache, capsys, 
     assert (cache / "models" / "site-liver" / "0.1.0" / "weights.pt").read_bytes() == data
     code, out, _ = run(capsys, "models", "verify", "site-liver")
     assert code == 0 and "weights.pt: ok, sha256 matches" in out
+
+
+def test_load_installed_fits_bare_published_weights_and_checks_their_sha256(cache, capsys, tmp_path, monkeypatch):
+    """A published .safetensors (no RadAssist config.json) installs, loads with the entry's architecture and config,
+    gives the original network's outputs, and is refused once its bytes change."""
+    import hashlib
+
+    from safetensors.torch import save_file
+
+    from radassist.errors import InputError
+    from radassist.runtime.catalog import load_catalog
+    from radassist.runtime.registry import load_installed
+
+    torch.manual_seed(1)
+    original = build_model("monai-unet", SMALL).eval()
+    weights = tmp_path / "published.safetensors"
+    save_file({k: v.contiguous() for k, v in original.state_dict().items()}, str(weights))
+    data = weights.read_bytes()
+    entry = json.loads(load_catalog().get("liver-unet").catalogue.read_text())["models"]
+    entry = next(m for m in entry if m["id"] == "liver-unet")
+    entry.update(id="site-unet", status="available",
+                 architecture={"name": "monai-unet", "config": {"spatialDims": 2, "outChannels": 3,
+                                                               "channels": [4, 8], "strides": [2], "numResUnits": 1}},
+                 files=[{"name": "published.safetensors", "format": "safetensors", "url": str(weights),
+                         "sha256": hashlib.sha256(data).hexdigest(), "size": len(data)}])
+    site = tmp_path / "site.json"
+    site.write_text(json.dumps({"catalogueVersion": 1, "models": [entry]}))
+    monkeypatch.setenv("RADASSIST_CATALOGS", str(site))
+    assert run(capsys, "models", "install", "site-unet")[0] == 0
+
+    loaded = load_installed(load_catalog().get("site-unet"))
+    x = torch.randn(1, 1, 16, 16)
+    with torch.no_grad():
+        assert torch.allclose(loaded.model(x), original(x))
+    assert loaded.sha256 == hashlib.sha256(data).hexdigest() and not loaded.model.training
+
+    installed = cache / "models" / "site-unet" / "0.1.0" / "published.safetensors"
+    installed.write_bytes(data[:-8] + b"\0" * 8)
+    with pytest.raises(InputError, match="sha256"):
+        load_installed(load_catalog().get("site-unet"))

@@ -329,15 +329,15 @@ def find_joint_model(checkpoint: str | Path | None = None, device: Any = "cpu") 
     """The joint network to use: the given checkpoint folder, else the installed catalogue model ``brain-joint``,
     else None (the classic engine then runs). Returns a runtime LoadedModel (``.model``, ``.metadata``)."""
     from radassist.brain.model import ARCHITECTURE_NAME
-    from radassist.runtime.checkpoints import CONFIG_NAME, load_checkpoint
+    from radassist.runtime.checkpoints import load_checkpoint
 
     if checkpoint is not None:
         loaded = load_checkpoint(checkpoint, device)
         if loaded.architecture != ARCHITECTURE_NAME:
             raise InputError(checkpoint, f"is a {loaded.architecture} checkpoint, not {ARCHITECTURE_NAME}")
         return loaded
-    from radassist.runtime.catalog import installed_path, load_catalog
-    from radassist.runtime.registry import is_installed
+    from radassist.runtime.catalog import load_catalog
+    from radassist.runtime.registry import is_installed, load_installed
 
     try:
         entry = load_catalog().get(JOINT_MODEL_ID)
@@ -345,30 +345,10 @@ def find_joint_model(checkpoint: str | Path | None = None, device: Any = "cpu") 
         return None
     if not is_installed(entry):
         return None
-    folder = installed_path(entry)
-    if (folder / CONFIG_NAME).is_file():
-        return load_checkpoint(folder, device)
-    return _load_catalogue_weights(entry, folder, device)
-
-
-def _load_catalogue_weights(entry: Any, folder: Path, device: Any) -> Any:
-    """A bare weights file installed from the catalogue: sha256 first, then the entry's architecture and config."""
-    from safetensors.torch import load_file
-
-    from radassist.runtime.checkpoints import LoadedModel, check_state_dict, sha256_file
-    from radassist.runtime.registry import build_from_entry
-
-    weights = folder / entry.files[0].name
-    actual = sha256_file(weights)
-    if entry.files[0].sha256 and actual != entry.files[0].sha256.lower():
-        raise InputError(weights, f"sha256 {actual} does not match the catalogue; install the model again")
-    model = build_from_entry(entry)
-    state = load_file(str(weights), device="cpu")
-    check_state_dict(state, model, weights, entry.architecture)
-    model.load_state_dict(state, strict=True)
-    channels = [c.lower().replace("t1gd", "t1ce") for c in entry.input.channels]
-    return LoadedModel(model.to(getattr(device, "device", device)).eval(), entry.architecture, model.config,
-                       metadata={"channels": channels}, sha256=actual, path=folder)
+    loaded = load_installed(entry, device)
+    # Weights without RadAssist's training metadata: the catalogue's input channels say the sequence order.
+    loaded.metadata.setdefault("channels", [c.lower().replace("t1gd", "t1ce") for c in entry.input.channels])
+    return loaded
 
 
 def model_channels(loaded: Any) -> tuple[str, ...] | None:

@@ -155,9 +155,8 @@ def _backend_for(network: Any, kind: str, device: Any, image_size: tuple[int, in
 
 def _installed_checkpoint(model_id: str, version: str | None, device: Any) -> tuple[Any, Any]:
     """(LoadedModel, catalogue entry) of an installed Lung-DETR, or WeightsMissing."""
-    from radassist.runtime.catalog import installed_path, load_catalog
-    from radassist.runtime.checkpoints import CONFIG_NAME, LoadedModel, check_state_dict, load_checkpoint
-    from radassist.runtime.registry import build_from_entry, is_installed
+    from radassist.runtime.catalog import load_catalog
+    from radassist.runtime.registry import is_installed, load_installed
 
     try:
         entry = load_catalog().get(model_id, version)
@@ -167,23 +166,7 @@ def _installed_checkpoint(model_id: str, version: str | None, device: Any) -> tu
         raise InputError(None, f"model {entry.label} is a {entry.task} model, not a lung nodule detector")
     if not is_installed(entry):
         raise WeightsMissing(how_to_get_weights(model_id))
-    folder = installed_path(entry)
-    if (folder / CONFIG_NAME).is_file():
-        return load_checkpoint(folder, device), entry
-    from safetensors.torch import load_file
-
-    from radassist.runtime.checkpoints import sha256_file
-
-    weights = folder / entry.files[0].name
-    actual = sha256_file(weights)
-    if entry.files[0].sha256 and actual != entry.files[0].sha256.lower():
-        raise InputError(weights, f"sha256 {actual} does not match the catalogue; install the model again")
-    model = build_from_entry(entry)
-    state = load_file(str(weights), device="cpu")
-    check_state_dict(state, model, weights, entry.architecture)
-    model.load_state_dict(state, strict=True)
-    model.eval()
-    return LoadedModel(model, entry.architecture, getattr(model, "config", None), sha256=actual, path=folder), entry
+    return load_installed(entry, device), entry
 
 
 def detr_weights_installed(model_id: str = DETR_MODEL_ID) -> bool:

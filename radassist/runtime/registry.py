@@ -270,6 +270,32 @@ def is_installed(entry: "ModelEntry") -> bool:
         for f in entry.files)
 
 
+def load_installed(entry: "ModelEntry", device: Any = "cpu") -> "LoadedModel":
+    """An installed catalogue model, in eval mode on ``device``.
+
+    Either a RadAssist checkpoint folder (config.json beside the weights, as training and import write it) or the
+    entry's bare weights file as published: its sha256 is checked against the catalogue first, then it is fitted
+    strictly to the entry's architecture and config."""
+    from safetensors.torch import load_file
+
+    from radassist.runtime.catalog import installed_path
+    from radassist.runtime.checkpoints import CONFIG_NAME, LoadedModel, check_state_dict, load_checkpoint, sha256_file
+
+    folder = installed_path(entry)
+    if (folder / CONFIG_NAME).is_file():
+        return load_checkpoint(folder, device)
+    weights = folder / entry.files[0].name
+    actual = sha256_file(weights)
+    if entry.files[0].sha256 and actual != entry.files[0].sha256.lower():
+        raise InputError(weights, f"sha256 {actual} does not match the catalogue; install the model again")
+    model = build_from_entry(entry)
+    state = load_file(str(weights), device="cpu")
+    check_state_dict(state, model, weights, entry.architecture)
+    model.load_state_dict(state, strict=True)
+    return LoadedModel(model.to(getattr(device, "device", device)).eval(), entry.architecture,
+                       getattr(model, "config", None), sha256=actual, path=folder)
+
+
 @dataclass(frozen=True)
 class ImportPlan:
     """What an import turns into: which architecture and config, which task, and which entry it installs."""
