@@ -171,9 +171,14 @@ def test_upload_larger_than_the_limit_gets_413_and_nothing_is_stored(tmp_path: P
         big = submit(url, "convert", [("big.nrrd", b"\0" * 60_000)])
         assert big.status_code == 413 and "larger than" in big.json()["detail"]
 
-        def chunked():  # no Content-Length: counted while it streams
+        def chunked():  # no Content-Length: counted while it streams. A well-formed multipart body, so only the
+            # size can stop it (a malformed one may be refused by the parser with 400 before the limit is reached).
+            yield (b'--xyz\r\nContent-Disposition: form-data; name="task"\r\n\r\nconvert\r\n'
+                   b'--xyz\r\nContent-Disposition: form-data; name="files"; filename="big.nrrd"\r\n'
+                   b"Content-Type: application/octet-stream\r\n\r\n")
             for _ in range(20):
                 yield b"\0" * 10_000
+            yield b"\r\n--xyz--\r\n"
         streamed = requests.post(f"{url}/jobs", data=chunked(), timeout=30, headers=AUTH | {
             "Content-Type": "multipart/form-data; boundary=xyz"})
         assert streamed.status_code == 413
