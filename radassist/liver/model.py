@@ -28,7 +28,7 @@ from torch import nn
 from radassist.errors import InputError
 from radassist.nets.blocks2d import ConvStack2d, DoubleConv2d, DownBlock2d, SegmentationHead2d, UpBlock2d
 from radassist.nets.blocks2d import initialise_weights
-from radassist.nets.unet2d import UNET_PAPER_CHANNELS, UNet2d
+from radassist.nets.unet2d import UNET_PAPER_CHANNELS, EncoderDecoder2d, UNet2d
 from radassist.results.segments import Segment
 from radassist.results.terminology import CATALOGUE, terminology_from_dict, terminology_to_dict
 from radassist.runtime.registry import register_architecture
@@ -129,7 +129,7 @@ class ResidualSkipPath2d(nn.Module):
         return self.convs(skip)
 
 
-class MUNet2d(nn.Module):
+class MUNet2d(EncoderDecoder2d):
     """mU-Net: (N, in_channels, H, W) -> logits (N, out_channels, H, W); H, W multiples of ``2 ** depth``.
 
     Args:
@@ -166,18 +166,8 @@ class MUNet2d(nn.Module):
         self.head = SegmentationHead2d(channels[0], out_channels)
         initialise_weights(self)
 
-    @property
-    def depth(self) -> int:
-        return len(self.channels) - 1
-
-    @property
-    def size_multiple(self) -> int:
-        return 2 ** self.depth
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not torch.jit.is_tracing() and (x.shape[-2] % self.size_multiple or x.shape[-1] % self.size_multiple):
-            raise ValueError(f"mU-Net input {tuple(x.shape[-2:])} must be a multiple of {self.size_multiple} in "
-                             f"height and width (depth {self.depth})")
+        self.check_input_size(x, "mU-Net")
         features = [self.stem(x)]
         for block in self.down:
             features.append(block(features[-1]))

@@ -26,7 +26,28 @@ def doubling_channels(base_filters: int, depth: int) -> tuple[int, ...]:
     return tuple(base_filters * 2 ** level for level in range(depth + 1))
 
 
-class UNet2d(nn.Module):
+class EncoderDecoder2d(nn.Module):
+    """What every 2-D encoder-decoder with ``len(channels) - 1`` poolings shares: its depth and the input size rule."""
+
+    channels: tuple[int, ...]
+
+    @property
+    def depth(self) -> int:
+        return len(self.channels) - 1
+
+    @property
+    def size_multiple(self) -> int:
+        """Image height and width must be multiples of this."""
+        return 2 ** self.depth
+
+    def check_input_size(self, x: torch.Tensor, name: str) -> None:
+        """Refuse an input whose height or width the poolings cannot halve evenly (skipped while tracing)."""
+        if not torch.jit.is_tracing() and (x.shape[-2] % self.size_multiple or x.shape[-1] % self.size_multiple):
+            raise ValueError(f"{name} input {tuple(x.shape[-2:])} must be a multiple of {self.size_multiple} in "
+                             f"height and width (depth {self.depth})")
+
+
+class UNet2d(EncoderDecoder2d):
     """2-D U-Net: (N, in_channels, H, W) -> logits (N, out_channels, H, W).
 
     H and W must be multiples of ``2 ** depth`` (16 for the paper's four poolings); :attr:`size_multiple` says so.
@@ -65,19 +86,8 @@ class UNet2d(nn.Module):
         self.head = SegmentationHead2d(channels[0], out_channels)
         initialise_weights(self)
 
-    @property
-    def depth(self) -> int:
-        return len(self.channels) - 1
-
-    @property
-    def size_multiple(self) -> int:
-        """Image height and width must be multiples of this."""
-        return 2 ** self.depth
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not torch.jit.is_tracing() and (x.shape[-2] % self.size_multiple or x.shape[-1] % self.size_multiple):
-            raise ValueError(f"U-Net input {tuple(x.shape[-2:])} must be a multiple of {self.size_multiple} in "
-                             f"height and width (depth {self.depth})")
+        self.check_input_size(x, "U-Net")
         skips = [self.stem(x)]
         for block in self.down:
             skips.append(block(skips[-1]))
