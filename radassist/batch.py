@@ -272,36 +272,36 @@ def run_batch(task: BatchTask, inputs: str | Path | Sequence[CaseInput], out: st
     not; ``timeout_s`` bounds how long a rank that finished waits for the others (default: 48 hours). Every rank
     returns the whole cohort's report; rank 0 has written it."""
     from radassist.runtime.distributed import (LONG_TIMEOUT_S, barrier, broadcast_object, gather_objects, get_rank,
-                                               get_world_size, init_distributed, is_main_process, shard)
+                                               get_world_size, distributed_session, is_main_process, shard)
 
     progress = progress or Progress()
     source = Path(inputs) if isinstance(inputs, (str, Path)) else None
     cases = read_case_list(source) if source is not None else list(inputs)
     check_unique_ids(cases, source)
     out = ensure_writable_dir(out)
-    init_distributed(backend="gloo", timeout_s=timeout_s or LONG_TIMEOUT_S)
-    started = _now()
-    rank, main = get_rank(), is_main_process()
+    with distributed_session(backend="gloo", timeout_s=timeout_s or LONG_TIMEOUT_S):
+        started = _now()
+        rank, main = get_rank(), is_main_process()
 
-    done = broadcast_object([c.case_id for c in cases if is_case_done(out / c.case_id)] if main else None)
-    done_ids = set(done)
-    pending = [case for case in cases if case.case_id not in done_ids]
-    mine = shard(pending)
-    outcomes: list[CaseOutcome] = []
-    for number, case in enumerate(mine):
-        case_progress = progress.sub(number / len(mine), (number + 1) / len(mine))
-        case_progress.update(0.0, f"{case.case_id} ({number + 1}/{len(mine)})")
-        outcomes.append(run_case(task, case, out, rank, case_progress))
-    progress.update(1.0, f"{len(mine)} case(s) on this process")
+        done = broadcast_object([c.case_id for c in cases if is_case_done(out / c.case_id)] if main else None)
+        done_ids = set(done)
+        pending = [case for case in cases if case.case_id not in done_ids]
+        mine = shard(pending)
+        outcomes: list[CaseOutcome] = []
+        for number, case in enumerate(mine):
+            case_progress = progress.sub(number / len(mine), (number + 1) / len(mine))
+            case_progress.update(0.0, f"{case.case_id} ({number + 1}/{len(mine)})")
+            outcomes.append(run_case(task, case, out, rank, case_progress))
+        progress.update(1.0, f"{len(mine)} case(s) on this process")
 
-    processed = {outcome.case_id: outcome for shares in gather_objects(outcomes) for outcome in shares}
-    ordered = [processed.get(case.case_id) or CaseOutcome(case.case_id, str(case.path), "skipped")
-               for case in cases]
-    report = BatchReport(task.name, task.command, str(out), None if source is None else str(source),
-                         get_world_size(), ordered, started, _now())
-    if main:
-        write_batch_report(report, out)
-    barrier()  # every rank returns once the summary is written
+        processed = {outcome.case_id: outcome for shares in gather_objects(outcomes) for outcome in shares}
+        ordered = [processed.get(case.case_id) or CaseOutcome(case.case_id, str(case.path), "skipped")
+                   for case in cases]
+        report = BatchReport(task.name, task.command, str(out), None if source is None else str(source),
+                             get_world_size(), ordered, started, _now())
+        if main:
+            write_batch_report(report, out)
+        barrier()  # every rank returns once the summary is written
     return report
 
 

@@ -190,9 +190,13 @@ def init_distributed(device: "torch.device | str | None" = None, backend: str | 
 
 
 def destroy_distributed() -> None:
-    """Leave the process group (a no-op outside one)."""
+    """Leave the process group (a no-op outside one), all ranks together.
+
+    The barrier first: a rank that tears down its Gloo connections while a peer still uses them can make the
+    peer's process abort at exit ("terminate called without an active exception")."""
     dist = _dist()
     if dist.is_available() and dist.is_initialized():
+        dist.barrier()
         dist.destroy_process_group()
 
 
