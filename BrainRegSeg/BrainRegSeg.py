@@ -63,6 +63,7 @@ class BrainRegSegLogic(panel.RadAssistLogic):
     requiredInputs = {"fixedVolume": "a fixed MRI", "movingVolume": "a moving MRI"}
     taskTitle = "brain registration and tumour segmentation"
     pipelineModule = "radassist.brain.pipeline"
+    serverTask = "brain-register"
     engine = "auto"  # set by the widget's engine selector
 
     def gatherInputs(self, parameterNode) -> Any:
@@ -85,13 +86,23 @@ class BrainRegSegLogic(panel.RadAssistLogic):
         loaded = None if self.engine == "classic" else find_joint_model(None, torchDevice)
         config = BrainPipelineConfig(engine=self.engine, channels=model_channels(loaded) if loaded else None)
         result = register_brain_pair(moving, fixed, config, progress, loaded.model if loaded else None, torchDevice)
-        return result, fixedNode, movingNode
+        result.report.metadata["modelSource"] = str(loaded.path or "") if loaded else ""
+        return result, fixedNode, movingNode, fixed.images
+
+    def remoteRequest(self, inputs: Any) -> Any:
+        """Fixed then moving sequences for the server's brain-register; its files come back as the local result."""
+        from radassist.slicer.remote_tasks import brain_request
+        moving, fixed, fixedNode, movingNode = inputs
+        return brain_request(fixed.images, moving.images, self.engine,
+                             lambda result: (result, fixedNode, movingNode, fixed.images))
 
     def showResult(self, result: Any, parameterNode=None) -> str:
         """Transform (grid display over the fixed image), warped volumes, both tumour segmentations, report."""
         from radassist.slicer import nodes
+        from radassist.slicer.ai_run import AiRun
+        from radassist.slicer.export_plan import model_info_from_metadata
 
-        result, fixedNode, movingNode = result
+        result, fixedNode, movingNode, fixedImages = result
         name = movingNode.GetName()
         transform = nodes.displacement_to_transform_node(result.field, f"{name} to {fixedNode.GetName()}")
         transform.CreateDefaultDisplayNodes()
@@ -108,6 +119,9 @@ class BrainRegSegLogic(panel.RadAssistLogic):
         if parameterNode is not None:
             parameterNode.outputTransform = transform
             parameterNode.outputSegmentation = tumours.get("fixed", target)
+        self.aiRun = None if result.fixed_tumour is None else AiRun(
+            "brain", result.fixed_tumour, model_info_from_metadata(result.report.metadata, result.engine),
+            {"fixed": fixedNode}, tumours["fixed"], images=fixedImages)
         self.showVolume(warped[0], tumours.get("fixed"))
         return result.status_line()
 

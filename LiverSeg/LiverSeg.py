@@ -53,6 +53,7 @@ class LiverSegLogic(panel.RadAssistLogic):
     requiredInputs = {"inputVolume": "an abdominal CT"}
     taskTitle = "liver segmentation"
     pipelineModule = "radassist.liver.pipeline"
+    serverTask = "liver-segment"
     architecture = "munet"  # set by the panel's architecture selector
     modelPath = ""  # a checkpoint folder from 'radassist train liver'; empty: the installed model
 
@@ -69,14 +70,27 @@ class LiverSegLogic(panel.RadAssistLogic):
         model = load_liver_model(inputs["arch"], inputs["model"], choice.device)
         return segment_liver(inputs["volume"], model, progress=progress, device=choice.device)
 
+    def remoteRequest(self, inputs: dict) -> Any:
+        """The CT and architecture for the server's liver-segment (which runs its own installed model)."""
+        from radassist.errors import InputError
+        from radassist.slicer.remote_tasks import RemoteRequest, liver_options
+        from radassist.slicer.result_files import read_liver_segment
+        if inputs["model"]:
+            raise InputError(inputs["model"], "a local checkpoint cannot run on the server; clear it or run here")
+        return RemoteRequest([inputs["volume"]], liver_options(inputs["arch"]), read_liver_segment)
+
     def showResult(self, result: Any, parameterNode=None) -> str:
         """The segmentation (in the Segment Editor, ready for correction) and the measurements table."""
         from radassist.slicer import nodes
+        from radassist.slicer.ai_run import AiRun
+        from radassist.slicer.export_plan import model_info_from_metadata
         volumeNode = parameterNode.inputVolume
         name = f"{volumeNode.GetName()} liver"
         segmentation = nodes.labelmap_to_segmentation_node(result.labelmap, volumeNode, name,
                                                            parameterNode.outputSegmentation)
         parameterNode.outputSegmentation = segmentation
+        self.aiRun = AiRun("liver", result.labelmap, model_info_from_metadata(result.labelmap.metadata),
+                           {"image": volumeNode}, segmentation)
         self.showVolume(volumeNode, segmentation)
         editor = slicer.modules.segmenteditor.widgetRepresentation().self().editor
         editor.setSegmentationNode(segmentation)

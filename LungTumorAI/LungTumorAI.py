@@ -55,6 +55,7 @@ class LungTumorAILogic(panel.RadAssistLogic):
     requiredInputs = {"inputVolume": "a chest CT"}
     taskTitle = "lung nodule detection"
     pipelineModule = "radassist.lung.pipeline"
+    serverTask = "lung-detect"
     engine = "detr"  # set by the panel's engine selector: "detr" (Lung-DETR) or "classic"
 
     def makeSample(self, seed: int, progress: Progress) -> Any:
@@ -92,20 +93,24 @@ class LungTumorAILogic(panel.RadAssistLogic):
         model = load_detr_model(device=choose_device(device)) if inputs["engine"] == "detr" else None
         return detect_nodules(inputs["volume"], config, progress, engine=inputs["engine"], model=model)
 
+    def remoteRequest(self, inputs: dict) -> Any:
+        """The CT, engine and threshold for the server's lung-detect (which runs its own installed model)."""
+        from radassist.slicer.remote_tasks import RemoteRequest, lung_detect_options
+        from radassist.slicer.result_files import read_lung_detect
+        options = lung_detect_options(inputs["engine"], inputs["threshold"])
+        return RemoteRequest([inputs["volume"]], options, read_lung_detect)
+
     def showResult(self, result: Any, parameterNode=None) -> str:
         """One ROI per nodule and the nodule table (RAS for Slicer users; the ROI column links rows to boxes)."""
-        from radassist.lung.pipeline import detections_table
-        from radassist.slicer import conversions, nodes
+        from radassist.slicer import conversions, nodes, review
+        from radassist.slicer.ai_run import AiRun
+        from radassist.slicer.export_plan import model_info_from_metadata
 
+        before = review.roi_ids()
         rois = nodes.detections_to_roi_nodes(result, "Nodule ")
-        rows = detections_table(result)
-        ras = [panel.lps_to_ras(d.center) for d in result.items]
-        columns = [conversions.make_column("rank", [r["rank"] for r in rows]),
-                   conversions.make_column("probability", [r["probability"] for r in rows]),
-                   conversions.make_column("diameter", [r["diameter_mm"] for r in rows], unit="mm")]
-        columns += [conversions.make_column(axis, [round(p[i], 1) for p in ras], unit="mm",
-                                            description="nodule centre, RAS") for i, axis in enumerate("RAS")]
-        columns.append(conversions.make_column("roi", [roi.GetID() for roi in rois]))
+        columns = conversions.nodule_table_columns(result, [roi.GetID() for roi in rois])
+        self.aiRun = AiRun("lung", result, model_info_from_metadata(result.metadata, result.engine),
+                           {"image": parameterNode.inputVolume}, roi_ids_before=before)
         target = parameterNode.outputTable if parameterNode is not None else None
         table = nodes.columns_to_table_node(columns, "Lung nodules", target)
         if parameterNode is not None:
@@ -135,8 +140,16 @@ class LungTumorAIWidget(panel.RadAssistWidget):
         super().setup()
         from radassist.lung.pipeline import detr_weights_installed
 
+        from radassist.slicer.infection_section import InfectionSection
+
         self.ui.engineComboBox.currentIndex = 0 if detr_weights_installed() else 1
         self.ui.resultsTableView.connect("clicked(QModelIndex)", self.onResultClicked)
+        self.infectionSection = InfectionSection(self)  # issue #5: the infection part of the lung panel
+
+    def cleanup(self) -> None:
+        if getattr(self, "infectionSection", None) is not None:
+            self.infectionSection.cancel()
+        super().cleanup()
 
     def onApplyButton(self) -> None:
         self.logic.engine = self.engines[max(self.ui.engineComboBox.currentIndex, 0)]

@@ -59,10 +59,11 @@ class MammoGMICParameterNode:
 
 class MammoGMICLogic(panel.RadAssistLogic):
     parameterNodeClass = MammoGMICParameterNode
-    requiredInputs = {"lccVolume": "the L-CC view", "rccVolume": "the R-CC view", "lmloVolume": "the L-MLO view",
-                      "rmloVolume": "the R-MLO view"}
+    anyOfInputs = {"lccVolume": "the L-CC view", "rccVolume": "the R-CC view", "lmloVolume": "the L-MLO view",
+                   "rmloVolume": "the R-MLO view"}  # an exam: the four views, or any subset of them
     taskTitle = "mammogram classification"
     pipelineModule = "radassist.mammo.pipeline"
+    serverTask = "mammo-classify"
 
     def makeSample(self, seed: int, progress: Progress) -> Any:
         from radassist.synthetic.mammo import make_mammogram_exam
@@ -98,39 +99,53 @@ class MammoGMICLogic(panel.RadAssistLogic):
         return Classification(images=images, groups=groups, model="ground truth")
 
     def gatherInputs(self, parameterNode) -> dict:
-        """Each view as a Volume (main thread); the engine names it by its selector (L-CC, ...)."""
+        """The chosen views (any subset) as Volumes (main thread); the engine names each by its selector (L-CC...)."""
         from radassist.slicer import nodes
-        return {"volumes": {name: nodes.volume_from_node(getattr(parameterNode, parameter))
-                            for parameter, name in VIEW_PARAMETERS.items()}, "tta": int(parameterNode.tta)}
+        from radassist.slicer.inputs import chosen
+        views = chosen({p: getattr(parameterNode, p) for p in VIEW_PARAMETERS}, VIEW_PARAMETERS)
+        return {"volumes": {VIEW_PARAMETERS[p]: nodes.volume_from_node(n) for p, n in views.items()},
+                "tta": int(parameterNode.tta)}
 
     def compute(self, inputs: dict, device: str, progress: Progress) -> Any:
         """Every installed GMIC model (an ensemble when several); none installed: an error saying how to get one."""
         from radassist.mammo.pipeline import classify_volumes
-        return classify_volumes(inputs["volumes"], device=device, tta=inputs["tta"], progress=progress)
+        from radassist.slicer.result_files import mammo_display
+        return mammo_display(*classify_volumes(inputs["volumes"], device=device, tta=inputs["tta"], progress=progress))
+
+    def remoteRequest(self, inputs: dict) -> Any:
+        from radassist.slicer.remote_tasks import mammo_request
+        return mammo_request(inputs["volumes"], inputs["tta"])
+
+    def computeRemotely(self, settings: Any, request: Any, progress: Progress) -> Any:
+        """The views go as 16-bit PNGs (the server's mammography task reads DICOM or PNG), named after their view."""
+        from radassist.slicer.remote_tasks import run_mammo_and_read
+        return run_mammo_and_read(settings.client(), request, progress)
 
     def showResult(self, result: Any, parameterNode=None) -> str:
         """Probabilities table, saliency maps as coloured overlays (benign green, malignant red), patch ROIs."""
-        from radassist.mammo.postprocess import patch_detections, saliency_volume
-        from radassist.slicer import nodes
-        volumes, outcome = result
+        from radassist.slicer import nodes, review
+        from radassist.slicer.ai_run import AiRun
+        from radassist.slicer.export_plan import model_info_from_metadata
         parameterNode.outputTable = nodes.classification_to_table_node(
-            outcome.classification, "GMIC probabilities", parameterNode.outputTable)
-        overlays = {}
-        for view in outcome.views:
-            for index, colour in ((0, "vtkMRMLColorTableNodeGreen"), (1, "vtkMRMLColorTableNodeRed")):
-                node = nodes.volume_to_node(saliency_volume(view, index, volumes[view.name]),
-                                            f"{view.name} saliency {('benign', 'malignant')[index]}")
+            result.classification, "GMIC probabilities", parameterNode.outputTable)
+        overlays, before = {}, review.roi_ids()
+        for name, view in result.views.items():
+            for kind, colour in (("benign", "vtkMRMLColorTableNodeGreen"), ("malignant", "vtkMRMLColorTableNodeRed")):
+                node = nodes.volume_to_node(view.saliency[kind], f"{name} saliency {kind}")
                 node.GetDisplayNode().SetAndObserveColorNodeID(colour)
                 node.GetDisplayNode().SetAutoWindowLevel(False)
                 node.GetDisplayNode().SetWindowLevelMinMax(0.0, 1.0)
-                overlays[view.name] = node
-            nodes.detections_to_roi_nodes(patch_detections(view, volumes[view.name]), f"{view.name} patch ")
-        first = outcome.views[0].name
-        slicer.util.setSliceViewerLayers(background=getattr(parameterNode, _PARAMETER_OF[first]),
-                                         foreground=overlays[first], foregroundOpacity=0.4, fit=True)
+                overlays[name] = node
+            nodes.detections_to_roi_nodes(view.patches, f"{name} patch ")
+        viewNodes = {name: getattr(parameterNode, _PARAMETER_OF[name]) for name in result.views}
+        self.aiRun = AiRun("mammo", result.classification, model_info_from_metadata(result.classification.metadata),
+                           viewNodes, roi_ids_before=before)
+        first = next(iter(result.views))
+        slicer.util.setSliceViewerLayers(background=viewNodes[first], foreground=overlays[first],
+                                         foregroundOpacity=0.4, fit=True)
         lines = [f"{g.image_id}: " + ", ".join(f"{k} {p:.2f}" for k, p in g.probabilities.items())
-                 for g in outcome.classification.groups]
-        return f"GMIC ({outcome.classification.model}): " + "; ".join(lines)
+                 for g in result.classification.groups]
+        return f"GMIC ({result.classification.model}): " + "; ".join(lines)
 
     def showSample(self, sample: Any, parameterNode=None) -> panel.LoadedSample:
         """One volume node per view (they become the inputs), the true findings and the true labels."""
@@ -157,6 +172,7 @@ class MammoGMICLogic(panel.RadAssistLogic):
 class MammoGMICWidget(panel.RadAssistWidget):
     logicClass = MammoGMICLogic
     modelTask = "mammography-classification"
+    confirmsLabels = True  # the review section asks the reader to confirm each breast's labels before export
 
 
 class MammoGMICTest(ScriptedLoadableModuleTest):
@@ -167,7 +183,7 @@ class MammoGMICTest(ScriptedLoadableModuleTest):
         self.setUp()
         self.test_sample_nodes()
         self.setUp()
-        self.test_apply_needs_all_views()
+        self.test_apply_needs_any_view()
 
     def test_sample_nodes(self) -> None:
         from radassist.synthetic.mammo import make_mammogram_exam
@@ -193,7 +209,7 @@ class MammoGMICTest(ScriptedLoadableModuleTest):
         self.assertEqual(table.GetCellText(0, 0), "L-CC")
         self.delayDisplay("Mammography sample nodes checked")
 
-    def test_apply_needs_all_views(self) -> None:
-        views = {parameter: slicer.mrmlScene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", view)
-                 for parameter, view in VIEW_PARAMETERS.items()}
-        panel.check_apply_follows_inputs(self, "MammoGMIC", views)
+    def test_apply_needs_any_view(self) -> None:
+        """Apply waits for a view; any one of the four (or more) is an exam the engine classifies."""
+        view = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", "R-MLO")
+        panel.check_apply_follows_inputs(self, "MammoGMIC", {"rmloVolume": view})

@@ -239,16 +239,54 @@ def test_bound_widgets_fit_their_parameter_types(module):
             raise AssertionError(f"{module}.{name}: no widget rule for {annotation}")
 
 
+def logic_mapping(tree: ast.Module, module: str, attribute: str) -> dict:
+    """A Logic class attribute's dict literal; {} when the class does not set it (the base class's default)."""
+    try:
+        return logic_string(tree, module, attribute)
+    except AssertionError:
+        return {}
+
+
+def module_dict(tree: ast.Module, name: str) -> dict:
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and any(getattr(t, "id", None) == name for t in node.targets):
+            return ast.literal_eval(node.value)
+    raise AssertionError(f"no module-level {name}")
+
+
+def gather_inputs_chosen_names(tree: ast.Module, module: str) -> set[str] | None:
+    """The parameter names gatherInputs reads through radassist.slicer.inputs.chosen (which drops unset ones), or
+    None when it does not call chosen."""
+    logic = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == f"{module}Logic")
+    gather = next((n for n in logic.body if isinstance(n, ast.FunctionDef) and n.name == "gatherInputs"), None)
+    for node in ast.walk(gather) if gather is not None else ():
+        if isinstance(node, ast.Call) and getattr(node.func, "id", "") == "chosen":
+            names = node.args[1]
+            return set(module_dict(tree, names.id)) if isinstance(names, ast.Name) else set(ast.literal_eval(names))
+    return None
+
+
 @pytest.mark.parametrize("module", MODULES)
-def test_required_inputs_are_input_node_parameters(module):
+def test_required_and_optional_inputs_match_their_selectors(module):
+    """Apply needs every ``requiredInputs`` selector (no None in the list) and at least one ``anyOfInputs``
+    selector (None offered); the any-of ones are exactly those the logic's gatherInputs reads as possibly unset,
+    and every volume selector that cannot be None is required."""
     tree = parse_py(module_py(module))
     parameters = parameter_annotations(parameter_node_class(tree, module))
-    required = logic_string(tree, module, "requiredInputs")
-    assert required, f"{module} must require at least one input for Apply"
-    for name in required:
+    required = logic_mapping(tree, module, "requiredInputs")
+    any_of = logic_mapping(tree, module, "anyOfInputs")
+    assert required or any_of, f"{module} must require at least one input for Apply"
+    assert not set(required) & set(any_of)
+    widgets = ui_widgets(module_ui(module))
+    for name in list(required) + list(any_of):
         assert parameters.get(name) == "vtkMRMLScalarVolumeNode", name
-        widget = ui_widgets(module_ui(module))[f"{name}Selector"]
-        assert bool_property(widget, "noneEnabled") is False, f"{name} is required, its selector offers None"
+        none_offered = bool_property(widgets[f"{name}Selector"], "noneEnabled")
+        assert none_offered is (name in any_of), f"{name}: None must be offered exactly when the input is optional"
+    for name, annotation in parameters.items():
+        if annotation == "vtkMRMLScalarVolumeNode" and not bool_property(widgets[f"{name}Selector"], "noneEnabled"):
+            assert name in required, f"{name}'s selector cannot be empty, so Apply must require it"
+    chosen = gather_inputs_chosen_names(tree, module)
+    assert (chosen or set()) == set(any_of), "gatherInputs must read exactly the any-of inputs through chosen()"
     assert logic_string(tree, module, "pipelineModule").startswith("radassist.")
 
 

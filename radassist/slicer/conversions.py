@@ -456,3 +456,18 @@ def segment_from_slicer(segment_id: str, name: str, color: Sequence[float], term
                 extra[ANATOMIC_CONTEXT_KEY] = anatomic_context
     return Segment(name=name, label_value=label_value if label_value and label_value > 0 else 1, color=color,
                    terminology=terminology, status=status_from_slicer(status), segment_id=segment_id, extra=extra)
+
+
+def nodule_table_columns(detections: Any, roi_ids: Sequence[str]) -> list[TableColumn]:
+    """The LungTumorAI nodule table: rank, probability, diameter, centre in RAS (for Slicer users) and the ID of
+    each nodule's ROI node (which links a row to its box)."""
+    from radassist.lung.pipeline import detections_table
+
+    rows = detections_table(detections)
+    ras = [lps_to_ras(d.center) for d in detections.items]
+    columns = [make_column("rank", [r["rank"] for r in rows]),
+               make_column("probability", [r["probability"] for r in rows]),
+               make_column("diameter", [r["diameter_mm"] for r in rows], unit="mm")]
+    columns += [make_column(axis, [round(float(p[i]), 1) for p in ras], unit="mm", description="nodule centre, RAS")
+                for i, axis in enumerate("RAS")]
+    return columns + [make_column("roi", list(roi_ids))]

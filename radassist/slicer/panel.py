@@ -17,6 +17,7 @@ import importlib.util
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Annotated, Any
 
 import slicer
@@ -65,17 +66,22 @@ class RadAssistLogic(ScriptedLoadableModuleLogic):
 
     parameterNodeClass: type = type(None)
     requiredInputs: Mapping[str, str] = {}  # parameter name -> what to ask the user for
+    anyOfInputs: Mapping[str, str] = {}  # optional inputs of which at least one must be chosen (mammography views)
     taskTitle: str = ""
     pipelineModule: str = ""
+    serverTask: str = ""  # the RadAssist server's task Apply runs in Server mode ("" : this computer only)
+    aiRun: Any = None  # the last run, kept by showResult for review and export (radassist.slicer.ai_run.AiRun)
 
     def getParameterNode(self):
         return self.parameterNodeClass(super().getParameterNode())
 
     def missingInputs(self, parameterNode) -> list[str]:
         """What the user still has to select before Apply can run, in panel order."""
-        if parameterNode is None:
-            return list(self.requiredInputs.values())
-        return [label for name, label in self.requiredInputs.items() if getattr(parameterNode, name) is None]
+        from radassist.slicer.inputs import missing_inputs
+
+        names = list(self.requiredInputs) + list(self.anyOfInputs)
+        values = {name: getattr(parameterNode, name) for name in names} if parameterNode is not None else {}
+        return missing_inputs(values, self.requiredInputs, self.anyOfInputs)
 
     def pipelineAvailable(self) -> bool:
         """Whether the installed engine has this task's pipeline (they arrive task by task)."""
@@ -102,6 +108,17 @@ class RadAssistLogic(ScriptedLoadableModuleLogic):
     def showResult(self, result: Any, parameterNode=None) -> str:
         raise NotImplementedError(f"{type(self).__name__} does not run {self.pipelineModule} yet")
 
+    # Server mode: remoteRequest (main thread: what to send and how to read the answer), then computeRemotely
+    # (worker thread) gives showResult the same result type compute gives.
+    def remoteRequest(self, inputs: Any) -> Any:
+        raise NotImplementedError(f"{type(self).__name__} does not run on a server")
+
+    def computeRemotely(self, settings: Any, request: Any, progress: Progress) -> Any:
+        from radassist.slicer import remote
+
+        return remote.compute_remotely(settings, request.task or self.serverTask, request.volumes, request.options,
+                                       progress, request.read)
+
     def loadSample(self, seed: int, parameterNode=None) -> LoadedSample:
         """Build and show the sample in one call, in the calling thread (scripts and self-tests)."""
         return self.showSample(self.makeSample(seed, Progress()), parameterNode)
@@ -127,6 +144,7 @@ class RadAssistWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     logicClass: type[RadAssistLogic] = RadAssistLogic
     modelTask: str = ""  # catalogue task (or prefix, e.g. "lung") whose "Models" section the panel shows; "" for none
+    confirmsLabels: bool = False  # the review section asks for per-breast labels (mammography)
 
     def __init__(self, parent=None) -> None:
         ScriptedLoadableModuleWidget.__init__(self, parent)
@@ -136,6 +154,8 @@ class RadAssistWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._parameterNodeGuiTag = None
         self._runner = None
         self.modelsSection = None
+        self.remoteSection = None
+        self.reviewSection = None
 
     # -- life cycle ---------------------------------------------------------------------------------------------
     def setup(self) -> None:
@@ -155,6 +175,7 @@ class RadAssistWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.ui.deviceComboBox.hide()
         uiWidget.setMRMLScene(slicer.mrmlScene)
         self.logic = self.logicClass()
+        self._addSharedSections()
         self._runner = SlicerJobRunner(self.ui.applyButton, self.ui.progressBar)
 
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
@@ -163,11 +184,23 @@ class RadAssistWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.loadSampleButton.connect("clicked(bool)", self.onLoadSampleButton)
         self.initializeParameterNode()
 
+    def _addSharedSections(self) -> None:
+        """"Where to run" (modules with a server task) and "Review and export" (every module)."""
+        from radassist.slicer.remote_section import RemoteSection
+        from radassist.slicer.review_section import ReviewSection
+
+        if self.logic.serverTask:
+            self.remoteSection = RemoteSection(self.layout, self.logic.serverTask)
+        self.reviewSection = ReviewSection(self.layout, lambda: self.logic.aiRun,
+                                           confirm_labels=self.confirmsLabels)
+
     def cleanup(self) -> None:
         if self._runner is not None:
             self._runner.cancel()
         if self.modelsSection is not None:
             self.modelsSection.cancel()
+        if self.remoteSection is not None:
+            self.remoteSection.cancel()
         self.removeObservers()
 
     def enter(self) -> None:
@@ -237,12 +270,39 @@ class RadAssistWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         if not self._dependenciesReady():
             return
         inputs = self.logic.gatherInputs(self._parameterNode)
-        device = self.modelsSection.device if self.modelsSection is not None else self._parameterNode.device
-        self._startJob(lambda progress: self.logic.compute(inputs, device, progress),
-                       lambda result: self._onTaskDone(result), f"Running {self.logic.taskTitle}...")
+        work = self.remoteWork(lambda: self.logic.remoteRequest(inputs), self.logic.computeRemotely)
+        if work is False:
+            return
+        if work is None:
+            device = self.modelsSection.device if self.modelsSection is not None else self._parameterNode.device
+            work = lambda progress: self.logic.compute(inputs, device, progress)  # noqa: E731
+        self._startJob(work, lambda result: self._onTaskDone(result), f"Running {self.logic.taskTitle}...")
+
+    def remoteWork(self, makeRequest: Callable[[], Any], compute: Callable[..., Any]):
+        """In Server mode, after the user agreed to send the images: the worker's job; None in local mode; False
+        when the user declined or the settings are incomplete (the status says so)."""
+        from radassist.errors import RadAssistError
+        from radassist.slicer import remote
+
+        settings = self.remoteSection.settings if self.remoteSection is not None else None
+        if settings is None or not settings.remote:
+            return None
+        try:
+            settings.client()  # a missing token or an address without http(s):// is said before anything is sent
+            request = makeRequest()
+        except RadAssistError as error:
+            self.setStatus(str(error))
+            return False
+        names = [Path(str(volume.source.path or "image")).name for volume in request.volumes]
+        if not remote.confirm_upload(slicer.util.mainWindow(), settings.url.strip().rstrip("/"), names):
+            self.setStatus("Nothing was sent to the server.")
+            return False
+        return lambda progress: compute(settings, request, progress)
 
     def _onTaskDone(self, result: Any) -> None:
         self.setStatus(self.logic.showResult(result, self._parameterNode))
+        if self.reviewSection is not None:
+            self.reviewSection.newRun()
 
     def _onSampleReady(self, sample: Any) -> None:
         loaded = self.logic.showSample(sample, self._parameterNode)

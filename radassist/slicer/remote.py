@@ -7,46 +7,20 @@ panel gets the very files `radassist ... --server URL` writes and loads them as 
 
 from __future__ import annotations
 
-import tempfile
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import qt
 
-from radassist.client import RadAssistClient, run_on_volumes, upload_consent_text
+from radassist.client import upload_consent_text
 from radassist.runtime.progress import Progress
+from radassist.slicer.remote_tasks import run_and_read
+from radassist.slicer.settings_store import RemoteSettings
 
-SETTINGS_MODE = "RadAssist/Server/Mode"          # "local" or "remote"
-SETTINGS_URL = "RadAssist/Server/URL"
-SETTINGS_TOKEN = "RadAssist/Server/Token"
 SETTINGS_CONSENTED = "RadAssist/Server/ConsentedURLs"  # servers the user said not to ask about again
 
-
-@dataclass
-class RemoteSettings:
-    """Where tasks run, as the panel's settings remember it."""
-
-    remote: bool = False
-    url: str = ""
-    token: str = ""
-
-    @classmethod
-    def load(cls) -> "RemoteSettings":
-        settings = qt.QSettings()
-        return cls(remote=str(settings.value(SETTINGS_MODE) or "local") == "remote",
-                   url=str(settings.value(SETTINGS_URL) or ""), token=str(settings.value(SETTINGS_TOKEN) or ""))
-
-    def save(self) -> None:
-        settings = qt.QSettings()
-        settings.setValue(SETTINGS_MODE, "remote" if self.remote else "local")
-        settings.setValue(SETTINGS_URL, self.url.strip())
-        settings.setValue(SETTINGS_TOKEN, self.token.strip())
-
-    def client(self) -> RadAssistClient:
-        """The engine's client for these settings (InputError for an address without http(s)://)."""
-        return RadAssistClient(self.url, token=self.token.strip())
+__all__ = ["RemoteSettings", "compute_remotely", "confirm_upload"]  # RemoteSettings: settings_store's, re-exported
 
 
 def _consented() -> list[str]:
@@ -74,9 +48,7 @@ def confirm_upload(parent: Any, url: str, names: Sequence[str]) -> bool:
 
 
 def compute_remotely(settings: RemoteSettings, task: str, volumes: Sequence[Any], options: dict[str, Any] | None,
-                     progress: Progress) -> Path:
-    """Run ``task`` on the server (worker thread, after :func:`confirm_upload` on the main thread); the folder
-    holding the result files, which the panel loads as it loads its local results and then deletes."""
-    out = Path(tempfile.mkdtemp(prefix="radassist-remote-"))
-    run_on_volumes(settings.client(), task, volumes, options, out, progress)
-    return out
+                     progress: Progress, read: Callable[[Path], Any]) -> Any:
+    """Run ``task`` on the server (worker thread, after :func:`confirm_upload` on the main thread) and return what
+    ``read`` makes of its result files: the same result type the local run gives, shown by the same code."""
+    return run_and_read(settings.client(), task, volumes, options, read, progress)

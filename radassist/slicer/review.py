@@ -8,6 +8,7 @@ Every decision (what a status word means, which item is next, what an export wri
 
 from __future__ import annotations
 
+import json
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -22,6 +23,7 @@ from radassist.errors import InputError
 from radassist.results.detections import Detections
 from radassist.results.labelmap import LabelMap
 from radassist.results.segments import ReviewStatus
+from radassist.results.tables import Classification
 from radassist.slicer import conversions, nodes
 
 
@@ -138,3 +140,97 @@ def _dicom_folder(series_uid: str | None) -> Path | None:
     files = slicer.dicomDatabase.filesForSeries(series_uid)
     folders = {str(Path(f).parent) for f in files}
     return Path(folders.pop()) if len(folders) == 1 else None
+
+
+def export_brain_tumour(dataset: str | Path, case: str, images: dict, fixed_node, ai: LabelMap,
+                        segmentation_node, *, model: ModelInfo, annotator: str) -> ExportResult:
+    """Export the corrected fixed-image tumour in the BraTS layout with the subject's sequences (``images``: the
+    fixed Volumes by sequence); ``ai`` is kept as a file."""
+    from radassist.annotation.export_brats import export_registration
+    from radassist.results.seg_nrrd import write_seg_nrrd
+
+    corrected = nodes.segmentation_node_to_labelmap(segmentation_node, fixed_node)
+    with tempfile.TemporaryDirectory() as scratch:
+        ai_file = write_seg_nrrd(ai, Path(scratch) / "ai_result.seg.nrrd")
+        corrected_file = write_seg_nrrd(corrected, Path(scratch) / "corrected.seg.nrrd")
+        return export_registration(dataset, case, images, ai, corrected, model=model, annotator=annotator,
+                                   ai_files=[ai_file], corrected_files=[corrected_file])
+
+
+def view_file(volume_node, view: str, scratch: Path) -> Path:
+    """The file a mammogram view came from (PNG or DICOM, copied unchanged by the export); a view with no such
+    file (made in Slicer) is written as a 16-bit PNG."""
+    from PIL import Image
+
+    from radassist.slicer.result_files import mammo_png_pixels
+
+    storage = volume_node.GetStorageNode()
+    name = storage.GetFileName() if storage is not None else ""
+    if name and Path(name).suffix.lower() in (".png", ".dcm") and Path(name).is_file():
+        return Path(name)
+    uid = nodes.volume_from_node(volume_node).source.series_instance_uid
+    folder = _dicom_folder(uid)
+    files = sorted(folder.glob("*")) if folder is not None else []
+    if len(files) == 1:
+        return files[0]
+    path = scratch / f"{view}.png"
+    Image.fromarray(mammo_png_pixels(nodes.volume_from_node(volume_node))).save(path)
+    return path
+
+
+def export_mammo_exam(dataset: str | Path, case: str, view_nodes: dict, ai: Classification,
+                      confirmed: dict, *, model: ModelInfo, annotator: str) -> ExportResult:
+    """Export the exam's views with the labels the reader confirmed; the AI report is kept as report.json."""
+    from radassist.annotation.export_exam_list import export_mammography
+    from radassist.results.csv_json import write_classification
+    from radassist.slicer.export_plan import breast_labels
+
+    with tempfile.TemporaryDirectory() as scratch:
+        folder = Path(scratch)
+        views = {view: view_file(node, view, folder) for view, node in view_nodes.items()}
+        write_classification(ai, folder / "report.json", folder / "report.csv")
+        (folder / "confirmed.json").write_text(json.dumps(confirmed, indent=2) + "\n", encoding="utf-8")
+        return export_mammography(dataset, case, views, confirmed, ai_probabilities=breast_labels(ai), model=model,
+                                  annotator=annotator, ai_files=[folder / "report.json"],
+                                  corrected_files=[folder / "confirmed.json"])
+
+
+class SegmentTarget:
+    """The segments of a result segmentation node, for the review section."""
+
+    def __init__(self, node) -> None:
+        self.node = node
+
+    def items(self) -> list[ReviewItem]:
+        return segment_items(self.node) if self.node is not None and self.node.GetScene() else []
+
+    def set_status(self, key: str, status: ReviewStatus | str) -> None:
+        set_segment_status(self.node, key, status)
+
+    def step(self, current: str | None) -> ReviewItem | None:
+        return step_to_next_segment(self.node, current)
+
+
+class RoiTarget:
+    """The ROI nodes of a result: the run's boxes still in the scene plus any drawn since (``before``: the ROI
+    node IDs that were in the scene before the run, which are not part of it)."""
+
+    def __init__(self, before: set[str]) -> None:
+        self.before = set(before)
+
+    def nodes(self) -> list:
+        return [n for n in slicer.util.getNodesByClass("vtkMRMLMarkupsROINode") if n.GetID() not in self.before]
+
+    def items(self) -> list[ReviewItem]:
+        return roi_items(self.nodes())
+
+    def set_status(self, key: str, status: ReviewStatus | str) -> None:
+        set_roi_status(slicer.mrmlScene.GetNodeByID(key), status)
+
+    def step(self, current: str | None) -> ReviewItem | None:
+        return step_to_next_roi(self.nodes(), current)
+
+
+def roi_ids() -> set[str]:
+    """The IDs of the ROI nodes in the scene now (call before a run adds its boxes)."""
+    return {node.GetID() for node in slicer.util.getNodesByClass("vtkMRMLMarkupsROINode")}

@@ -1,0 +1,115 @@
+"""The "Infection" section of the LungTumorAI panel: ground glass, consolidation and pleural effusion on the chest
+CT selected in the panel, with the U-Net or SegNet of issue #5 (the same engine call as `radassist lung infection`).
+
+It shares the panel's CT selector, device (Models section), "Where to run" section and review section; it has its
+own button (which becomes Cancel while it runs) and progress bar. The result is a segmentation node (one segment per
+class of the model's label table, with names, colours and terminology) and a table node of the report (volume of
+each class in mL, infected share of each lung).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import ctk
+import qt
+
+from radassist.runtime.progress import Progress
+from radassist.slicer.worker import SlicerJobRunner
+
+ARCHITECTURES = (("U-Net", "unet"), ("SegNet", "segnet"))
+
+
+def segment_infection_volume(volume: Any, architecture: str, device: str, progress: Progress) -> Any:
+    """Worker thread: the installed catalogue model of ``architecture`` over every slice, as the CLI runs it."""
+    from radassist.lung.infection.pipeline import load_infection_model, segment_infection
+    from radassist.runtime.device import choose_device
+
+    choice = choose_device(device)
+    model = load_infection_model(architecture, None, choice.device)
+    return segment_infection(volume, model, None, device=choice, progress=progress)
+
+
+def infection_request(volume: Any, architecture: str) -> Any:
+    """What the server's lung-infection task is sent, and how its files come back as an InfectionResult."""
+    from radassist.slicer.remote_tasks import LUNG_INFECTION, RemoteRequest, infection_options
+    from radassist.slicer.result_files import read_lung_infection
+
+    return RemoteRequest([volume], infection_options(architecture), read_lung_infection, LUNG_INFECTION)
+
+
+class InfectionSection:
+    """The collapsible "Infection" section; ``widget`` is the LungTumorAI panel it belongs to."""
+
+    def __init__(self, widget) -> None:
+        self.panel = widget
+        self.widget = ctk.ctkCollapsibleButton()
+        self.widget.text = "Infection (COVID-19 pneumonia)"
+        self.widget.collapsed = True
+        form = qt.QFormLayout(self.widget)
+        self.architectureComboBox = qt.QComboBox()
+        for title, _ in ARCHITECTURES:
+            self.architectureComboBox.addItem(title)
+        self.architectureComboBox.toolTip = ("U-Net: best multi-class segmenter; SegNet: best binary one (Saood and "
+                                             "Hatem, BMC Medical Imaging 2021)")
+        form.addRow("Architecture:", self.architectureComboBox)
+        self.segmentButton = qt.QPushButton("Segment infection")
+        self.segmentButton.toolTip = "Segment the infection classes on the CT selected above"
+        form.addRow(self.segmentButton)
+        self.progressBar = qt.QProgressBar()
+        form.addRow(self.progressBar)
+        self.statusLabel = qt.QLabel()
+        self.statusLabel.wordWrap = True
+        form.addRow(self.statusLabel)
+        self._runner = SlicerJobRunner(self.segmentButton, self.progressBar)
+        self.segmentButton.connect("clicked(bool)", self.onSegment)
+        widget.layout.addWidget(self.widget)
+
+    @property
+    def architecture(self) -> str:
+        return ARCHITECTURES[max(self.architectureComboBox.currentIndex, 0)][1]
+
+    def onSegment(self) -> None:
+        self._runner.toggle(self._start)
+
+    def _start(self) -> None:
+        from radassist.slicer import nodes
+
+        parameterNode = self.panel._parameterNode
+        volumeNode = parameterNode.inputVolume if parameterNode is not None else None
+        if volumeNode is None:
+            self.statusLabel.text = "Select a chest CT above first."
+            return
+        if not self.panel._dependenciesReady():
+            return
+        volume, architecture = nodes.volume_from_node(volumeNode), self.architecture
+        work = self.panel.remoteWork(lambda: infection_request(volume, architecture), self.panel.logic.computeRemotely)
+        if work is False:
+            return
+        if work is None:
+            device = self.panel.modelsSection.device if self.panel.modelsSection is not None else "auto"
+            work = lambda progress: segment_infection_volume(volume, architecture, device, progress)  # noqa: E731
+        self.statusLabel.text = "Segmenting infection..."
+        self._runner.start(work, on_success=lambda result: self._show(result, volumeNode),
+                           on_error=lambda error: setattr(self.statusLabel, "text", f"Failed: {error}"),
+                           on_cancelled=lambda: setattr(self.statusLabel, "text", "Cancelled; nothing was added."))
+
+    def _show(self, result: Any, volumeNode) -> None:
+        """The segmentation node and the report table; the run is kept for review and export."""
+        from radassist.slicer import nodes
+        from radassist.slicer.ai_run import AiRun
+        from radassist.slicer.export_plan import model_info_from_metadata
+
+        name = f"{volumeNode.GetName()} infection"
+        segmentation = nodes.labelmap_to_segmentation_node(result.labelmap, volumeNode, name)
+        nodes.report_to_table_node(result.report, f"{name} report")
+        self.panel.logic.aiRun = AiRun("lung-infection", result.labelmap,
+                                       model_info_from_metadata(result.labelmap.metadata, result.engine),
+                                       {"image": volumeNode}, segmentation)
+        self.panel.logic.showVolume(volumeNode, segmentation)
+        self.statusLabel.text = result.status_line()
+        if self.panel.reviewSection is not None:
+            self.panel.reviewSection.newRun()
+
+    def cancel(self) -> None:
+        self._runner.cancel()

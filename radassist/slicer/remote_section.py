@@ -1,0 +1,94 @@
+"""The "Where to run" section of the RadAssist panels: on this computer, or on a RadAssist server (URL and token,
+remembered in Slicer's settings), with "Test connection". Built in code like the Models section.
+
+The panel reads :attr:`RemoteSection.settings`; with Server chosen its Apply asks for consent
+(:func:`radassist.slicer.remote.confirm_upload`) and runs the task through :mod:`radassist.slicer.remote`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import ctk
+import qt
+
+from radassist.runtime.progress import Progress
+from radassist.slicer.remote_tasks import connection_text
+from radassist.slicer.settings_store import RemoteSettings
+from radassist.slicer.worker import SlicerJobRunner
+
+
+class RemoteSection:
+    """A collapsible "Where to run" section; ``task`` is the server task this panel's Apply asks for."""
+
+    def __init__(self, parent_layout, task: str) -> None:
+        self.task = task
+        saved = RemoteSettings.load()
+        self.widget = ctk.ctkCollapsibleButton()
+        self.widget.text = "Where to run"
+        self.widget.collapsed = not saved.remote
+        form = qt.QFormLayout(self.widget)
+        modes = qt.QHBoxLayout()
+        self.localRadioButton = qt.QRadioButton("This computer")
+        self.serverRadioButton = qt.QRadioButton("RadAssist server")
+        modes.addWidget(self.localRadioButton)
+        modes.addWidget(self.serverRadioButton)
+        form.addRow("Run on:", modes)
+        self.urlLineEdit = qt.QLineEdit(saved.url)
+        self.urlLineEdit.placeholderText = "https://radassist.example.org:8000"
+        form.addRow("Server URL:", self.urlLineEdit)
+        self.tokenLineEdit = qt.QLineEdit(saved.token)
+        self.tokenLineEdit.echoMode = qt.QLineEdit.Password
+        self.tokenLineEdit.toolTip = "The server's access token (its administrator gives it out)"
+        form.addRow("Token:", self.tokenLineEdit)
+        self.testButton = qt.QPushButton("Test connection")
+        form.addRow(self.testButton)
+        self.progressBar = qt.QProgressBar()
+        form.addRow(self.progressBar)
+        self.statusLabel = qt.QLabel()
+        self.statusLabel.wordWrap = True
+        self.statusLabel.setTextInteractionFlags(qt.Qt.TextSelectableByMouse)
+        form.addRow(self.statusLabel)
+        (self.serverRadioButton if saved.remote else self.localRadioButton).checked = True
+        self._runner = SlicerJobRunner(self.testButton, self.progressBar)
+        self.serverRadioButton.connect("toggled(bool)", self.onChanged)
+        self.urlLineEdit.connect("editingFinished()", self.onChanged)
+        self.tokenLineEdit.connect("editingFinished()", self.onChanged)
+        self.testButton.connect("clicked(bool)", self.onTest)
+        self.onChanged()
+        parent_layout.addWidget(self.widget)
+
+    @property
+    def settings(self) -> RemoteSettings:
+        return RemoteSettings(bool(self.serverRadioButton.checked), self.urlLineEdit.text, self.tokenLineEdit.text)
+
+    def onChanged(self, *_: Any) -> None:
+        settings = self.settings
+        settings.save()
+        for widget in (self.urlLineEdit, self.tokenLineEdit):
+            widget.enabled = settings.remote
+
+    def onTest(self) -> None:
+        self._runner.toggle(self._startTest)
+
+    def _startTest(self) -> None:
+        from radassist.errors import RadAssistError
+
+        try:
+            client = self.settings.client()
+        except RadAssistError as error:
+            self.statusLabel.text = str(error)
+            return
+
+        def work(progress: Progress) -> str:
+            progress.update(0.2, "health")
+            health = client.health()
+            progress.update(0.6, "info")
+            return connection_text(health, client.info(), self.task)
+
+        self.statusLabel.text = f"Asking {client.url}..."
+        self._runner.start(work, on_success=lambda text: setattr(self.statusLabel, "text", text),
+                           on_error=lambda error: setattr(self.statusLabel, "text", f"No connection: {error}"))
+
+    def cancel(self) -> None:
+        self._runner.cancel()
