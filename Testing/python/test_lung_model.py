@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from radassist.errors import InputError
-from radassist.lung.backbone import FrozenBatchNorm2d, ResNetBackbone
+from radassist.lung.backbone import FrozenBatchNorm2d, ResNetBackbone, fold_batch_norms
 from radassist.lung.deformable_attention import MultiScaleDeformableAttention, multi_scale_deformable_attention
 from radassist.lung.model import (LungDetr, LungDetrConfig, LungDetrInference, build_lung_detr,
                                   optimizer_parameter_groups, postprocess_outputs)
@@ -53,7 +53,9 @@ def slow_deformable_attention(value, shapes, locations, weights) -> torch.Tensor
     return out
 
 
-def test_deformable_attention_matches_point_by_point_bilinear_sampling():
+@pytest.mark.parametrize("grad", [True, False], ids=["training", "inference"])
+def test_deformable_attention_matches_point_by_point_bilinear_sampling(grad):
+    """Both paths: with gradients (training) and without (inference weighs the samples in place)."""
     generator = torch.Generator().manual_seed(0)
     shapes = [(6, 8), (3, 4), (2, 2), (1, 1)]
     batch, queries, heads, head_dim, points = 2, 5, 3, 4, 3
@@ -63,10 +65,12 @@ def test_deformable_attention_matches_point_by_point_bilinear_sampling():
     locations = torch.rand(batch, queries, heads, len(shapes), points, 2, generator=generator) * 1.4 - 0.2
     weights = torch.rand(batch, queries, heads, len(shapes), points, generator=generator)
     weights = weights / weights.sum((-1, -2), keepdim=True)
-    fast = multi_scale_deformable_attention(value, shapes, locations, weights)
-    slow = slow_deformable_attention(value, shapes, locations, weights)
+    with torch.set_grad_enabled(grad):
+        fast = multi_scale_deformable_attention(value.requires_grad_(grad), shapes, locations, weights)
+    assert fast.requires_grad == grad
+    slow = slow_deformable_attention(value.detach(), shapes, locations, weights)
     assert fast.shape == (batch, queries, heads * head_dim)
-    np.testing.assert_allclose(fast.double().numpy(), slow.numpy(), atol=1e-5)
+    np.testing.assert_allclose(fast.detach().double().numpy(), slow.numpy(), atol=1e-5)
 
 
 def test_attention_offsets_are_in_pixels_of_each_level():
@@ -311,3 +315,40 @@ def test_checkpoint_round_trip_rebuilds_the_same_detector(tmp_path):
     with torch.no_grad():
         torch.testing.assert_close(loaded.model(images)["pred_boxes"], model(images)["pred_boxes"])
     assert loaded.model.bbox_embed[0] is loaded.model.bbox_embed[1]
+
+
+def _randomise_norm_statistics(network: torch.nn.Module, seed: int) -> None:
+    generator = torch.Generator().manual_seed(seed)
+    for module in network.modules():
+        if isinstance(module, (FrozenBatchNorm2d, torch.nn.BatchNorm2d)):
+            size = module.running_mean.shape
+            module.running_mean.copy_(torch.randn(size, generator=generator) * 0.3)
+            module.running_var.copy_(torch.rand(size, generator=generator) + 0.5)
+            with torch.no_grad():
+                module.weight.copy_(torch.rand(size, generator=generator) + 0.5)
+                module.bias.copy_(torch.randn(size, generator=generator) * 0.2)
+
+
+@pytest.mark.parametrize("frozen", [True, False], ids=["frozen-norm", "eval-batch-norm"])
+def test_folding_batch_norms_keeps_the_outputs_and_leaves_the_original_alone(frozen):
+    torch.manual_seed(1)
+    model = build_lung_detr(LungDetrConfig.tiny(frozen_batch_norm=frozen)).eval()
+    _randomise_norm_statistics(model, seed=2)
+    before = {key: value.clone() for key, value in model.state_dict().items()}
+    folded = LungDetrInference.folded(model)
+    norms = [m for m in folded.detector.backbone.modules() if isinstance(m, (FrozenBatchNorm2d, torch.nn.BatchNorm2d))]
+    assert norms == []  # every backbone norm follows a convolution, so every one is folded
+    images = torch.randn(2, 1, 64, 96)
+    with torch.no_grad():
+        expected = LungDetrInference(model)(images)
+        actual = folded(images)
+    for want, got in zip(expected, actual):
+        torch.testing.assert_close(got, want, atol=1e-4, rtol=1e-4)
+    assert all(torch.equal(before[key], value) for key, value in model.state_dict().items())
+
+
+def test_fold_batch_norms_counts_every_resnet50_norm_and_skips_training_ones():
+    backbone = ResNetBackbone("resnet50", base_width=8, frozen_batch_norm=True)
+    assert fold_batch_norms(backbone) == 1 + 16 * 3 + 4  # stem, three per bottleneck, four projection shortcuts
+    training = ResNetBackbone("resnet18", base_width=8, frozen_batch_norm=False).train()
+    assert fold_batch_norms(training) == 0  # batch statistics of a training network are not constants

@@ -41,6 +41,48 @@ class FrozenBatchNorm2d(nn.Module):
         return x * scale[None, :, None, None] + shift[None, :, None, None]
 
 
+def _foldable(norm: nn.Module) -> bool:
+    return isinstance(norm, FrozenBatchNorm2d) or (isinstance(norm, nn.BatchNorm2d) and not norm.training
+                                                     and norm.running_mean is not None)
+
+
+@torch.no_grad()
+def _fold_into(conv: nn.Conv2d, norm: nn.Module) -> None:
+    """conv then norm == one conv with scaled weights and a shifted bias (per output channel)."""
+    scale = norm.weight * (norm.running_var + norm.eps).rsqrt()
+    shift = norm.bias - norm.running_mean * scale
+    conv.weight.mul_(scale.reshape(-1, 1, 1, 1))
+    if conv.bias is None:
+        conv.bias = nn.Parameter(shift.clone())
+    else:
+        conv.bias.mul_(scale).add_(shift)
+
+
+def fold_batch_norms(network: nn.Module) -> int:
+    """Fold every frozen (or eval-mode) batch norm that directly follows a convolution into it, in place.
+
+    Inference only: the result computes the same function (up to float rounding) with one pass over each feature
+    map instead of two, which on the CPU is a large share of the backbone's time. The state dict changes
+    (norms become ``nn.Identity``, convolutions gain a bias), so fold a copy, never a network that is trained or
+    saved. Returns how many norms were folded.
+    """
+    folded = 0
+    for module in list(network.modules()):
+        pairs: list[tuple[nn.Module, str, str]] = []
+        if isinstance(module, nn.Sequential):
+            names = list(module._modules)
+            pairs = [(module, a, b) for a, b in zip(names, names[1:])]
+        else:
+            pairs = [(module, f"conv{i}", f"bn{i}") for i in range(1, 4)]
+        for owner, conv_name, norm_name in pairs:
+            conv, norm = getattr(owner, conv_name, None), getattr(owner, norm_name, None)
+            if isinstance(conv, nn.Conv2d) and norm is not None and _foldable(norm):
+                _fold_into(conv, norm)
+                setattr(owner, norm_name, nn.Identity())
+                folded += 1
+    return folded
+
+
 def make_norm(num_features: int, frozen: bool) -> nn.Module:
     """Frozen batch norm (pretrained statistics) or ordinary batch norm (training from scratch)."""
     return FrozenBatchNorm2d(num_features) if frozen else nn.BatchNorm2d(num_features)

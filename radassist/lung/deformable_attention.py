@@ -43,7 +43,12 @@ def multi_scale_deformable_attention(value: torch.Tensor, spatial_shapes: Spatia
     """
     head_dim = value.shape[3]
     grids = 2 * sampling_locations - 1  # grid_sample's [-1, 1]
-    sampled = []
+    # (B, Q, M, L, P) -> (B*M, 1, Q, L, P): one weight per sampled point, broadcast over the head's channels
+    weights = attention_weights.transpose(1, 2).flatten(0, 1).unsqueeze(1)
+    # Weigh and sum each level as soon as it is sampled: no (B*M, D, Q, L*P) stack is ever built, which on the
+    # CPU is most of this function's time (a 5440-token encoder layer would allocate ~90 MB per slab for it).
+    in_place = not torch.is_grad_enabled()
+    output: torch.Tensor | None = None
     start = 0
     for level, (height, width) in enumerate(spatial_shapes):
         end = start + height * width
@@ -51,12 +56,19 @@ def multi_scale_deformable_attention(value: torch.Tensor, spatial_shapes: Spatia
         level_value = value[:, start:end].permute(0, 2, 3, 1).flatten(0, 1).reshape(-1, head_dim, height, width)
         # (B, Q, M, P, 2) -> (B*M, Q, P, 2)
         level_grid = grids[:, :, :, level].transpose(1, 2).flatten(0, 1)
-        sampled.append(F.grid_sample(level_value, level_grid, mode="bilinear", padding_mode="zeros",
-                                     align_corners=False))  # (B*M, D, Q, P)
+        sampled = F.grid_sample(level_value, level_grid, mode="bilinear", padding_mode="zeros",
+                                align_corners=False)  # (B*M, D, Q, P)
+        level_weights = weights[:, :, :, level]
+        weighted = (sampled.mul_(level_weights) if in_place else sampled * level_weights).sum(-1)  # (B*M, D, Q)
+        if output is None:
+            output = weighted
+        elif in_place:
+            output += weighted
+        else:
+            output = output + weighted
         start = end
-    stacked = torch.stack(sampled, dim=-2).flatten(-2)  # (B*M, D, Q, L*P)
-    weights = attention_weights.transpose(1, 2).flatten(0, 1).flatten(-2).unsqueeze(1)  # (B*M, 1, Q, L*P)
-    output = (stacked * weights).sum(-1)  # (B*M, D, Q)
+    if output is None:
+        raise ValueError("spatial_shapes names no feature level")
     batch, queries, heads = sampling_locations.shape[0], sampling_locations.shape[1], sampling_locations.shape[2]
     return output.reshape(batch, heads * head_dim, queries).transpose(1, 2)
 

@@ -146,7 +146,7 @@ def _backend_for(network: Any, kind: str, device: Any, image_size: tuple[int, in
     from radassist.runtime.backends import make_backend
 
     if isinstance(network, LungDetr):
-        network = LungDetrInference(network)
+        network = LungDetrInference.folded(network)
     example = np.zeros((1, network.detector.config.in_channels) + tuple(image_size), dtype=np.float32)
     return make_backend(network.eval(), kind, device, example_inputs=example if kind == "onnx" else None,
                         input_names=["images"], output_names=list(LungDetrInference.output_names),
