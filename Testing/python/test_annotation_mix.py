@@ -110,3 +110,35 @@ def test_mammo(tmp_path) -> None:
     assert sorted(exams) == ["0", "1"]
     assert [v.name for v in exams["1"].views] == ["L-CC"] and exams["1"].views[0].labels == (1, 1)
     assert len(exams["0"].views) == 4
+
+
+def test_training_data_mixes_several_folders_in_order_and_cleans_up(tmp_path) -> None:
+    """What `radassist train TASK --data BASE --data EXPORT1 --data EXPORT2` reads: each later folder's cases
+    replace or join the mix so far (an export as the base works too), in a temporary folder gone afterwards."""
+    from radassist.annotation.mix import training_data
+    from radassist.annotation.msd import find_liver_cases
+    from radassist.liver.datasets import read_lits_case
+
+    base = tmp_path / "export0"
+    export_segmentation(base, "liver", "volume-0", _volume(0), _labels(4), _labels(4))
+    export_segmentation(base, "liver", "volume-1", _volume(1), _labels(4), _labels(4))
+    first, second = tmp_path / "export1", tmp_path / "export2"
+    export_segmentation(first, "liver", "volume-1", _volume(1), _labels(4), _labels(9))
+    export_segmentation(second, "liver", "other", _volume(5), _labels(4), _labels(6))
+    before = [dataset_files(folder) for folder in (base, first, second)]
+    with training_data("liver", [base, first, second]) as mixed:
+        cases = find_liver_cases(mixed)
+        assert [c.number for c in cases] == [0, 1, 2]
+        assert np.array_equal(read_lits_case(cases[1]).labels, _labels(9).labels[0])  # export1's correction
+        assert np.array_equal(read_lits_case(cases[2]).image.array, _volume(5).array)  # export2's new case
+        assert np.array_equal(read_lits_case(cases[0]).labels, _labels(4).labels[0])
+    assert not mixed.exists()
+    assert [dataset_files(folder) for folder in (base, first, second)] == before
+    with training_data("liver", [base]) as alone:
+        assert alone == base
+    with pytest.raises(InputError, match="at least one --data"):
+        with training_data("liver", []):
+            pass
+    with pytest.raises(InputError, match="cannot mix 'lung-infection'"):
+        with training_data("lung-infection", [base, first]):
+            pass

@@ -127,3 +127,67 @@ def test_a_catalogue_model_id_is_refused(luna, tmp_path, model_home, capsys):
     assert radassist("train", "lung", "--data", luna, "--out", tmp_path / "out", "--model-id", "lung-detr",
                      *TINY) == 2
     assert "catalogue model" in capsys.readouterr().err
+
+
+def _saved_network(folder: Path, architecture: str, config, seed: int, **metadata) -> Path:
+    import torch
+
+    from radassist.runtime.checkpoints import save_checkpoint
+    from radassist.runtime.registry import build_model
+
+    torch.manual_seed(seed)
+    return save_checkpoint(build_model(architecture, config), architecture, config, folder, metadata=metadata)
+
+
+def test_init_starts_from_the_given_weights_and_registers_a_new_version(luna, cache, tmp_path, model_home, capsys):
+    """--init with no --config takes the checkpoint's network; with a vanishing learning rate the best checkpoint's
+    parameters are the starting ones; --register-as keeps it as the next version of the base model."""
+    import torch
+
+    from radassist.lung.train import model_preset
+    from radassist.runtime.catalog import installed_path, load_catalog
+    from radassist.runtime.checkpoints import load_checkpoint, sha256_file
+
+    base = _saved_network(tmp_path / "base", "lung-detr", model_preset("tiny"), 5, modelId="lung-base",
+                          modelVersion="1.0.0")
+    out = tmp_path / "tuned"
+    assert radassist("train", "lung", "--data", luna, "--out", out, "--epochs", 1, "--init", base, "--register-as",
+                     "lung-base", "--lr", "1e-12", "--lr-backbone", "1e-12", "--batch-size", "4", "--accumulation",
+                     "1", "--device", "cpu", "--threads", "1", "--cache-dir", cache) == 0
+    assert "registered as model lung-base 1.1.0" in capsys.readouterr().out
+    best = load_checkpoint(out / "best")
+    start = dict(load_checkpoint(base).model.named_parameters())
+    assert all(torch.allclose(value, start[name], atol=1e-6) for name, value in best.model.named_parameters())
+    started = best.metadata["finetunedFrom"]
+    assert (started["model_id"], started["version"]) == ("lung-base", "1.0.0")
+    assert started["weights_sha256"] == sha256_file(base / "model.safetensors")
+    record = json.loads((out / "result.json").read_text())
+    assert record["summary"]["registered_model"] is None and record["summary"]["registered_as"] == "lung-base 1.1.0"
+    entry = load_catalog().get("lung-base")
+    assert (entry.version, entry.task) == ("1.1.0", "lung-nodule-detection")
+    assert {m.name for m in entry.reported_metrics} <= {"val_f1", "val_precision", "val_recall", "val_scan_cpm"}
+    installed = load_checkpoint(installed_path(entry))
+    assert installed.metadata["finetunedFrom"] == started and installed.metadata["epoch"] == 1
+
+    # a resumed run keeps recording where the fine-tuning started (from its saved state)
+    assert radassist("train", "lung", "--data", luna, "--out", out, "--epochs", 2, "--resume", "--no-register",
+                     "--lr", "1e-12", "--lr-backbone", "1e-12", "--batch-size", "4", "--accumulation", "1",
+                     "--device", "cpu", "--threads", "1", "--cache-dir", cache) == 0
+    assert json.loads((out / "result.json").read_text())["summary"]["finetuned_from"] == started
+
+
+def test_init_that_does_not_fit_is_refused_and_nothing_is_written(luna, tmp_path, model_home, capsys):
+    from radassist.lung.train import model_preset
+    from radassist.runtime.registry import MonaiUNetConfig
+
+    base = _saved_network(tmp_path / "base", "lung-detr", model_preset("tiny"), 5)
+    other = _saved_network(tmp_path / "other", "monai-unet", MonaiUNetConfig(spatial_dims=2, channels=(8, 16),
+                                                                             strides=(2,)), 0)
+    out = tmp_path / "out"
+    for options, message in ((["--init", other], "is a monai-unet network; this training needs lung-detr"),
+                             (["--init", base, "--config", "paper"], "the training asks for"),
+                             (["--init", base, "--resume"], "a resumed run continues from its own saved weights"),
+                             (["--init", base, "--register-as", "x-model", "--model-id", "y"], "leave out")):
+        assert radassist("train", "lung", "--data", luna, "--out", out, "--epochs", 1, *options) == 2
+        assert message in capsys.readouterr().err
+        assert not [p for p in out.rglob("*") if p.is_file()]

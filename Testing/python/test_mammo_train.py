@@ -202,3 +202,61 @@ def test_masks_in_the_model_window_frame_are_put_back_on_the_image(trained, data
     Image.fromarray(np.zeros((10, 10), np.uint8)).save(tmp_path / "wrong.png")
     with pytest.raises(InputError, match="must match its image"):
         read_mask(tmp_path / "wrong.png", view)
+
+
+# -- fine-tuning from exported corrections ----------------------------------------------------------------------------
+
+def test_fine_tuning_starts_from_the_init_checkpoint_on_data_mixed_with_an_export(trained, data, tmp_path,
+                                                                                   monkeypatch, capsys):
+    """`radassist train mammo --data ORIGINAL --data EXPORT --init CHECKPOINT --register-as ID`: the network and the
+    training window come from the checkpoint, the corrected exam replaces its original, and with a vanishing
+    learning rate the kept network is the starting one."""
+    from radassist import cli
+    from radassist.annotation.export_exam_list import export_mammography
+    from radassist.runtime.catalog import installed_path, load_catalog
+    from radassist.runtime.checkpoints import load_checkpoint, sha256_file
+
+    monkeypatch.setenv("RADASSIST_CACHE_DIR", str(tmp_path / "cache"))
+    _, base = trained
+    exam = read_exam_list(data)[0]
+    export = tmp_path / "export"
+    export_mammography(export, exam.exam, {view.name: view.path for view in exam.views},
+                       {"L": {"benign": 1, "malignant": 1}, "R": {"benign": 0, "malignant": 0}})
+    out = tmp_path / "tuned"
+    assert cli.main(["train", "mammo", "--data", str(data), "--data", str(export), "--init", str(base),
+                     "--register-as", "gmic-tuned", "--out", str(out), "--epochs", "1", "--batch-size", "4",
+                     "--learning-rate", "1e-12", "--beta", "1e-5", "--validation-fraction", "0", "--no-augment",
+                     "--device", "cpu", "--threads", "1"]) == 0
+    assert "registered as model gmic-tuned 1.0.0" in capsys.readouterr().out
+    tuned, start = load_checkpoint(out), load_checkpoint(base)
+    assert tuned.config == start.config
+    begin = dict(start.model.named_parameters())
+    assert all(torch.allclose(value, begin[name], atol=1e-6) for name, value in tuned.model.named_parameters())
+    assert tuned.metadata["finetunedFrom"]["weights_sha256"] == sha256_file(base / "model.safetensors")
+    assert tuned.metadata["input"]["imageSize"] == list(WINDOW)  # the checkpoint's training window
+    assert tuned.metadata["data"] == [str(data), str(export)]
+    record = json.loads((out / "result.json").read_text())
+    assert record["summary"]["exams"] == 3 and record["summary"]["train_images"] == 12
+    entry = load_catalog().get("gmic-tuned")
+    assert (entry.version, entry.task, entry.architecture) == ("1.0.0", "mammography-classification", "gmic")
+    installed = load_checkpoint(installed_path(entry))
+    assert installed.metadata["metrics"]["final_train_loss"] == pytest.approx(record["summary"]["final_train_loss"])
+    assert installed.metadata["input"]["imageSize"] == list(WINDOW)
+
+
+def test_init_that_does_not_fit_gmic_is_refused(trained, tmp_path, monkeypatch, capsys):
+    from radassist import cli
+    from radassist.runtime.checkpoints import save_checkpoint
+    from radassist.runtime.registry import MonaiUNetConfig, build_model
+
+    monkeypatch.setenv("RADASSIST_CACHE_DIR", str(tmp_path / "cache"))
+    _, base = trained
+    unet = MonaiUNetConfig(spatial_dims=2, channels=(8, 16), strides=(2,))
+    other = save_checkpoint(build_model("monai-unet", unet), "monai-unet", unet, tmp_path / "other")
+    out = tmp_path / "out"
+    for options, message in ((["--init", str(other)], "is a monai-unet network; this training needs gmic"),
+                             (["--init", str(base), "--config", '{"top_t_percent": 10.0}'], "top_t_percent 5.0"),
+                             (["--init", "gmic-1"], "is not installed")):
+        assert cli.main(["train", "mammo", "--data", str(tmp_path / "unread"), "--out", str(out), *options]) == 2
+        assert message in capsys.readouterr().err
+        assert not out.exists()

@@ -12,7 +12,7 @@ The generic part every task shares (the task layouts are in ``export_<layout>.py
   at once both land, an interrupted one leaves the dataset as it was.
 
 A folder that has files but no index is refused: an export never writes over a data set it did not make (use
-:func:`radassist.annotation.retrain.mix_datasets` to train on an export together with an original data set).
+:func:`radassist.annotation.mix.mix_datasets` to train on an export together with an original data set).
 """
 
 from __future__ import annotations

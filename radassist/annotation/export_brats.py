@@ -4,9 +4,9 @@
 (the corrected tumour in BraTS values: 1 necrosis / non-enhancing core, 2 oedema, 4 enhancing tumour) and, when
 the user placed landmarks, ``subjects/<case>/<case>_landmarks_fixed.mrk.json`` and ``..._moving.mrk.json``
 (control points paired by order) whose target registration error before and after registration is in the
-provenance and in ``landmarks.csv``. ``radassist train brain --data <export>/subjects`` reads it: the BraTS reader
-takes every folder of its root as a subject, so the subjects have a folder of their own, apart from
-``provenance/`` and ``archive/``.
+provenance and in ``landmarks.csv``. ``radassist train brain --data <export>`` reads it: the subjects have a folder
+of their own, apart from ``provenance/`` and ``archive/``, and the BraTS reader
+(:func:`radassist.brain.datasets.subject_folders`) takes the subjects of an export folder from there.
 
 BraTS labels are exclusive, so a correction with overlapping tumour segments is refused (never flattened).
 """

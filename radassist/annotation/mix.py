@@ -5,6 +5,10 @@ allowed) to the files of both, in the original set's layout, with the index file
 corrected replaces the original's version of it (LUNA16 by seriesuid, LiTS by ``volume-N`` case name, BraTS by
 subject folder, exam lists by exam id); the other corrected cases are added. Nothing is copied or changed in
 either source, and ``mix.json`` records what came from where.
+
+:func:`training_data` is what ``radassist train TASK --data BASE --data EXPORT ...`` reads: one folder as it is,
+several mixed in order (the first is the base set, each later one's cases replace or join it) into a temporary
+folder that lives as long as the training.
 """
 
 from __future__ import annotations
@@ -15,7 +19,9 @@ import json
 import os
 import re
 import shutil
-from collections.abc import Iterable
+import tempfile
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -87,10 +93,9 @@ def read_luna16_scans(export: Path) -> dict[str, Path]:
 
 
 def _mix_liver(original: Path, export: Path, run: RunOutput) -> dict[str, Any]:
-    from radassist.annotation.msd import read_msd_dataset
-    from radassist.liver.datasets import find_lits_cases
+    from radassist.annotation.msd import find_liver_cases, read_msd_dataset
 
-    cases = {f"volume-{c.number}": (c.volume, c.segmentation) for c in find_lits_cases(original)}
+    cases = {f"volume-{c.number}": (c.volume, c.segmentation) for c in find_liver_cases(original)}
     msd = read_msd_dataset(export)
     if len(msd.channel_names) != 1:
         raise InputError(export, "the liver training reads one CT channel; this export has several")
@@ -114,11 +119,10 @@ def _mix_liver(original: Path, export: Path, run: RunOutput) -> dict[str, Any]:
 
 
 def _mix_brain(original: Path, export: Path, run: RunOutput) -> dict[str, Any]:
-    subjects = {p.name: p for p in sorted(original.iterdir()) if p.is_dir() and not p.name.startswith(".")}
-    corrected = {p.name: p for p in sorted((export / "subjects").iterdir()) if p.is_dir()} \
-        if (export / "subjects").is_dir() else {}
-    if not corrected:
-        raise InputError(export, "holds no subjects/ folder of corrected cases")
+    from radassist.brain.datasets import subject_folders
+
+    subjects = {p.name: p for p in subject_folders(original)}
+    corrected = {p.name: p for p in subject_folders(export)}
     subjects.update(corrected)
     for name, folder in subjects.items():
         for file in sorted(p for p in folder.iterdir() if p.is_file()):
@@ -163,3 +167,20 @@ def mix_datasets(task: str, original: str | Path, export: str | Path, out: str |
             "task": task, "original": str(original.resolve()), "export": str(export.resolve()), **details},
             indent=2) + "\n", encoding="utf-8")
     return out
+
+
+@contextmanager
+def training_data(task: str, folders: Sequence[str | Path]) -> Iterator[Path]:
+    """The folder a training of ``task`` reads: ``folders[0]`` alone, or all of them mixed in order (the first is
+    the base set; each later one, usually a 'radassist export' folder, replaces the cases it holds and adds its
+    new ones) into a temporary folder of links, removed when the block ends."""
+    if not folders:
+        raise InputError(None, "give at least one --data folder")
+    if len(folders) == 1:
+        yield Path(folders[0])
+        return
+    with tempfile.TemporaryDirectory(prefix="radassist-mix-") as temporary:
+        mixed = Path(folders[0])
+        for number, export in enumerate(folders[1:], start=1):
+            mixed = mix_datasets(task, mixed, export, Path(temporary) / f"mix{number}")
+        yield mixed

@@ -58,6 +58,7 @@ class InitWeights:
     source: str
     model: ModelInfo
     labels: list[dict[str, Any]] = field(default_factory=list)
+    metadata: dict[str, Any] = field(default_factory=dict)  # a checkpoint's training metadata (window, input size)
 
     def build(self) -> "nn.Module":
         """A network of the recorded architecture and config with these weights loaded (strictly)."""
@@ -83,7 +84,7 @@ def _from_checkpoint(path: Path, source: str, expected_sha256: str | None = None
                      architecture=loaded.architecture)
     return InitWeights(loaded.architecture, loaded.config, {k: v.detach().clone() for k, v in
                                                             loaded.model.state_dict().items()},
-                       source, info, list(loaded.labels))
+                       source, info, list(loaded.labels), dict(metadata))
 
 
 def _from_weights_file(path: Path, architecture: str | None, config: Any, source: str, model_id: str = "",
@@ -137,6 +138,27 @@ def resolve_init(reference: str | Path, architecture: str | None = None, config:
                               entry.id, entry.version)
 
 
+def check_init(init: InitWeights, architecture: str, overrides: Mapping[str, Any] | None = None) -> Any:
+    """``init``'s network config, when it is an ``architecture`` network that agrees with ``overrides`` (the
+    network settings a training command was given); else an InputError naming the source and the difference,
+    so fine-tuning never starts from weights that do not fit."""
+    from radassist.runtime.registry import config_to_dict, make_config
+
+    if init.architecture != architecture:
+        raise InputError(None, f"--init {init.source}: is a {init.architecture} network; this training needs "
+                               f"{architecture}")
+    current = config_to_dict(init.config)
+    wanted = config_to_dict(make_config(architecture, {**current, **dict(overrides or {})}))
+    different = sorted(name for name in wanted if wanted[name] != current.get(name))
+    if different:
+        raise InputError(None, f"--init {init.source}: its network has "
+                               + ", ".join(f"{name} {current.get(name)}" for name in different)
+                               + "; the training asks for "
+                               + ", ".join(f"{name} {wanted[name]}" for name in different)
+                               + " (leave those options out to keep the network's own)")
+    return init.config
+
+
 def next_version(model_id: str, start_from: str | None = None) -> str:
     """The next minor version of ``model_id`` after every version the catalogue knows (and ``start_from``);
     '1.0.0' for a new id."""
@@ -177,13 +199,15 @@ def _template(task: str, base: InitWeights | None) -> "ModelEntry":
 def register_finetuned(network: "nn.Module", architecture: str, config: Any, *, model_id: str, task: str,
                        metrics: Mapping[str, float], training_data: Sequence[str | Path],
                        base: InitWeights | None = None, version: str | None = None, title: str | None = None,
-                       metrics_dataset: str = "validation split of the fine-tuning data") -> "ModelEntry":
+                       metrics_dataset: str = "validation split of the fine-tuning data",
+                       metadata: Mapping[str, Any] | None = None) -> "ModelEntry":
     """Save ``network`` as ``model_id`` ``version`` (default: the next minor version) in the user catalogue.
 
     ``task`` is a training task (lung, liver, ...) or a catalogue task name. Labels and input description come
     from the starting model's catalogue entry (else the task's first model). ``metrics`` are all kept in the
     checkpoint's metadata; scores named like :data:`FRACTION_METRICS` with values within 0..1 are also the
-    entry's reported metrics (unit: fraction).
+    entry's reported metrics (unit: fraction). ``metadata`` (the training run's own checkpoint metadata: window,
+    input size, history) is kept in the new checkpoint too, so the pipelines prepare inputs as the training did.
     Returns the new catalogue entry; on any failure nothing is installed."""
     from radassist.runtime.catalog import load_catalog
     from radassist.runtime.checkpoints import CONFIG_NAME, WEIGHTS_NAME, label_table, save_checkpoint, sha256_file
@@ -207,11 +231,12 @@ def register_finetuned(network: "nn.Module", architecture: str, config: Any, *, 
     data = [str(Path(p).resolve()) for p in training_data]
     folder.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".radassist-tmp-", dir=folder.parent))
+    run = dict(metadata or {})
     try:
         save_checkpoint(network, architecture, config, staging, labels=template.labels, metadata={
-            "modelId": model_id, "modelVersion": version, "task": task, "finetunedFrom": base.to_dict() if base
-            else None, "trainingData": data, "metrics": {k: float(v) for k, v in metrics.items()},
-            "created": when.isoformat(timespec="seconds")})
+            **run, "modelId": model_id, "modelVersion": version, "task": task,
+            "finetunedFrom": base.to_dict() if base else run.get("finetunedFrom"), "trainingData": data,
+            "metrics": {k: float(v) for k, v in metrics.items()}, "created": when.isoformat(timespec="seconds")})
         files = [{"name": name, "format": fmt, "sha256": sha256_file(staging / name),
                   "size": (staging / name).stat().st_size}
                  for name, fmt in ((WEIGHTS_NAME, "safetensors"), (CONFIG_NAME, "json"))]

@@ -9,6 +9,9 @@ Recognised names inside a subject folder (case-insensitive):
 * brain mask: ``*brainmask*`` or ``*brain_mask*``;
 * OASIS-style: the image is ``*norm*``, ``*orig*``, ``*image*`` or ``*t1*``; anatomical labels ``*seg*``,
   ``*aseg*`` or ``*label*``.
+
+A data folder holds one folder per subject. A ``radassist export brain`` folder is read as it is: its subjects are
+the folders of its ``subjects/``, and its bookkeeping folders (``provenance/``, ``archive/``) are not cases.
 """
 
 from __future__ import annotations
@@ -87,9 +90,19 @@ def find_oasis_files(folder: str | Path) -> SubjectFiles:
     return files
 
 
-def _subject_folders(root: Path) -> list[Path]:
+def subject_folders(root: str | Path) -> list[Path]:
+    """The subject folders of a data folder: its folders, or those of ``subjects/`` in an export folder (one with
+    the export index), never the export's provenance/ and archive/."""
+    from radassist.annotation.export import INDEX_NAME
+    from radassist.annotation.export_brats import SUBJECTS
+
+    root = Path(root)
     if not root.is_dir():
         raise InputError(root, "is not a folder")
+    if (root / INDEX_NAME).is_file():
+        root = root / SUBJECTS
+        if not root.is_dir():
+            raise InputError(root, "is missing: this export folder holds no brain subjects")
     folders = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
     if not folders:
         raise InputError(root, "holds no subject folders (one folder per case is expected)")
@@ -100,7 +113,7 @@ def read_brats_layout(root: str | Path) -> list[SubjectFiles]:
     """Every case folder under ``root`` (BraTS: ``<case>/<case>_{flair,t1,t1ce,t2,seg}.nii.gz``); all cases
     must have the same sequences."""
     root = Path(root)
-    subjects = [find_subject_files(folder) for folder in _subject_folders(root)]
+    subjects = [find_subject_files(folder) for folder in subject_folders(root)]
     first = set(subjects[0].images)
     for subject in subjects[1:]:
         if set(subject.images) != first:
@@ -111,12 +124,12 @@ def read_brats_layout(root: str | Path) -> list[SubjectFiles]:
 
 def read_oasis_layout(root: str | Path) -> list[SubjectFiles]:
     """Every subject folder under ``root`` with one image and its anatomical labels."""
-    return [find_oasis_files(folder) for folder in _subject_folders(Path(root))]
+    return [find_oasis_files(folder) for folder in subject_folders(root)]
 
 
 def detect_layout(root: str | Path) -> str:
     """'brats' when the first subject folder has named sequences and no anatomical label map, else 'oasis'."""
-    first = _subject_folders(Path(root))[0]
+    first = subject_folders(root)[0]
     try:
         files = find_subject_files(first)
     except InputError:

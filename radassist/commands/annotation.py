@@ -25,7 +25,7 @@ _DESCRIPTIONS = {
             "markups/<seriesuid>.mrk.json) that 'radassist train lung' reads.",
     "brain": "Export a corrected tumour segmentation into a BraTS layout (subjects/<case>/<case>_<sequence>.nii.gz, "
              "<case>_seg.nii.gz) with optional landmark pairs and their TRE before/after registration; train on it "
-             "with 'radassist train brain --data DATASET/subjects'.",
+             "with 'radassist train brain --data DATASET'.",
     "mammo": "Export an exam's confirmed per-breast labels and drawn lesion masks into an exam list "
              "(exam_list.json / exam_list.csv, images/, masks/) that 'radassist train mammo' reads.",
 }

@@ -17,9 +17,11 @@ from radassist.errors import InputError
 TRAIN_TASKS = ("liver",)
 EVALUATE_TASKS = ("liver",)
 TRAIN_HELP = {"liver": "Train U-Net or mU-Net on a LiTS-layout folder (volume-N.nii + segmentation-N.nii, labels "
-                       "0/1/2; 'radassist synth liver' writes one) with the seed recipe: HU window, flips, rotation, "
-                       "scaling, elastic deformation, cross-entropy + Dice. Writes a checkpoint folder that "
-                       "'radassist liver segment --model' runs."}
+                       "0/1/2; 'radassist synth liver' writes one) or an MSD export of corrections with the seed "
+                       "recipe: HU window, flips, rotation, scaling, elastic deformation, cross-entropy + Dice. "
+                       "Writes a checkpoint folder that 'radassist liver segment --model' runs. Fine-tune with "
+                       "--init (a model id, checkpoint folder or weights file; the start is recorded in the "
+                       "checkpoint) and keep the result as a new catalogue version with --register-as."}
 EVALUATE_HELP = {"liver": "Score liver and tumour segmentations on a LiTS-layout folder: Dice per case and global, "
                           "VOE, RVD, ASSD and MSD for liver and tumour, and lesion-wise detection precision and "
                           "recall. Predictions come from a folder of label maps (segmentation-N.nii[.gz] or "
@@ -209,34 +211,73 @@ def run_quantify(args: argparse.Namespace) -> int:
 
 
 def add_train_arguments(task: str, parser: argparse.ArgumentParser) -> None:
+    from radassist.commands.finetune_options import MIX_HELP, add_finetune_arguments
     from radassist.runtime.device import add_device_arguments
 
-    parser.add_argument("--data", type=Path, required=True, help="LiTS-layout folder")
+    parser.add_argument("--data", type=Path, action="append", required=True, metavar="DIR",
+                        help="LiTS-layout folder or an MSD export ('radassist export liver'); " + MIX_HELP)
     parser.add_argument("--out", type=Path, required=True, help="checkpoint folder to write")
-    parser.add_argument("--arch", choices=("munet", "unet"), default="munet", help="network architecture")
+    parser.add_argument("--arch", choices=("munet", "unet"), help="network architecture (default: munet, or the "
+                                                                  "--init network's)")
     parser.add_argument("--epochs", type=int, default=50)
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--learning-rate", type=float, default=1e-4, help="Adam learning rate")
-    parser.add_argument("--image-size", type=int, default=512, help="slices are padded square and resized to this")
+    parser.add_argument("--image-size", type=int, help="slices are padded square and resized to this (default: 512, "
+                                                       "or the --init checkpoint's)")
     parser.add_argument("--channels", help="feature channels per level, e.g. 32,64,128,256 (default: the "
-                                           "paper's 64,...,1024)")
-    parser.add_argument("--window", default="seed", help="CT window: seed (-1024..1024 HU), abdominal (-200..250 "
-                                                         "HU) or LOW,HIGH")
-    parser.add_argument("--context-slices", type=int, default=0, help="2.5-D: neighbouring slices per side")
+                                           "paper's 64,...,1024, or the --init network's)")
+    parser.add_argument("--window", help="CT window: seed (-1024..1024 HU), abdominal (-200..250 HU) or LOW,HIGH "
+                                         "(default: seed, or the --init checkpoint's)")
+    parser.add_argument("--context-slices", type=int, help="2.5-D: neighbouring slices per side (default: 0, or "
+                                                           "the --init network's)")
     parser.add_argument("--validation-fraction", type=float, default=0.2, help="share of cases held out")
     parser.add_argument("--keep-empty-fraction", type=float, default=0.2, help="share of liver-free slices used")
     parser.add_argument("--no-augment", action="store_true", help="train without augmentation")
     parser.add_argument("--seed", type=int, default=0)
+    add_finetune_arguments(parser)
     add_device_arguments(parser)
 
 
+def _train_settings(args: argparse.Namespace, model: dict[str, Any]) -> tuple[Any, Any]:
+    """(LiverTrainConfig, InitWeights or None): the options, with what they leave out taken from the --init
+    checkpoint (architecture, context, window, slice size), so fine-tuning prepares slices as its base was
+    trained; the network must fit (else InputError before any data is read)."""
+    from radassist.commands.finetune_options import resolve_init_option
+    from radassist.liver.model import ARCHITECTURES, CLASS_COUNT
+    from radassist.liver.preprocess import SEED_WINDOW, window_by_name
+    from radassist.liver.train import LiverTrainConfig
+
+    context = args.context_slices or 0
+    sizing = {"in_channels": 2 * context + 1, "context_slices": context, "out_channels": CLASS_COUNT, **model}
+    init = resolve_init_option(args, ARCHITECTURES[args.arch or "munet"], sizing)
+    arch = args.arch or next((a for a, name in ARCHITECTURES.items() if init and init.architecture == name), "munet")
+    trained_with = init.metadata if init is not None else {}
+    if args.context_slices is None and init is not None:
+        context = int(getattr(init.config, "context_slices", 0))
+    window = window_by_name(args.window) if args.window else tuple(trained_with.get("window") or SEED_WINDOW)
+    size = (args.image_size, args.image_size) if args.image_size else tuple(trained_with.get("image_size")
+                                                                            or (512, 512))
+    config = LiverTrainConfig(architecture=arch, model=model, window=window, context_slices=context,
+                              image_size=size, epochs=args.epochs, learning_rate=args.learning_rate,
+                              batch_size=args.batch_size, validation_fraction=args.validation_fraction,
+                              keep_empty_fraction=args.keep_empty_fraction, seed=args.seed,
+                              **({"augment": None} if args.no_augment else {}))
+    if init is not None:
+        from radassist.liver.train import build_network
+
+        build_network(config, init)  # refuses weights that do not fit, before the data is read
+    return config, init
+
+
 def run_train(task: str, args: argparse.Namespace) -> int:
-    from radassist.runtime.distributed import main_rank_folder  # under torchrun: rank 0 writes --out
+    from radassist.annotation.mix import training_data
     from radassist.annotation.msd import find_liver_cases
+    from radassist.commands.finetune_options import data_folders, register_result
     from radassist.liver.datasets import read_lits_case, training_slices
-    from radassist.liver.preprocess import LiverPreprocessing, window_by_name
-    from radassist.liver.train import LiverTrainConfig, train_liver
+    from radassist.liver.preprocess import LiverPreprocessing
+    from radassist.liver.train import train_liver
     from radassist.runtime.device import device_from_args
+    from radassist.runtime.distributed import main_rank_folder  # under torchrun: rank 0 writes --out
     from radassist.runtime.progress import tqdm_progress
 
     model: dict[str, Any] = {}
@@ -245,33 +286,37 @@ def run_train(task: str, args: argparse.Namespace) -> int:
             model["channels"] = tuple(int(c) for c in args.channels.split(","))
         except ValueError:
             raise InputError(None, f"--channels must be numbers separated by commas, got {args.channels!r}") from None
-    window = window_by_name(args.window)
-    config = LiverTrainConfig(architecture=args.arch, model=model, window=window,
-                              context_slices=args.context_slices, image_size=(args.image_size, args.image_size),
-                              epochs=args.epochs, learning_rate=args.learning_rate, batch_size=args.batch_size,
-                              validation_fraction=args.validation_fraction,
-                              keep_empty_fraction=args.keep_empty_fraction, seed=args.seed,
-                              **({"augment": None} if args.no_augment else {}))
-    cases = find_liver_cases(args.data)
+    config, init = _train_settings(args, model)
+    folders = data_folders(args)
     device = device_from_args(args)
-    preprocessing = LiverPreprocessing(window, args.context_slices)
-    with tqdm_progress("reading LiTS") as progress:
-        slices = training_slices((read_lits_case(c) for c in cases), preprocessing, config.image_size,
-                                 config.keep_empty_fraction, args.seed, progress, len(cases))
+    preprocessing = LiverPreprocessing(config.window, config.context_slices)
+    with training_data("liver", folders) as data:
+        cases = find_liver_cases(data)
+        with tqdm_progress("reading LiTS") as progress:
+            slices = training_slices((read_lits_case(c) for c in cases), preprocessing, config.image_size,
+                                     config.keep_empty_fraction, args.seed, progress, len(cases))
     with main_rank_folder(args.out) as out, command_run(out, "train liver", args) as (output, record):
-        record.inputs = [str(args.data)]
-        with record.timed("train"), tqdm_progress(f"train {args.arch}") as progress:
-            trained = train_liver(slices, config, progress, device.device)
+        record.inputs = [str(folder) for folder in folders]
+        with record.timed("train"), tqdm_progress(f"train {config.architecture}") as progress:
+            trained = train_liver(slices, config, progress, device.device, init)
         trained.save(output.staging)
         last = trained.history[-1]
         record.summary = {"slices": len(slices), "epochs": config.epochs, "final_loss": last.train_loss,
                           "validation_dice_liver": last.validation_dice_liver,
                           "validation_dice_tumour": last.validation_dice_tumour,
-                          "validation_cases": trained.validation_cases}
+                          "validation_cases": trained.validation_cases, "finetuned_from": trained.finetuned_from}
+        metrics = {name: value for name, value in (("validation_dice_liver", last.validation_dice_liver),
+                                                   ("validation_dice_tumour", last.validation_dice_tumour),
+                                                   ("final_train_loss", last.train_loss)) if value is not None}
+        registered = register_result(args, trained.model, trained.architecture, trained.config, task, metrics,
+                                     init, metadata=trained.metadata())
+        record.summary["registered_model"] = registered
     print(f"trained {trained.architecture} on {len(slices)} slices; final loss {last.train_loss:.4f}"
           + (f", validation Dice liver {last.validation_dice_liver:.3f} tumour {last.validation_dice_tumour:.3f}"
              if last.validation_dice_liver is not None else ""))
     print(f"wrote the checkpoint to {args.out}; run it with 'radassist liver segment CT --model {args.out}'")
+    if registered is not None:
+        print(f"registered as model {registered}")
     return 0
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import Any
 
 from radassist.commands.run_context import command_run
 from radassist.runtime.device import add_device_arguments
@@ -24,16 +25,24 @@ TRAIN_HELP = {
             "Writes to --out: checkpoints/last.pt after every epoch (continue with --resume), train_log.csv,\n"
             "split.json, slab_cache/ (prepared slabs, reused by later runs), best/ (the checkpoint with the best\n"
             "validation F1) and result.json. The best checkpoint is installed as user model --model-id (replacing\n"
-            "an earlier training of the same id), so 'radassist lung detect --engine detr --model ID' uses it.",
+            "an earlier training of the same id), so 'radassist lung detect --engine detr --model ID' uses it.\n"
+            "Fine-tuning from exported corrections: --init (a model id, checkpoint folder or weights file; the\n"
+            "start is recorded in best/'s metadata) with --data EXPORT (or --data LUNA16 --data EXPORT to mix\n"
+            "them); --register-as ID keeps the best checkpoint as the next version of ID in the catalogue, with\n"
+            "its validation F1 and CPM.",
 }
 
 
 def add_train_arguments(task: str, parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--data", type=Path, required=True, help="LUNA16 folder (subset*/*.mhd + annotations.csv)")
+    from radassist.commands.finetune_options import MIX_HELP, add_finetune_arguments
+
+    parser.add_argument("--data", type=Path, action="append", required=True, metavar="DIR",
+                        help="LUNA16 folder (subset*/*.mhd + annotations.csv; 'radassist export lung' writes one); "
+                             + MIX_HELP)
     parser.add_argument("--out", type=Path, required=True, help="output folder (created if needed)")
-    parser.add_argument("--config", choices=("tiny", "paper"), default="paper",
-                        help="model size: the paper's Lung-DETR (ResNet-50, 300 queries, 6+6 layers) or a tiny "
-                             "one for CPU trials")
+    parser.add_argument("--config", choices=("tiny", "paper"),
+                        help="model size: the paper's Lung-DETR (ResNet-50, 300 queries, 6+6 layers; the default) "
+                             "or a tiny one for CPU trials; with --init: the --init network's")
     parser.add_argument("--epochs", type=int, default=50, help="total epochs (a resumed run counts earlier ones)")
     parser.add_argument("--batch-size", type=int, default=6, help="slabs per forward pass (paper: 6)")
     parser.add_argument("--accumulation", type=int, default=6,
@@ -43,34 +52,77 @@ def add_train_arguments(task: str, parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0,
                         help="seed of the split, slab sampling, augmentation, batch order and initial weights")
     parser.add_argument("--resume", action="store_true", help="continue the run saved in --out")
-    parser.add_argument("--model-id", default="lung-detr-user",
-                        help="id the best checkpoint is installed under (see 'radassist models list')")
+    parser.add_argument("--model-id", help="id the best checkpoint is installed under, replacing an earlier "
+                                           "training of that id (default: lung-detr-user; see 'radassist models "
+                                           "list')")
     parser.add_argument("--no-register", action="store_true", help="do not install the best checkpoint as a model")
     parser.add_argument("--cache-dir", type=Path,
                         help="where prepared slabs are kept (default: OUT/slab_cache); share it between runs")
+    add_finetune_arguments(parser)
     add_device_arguments(parser)
 
 
+def _model_settings(args: argparse.Namespace) -> tuple[Any, Any, str | None]:
+    """(LungDetrConfig, InitWeights or None, id for the old-style install or None), checked before any data is
+    read: --register-as replaces the --model-id install, and --config must agree with the --init network."""
+    from radassist.commands.finetune_options import resolve_init_option
+    from radassist.errors import InputError
+    from radassist.lung.model import ARCHITECTURE_NAME
+    from radassist.lung.train import DEFAULT_MODEL_ID, model_preset, saved_model_config
+
+    if args.register_as and (args.model_id or args.no_register):
+        raise InputError(None, "--register-as saves the best checkpoint as a new model version; leave out "
+                               "--model-id and --no-register")
+    init = resolve_init_option(args, ARCHITECTURE_NAME, model_preset(args.config or "paper"))
+    if args.config is None and (init is not None or args.resume):
+        model = init.config if init is not None else saved_model_config(args.out)  # --resume: the saved run's
+    else:
+        model = model_preset(args.config or "paper")
+    install = None if args.no_register or args.register_as else (args.model_id or DEFAULT_MODEL_ID)
+    return model, init, install
+
+
+def _best_metrics(result: Any) -> dict[str, float]:
+    """The validation scores of the best epoch, under the names the catalogue reports."""
+    best = next(r for r in result.history if r.epoch == result.best_epoch)
+    scores = {"val_f1": best.val_f1, "val_precision": best.val_precision, "val_recall": best.val_recall,
+              "val_scan_cpm": best.val_scan_cpm, "val_loss": best.val_loss}
+    return {name: float(value) for name, value in scores.items() if value is not None}
+
+
 def run_train(task: str, args: argparse.Namespace) -> int:
-    from radassist.runtime.distributed import main_rank_folder  # under torchrun: rank 0 writes --out
-    from radassist.lung.train import LungTrainConfig, model_preset, train_lung
+    from radassist.annotation.mix import training_data
+    from radassist.commands.finetune_options import data_folders, register_result
+    from radassist.lung.train import LungTrainConfig, train_lung
+    from radassist.runtime.checkpoints import load_checkpoint
+    from radassist.runtime.distributed import is_main_process, main_rank_folder  # rank 0 writes --out
     from radassist.runtime.progress import tqdm_progress
 
-    config = LungTrainConfig(data=args.data, out=args.out, model=model_preset(args.config), epochs=args.epochs,
-                             batch_size=args.batch_size, accumulation_steps=args.accumulation, lr=args.lr,
-                             lr_backbone=args.lr_backbone, seed=args.seed, resume=args.resume,
-                             model_id=None if args.no_register else args.model_id, device=args.device,
-                             threads=args.threads, min_gpu_memory_gb=args.min_gpu_memory,
-                             mixed_precision=args.mixed_precision, cache_dir=args.cache_dir)
-    with main_rank_folder(args.out) as out, command_run(out, f"train {task}", args) as (_, record):
-        record.inputs = [str(args.data)]
+    model, init, install = _model_settings(args)
+    folders = data_folders(args)
+    with training_data("lung", folders) as data, main_rank_folder(args.out) as out, \
+            command_run(out, f"train {task}", args) as (_, record):
+        config = LungTrainConfig(data=data, out=args.out, model=model, epochs=args.epochs,
+                                 batch_size=args.batch_size, accumulation_steps=args.accumulation, lr=args.lr,
+                                 lr_backbone=args.lr_backbone, seed=args.seed, resume=args.resume, model_id=install,
+                                 device=args.device, threads=args.threads, min_gpu_memory_gb=args.min_gpu_memory,
+                                 mixed_precision=args.mixed_precision, cache_dir=args.cache_dir)
+        record.inputs = [str(folder) for folder in folders]
         with record.timed("train"), tqdm_progress(f"train {task}") as progress:
-            result = train_lung(config, progress)
+            result = train_lung(config, progress, init)
         record.summary = result.summary()
-    best = "-" if result.best_f1 is None else f"{result.best_f1:.3f}"
-    print(f"trained Lung-DETR ({args.config}) for {result.epochs} epoch(s); best validation F1 {best} at epoch "
+        registered = None
+        if args.register_as and is_main_process():  # rank 0 wrote best/
+            best = load_checkpoint(result.best_checkpoint)
+            registered = register_result(args, best.model, best.architecture, best.config, task,
+                                         _best_metrics(result), init, metadata=best.metadata)
+            record.summary["registered_as"] = registered
+    best_f1 = "-" if result.best_f1 is None else f"{result.best_f1:.3f}"
+    print(f"trained Lung-DETR for {result.epochs} epoch(s); best validation F1 {best_f1} at epoch "
           f"{result.best_epoch}; checkpoint in {result.best_checkpoint}")
     if result.registered_model:
         print(f"installed as model '{result.registered_model}': radassist lung detect --engine detr --model "
               f"{result.registered_model} ...")
+    if registered is not None:
+        print(f"registered as model {registered}")
     return 0

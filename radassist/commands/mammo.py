@@ -19,7 +19,9 @@ TRAIN_HELP = {"mammo": "Train GMIC on an exam list (exam_list.json or exam_list.
                        "benign/malignant labels; 'radassist synth mammo' writes one) with image-level labels only: "
                        "BCE on the global, local and fusion outputs plus beta x saliency L1, and a random search "
                        "over learning rate and beta. Writes a checkpoint folder that 'radassist mammo classify "
-                       "--model' runs."}
+                       "--model' runs. Fine-tune with --init (a model id such as gmic-1, a checkpoint folder or a "
+                       "weights file; the start is recorded in the checkpoint) and keep the result as a new "
+                       "catalogue version with --register-as."}
 EVALUATE_HELP = {"mammo": "Classify every exam of an exam list with GMIC and score it: ROC AUC with confidence "
                           "intervals for benign and malignant at image and breast level, and saliency Dice against "
                           "the lesion masks listed. Writes evaluation.json, evaluation.csv and result.json."}
@@ -156,9 +158,12 @@ def run_classify(args: argparse.Namespace) -> int:
 
 
 def add_train_arguments(task: str, parser: argparse.ArgumentParser) -> None:
+    from radassist.commands.finetune_options import MIX_HELP, add_finetune_arguments
     from radassist.runtime.device import add_device_arguments
 
-    parser.add_argument("--data", type=Path, required=True, help="exam list file, or a folder holding one")
+    parser.add_argument("--data", type=Path, action="append", required=True, metavar="PATH",
+                        help="exam list file, or a folder holding one ('radassist export mammo' writes one); "
+                             + MIX_HELP)
     parser.add_argument("--out", type=Path, required=True, help="checkpoint folder to write")
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--batch-size", type=int, default=2)
@@ -167,13 +172,14 @@ def add_train_arguments(task: str, parser: argparse.ArgumentParser) -> None:
                                                             "10^-5.5 .. 10^-4)")
     parser.add_argument("--beta", type=float, help="fix the saliency L1 weight (default: searched in "
                                                    "10^-5.5 .. 10^-3.5)")
-    parser.add_argument("--image-size", type=int, nargs=2, default=(2944, 1920), metavar=("ROWS", "COLS"),
-                        help="training window (the published one by default)")
+    parser.add_argument("--image-size", type=int, nargs=2, metavar=("ROWS", "COLS"),
+                        help="training window (default: the published 2944 1920, or the --init checkpoint's)")
     parser.add_argument("--config", help="GMIC architecture fields as JSON, e.g. '{\"global_filters\": 8}' "
-                                         "(default: the published network)")
+                                         "(default: the published network, or the --init network)")
     parser.add_argument("--validation-fraction", type=float, default=0.2, help="share of exams held out")
     parser.add_argument("--no-augment", action="store_true", help="train without window shifts and flips")
     parser.add_argument("--seed", type=int, default=0)
+    add_finetune_arguments(parser)
     add_device_arguments(parser)
 
 
@@ -191,36 +197,61 @@ def _model_fields(text: str | None) -> dict[str, Any]:
     return fields
 
 
-def run_train(task: str, args: argparse.Namespace) -> int:
-    from radassist.runtime.distributed import main_rank_folder  # under torchrun: rank 0 writes --out
-    from radassist.mammo.datasets import read_exam_list
-    from radassist.mammo.train import MammoTrainConfig, save_trained, train_from_exams
-    from radassist.runtime.device import device_from_args
-    from radassist.runtime.progress import tqdm_progress
-    from radassist.runtime.registry import make_config
+def _train_settings(args: argparse.Namespace) -> tuple[Any, Any]:
+    """(MammoTrainConfig, InitWeights or None), checked before any image is read: the --config fields must be
+    GMIC's and agree with the --init network; the window defaults to the --init checkpoint's."""
+    from radassist.commands.finetune_options import resolve_init_option
+    from radassist.mammo.train import MammoTrainConfig, network_config
 
     fields = _model_fields(args.config)
-    make_config("gmic", fields)  # refuse unknown fields before reading any image
-    config = MammoTrainConfig(model=fields, image_size=tuple(args.image_size), epochs=args.epochs,
+    init = resolve_init_option(args, "gmic", fields)
+    trained_size = (init.metadata.get("input") or {}).get("imageSize") if init is not None else None
+    size = tuple(args.image_size or trained_size or (2944, 1920))
+    config = MammoTrainConfig(model=fields, image_size=size, epochs=args.epochs,
                               batch_size=args.batch_size, trials=args.trials, learning_rate=args.learning_rate,
                               beta=args.beta, augment=not args.no_augment,
                               validation_fraction=args.validation_fraction, seed=args.seed)
-    exams = read_exam_list(args.data)
+    network_config(config, init)  # refuse unknown fields, or weights that do not fit
+    return config, init
+
+
+def run_train(task: str, args: argparse.Namespace) -> int:
+    from radassist.annotation.mix import training_data
+    from radassist.commands.finetune_options import data_folders, register_result
+    from radassist.mammo.datasets import read_exam_list
+    from radassist.mammo.train import save_trained, train_from_exams, trained_metadata
+    from radassist.runtime.device import device_from_args
+    from radassist.runtime.distributed import main_rank_folder  # under torchrun: rank 0 writes --out
+    from radassist.runtime.progress import tqdm_progress
+
+    config, init = _train_settings(args)
+    folders = data_folders(args)
     device = device_from_args(args)
-    with main_rank_folder(args.out) as out, command_run(out, "train mammo", args) as (output, record):
-        record.inputs = [str(args.data)]
+    with training_data("mammo", folders) as data, main_rank_folder(args.out) as out, \
+            command_run(out, "train mammo", args) as (output, record):
+        exams = read_exam_list(data)
+        record.inputs = [str(folder) for folder in folders]
         with record.timed("train"), tqdm_progress("train mammo") as progress:
-            result = train_from_exams(exams, config, device.device, progress)
-        save_trained(result, config, output.staging, args.data)
+            result = train_from_exams(exams, config, device.device, progress, init)
+        save_trained(result, config, output.staging, folders)
         chosen = result.chosen
         record.summary = {"exams": len(exams), "train_images": result.train_images,
                           "validation_images": result.validation_images, "trials": len(result.trials),
                           "learning_rate": chosen.learning_rate, "beta": chosen.beta,
                           "final_train_loss": chosen.train_loss[-1],
-                          "final_validation_loss": chosen.validation_loss[-1] if chosen.validation_loss else None}
+                          "final_validation_loss": chosen.validation_loss[-1] if chosen.validation_loss else None,
+                          "finetuned_from": result.finetuned_from}
+        metrics = {name: value for name, value in (("final_train_loss", record.summary["final_train_loss"]),
+                                                   ("final_validation_loss",
+                                                    record.summary["final_validation_loss"])) if value is not None}
+        registered = register_result(args, result.model, "gmic", result.config, task, metrics, init,
+                                     metadata=trained_metadata(result, config, output.staging, folders))
+        record.summary["registered_model"] = registered
     print(f"trained GMIC on {result.train_images} images; chosen trial {result.best + 1}/{len(result.trials)} "
           f"(learning rate {chosen.learning_rate:.3g}, beta {chosen.beta:.3g}), final loss {chosen.train_loss[-1]:.4f}")
     print(f"wrote the checkpoint to {args.out}; run it with 'radassist mammo classify FILES --model {args.out}'")
+    if registered is not None:
+        print(f"registered as model {registered}")
     return 0
 
 

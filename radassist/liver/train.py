@@ -3,7 +3,8 @@
 Slices are prepared exactly as inference prepares them (:func:`radassist.liver.datasets.volume_slices`), the
 validation split is by case (no patient in both sets), and the result is saved as a RadAssist checkpoint whose
 metadata (window, 2.5-D context, slice size) the pipeline reads back, so a trained folder runs as it was trained.
-Defaults marked "ours" are not from the papers.
+Defaults marked "ours" are not from the papers. Fine-tuning starts from ``init`` weights
+(:func:`radassist.annotation.retrain.resolve_init`) of the same network, and the checkpoint records them.
 
 Under torchrun every process trains a DDP copy on its share of each epoch's slices (``batch_size`` per process,
 so the global batch is ``batch_size`` times the number of processes), validation slices are split across the
@@ -22,6 +23,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from radassist.annotation.retrain import InitWeights, check_init
 from radassist.errors import InputError
 from radassist.liver.augment import AugmentConfig, augment_pair
 from radassist.liver.datasets import SliceSet
@@ -87,6 +89,7 @@ class TrainedLiverModel:
     train_config: LiverTrainConfig
     train_cases: list[int]
     validation_cases: list[int]
+    finetuned_from: dict[str, Any] | None = None  # InitWeights.to_dict() of the starting weights
 
     def metadata(self) -> dict[str, Any]:
         settings = asdict(self.train_config)
@@ -96,7 +99,8 @@ class TrainedLiverModel:
                 "image_size": list(self.train_config.image_size), "train_settings": settings,
                 "train_cases": self.train_cases, "validation_cases": self.validation_cases,
                 "history": [asdict(r) for r in self.history],
-                "validation": None if self.validation is None else self.validation.to_dict()}
+                "validation": None if self.validation is None else self.validation.to_dict(),
+                "finetunedFrom": self.finetuned_from}
 
     def save(self, folder: str | Path) -> Path:
         from radassist.runtime.checkpoints import save_checkpoint
@@ -114,12 +118,16 @@ def split_by_case(cases: np.ndarray, fraction: float, seed: int) -> tuple[list[i
     return [c for c in unique if c not in validation], validation
 
 
-def build_network(config: LiverTrainConfig) -> tuple[str, Any, nn.Module]:
+def build_network(config: LiverTrainConfig, init: InitWeights | None = None) -> tuple[str, Any, nn.Module]:
+    """(architecture, config, network): a fresh network of ``config``, or ``init``'s when its weights are a network
+    of that architecture with the channels, context and classes the training asks for (else InputError)."""
     architecture = ARCHITECTURES[config.architecture]
     values = {"in_channels": 2 * config.context_slices + 1, "context_slices": config.context_slices,
               "out_channels": CLASS_COUNT, **dict(config.model)}
-    model_config = make_config(architecture, values)
     torch.manual_seed(config.seed)
+    if init is not None:
+        return architecture, check_init(init, architecture, values), init.build()
+    model_config = make_config(architecture, values)
     return architecture, model_config, get_architecture(architecture).build(model_config)
 
 
@@ -144,15 +152,16 @@ def _batch(slices: SliceSet, indices: np.ndarray, augment: AugmentConfig | None,
 
 
 def train_liver(slices: SliceSet, config: LiverTrainConfig = LiverTrainConfig(), progress: Progress | None = None,
-                device: Any = "cpu") -> TrainedLiverModel:
-    """Train on ``slices`` (see :func:`radassist.liver.datasets.training_slices`); reports once per batch."""
+                device: Any = "cpu", init: InitWeights | None = None) -> TrainedLiverModel:
+    """Train on ``slices`` (see :func:`radassist.liver.datasets.training_slices`), from ``init``'s weights when
+    given (fine-tuning); reports once per batch."""
     progress = progress or Progress()
     device = torch.device(getattr(device, "device", device))
     if slices.images.shape[1] != 2 * config.context_slices + 1:
         raise InputError(None, f"slices have {slices.images.shape[1]} channels, but context_slices "
                                f"{config.context_slices} needs {2 * config.context_slices + 1}")
     init_distributed(device)  # joins torchrun's process group; nothing in a single process
-    architecture, model_config, network = build_network(config)
+    architecture, model_config, network = build_network(config, init)
     network.to(device)
     model = wrap_ddp(network, device)  # the network itself in a single process
     train_cases, validation_cases = split_by_case(slices.cases, config.validation_fraction, config.seed)
@@ -189,4 +198,4 @@ def train_liver(slices: SliceSet, config: LiverTrainConfig = LiverTrainConfig(),
         history.append(record)
     network = unwrap(model).eval()
     return TrainedLiverModel(network.cpu(), architecture, model_config, history, scores, config, train_cases,
-                             validation_cases)
+                             validation_cases, None if init is None else init.to_dict())

@@ -25,6 +25,10 @@ its share of each epoch's slabs: ``batch_size`` per process, gradients all-reduc
 earlier micro-steps of an accumulation group run under ``no_sync``), so an optimiser step sees N x batch_size x
 accumulation_steps slabs. Rank 0 prepares the slab cache first (the others reuse it) and alone writes the split,
 log, TensorBoard scalars, checkpoints and the registered model.
+
+Fine-tuning (``init``, from :func:`radassist.annotation.retrain.resolve_init`) starts from a Lung-DETR of the same
+config instead of a seeded random one; the start is kept in the training state, so a resumed run still records it
+in ``best/``'s metadata (``finetunedFrom``).
 """
 
 from __future__ import annotations
@@ -44,6 +48,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from radassist.annotation.retrain import InitWeights, check_init
 from radassist.errors import InputError, RadAssistError
 from radassist.io.atomic import atomic_path, ensure_writable_dir
 from radassist.lung.augment import AugmentConfig
@@ -187,6 +192,7 @@ class TrainResult:
     registered_model: str | None = None
     registered_path: Path | None = None
     cache: dict[str, int] = field(default_factory=dict)
+    finetuned_from: dict[str, Any] | None = None  # InitWeights.to_dict() of the starting weights
 
     def summary(self) -> dict[str, Any]:
         last = self.history[-1] if self.history else None
@@ -196,7 +202,7 @@ class TrainResult:
                 "val_scan_cpm": None if last is None else last.val_scan_cpm,
                 "scans": {name: len(uids) for name, uids in self.split.items()}, "slabs": self.slab_counts,
                 "resumed_from_epoch": self.resumed_from, "device": self.device,
-                "registered_model": self.registered_model,
+                "registered_model": self.registered_model, "finetuned_from": self.finetuned_from,
                 "best_checkpoint": str(self.best_checkpoint), "cache": dict(self.cache)}
 
 
@@ -352,8 +358,10 @@ def _history_json(history: Sequence[EpochRecord]) -> str:
 
 def save_state(path: Path, *, epoch: int, model: LungDetr, optimizer: torch.optim.Optimizer,
                scheduler: torch.optim.lr_scheduler.LRScheduler, scaler: torch.amp.GradScaler,
-               best: Mapping[str, Any], history: Sequence[EpochRecord], split: Mapping[str, list[str]]) -> Path:
-    """Everything a resumed run needs, written atomically (a crash mid-write keeps the previous state)."""
+               best: Mapping[str, Any], history: Sequence[EpochRecord], split: Mapping[str, list[str]],
+               init: Mapping[str, Any] | None = None) -> Path:
+    """Everything a resumed run needs (``init``: the starting weights of a fine-tuning run), written atomically (a
+    crash mid-write keeps the previous state)."""
     from radassist.runtime.registry import config_to_dict
 
     state = {"format": STATE_FORMAT, "version": STATE_VERSION, "epoch": int(epoch),
@@ -361,7 +369,8 @@ def save_state(path: Path, *, epoch: int, model: LungDetr, optimizer: torch.opti
              "scaler": scaler.state_dict(), "torch_rng": torch.get_rng_state(),
              "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
              "best": json.dumps(dict(best)), "history": _history_json(history),
-             "model_config": json.dumps(config_to_dict(model.config)), "split": json.dumps(dict(split))}
+             "model_config": json.dumps(config_to_dict(model.config)), "split": json.dumps(dict(split)),
+             "init": json.dumps(None if init is None else dict(init))}
     with atomic_path(path) as temp:
         torch.save(state, temp)
     return path
@@ -381,6 +390,14 @@ def load_state(path: Path) -> dict[str, Any]:
     if state.get("version") != STATE_VERSION:
         raise InputError(path, f"training state version {state.get('version')} is not {STATE_VERSION}")
     return state
+
+
+def saved_model_config(out: str | Path) -> LungDetrConfig:
+    """The model config of the run saved in ``out``: what a resumed run continues with when no --config is given
+    (a fine-tuning run's network came from --init, not from a preset)."""
+    from radassist.runtime.registry import make_config
+
+    return make_config(ARCHITECTURE_NAME, json.loads(load_state(Path(out) / STATE_FILE)["model_config"]))
 
 
 def write_log(path: Path, history: Sequence[EpochRecord]) -> Path:
@@ -479,12 +496,20 @@ def _is_better(f1: float | None, loss: float, best: Mapping[str, Any]) -> bool:
     return loss < float(best["val_loss"])
 
 
-def train_lung(config: LungTrainConfig, progress: Progress | None = None) -> TrainResult:
-    """Train (or resume training) Lung-DETR as ``config`` says; see the module text for what is written."""
+def train_lung(config: LungTrainConfig, progress: Progress | None = None,
+               init: InitWeights | None = None) -> TrainResult:
+    """Train (or resume training) Lung-DETR as ``config`` says, from ``init``'s weights when given (fine-tuning);
+    see the module text for what is written."""
     from radassist.runtime.checkpoints import save_checkpoint
     from radassist.runtime.device import choose_device
+    from radassist.runtime.registry import config_to_dict
 
     progress = progress or Progress()
+    if init is not None:
+        if config.resume:
+            raise InputError(None, f"--init {init.source}: a resumed run continues from its own saved weights; "
+                                   f"leave out --init (the run keeps recording where it started)")
+        check_init(init, ARCHITECTURE_NAME, config_to_dict(config.model))
     out = ensure_writable_dir(config.out)
     state_path = out / STATE_FILE
     if config.model_id is not None:
@@ -532,7 +557,8 @@ def train_lung(config: LungTrainConfig, progress: Progress | None = None) -> Tra
                                        "data": str(config.data)})
 
     torch.manual_seed(config.seed)
-    model = build_lung_detr(config.model).to(device)
+    model = (build_lung_detr(config.model) if init is None else init.build()).to(device)
+    start_weights = None if init is None else init.to_dict()
     criterion = DetrLoss(config.model)
     optimizer = torch.optim.AdamW(optimizer_parameter_groups(model, config.lr, config.lr_backbone),
                                   lr=config.lr, weight_decay=config.weight_decay)
@@ -542,8 +568,7 @@ def train_lung(config: LungTrainConfig, progress: Progress | None = None) -> Tra
     best: dict[str, Any] = {"epoch": None, "f1": None, "val_loss": None}
     start_epoch = 0
     if state is not None:
-        from radassist.runtime.registry import config_to_dict
-
+        start_weights = json.loads(state.get("init") or "null")
         if json.loads(state["model_config"]) != json.loads(json.dumps(config_to_dict(config.model))):
             raise InputError(state_path, "was saved for another model config; resume with the same --config")
         model.load_state_dict(state["model"])
@@ -591,13 +616,14 @@ def train_lung(config: LungTrainConfig, progress: Progress | None = None) -> Tra
                                 metadata={"task": "lung-nodule-detection", "trainedWith": "radassist train lung",
                                           "data": str(config.data), "epoch": epoch + 1, "valF1": scores.f1,
                                           "valLoss": scores.loss, "valScanCpm": scores.scan_cpm,
-                                          "seed": config.seed, "modelId": config.model_id or ""},
+                                          "seed": config.seed, "modelId": config.model_id or "",
+                                          "finetunedFrom": start_weights},
                                 labels={1: "lung nodule"})
             if main:
                 write_log(out / LOG_FILE, history)
                 board.add(record)
                 save_state(state_path, epoch=epoch + 1, model=model, optimizer=optimizer, scheduler=scheduler,
-                           scaler=scaler, best=best, history=history, split=split)
+                           scaler=scaler, best=best, history=history, split=split, init=start_weights)
             epoch_progress.update(1.0, f"epoch {epoch + 1}/{config.epochs}: loss {record.train_loss:.3f}, "
                                        f"validation F1 {_text(scores.f1)}")
     finally:
@@ -617,7 +643,7 @@ def train_lung(config: LungTrainConfig, progress: Progress | None = None) -> Tra
                        best_f1=best["f1"], best_checkpoint=out / BEST_FOLDER, state=state_path, log=out / LOG_FILE,
                        split=split, slab_counts=counts, resumed_from=resumed_from, device=choice.describe(),
                        registered_model=config.model_id, registered_path=registered_path,
-                       cache={"computed": cache.computed, "reused": cache.reused})
+                       cache={"computed": cache.computed, "reused": cache.reused}, finetuned_from=start_weights)
 
 
 def run_epoch(model: LungDetr, criterion: DetrLoss, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler,
@@ -670,4 +696,4 @@ def _text(value: float | None) -> str:
 __all__ = ["BEST_FOLDER", "DEFAULT_MODEL_ID", "EpochRecord", "LOG_COLUMNS", "LOG_FILE", "LungTrainConfig",
            "STATE_FILE", "TrainResult", "TrainingDiverged", "ValidationScores", "batches", "check_model_id",
            "dataset_loss", "epoch_order", "load_state", "model_preset", "register_trained_model", "run_epoch",
-           "save_state", "scan_cpm", "slab_f1", "train_lung", "validate", "write_log"]
+           "save_state", "saved_model_config", "scan_cpm", "slab_f1", "train_lung", "validate", "write_log"]

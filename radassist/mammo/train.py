@@ -8,7 +8,9 @@ and fusion outputs plus beta times the saliency L1). Adam optimises it.
 Random search (the paper tuned learning rate and beta this way): ``trials`` draws of the learning rate and of
 beta, each log-uniform in its range, each trained from the same initialisation; the trial with the lowest
 validation loss (training loss without a validation split) is kept. A fixed ``learning_rate``/``beta`` replaces
-its search. Views are held in memory, which suits small and mid-sized sets; the seed fixes everything.
+its search. Views are held in memory, which suits small and mid-sized sets; the seed fixes everything. Fine-tuning
+starts every trial from ``init`` weights (:func:`radassist.annotation.retrain.resolve_init`) of a GMIC network
+instead of a seeded random one, and the checkpoint records them.
 
 Under torchrun every process trains a DDP copy on its share of each epoch's views (``batch_size`` per process),
 validation views are split across the processes and their losses averaged, so every process keeps the same trial.
@@ -23,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from radassist.annotation.retrain import InitWeights, check_init
 from radassist.errors import InputError
 from radassist.io.mammogram import read_mammogram
 from radassist.mammo.datasets import ExamRecord, ViewRecord, split_exams
@@ -96,6 +99,7 @@ class TrainResult:
     best: int
     train_images: int
     validation_images: int
+    finetuned_from: dict[str, Any] | None = None  # InitWeights.to_dict() of the starting weights
 
     @property
     def chosen(self) -> Trial:
@@ -159,23 +163,32 @@ def _draw(rng: np.random.Generator, fixed: float | None, bounds: tuple[float, fl
     return float(10 ** rng.uniform(np.log10(bounds[0]), np.log10(bounds[1])))
 
 
+def network_config(config: MammoTrainConfig, init: InitWeights | None = None) -> Any:
+    """The GMIC config to train: ``config.model``'s, or ``init``'s when it is a GMIC network agreeing with it
+    (else InputError naming the difference)."""
+    from radassist.runtime.registry import make_config
+
+    return make_config("gmic", config.model) if init is None else check_init(init, "gmic", config.model)
+
+
 def train_gmic(train: list[_Example], validation: list[_Example], config: MammoTrainConfig,
-               device: Any = "cpu", progress: Progress | None = None) -> TrainResult:
-    """Random search over (learning rate, beta); returns the best trial's network."""
+               device: Any = "cpu", progress: Progress | None = None, init: InitWeights | None = None) -> TrainResult:
+    """Random search over (learning rate, beta), every trial from the same start (``init``'s weights when given);
+    returns the best trial's network."""
     import torch
 
     from radassist.mammo.losses import GmicLossConfig, gmic_loss
-    from radassist.runtime.registry import build_model, make_config
+    from radassist.runtime.registry import build_model
 
     if not train:
         raise InputError(None, "no training images")
     progress = progress or Progress()
-    gmic_config = make_config("gmic", config.model)
+    gmic_config = network_config(config, init)
     device = torch.device(getattr(device, "device", device))
     init_distributed(device)  # joins torchrun's process group; nothing in a single process
     search = np.random.default_rng(config.seed)
     torch.manual_seed(config.seed)
-    initial = build_model("gmic", gmic_config).state_dict()
+    initial = (build_model("gmic", gmic_config) if init is None else init.build()).state_dict()
     trials: list[Trial] = []
     best_state, best = None, 0
     steps = config.trials * config.epochs
@@ -218,33 +231,39 @@ def train_gmic(train: list[_Example], validation: list[_Example], config: MammoT
     model = build_model("gmic", gmic_config)
     model.load_state_dict(best_state)
     progress.update(1.0, "done")
-    return TrainResult(model.eval(), gmic_config, trials, best, len(train), len(validation))
+    return TrainResult(model.eval(), gmic_config, trials, best, len(train), len(validation),
+                       None if init is None else init.to_dict())
 
 
 def train_from_exams(exams: list[ExamRecord], config: MammoTrainConfig, device: Any = "cpu",
-                     progress: Progress | None = None) -> TrainResult:
+                     progress: Progress | None = None, init: InitWeights | None = None) -> TrainResult:
     """Split the exams, window their views and train (see :func:`train_gmic`)."""
-    from radassist.runtime.registry import make_config
-
     progress = progress or Progress()
-    crop = tuple(make_config("gmic", config.model).crop_shape)
+    crop = tuple(network_config(config, init).crop_shape)
     training, validation = split_exams(exams, config.validation_fraction, config.seed)
     train = load_examples(training, config.image_size, crop, progress.sub(0.0, 0.05))
     held_out = load_examples(validation, config.image_size, crop, progress.sub(0.05, 0.1))
-    return train_gmic(train, held_out, config, device, progress.sub(0.1, 1.0))
+    return train_gmic(train, held_out, config, device, progress.sub(0.1, 1.0), init)
+
+
+def trained_metadata(result: TrainResult, config: MammoTrainConfig, folder: str | Path,
+                     data: str | Path | list[Path] | None = None) -> dict[str, Any]:
+    """What the checkpoint of a run records: the data folder(s), the search and its losses, the input window and
+    the starting weights."""
+    folders = [str(d) for d in data] if isinstance(data, list) else None if data is None else str(data)
+    return {"modelId": Path(folder).name or "gmic-trained", "task": "mammography-classification", "data": folders,
+            "training": {k: v for k, v in dataclasses.asdict(config).items() if k != "model"},
+            "chosenTrial": result.best, "trials": [dataclasses.asdict(t) for t in result.trials],
+            "trainImages": result.train_images, "validationImages": result.validation_images,
+            "input": {"imageSize": list(config.image_size), "normalization": "image-standardize"},
+            "finetunedFrom": result.finetuned_from}
 
 
 def save_trained(result: TrainResult, config: MammoTrainConfig, folder: str | Path,
-                 data: str | Path | None = None) -> Path:
+                 data: str | Path | list[Path] | None = None) -> Path:
     """Write the chosen network as a RadAssist checkpoint folder that ``radassist mammo classify --model``
-    runs, with the search and its losses in the metadata."""
+    runs, with :func:`trained_metadata`."""
     from radassist.runtime.checkpoints import save_checkpoint
 
-    metadata = {"modelId": Path(folder).name or "gmic-trained", "task": "mammography-classification",
-                "data": str(data) if data is not None else None,
-                "training": {k: v for k, v in dataclasses.asdict(config).items() if k != "model"},
-                "chosenTrial": result.best, "trials": [dataclasses.asdict(t) for t in result.trials],
-                "trainImages": result.train_images, "validationImages": result.validation_images,
-                "input": {"imageSize": list(config.image_size), "normalization": "image-standardize"}}
-    return save_checkpoint(result.model, "gmic", result.config, folder, metadata=metadata,
-                           labels=dict(enumerate(LABELS)))
+    return save_checkpoint(result.model, "gmic", result.config, folder,
+                           metadata=trained_metadata(result, config, folder, data), labels=dict(enumerate(LABELS)))

@@ -8,6 +8,9 @@ Two layouts are read, the ones the public COVID-19 CT segmentation sets use:
 * folders of PNG slices: ``images/<name>.png`` + ``masks/<name>.png``; 8-bit greyscale images already in a lung
   window (0..255), masks holding class values 0..C-1.
 
+An MSD / nnU-Net folder (``dataset.json``, ``imagesTr/<case>_0000.nii.gz``, ``labelsTr/<case>.nii.gz``: what
+``radassist export lung-infection`` writes) is read through :func:`radassist.annotation.msd.read_msd_dataset`.
+
 Slices come out as network input (float32, 0..1) and labels (uint8), at each file's own size; :func:`fit_dataset`
 brings them to the network's input size. Every problem names the file.
 """
@@ -67,6 +70,10 @@ def find_pairs(folder: str | Path) -> list[tuple[Path, Path]]:
     folder = Path(folder)
     if not folder.is_dir():
         raise InputError(folder, "is not a folder" if folder.exists() else "does not exist")
+    from radassist.annotation.msd import is_msd_dataset, read_msd_dataset
+
+    if is_msd_dataset(folder):  # an MSD / nnU-Net set ('radassist export lung-infection'): <case>_0000 + <case>
+        return [(case.images[0], case.label) for case in read_msd_dataset(folder).cases]
     images_dir = next((folder / n for n in IMAGE_FOLDERS if (folder / n).is_dir()), None)
     masks_dir = next((folder / n for n in MASK_FOLDERS if (folder / n).is_dir()), None)
     if images_dir is not None and masks_dir is not None:
