@@ -167,3 +167,19 @@ def test_model_info_from_the_catalogue(tmp_path, monkeypatch) -> None:
     assert model_info_for(f"liver-unet@{info.version}").version == info.version
     with pytest.raises(InputError, match="no model"):
         model_info_for("no-such-model")
+
+
+def test_model_info_of_an_installed_checkpoint_without_its_id(tmp_path, monkeypatch) -> None:
+    """An installed model's folder is <models>/<id>/<version>: the folder name is the version, the parent the id."""
+    from radassist.runtime.checkpoints import save_checkpoint
+    from radassist.runtime.paths import models_dir
+    from radassist.runtime.registry import MonaiUNetConfig, build_model
+
+    monkeypatch.setenv("RADASSIST_CACHE_DIR", str(tmp_path / "cache"))
+    config = MonaiUNetConfig(spatial_dims=2, channels=(4, 8), strides=(2,))
+    installed = save_checkpoint(build_model("monai-unet", config), "monai-unet", config,
+                                models_dir() / "site-liver" / "1.4.0")
+    info = model_info_for(str(installed))
+    assert (info.model_id, info.version) == ("site-liver", "1.4.0")
+    elsewhere = save_checkpoint(build_model("monai-unet", config), "monai-unet", config, tmp_path / "run" / "best")
+    assert (model_info_for(str(elsewhere)).model_id, model_info_for(str(elsewhere)).version) == ("best", "")

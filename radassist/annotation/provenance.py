@@ -55,6 +55,18 @@ def _split_reference(reference: str) -> tuple[str, str | None]:
     return reference, None
 
 
+def _installed_identity(folder: Path) -> tuple[str, str]:
+    """(id, version) of a checkpoint folder that is an installed catalogue model (``<models_dir>/<id>/<version>``),
+    else ("", ""): its own folder name is the version there, not the model's id."""
+    from radassist.runtime.paths import models_dir
+
+    try:
+        inside = folder.resolve().parent.parent == models_dir().resolve()
+    except OSError:
+        return "", ""
+    return (folder.parent.name, folder.name) if inside else ("", "")
+
+
 def model_info_for(reference: str | None, version: str | None = None,
                    weights_sha256: str | None = None) -> ModelInfo:
     """Resolve what the user said made the AI result: a checkpoint folder (its config.json), a weights file (its
@@ -73,8 +85,10 @@ def model_info_for(reference: str | None, version: str | None = None,
         record = read_checkpoint_config(folder)
         metadata = record.get("metadata") or {}
         sha = record.get("sha256") or (sha256_file(path) if path.is_file() else "")
-        return ModelInfo(model_id=str(metadata.get("modelId") or folder.name),
-                         version=version or str(metadata.get("modelVersion") or metadata.get("version") or ""),
+        installed_id, installed_version = _installed_identity(folder)
+        return ModelInfo(model_id=str(metadata.get("modelId") or installed_id or folder.name),
+                         version=version or str(metadata.get("modelVersion") or metadata.get("version")
+                                                or installed_version or ""),
                          weights_sha256=weights_sha256 or sha, architecture=str(record.get("architecture", "")))
     from radassist.runtime.catalog import installed_path, load_catalog
     from radassist.runtime.checkpoints import sha256_file
