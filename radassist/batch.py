@@ -60,6 +60,23 @@ CaseRunner = Callable[[CaseInput, RunOutput, RunRecord, Progress], None]
 
 
 @dataclass(frozen=True)
+class ListColumns:
+    """The columns of a task's case list. A case's input is the first of ``path`` the CSV has; a task with more
+    than one input per case (a registration's moving and fixed image) names the others: ``required`` ones every
+    case must fill, ``optional`` ones it may. Their values are paths, resolved like the input's (relative to the
+    list file) and handed to the task in ``CaseInput.fields``. ``plain_list``: one path per line is allowed too."""
+
+    path: tuple[str, ...] = PATH_COLUMNS
+    required: tuple[str, ...] = ()
+    optional: tuple[str, ...] = ()
+    plain_list: bool = True
+
+    def describe(self) -> str:
+        return ", ".join(["id", self.path[0], *self.required]) + (
+            f" (optional: {', '.join(self.optional)})" if self.optional else "")
+
+
+@dataclass(frozen=True)
 class BatchTask:
     """A task as a batch runs it. ``run_case`` reads the case's input, runs the pipeline, writes the task's files
     into the staged ``RunOutput`` and fills the record's summary; the batch owns the folder and result.json."""
@@ -68,6 +85,7 @@ class BatchTask:
     command: str  # the command whose files a case gets, recorded in result.json, e.g. "lung detect"
     run_case: CaseRunner
     arguments: Mapping[str, Any] = field(default_factory=dict)  # the task options, recorded in each result.json
+    columns: ListColumns = field(default_factory=ListColumns)  # what its case list holds
 
 
 @dataclass
@@ -131,14 +149,18 @@ def _resolve(text: str, base: Path) -> Path:
     return path if path.is_absolute() else base / path
 
 
-def _read_csv(path: Path, text: str) -> list[CaseInput]:
+def _read_csv(path: Path, text: str, wanted: ListColumns) -> list[CaseInput]:
     reader = csv.DictReader(io.StringIO(text))
     columns = [c.strip() for c in reader.fieldnames or []]
     reader.fieldnames = columns
-    path_column = next((c for c in PATH_COLUMNS if c in columns), None)
-    if "id" not in columns or path_column is None:
-        raise InputError(path, f"a CSV case list needs an 'id' column and a '{PATH_COLUMNS[0]}' column (or one of "
-                               f"{', '.join(PATH_COLUMNS[1:])}); found {', '.join(columns) or 'no header'}")
+    path_column = next((c for c in wanted.path if c in columns), None)
+    absent = [c for c in wanted.required if c not in columns]
+    if "id" not in columns or path_column is None or absent:
+        others = f" (or one of {', '.join(wanted.path[1:])})" if len(wanted.path) > 1 else ""
+        more = "".join(f", a '{c}' column" for c in wanted.required)
+        raise InputError(path, f"a CSV case list needs an 'id' column, a '{wanted.path[0]}' column{others}{more}; "
+                               f"found {', '.join(columns) or 'no header'}")
+    paths = (*wanted.required, *wanted.optional)
     cases = []
     for number, row in enumerate(reader, start=2):
         case_id, value = (row.get("id") or "").strip(), (row.get(path_column) or "").strip()
@@ -147,9 +169,13 @@ def _read_csv(path: Path, text: str) -> list[CaseInput]:
         if not CASE_ID_PATTERN.match(case_id) or case_id in (".", ".."):
             raise InputError(path, f"line {number}: id {case_id!r} cannot name a folder; use letters, digits, '.', "
                                    f"'_' and '-', starting with a letter or digit")
-        if not value:
-            raise InputError(path, f"line {number}: case '{case_id}' has no {path_column}")
         extra = {k: (v or "").strip() for k, v in row.items() if k not in ("id", path_column) and k is not None}
+        empty = [c for c in (path_column, *wanted.required) if not (row.get(c) or "").strip()]
+        if empty:
+            raise InputError(path, f"line {number}: case '{case_id}' has no {empty[0]}")
+        for column in paths:
+            if extra.get(column):
+                extra[column] = str(_resolve(extra[column], path.parent))
         cases.append(CaseInput(case_id, _resolve(value, path.parent), number, extra))
     return cases
 
@@ -165,8 +191,9 @@ def _read_lines(path: Path, text: str) -> list[CaseInput]:
     return cases
 
 
-def read_case_list(path: str | Path) -> list[CaseInput]:
-    """The cases of a list file (see the module text); refuses an empty list and ids used twice."""
+def read_case_list(path: str | Path, columns: ListColumns = ListColumns()) -> list[CaseInput]:
+    """The cases of a list file (see the module text and :class:`ListColumns`); refuses an empty list and ids used
+    twice."""
     path = Path(path)
     if not path.exists():
         raise InputError(path, "case list not found")
@@ -177,7 +204,9 @@ def read_case_list(path: str | Path) -> list[CaseInput]:
         text = path.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError:
         raise InputError(path, "is not a UTF-8 text file; a case list holds one input path per line") from None
-    cases = _read_csv(path, text) if path.suffix.lower() == ".csv" else _read_lines(path, text)
+    if path.suffix.lower() != ".csv" and not columns.plain_list:
+        raise InputError(path, f"this task needs a CSV case list (.csv) with the columns {columns.describe()}")
+    cases = _read_csv(path, text, columns) if path.suffix.lower() == ".csv" else _read_lines(path, text)
     if not cases:
         raise InputError(path, "lists no cases")
     check_unique_ids(cases, path)
@@ -276,7 +305,7 @@ def run_batch(task: BatchTask, inputs: str | Path | Sequence[CaseInput], out: st
 
     progress = progress or Progress()
     source = Path(inputs) if isinstance(inputs, (str, Path)) else None
-    cases = read_case_list(source) if source is not None else list(inputs)
+    cases = read_case_list(source, task.columns) if source is not None else list(inputs)
     check_unique_ids(cases, source)
     out = ensure_writable_dir(out)
     with distributed_session(backend="gloo", timeout_s=timeout_s or LONG_TIMEOUT_S):
@@ -305,5 +334,6 @@ def run_batch(task: BatchTask, inputs: str | Path | Sequence[CaseInput], out: st
     return report
 
 
-__all__ = ["BatchReport", "BatchTask", "CaseInput", "CaseOutcome", "FAILURES_FILE", "REPORT_FILE", "case_id_for",
+__all__ = ["BatchReport", "BatchTask", "CaseInput", "CaseOutcome", "FAILURES_FILE", "ListColumns", "REPORT_FILE",
+           "case_id_for",
            "check_unique_ids", "is_case_done", "read_case_list", "run_batch", "run_case", "write_batch_report"]

@@ -17,7 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from radassist.batch import (BatchTask, CaseInput, case_id_for, is_case_done, read_case_list, run_batch)
+from radassist.batch import (BatchTask, CaseInput, ListColumns, case_id_for, is_case_done, read_case_list,
+                             run_batch)
 from radassist.errors import InputError
 
 HERE = Path(__file__).resolve()
@@ -79,6 +80,22 @@ def test_text_and_csv_lists(tmp_path):
     assert [(c.case_id, c.path, dict(c.fields)) for c in rows] == [
         ("p-001", tmp_path / "scans/one.nrrd", {"series": ""}), ("p-002", Path("/data/two"), {"series": "1.2.3"})]
     assert case_id_for(Path("/x/scan.nii.gz")) == "scan" and case_id_for(Path("/x/.hidden")) == "hidden"
+
+
+def test_a_task_with_several_inputs_per_case_names_its_columns(tmp_path):
+    columns = ListColumns(path=("moving",), required=("fixed",), optional=("fixed_labels",), plain_list=False)
+    table = tmp_path / "pairs.csv"
+    table.write_text("id,moving,fixed,fixed_labels,note\na,m.nii.gz,/data/f.nii.gz,,x\nb,m2.nrrd,f2.nrrd,l2.nrrd,\n")
+    rows = read_case_list(table, columns)
+    assert [(c.case_id, c.path, dict(c.fields)) for c in rows] == [
+        ("a", tmp_path / "m.nii.gz", {"fixed": "/data/f.nii.gz", "fixed_labels": "", "note": "x"}),
+        ("b", tmp_path / "m2.nrrd", {"fixed": str(tmp_path / "f2.nrrd"), "fixed_labels": str(tmp_path / "l2.nrrd"),
+                                     "note": ""})]  # path columns resolved like the input, other columns kept as text
+    with pytest.raises(InputError, match="needs a CSV case list"):
+        read_case_list(write_list(tmp_path, ["m.nii.gz"]), columns)
+    table.write_text("id,moving\na,m.nii.gz\n")
+    with pytest.raises(InputError, match="a 'fixed' column"):
+        read_case_list(table, columns)
 
 
 @pytest.mark.parametrize("content, name, message", [

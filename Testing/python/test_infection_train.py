@@ -102,3 +102,19 @@ def test_train_infection_splits_records_and_round_trips_through_a_checkpoint(dat
     batch = torch.from_numpy(np.ascontiguousarray(images[:3, :, ::2, ::2]))
     with torch.inference_mode():
         torch.testing.assert_close(loaded.network(batch), trained.model.eval()(batch))
+
+
+def test_gradient_accumulation_equals_the_larger_batch(data):
+    """Two micro-batches of 4 per optimiser step train exactly as one batch of 8 (plain loss, no batch norm)."""
+    images, masks = data[0][:16, :, ::2, ::2], data[1][:16, ::2, ::2]
+
+    def weights(batch_size: int, accumulation: int) -> np.ndarray:
+        _, _, model = build_network("unet", {"channels": (4, 8), "batch_norm": False}, 4, seed=0)
+        history = fit_network(model, images, masks, None, 2, 1e-2, batch_size, seed=0,
+                              accumulation_steps=accumulation)
+        assert len(history) == 2
+        return np.concatenate([p.detach().numpy().ravel() for p in model.parameters()])
+
+    accumulated, large, small = weights(4, 2), weights(8, 1), weights(4, 1)
+    np.testing.assert_allclose(accumulated, large, rtol=1e-4, atol=1e-6)
+    assert not np.allclose(small, large, rtol=1e-4, atol=1e-6)  # without accumulation the steps differ

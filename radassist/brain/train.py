@@ -5,6 +5,13 @@ Subjects are held in memory already normalised (z-score of each sequence inside 
 fixed images share one crop box, since co-registered data sets (BraTS, aligned OASIS) put every subject on one
 grid. Registration-only subjects (OASIS-style) have no tumour labels: their tumour target is "no tumour", which is
 the truth for a healthy brain, so the segmentation term still teaches the network what healthy tissue looks like.
+
+Each pair's crop is drawn from its own seeded generator (seed, epoch, position in the epoch), so a pair is cropped
+the same way whichever process or batch it lands in. Under torchrun every process trains a DDP copy on its share
+of each epoch's pairs (``batch_size`` per process), the micro-steps before an optimiser step of an accumulation
+group run without gradient all-reduce, and the losses (training and validation, the latter split across the
+processes) are averaged over all processes, so learning-rate schedule, best epoch and early stopping agree
+everywhere. Fine-tuning starts from ``init`` weights of the same network.
 """
 
 from __future__ import annotations
@@ -12,17 +19,20 @@ from __future__ import annotations
 import copy
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import torch
 
+from radassist.annotation.retrain import InitWeights, check_init
 from radassist.brain.losses import JointLossConfig, joint_loss
-from radassist.brain.model import BrainJointConfig, BrainJointNet
+from radassist.brain.model import ARCHITECTURE_NAME, BrainJointConfig, BrainJointNet
 from radassist.brain.pipeline import BrainImages
 from radassist.brain.preprocess import (brain_mask_from, centred_box, ordered_modalities, resample_onto,
                                         zscore_in_brain)
 from radassist.errors import InputError
+from radassist.runtime.distributed import (accumulation_plan, accumulation_step, all_reduce_sum, global_mean,
+                                           init_distributed, rank_order, shard, unwrap, wrap_ddp)
 from radassist.runtime.progress import Progress
 
 
@@ -31,7 +41,8 @@ class BrainTrainConfig:
     """Optimisation settings; defaults from the paper and its code."""
 
     epochs: int = 1000                                  # upper bound; early stopping ends training first
-    batch_size: int = 2                                 # pairs per step (paper)
+    batch_size: int = 2                                 # pairs per step (paper); per process under torchrun
+    accumulation_steps: int = 1                         # batches per optimiser step; ours
     learning_rate: float = 2e-3                         # Adam (paper)
     lr_factor: float = 0.2                              # learning rate divided by 5 ...
     lr_patience: int = 30                               # ... after 30 epochs without improvement (paper)
@@ -41,8 +52,8 @@ class BrainTrainConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        if self.epochs < 1 or self.batch_size < 1:
-            raise ValueError("epochs and batch_size must be at least 1")
+        if self.epochs < 1 or self.batch_size < 1 or self.accumulation_steps < 1:
+            raise ValueError("epochs, batch_size and accumulation_steps must be at least 1")
         if not 0 < self.lr_factor < 1:
             raise ValueError(f"lr_factor must be in (0, 1), got {self.lr_factor}")
 
@@ -76,6 +87,7 @@ class BrainTrainResult:
     best_validation_loss: float
     history: list[EpochRecord]
     channels: tuple[str, ...]
+    finetuned_from: dict | None = None  # InitWeights.to_dict() of the starting weights
 
 
 def prepare_subject(name: str, subject: BrainImages, channels: Sequence[str]) -> TrainingSubject:
@@ -113,16 +125,19 @@ def _crop(subject: TrainingSubject, box) -> tuple[np.ndarray, np.ndarray]:
 
 
 def make_batch(subjects: Sequence[TrainingSubject], pairs: Sequence[tuple[int, int]], crop: Sequence[int],
-               rng: np.random.Generator | None, multiple: int) -> dict[str, torch.Tensor]:
-    """Tensors of one batch of (moving, fixed) pairs, cropped around both brains (randomly moved when ``rng``)."""
+               rng: np.random.Generator | Sequence[np.random.Generator] | None,
+               multiple: int) -> dict[str, torch.Tensor]:
+    """Tensors of one batch of (moving, fixed) pairs, cropped around both brains (randomly moved when ``rng``:
+    one generator for the batch, or one per pair)."""
     size = [min(int(c), int(math.ceil(n / multiple) * multiple)) for c, n in zip(crop, subjects[0].brain.shape)]
     size = [int(math.ceil(s / multiple) * multiple) for s in size]
     moving, fixed, moving_tumour, fixed_tumour = [], [], [], []
-    for m, f in pairs:
+    generators = list(rng) if isinstance(rng, Sequence) else [rng] * len(pairs)
+    for (m, f), generator in zip(pairs, generators):
         if subjects[m].brain.shape != subjects[f].brain.shape:
             raise InputError(subjects[m].name, f"is not on the grid of {subjects[f].name}; training pairs must be "
                                                f"co-registered (same grid)")
-        box = centred_box(subjects[f].brain.shape, size, rng, subjects[m].brain | subjects[f].brain)
+        box = centred_box(subjects[f].brain.shape, size, generator, subjects[m].brain | subjects[f].brain)
         for subject, images, labels in ((subjects[m], moving, moving_tumour), (subjects[f], fixed, fixed_tumour)):
             image, tumour = _crop(subject, box)
             images.append(image)
@@ -143,59 +158,99 @@ def _validation_pairs(count: int) -> list[tuple[int, int]]:
     return [(i, (i + 1) % count) for i in range(count)] if count > 1 else []
 
 
+def network_for(model_config: BrainJointConfig, init: InitWeights | None = None) -> BrainJointNet:
+    """The network to train: fresh, or ``init``'s weights when they are a brain-joint network of this config
+    (else InputError naming the settings that differ)."""
+    if init is None:
+        return BrainJointNet(model_config)
+    check_init(init, ARCHITECTURE_NAME, asdict(model_config))
+    return init.build()
+
+
+def _crop_generators(seed: int, epoch: int, positions: Sequence[int]) -> list[np.random.Generator]:
+    """One crop generator per pair, fixed by (seed, epoch, the pair's position in the epoch's list)."""
+    return [np.random.default_rng([seed, epoch, position]) for position in positions]
+
+
+def _train_epoch(model: torch.nn.Module, optimiser: torch.optim.Optimizer, train: Sequence[TrainingSubject],
+                 config: BrainTrainConfig, epoch: int, multiple: int, device: torch.device) -> list[float]:
+    """One pass over this process's share of the epoch's random pairs; the summed (total, similarity,
+    segmentation) losses and the number of batches, over every process."""
+    from radassist.brain.datasets import random_pairs
+
+    pairs = random_pairs(len(train), np.random.default_rng([config.seed, epoch]))
+    positions = rank_order(range(len(pairs)))
+    chunks = [positions[start:start + config.batch_size] for start in range(0, len(positions), config.batch_size)]
+    sums = [0.0, 0.0, 0.0]
+    model.train()
+    optimiser.zero_grad(set_to_none=True)
+    for chunk, (group, final) in zip(chunks, accumulation_plan(len(chunks), config.accumulation_steps)):
+        batch = make_batch(train, [pairs[i] for i in chunk], config.crop_size,
+                           _crop_generators(config.seed, epoch, chunk), multiple)
+        with accumulation_step(model, final):  # forward and backward: DDP's no_sync must cover both
+            terms = _loss(model, batch, config, device)
+            (terms.total / group).backward()
+        if final:
+            optimiser.step()
+            optimiser.zero_grad(set_to_none=True)
+        for index, value in enumerate((terms.total.detach(), terms.similarity, terms.segmentation)):
+            sums[index] += float(value)
+    return all_reduce_sum([*sums, len(chunks)])
+
+
+def _validation_loss(model: torch.nn.Module, held_out: Sequence[TrainingSubject], config: BrainTrainConfig,
+                     multiple: int, device: torch.device) -> float:
+    """Mean loss over the fixed validation pairs; each process scores its share."""
+    model.eval()
+    total = 0.0
+    pairs = shard(_validation_pairs(len(held_out)))
+    with torch.no_grad():
+        for pair in pairs:
+            total += float(_loss(model, make_batch(held_out, [pair], config.crop_size, None, multiple), config,
+                                 device).total)
+    return global_mean(total, len(pairs))
+
+
 def train_brain(train: Sequence[TrainingSubject], validation: Sequence[TrainingSubject],
                 model_config: BrainJointConfig, config: BrainTrainConfig | None = None,
                 progress: Progress | None = None, device: str | torch.device = "cpu",
-                channels: Sequence[str] = ()) -> BrainTrainResult:
-    """Train from scratch; validation on fixed pairs of ``validation`` (or of ``train`` when it has < 2 subjects)."""
-    from radassist.brain.datasets import random_pairs
-
+                channels: Sequence[str] = (), init: InitWeights | None = None) -> BrainTrainResult:
+    """Train from scratch, or from ``init``'s weights (fine-tuning); validation on fixed pairs of ``validation``
+    (or of ``train`` when it has < 2 subjects)."""
     config = config or BrainTrainConfig()
     progress = progress or Progress()
     if len(train) < 2:
         raise InputError(None, "training needs at least two subjects to pair")
     device = torch.device(getattr(device, "device", device))
     torch.manual_seed(config.seed)
-    rng = np.random.default_rng(config.seed)
-    model = BrainJointNet(model_config).to(device)
+    network = network_for(model_config, init).to(device)
+    init_distributed(device)  # joins torchrun's process group; nothing in a single process
+    model = wrap_ddp(network, device)  # the network itself in a single process
     optimiser = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
     scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimiser, factor=config.lr_factor,
                                                            patience=config.lr_patience)
     held_out = validation if len(validation) >= 2 else train
     history: list[EpochRecord] = []
-    best_loss, best_epoch, best_state, waited = math.inf, 0, copy.deepcopy(model.state_dict()), 0
+    best_loss, best_epoch, best_state, waited = math.inf, 0, copy.deepcopy(network.state_dict()), 0
     multiple = model_config.size_multiple
     for epoch in range(1, config.epochs + 1):
-        model.train()
-        pairs = random_pairs(len(train), rng)
-        totals, similarity, segmentation, steps = 0.0, 0.0, 0.0, 0
-        for start in range(0, len(pairs), config.batch_size):
-            batch = make_batch(train, pairs[start:start + config.batch_size], config.crop_size, rng, multiple)
-            terms = _loss(model, batch, config, device)
-            optimiser.zero_grad(set_to_none=True)
-            terms.total.backward()
-            optimiser.step()
-            totals += float(terms.total.detach())
-            similarity += float(terms.similarity)
-            segmentation += float(terms.segmentation)
-            steps += 1
-        model.eval()
-        with torch.no_grad():
-            losses = [float(_loss(model, make_batch(held_out, [pair], config.crop_size, None, multiple), config,
-                                  device).total) for pair in _validation_pairs(len(held_out))]
-        validation_loss = float(np.mean(losses))
+        totals, similarity, segmentation, steps = _train_epoch(model, optimiser, train, config, epoch, multiple,
+                                                               device)
+        validation_loss = _validation_loss(network, held_out, config, multiple, device)
         scheduler.step(validation_loss)
         history.append(EpochRecord(epoch, totals / steps, validation_loss, similarity / steps, segmentation / steps,
                                    float(optimiser.param_groups[0]["lr"])))
         if validation_loss < best_loss:
             best_loss, best_epoch, waited = validation_loss, epoch, 0
-            best_state = copy.deepcopy(model.state_dict())
+            best_state = copy.deepcopy(network.state_dict())
         else:
             waited += 1
         progress.update(epoch / config.epochs, f"epoch {epoch}: loss {totals / steps:.4f}, "
                                                f"validation {validation_loss:.4f}")
         if waited >= config.early_stop_patience:
             break
-    model.load_state_dict(best_state)
-    model.eval()
-    return BrainTrainResult(model, best_epoch, best_loss, history, tuple(channels))
+    network = unwrap(model)
+    network.load_state_dict(best_state)
+    network.eval()
+    return BrainTrainResult(network, best_epoch, best_loss, history, tuple(channels),
+                            None if init is None else init.to_dict())

@@ -1,7 +1,8 @@
 """`radassist batch TASK --inputs LIST --out DIR [task options]`: a task over a cohort, one folder per case.
 
 Each batch task is a single-scan command run over a list: ``lung`` is ``radassist lung detect``, ``liver`` is
-``radassist liver segment``. The task options are that command's own (copied from its parser, with the same
+``radassist liver segment``, ``lung-infection`` is ``radassist lung infection`` and ``brain-register`` is
+``radassist brain register`` (its list is a CSV with ``moving`` and ``fixed`` columns). The task options are that command's own (copied from its parser, with the same
 defaults and checks), the model is loaded once per process, and every case folder holds the files that command
 writes. Cases already done are skipped, failing cases are recorded in failures.csv and batch_report.json, and
 under ``torchrun --nproc-per-node N -m radassist.cli batch ...`` the cases are split across the processes (one GPU
@@ -12,10 +13,11 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from radassist.batch import ListColumns
 from radassist.commands.inputs import load_input_volume
 from radassist.commands.run_context import plain_arguments
 
@@ -32,6 +34,8 @@ class BatchCommand:
     action: str  # its action, e.g. "detect"
     summary: str
     build: Callable[[argparse.Namespace], Any]  # options -> radassist.batch.BatchTask (loads the model)
+    columns: ListColumns = field(default_factory=ListColumns)  # what the case list holds
+    per_case: tuple[str, ...] = ()  # the command's options that are list columns here (one value per case)
 
     @property
     def command(self) -> str:
@@ -96,11 +100,68 @@ def _liver_task(args: argparse.Namespace) -> Any:
     return BatchTask("liver", "liver segment", run_case, plain_arguments(args))
 
 
+BRAIN_PER_CASE = ("moving_labels", "fixed_labels", "moving_brain_mask", "fixed_brain_mask")
+BRAIN_COLUMNS = ListColumns(path=("moving",), required=("fixed",), optional=BRAIN_PER_CASE, plain_list=False)
+INFECTION_COLUMNS = ListColumns(optional=("lungs",))
+
+
+def _lung_infection_task(args: argparse.Namespace) -> Any:
+    from radassist.batch import BatchTask
+    from radassist.commands import lung_infection
+    from radassist.lung.infection.pipeline import load_infection_model
+    from radassist.runtime.device import device_from_args
+
+    lung_infection.check_batch_size(args.batch_size)
+    choice = device_from_args(args)
+    model = load_infection_model(args.arch, args.checkpoint, choice.device)
+
+    def run_case(case, output, record, progress) -> None:
+        lungs_file = case.fields.get("lungs") or None
+        with record.timed("read"):
+            volume = load_input_volume(_case_arguments(case))
+            lungs = lung_infection.read_lungs(Path(lungs_file)) if lungs_file else None
+        lung_infection.segment_and_write(volume, lungs, model, args.engine, choice, args.batch_size, progress,
+                                         output, record)
+        record.inputs = [str(case.path)] + ([lungs_file] if lungs_file else [])
+
+    return BatchTask("lung-infection", "lung infection", run_case, plain_arguments(args), INFECTION_COLUMNS)
+
+
+def _brain_register_task(args: argparse.Namespace) -> Any:
+    from radassist.batch import BatchTask
+    from radassist.commands import brain
+    from radassist.runtime.device import device_from_args
+
+    device = device_from_args(args)
+    loaded = brain._joint_model(args, device)
+    config = brain._pipeline_config(args, loaded)
+
+    def run_case(case, output, record, progress) -> None:
+        given = {name: Path(case.fields[name]) if case.fields.get(name) else None for name in BRAIN_PER_CASE}
+        fixed_path = Path(case.fields["fixed"])
+        with record.timed("read"):
+            moving = brain._images(case.path, given["moving_labels"], given["moving_brain_mask"])
+            fixed = brain._images(fixed_path, given["fixed_labels"], given["fixed_brain_mask"])
+            brain._name_single_images(moving, fixed)
+        brain.register_and_write(moving, fixed, config, loaded, device, progress, output, record)
+        record.inputs = [str(case.path), str(fixed_path)]
+
+    return BatchTask("brain-register", "brain register", run_case, plain_arguments(args), BRAIN_COLUMNS)
+
+
 BATCH_COMMANDS = {
     "lung": BatchCommand("lung", "detect", "lung nodules on chest CTs (the files of 'radassist lung detect')",
                          _lung_task),
     "liver": BatchCommand("liver", "segment", "liver and tumours on abdominal CTs (the files of 'radassist liver "
                                               "segment')", _liver_task),
+    "lung-infection": BatchCommand("lung", "infection", "lung infection classes on chest CTs (the files of "
+                                                        "'radassist lung infection'); an optional CSV column "
+                                                        "'lungs' gives each case's --lungs",
+                                   _lung_infection_task, INFECTION_COLUMNS, ("lungs",)),
+    "brain-register": BatchCommand("brain", "register", "register brain MRI pairs (the files of 'radassist brain "
+                                                        "register'); a CSV with columns id, moving, fixed and "
+                                                        "optionally " + ", ".join(BRAIN_PER_CASE),
+                                   _brain_register_task, BRAIN_COLUMNS, BRAIN_PER_CASE),
 }
 
 
@@ -117,10 +178,11 @@ def _command_parser(spec: BatchCommand, formatter: type[argparse.HelpFormatter])
     return actions.choices[spec.action]
 
 
-def _copy_task_options(source: argparse.ArgumentParser, target: argparse.ArgumentParser) -> None:
-    """The command's options, less those in NOT_COPIED."""
+def _copy_task_options(source: argparse.ArgumentParser, target: argparse.ArgumentParser,
+                       per_case: tuple[str, ...] = ()) -> None:
+    """The command's options, less those in NOT_COPIED and those the case list gives per case."""
     for action in source._actions:
-        if not action.option_strings or action.dest in NOT_COPIED:
+        if not action.option_strings or action.dest in NOT_COPIED or action.dest in per_case:
             continue
         target._add_action(action)
 
@@ -143,10 +205,12 @@ def register(commands: argparse._SubParsersAction, formatter: type[argparse.Help
             name, help=spec.summary, formatter_class=formatter,
             description=f"Run 'radassist {spec.command}' on every case of --inputs. The options after --out are "
                         f"those of 'radassist {spec.command}' (see its --help for what it writes).")
+        listing = f"a CSV with columns {spec.columns.describe()}"
         task.add_argument("--inputs", type=Path, required=True, metavar="LIST",
-                          help="case list: one path per line, or a CSV with id and path columns")
+                          help=f"case list: one path per line, or {listing}" if spec.columns.plain_list
+                          else f"case list: {listing}")
         task.add_argument("--out", type=Path, required=True, help="output folder: one sub-folder per case")
-        _copy_task_options(_command_parser(spec, formatter), task)
+        _copy_task_options(_command_parser(spec, formatter), task, spec.per_case)
         task.set_defaults(handler=run_batch_command)
 
 
@@ -156,7 +220,7 @@ def run_batch_command(args: argparse.Namespace) -> int:
     from radassist.runtime.progress import tqdm_progress
 
     spec = BATCH_COMMANDS[args.batch_task]
-    read_case_list(args.inputs)  # a bad list is refused before a model is loaded or a folder made
+    read_case_list(args.inputs, spec.columns)  # a bad list is refused before a model is loaded or a folder made
     with distributed_command(args, backend="gloo", timeout_s=LONG_TIMEOUT_S):
         task = spec.build(args)
         with tqdm_progress(f"batch {args.batch_task}") as progress:

@@ -50,34 +50,50 @@ def register_infection(lung_subcommands: argparse._SubParsersAction,
 
 
 def run_infection(args: argparse.Namespace) -> int:
-    from radassist.lung.infection.pipeline import load_infection_model, segment_infection
-    from radassist.results import CT_LUNG, preview_labelmap, read_seg_nrrd, write_report, write_seg_nrrd
+    from radassist.lung.infection.pipeline import load_infection_model
     from radassist.runtime.device import device_from_args
     from radassist.runtime.progress import tqdm_progress
 
-    if args.batch_size < 1:
-        raise InputError(None, f"--batch-size must be at least 1, got {args.batch_size}")
+    check_batch_size(args.batch_size)
     with command_run(args.out, "lung infection", args) as (output, record):
         with record.timed("read"):
             volume = load_input_volume(args)
-            lungs = _read_lungs(args.lungs) if args.lungs else None
+            lungs = read_lungs(args.lungs) if args.lungs else None
         choice = device_from_args(args)
         with record.timed("load model"):
             model = load_infection_model(args.arch, args.checkpoint, choice.device)
-        with record.timed("segment"), tqdm_progress("lung infection") as progress:
-            result = segment_infection(volume, model, lungs, engine=args.engine, device=choice,
-                                       batch_size=args.batch_size, progress=progress)
-        with record.timed("write"):
-            write_seg_nrrd(result.labelmap, output.path("infection.seg.nrrd"))
-            write_report(result.report, output.path("infection_report.json"), output.path("infection_report.csv"))
-            preview_labelmap(volume, result.labelmap, output.path("infection_preview.png"), window=CT_LUNG)
+        with tqdm_progress("lung infection") as progress:
+            result = segment_and_write(volume, lungs, model, args.engine, choice, args.batch_size, progress,
+                                       output, record)
         record.inputs = [str(args.input)] + ([str(args.lungs)] if args.lungs else [])
-        record.summary = {"model": model.name, "engine": result.engine, **result.report.summary}
     print(f"{result.status_line()}; wrote {args.out / 'infection.seg.nrrd'}")
     return 0
 
 
-def _read_lungs(path: Path):
+def check_batch_size(batch_size: int) -> None:
+    if batch_size < 1:
+        raise InputError(None, f"--batch-size must be at least 1, got {batch_size}")
+
+
+def segment_and_write(volume, lungs, model, engine: str, device, batch_size: int, progress, output, record):
+    """Segment ``volume`` and write the command's files into ``output`` (a staged RunOutput) with the record's
+    summary: what the CLI, the server and the batch all do, so their files are the same. Returns the result."""
+    from radassist.lung.infection.pipeline import segment_infection
+    from radassist.results import CT_LUNG, preview_labelmap, write_report, write_seg_nrrd
+
+    with record.timed("segment"):
+        result = segment_infection(volume, model, lungs, engine=engine, device=device, batch_size=batch_size,
+                                   progress=progress)
+    with record.timed("write"):
+        write_seg_nrrd(result.labelmap, output.path("infection.seg.nrrd"))
+        write_report(result.report, output.path("infection_report.json"), output.path("infection_report.csv"))
+        preview_labelmap(volume, result.labelmap, output.path("infection_preview.png"), window=CT_LUNG)
+    record.summary = {"model": model.name, "engine": result.engine, **result.report.summary}
+    return result
+
+
+def read_lungs(path: Path):
+    """The --lungs file: a .seg.nrrd, or a NIfTI label map with its label table."""
     from radassist.io.atomic import full_suffix
     from radassist.results import read_labelmap_nifti, read_seg_nrrd
 
@@ -94,57 +110,96 @@ def _read_lungs(path: Path):
 
 
 def add_train_arguments(task: str, parser: argparse.ArgumentParser) -> None:
+    from radassist.commands.finetune_options import add_finetune_arguments
+
     parser.add_argument("--data", type=Path, required=True, help="folder of image/mask pairs")
     parser.add_argument("--out", type=Path, required=True, help="output folder: the checkpoint and result.json")
-    parser.add_argument("--arch", choices=ARCH_CHOICES, default="unet", help="network")
+    parser.add_argument("--arch", choices=ARCH_CHOICES,
+                        help="network (default: unet, or the --init model's)")
     parser.add_argument("--epochs", type=int, default=50, help="passes over the training slices")
     parser.add_argument("--learning-rate", type=float, default=3e-5, help="Adam learning rate")
-    parser.add_argument("--batch-size", type=int, default=4, help="slices per step")
+    parser.add_argument("--batch-size", type=int, default=4,
+                        help="slices per step (per process under torchrun)")
+    parser.add_argument("--accumulation", type=int, default=1,
+                        help="batches per optimiser step (gradient accumulation)")
     parser.add_argument("--image-size", type=int, default=512, help="network input size (square)")
     parser.add_argument("--channels", type=int, nargs="+",
-                        help="feature channels per level (default: the paper's: U-Net 64..1024, SegNet VGG-16)")
+                        help="feature channels per level (default: the paper's: U-Net 64..1024, SegNet VGG-16; "
+                             "with --init: the model's own)")
     parser.add_argument("--plain-ce", action="store_true",
                         help="plain cross-entropy instead of the median-frequency-balanced one")
     parser.add_argument("--validation-fraction", type=float, default=0.16, help="share of slices held out")
     parser.add_argument("--seed", type=int, default=0, help="random seed (split, initial weights, batch order)")
+    add_finetune_arguments(parser)
     add_device_arguments(parser)
 
 
+def _train_architecture(args: argparse.Namespace, init) -> str:
+    """--arch, else the --init network's, else unet."""
+    from radassist.lung.infection.model import ARCHITECTURES
+
+    if args.arch is not None or init is None:
+        return args.arch or "unet"
+    by_name = {name: arch for arch, name in ARCHITECTURES.items()}
+    if init.architecture not in by_name:
+        raise InputError(None, f"--init {init.source}: is a {init.architecture} network, not a lung infection "
+                               f"network ({', '.join(ARCHITECTURES.values())})")
+    return by_name[init.architecture]
+
+
+def _network_overrides(args: argparse.Namespace, arch: str) -> dict:
+    """The network settings the options give (none: the paper's network, or the --init network's own)."""
+    overrides: dict = {"channels": tuple(args.channels)} if args.channels else {}
+    if args.channels and arch == "segnet":
+        overrides["convs_per_stage"] = (2, 2, 3, 3, 3, 3, 3)[:len(args.channels)]
+    return overrides
+
+
 def run_train(task: str, args: argparse.Namespace) -> int:
+    from radassist.commands.finetune_options import register_result, resolve_init_option
     from radassist.lung.infection.dataset import read_dataset
-    from radassist.lung.infection.model import default_label_table
+    from radassist.lung.infection.model import ARCHITECTURES, default_label_table
     from radassist.lung.infection.train import InfectionTrainConfig, absent_classes, train_infection
     from radassist.runtime.device import device_from_args
+    from radassist.runtime.distributed import main_rank_folder  # under torchrun: rank 0 writes --out
     from radassist.runtime.progress import tqdm_progress
 
     label_table = default_label_table()
     num_classes = len(label_table) + 1
-    overrides = {"channels": tuple(args.channels)} if args.channels else {}
-    if args.channels and args.arch == "segnet":
-        overrides["convs_per_stage"] = (2, 2, 3, 3, 3, 3, 3)[:len(args.channels)]
-    config = InfectionTrainConfig(architecture=args.arch, model=overrides, epochs=args.epochs,
+    overrides = _network_overrides(args, args.arch or "unet")
+    init = resolve_init_option(args, ARCHITECTURES[args.arch or "unet"], {"out_channels": num_classes, **overrides})
+    arch = _train_architecture(args, init)
+    overrides = _network_overrides(args, arch)
+    config = InfectionTrainConfig(architecture=arch, model=overrides, epochs=args.epochs,
                                   learning_rate=args.learning_rate, batch_size=args.batch_size,
+                                  accumulation_steps=args.accumulation,
                                   image_size=(args.image_size, args.image_size), balanced_loss=not args.plain_ce,
                                   validation_fraction=args.validation_fraction, seed=args.seed)
-    with command_run(args.out, f"train {task}", args) as (output, record):
+    with main_rank_folder(args.out) as out, command_run(out, f"train {task}", args) as (output, record):
         with record.timed("read"):
             dataset = read_dataset(args.data, num_classes)
         missing = absent_classes(dataset, num_classes)
         choice = device_from_args(args)
         with record.timed("train"), tqdm_progress(f"train {task}") as progress:
-            trained = train_infection(dataset, config, label_table, progress, choice.device)
+            trained = train_infection(dataset, config, label_table, progress, choice.device, init)
         with record.timed("write"):
             assert output.staging is not None
             trained.save(output.staging)
+        dice = None if trained.validation is None else trained.validation.to_dict()["mean_dice_foreground"]
         record.inputs = [str(args.data)]
         record.summary = {"architecture": trained.architecture, "slices": len(dataset),
                           "train_slices": len(trained.train_names), "validation_slices": len(trained.validation_names),
                           "class_weights": [round(float(w), 6) for w in trained.class_weights],
                           "final_train_loss": trained.history[-1].train_loss,
-                          "classes_without_pixels": missing,
-                          "validation_mean_dice": None if trained.validation is None else
-                          trained.validation.to_dict()["mean_dice_foreground"]}
+                          "classes_without_pixels": missing, "validation_mean_dice": dice,
+                          "finetuned_from": trained.finetuned_from}
+        registered = register_result(args, trained.model, trained.architecture, trained.config, task,
+                                     {} if dice is None else {"validation_mean_dice_foreground": dice}, init)
+        if registered is not None:
+            record.summary["registered_model"] = registered
     print(f"trained {trained.architecture} on {len(trained.train_names)} slices; checkpoint in {args.out}")
+    if registered is not None:
+        print(f"registered as model {registered}")
     if missing:
         print(f"note: classes {missing} have no pixel in the training data and cannot be learned")
     return 0

@@ -361,6 +361,20 @@ def accumulation_step(model: "torch.nn.Module", final: bool) -> contextlib.Abstr
     return contextlib.nullcontext()
 
 
+def accumulation_plan(batches: int, steps: int) -> list[tuple[int, bool]]:
+    """For each of an epoch's ``batches`` micro-batches: the size of its accumulation group (divide its loss by
+    that) and whether it is the group's last (the optimiser steps after it; see :func:`accumulation_step`).
+    Groups hold ``steps`` micro-batches; the epoch's last group may be shorter."""
+    if steps < 1:
+        raise ValueError(f"accumulation steps must be at least 1, got {steps}")
+    plan = []
+    for number in range(batches):
+        start = number - number % steps
+        size = min(steps, batches - start)
+        plan.append((size, number - start + 1 == size))
+    return plan
+
+
 # -- rank-0 duties ---------------------------------------------------------------------------------------------------
 
 @contextlib.contextmanager
@@ -405,7 +419,8 @@ def log_main(message: str, file: Any = None) -> None:
         print(message, file=file or sys.stderr)
 
 
-__all__ = ["DEFAULT_TIMEOUT_S", "DistributedEnv", "DistributedError", "LONG_TIMEOUT_S", "accumulation_step",
+__all__ = ["DEFAULT_TIMEOUT_S", "DistributedEnv", "DistributedError", "LONG_TIMEOUT_S", "accumulation_plan",
+           "accumulation_step",
            "all_reduce_sum", "backend_for", "barrier", "broadcast_object", "destroy_distributed",
            "distributed_command", "distributed_sampler", "distributed_session", "gather_objects", "get_rank",
            "get_world_size", "global_mean", "init_distributed", "is_distributed", "is_main_process", "log_main",

@@ -9,68 +9,16 @@ would have written for the same input and options.
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-from radassist.errors import InputError
 from radassist.io.atomic import RunOutput
 from radassist.runtime.progress import Progress
 from radassist.runtime.run_record import RunRecord
-from radassist.server.options import OptionSpec, parse_options
-
-VOLUME_SUFFIXES = (".nrrd", ".nii", ".nii.gz", ".mha", ".zip")
-MAMMOGRAM_SUFFIXES = (".dcm", ".png")
-
-
-@dataclass(frozen=True)
-class TaskInput:
-    """One uploaded input: where the server stored it (a file, or a folder for a zipped DICOM series) and the
-    client's file name, cleaned, for messages."""
-
-    path: Path
-    shown: str
-
-
-TaskRun = Callable[[list[TaskInput], dict[str, Any], Any, Progress, RunOutput, RunRecord], None]
-
-
-@dataclass(frozen=True)
-class ServerTask:
-    """One thing a client can ask for: its inputs, options, the CLI command it matches and the models it uses."""
-
-    name: str
-    title: str
-    command: str                      # the CLI command that writes the same files
-    accepts: tuple[str, ...]          # file extensions of the inputs
-    max_files: int
-    options: tuple[OptionSpec, ...]
-    run: TaskRun
-    models: tuple[str, ...] = ()      # catalogue ids it can use
-
-    def parse_options(self, raw: Any) -> dict[str, Any]:
-        return parse_options(self.options, raw)
-
-
-def _read_volume(item: TaskInput, series: str | None = None, require_3d: bool = True) -> Any:
-    """Read an uploaded volume or unpacked DICOM series the way the CLI reads its input.
-
-    The volume's source path becomes the client's file name (a zipped folder: the folder's name), so names
-    derived from it (the LUNA16 seriesuid of a file without DICOM UIDs) match what the CLI writes there.
-    """
-    import dataclasses
-
-    from radassist.commands.inputs import load_input_volume
-
-    volume = load_input_volume(argparse.Namespace(input=item.path, series=series), require_3d=require_3d)
-    shown = item.shown[:-len(".zip")] if item.path.is_dir() and item.shown.lower().endswith(".zip") else item.shown
-    return dataclasses.replace(volume, source=dataclasses.replace(volume.source, path=shown))
-
-
-SERIES = OptionSpec("series", str, None, "SeriesInstanceUID to read when a zipped DICOM folder holds several")
-BACKEND = OptionSpec("backend", str, "torch", "inference engine", choices=("torch", "onnx"))
-
+from radassist.server.options import OptionSpec
+from radassist.server.tasks_base import (BACKEND, MAMMOGRAM_SUFFIXES, SERIES, VOLUME_SUFFIXES, ServerTask, TaskInput,
+                                         TaskRun, _per_file, _read_volume)
+from radassist.server.tasks_brain import BRAIN_REGISTER
+from radassist.server.tasks_lung_infection import LUNG_INFECTION
 
 # -------------------------------------------------------------------------------------------------- convert
 
@@ -184,14 +132,6 @@ def _run_mammo_classify(inputs: list[TaskInput], options: dict[str, Any], device
                       result.classification.images + result.classification.groups}
 
 
-def _per_file(values: list[Any] | None, inputs: list[TaskInput]) -> list[Any] | None:
-    if values is None:
-        return None
-    if len(values) != len(inputs):
-        raise InputError(None, f"give one value per file ({len(inputs)} files, {len(values)} values)")
-    return values
-
-
 MAMMO_CLASSIFY = ServerTask(
     name="mammo-classify", title="benign and malignant probabilities of a screening exam (GMIC)",
     command="mammo classify", accepts=MAMMOGRAM_SUFFIXES, max_files=8, run=_run_mammo_classify,
@@ -204,4 +144,8 @@ MAMMO_CLASSIFY = ServerTask(
              OptionSpec("tta_seed", int, 0, "seed of the augmentation windows", minimum=0, maximum=2**31 - 1),
              BACKEND))
 
-TASKS: dict[str, ServerTask] = {task.name: task for task in (CONVERT, LUNG_DETECT, LIVER_SEGMENT, MAMMO_CLASSIFY)}
+TASKS: dict[str, ServerTask] = {task.name: task for task in (CONVERT, LUNG_DETECT, LUNG_INFECTION, LIVER_SEGMENT,
+                                                             MAMMO_CLASSIFY, BRAIN_REGISTER)}
+
+__all__ = ["BACKEND", "MAMMOGRAM_SUFFIXES", "SERIES", "TASKS", "VOLUME_SUFFIXES", "ServerTask", "TaskInput",
+           "TaskRun"]

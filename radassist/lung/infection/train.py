@@ -3,7 +3,13 @@
 Defaults are the study's (Saood and Hatem 2021): Adam at a learning rate of 3e-5 for 50 epochs on full 512x512
 slices, 84 % of the slices for training and 16 % held out. The class weights are computed from the training
 masks only. The trained network is saved as a RadAssist checkpoint whose label table and input description
-(size, window) the inference pipeline reads back.
+(size, window) the inference pipeline reads back. Fine-tuning starts from ``init`` weights
+(:func:`radassist.annotation.retrain.resolve_init`) of the same network, and the checkpoint records them.
+
+Under torchrun every process trains a DDP copy on its share of each epoch's slices (``batch_size`` per process:
+the global batch is ``batch_size`` times the number of processes), the micro-steps before an optimiser step of
+an accumulation group run without gradient all-reduce, and losses and validation scores are summed over the
+processes, so every process returns the same network and history.
 """
 
 from __future__ import annotations
@@ -18,12 +24,15 @@ import numpy as np
 import torch
 from torch import nn
 
+from radassist.annotation.retrain import InitWeights, check_init
 from radassist.errors import InputError
 from radassist.lung.infection.dataset import SliceDataset, fit_dataset
 from radassist.lung.infection.losses import WeightedCrossEntropyLoss, class_frequencies, weights_from_frequencies
 from radassist.lung.infection.model import ARCHITECTURES, class_names, default_label_table
 from radassist.lung.infection.preprocess import LUNG_WINDOW
-from radassist.metrics.segmentation import SegmentationScores
+from radassist.metrics.segmentation import SegmentationScores, confusion_matrix
+from radassist.runtime.distributed import (accumulation_plan, accumulation_step, all_reduce_sum, global_mean,
+                                           init_distributed, rank_order, shard, wrap_ddp)
 from radassist.runtime.progress import Progress
 from radassist.runtime.registry import get_architecture, make_config
 
@@ -37,6 +46,7 @@ class InfectionTrainConfig:
     epochs: int = 50  # Saood and Hatem 2021
     learning_rate: float = 3e-5  # Adam, Saood and Hatem 2021
     batch_size: int = 4  # not stated in the study's abstract; small enough for 512x512 on one GPU
+    accumulation_steps: int = 1  # ours: micro-batches per optimiser step (a larger batch on a small GPU)
     image_size: tuple[int, int] = (512, 512)  # full-resolution input (Saood and Hatem 2021)
     balanced_loss: bool = True  # median-frequency-balanced weighted cross-entropy (Saood and Hatem 2021)
     validation_fraction: float = 0.16  # 84/16 split of the 100 slices (Saood and Hatem 2021)
@@ -46,8 +56,9 @@ class InfectionTrainConfig:
     def __post_init__(self) -> None:
         if self.architecture not in ARCHITECTURES:
             raise InputError(None, f"unknown architecture '{self.architecture}'; choose {' or '.join(ARCHITECTURES)}")
-        if self.epochs < 1 or self.batch_size < 1 or self.learning_rate <= 0:
-            raise InputError(None, "epochs and batch size must be at least 1 and the learning rate positive")
+        if self.epochs < 1 or self.batch_size < 1 or self.accumulation_steps < 1 or self.learning_rate <= 0:
+            raise InputError(None, "epochs, batch size and accumulation steps must be at least 1 and the learning "
+                                   "rate positive")
         if not 0.0 <= self.validation_fraction < 1.0:
             raise InputError(None, f"validation fraction must be in [0, 1), got {self.validation_fraction}")
 
@@ -74,6 +85,7 @@ class TrainedInfectionModel:
     train_config: InfectionTrainConfig
     train_names: list[str] = field(default_factory=list)
     validation_names: list[str] = field(default_factory=list)
+    finetuned_from: dict[str, Any] | None = None  # InitWeights.to_dict() of the starting weights
 
     def metadata(self) -> dict[str, Any]:
         """Provenance and the input description the pipeline needs (size, window, normalisation)."""
@@ -89,6 +101,7 @@ class TrainedInfectionModel:
             "history": [vars(record) for record in self.history],
             "validation": self.validation.to_dict() if self.validation is not None else None,
             "trainSlices": len(self.train_names), "validationSlices": len(self.validation_names),
+            "finetunedFrom": self.finetuned_from,
         }
 
     def save(self, folder: str | Path) -> Path:
@@ -131,39 +144,42 @@ def predict_labels(model: nn.Module, images: np.ndarray, batch_size: int = 8, de
 def fit_network(model: nn.Module, images: np.ndarray, masks: np.ndarray, weights: np.ndarray | None, epochs: int,
                 learning_rate: float, batch_size: int, seed: int = 0, progress: Progress | None = None,
                 device: Any = "cpu", validation: tuple[np.ndarray, np.ndarray] | None = None,
-                class_labels: Sequence[str] | None = None) -> list[EpochRecord]:
+                class_labels: Sequence[str] | None = None, accumulation_steps: int = 1) -> list[EpochRecord]:
     """Adam on (n, 1, H, W) images and (n, H, W) masks with (weighted) cross-entropy; one record per epoch.
 
-    The batch order is a seeded shuffle, so the same inputs and seed give the same run on the same machine.
+    The batch order is a seeded shuffle, so the same inputs and seed give the same run on the same machine. An
+    optimiser step follows every ``accumulation_steps`` batches. Under torchrun (process group joined) the model
+    trains as DDP on this process's share of each epoch's order, and the records hold every process's mean.
     """
     progress = progress or Progress()
     device = torch.device(getattr(device, "device", device))
     model.to(device)
+    trained = wrap_ddp(model, device)  # the model itself in a single process
     loss_fn = WeightedCrossEntropyLoss(weights).to(device)
-    optimiser = torch.optim.Adam(model.parameters(), lr=learning_rate)
-    rng = np.random.default_rng(seed)
+    optimiser = torch.optim.Adam(trained.parameters(), lr=learning_rate)
+    rng = np.random.default_rng(seed)  # the epoch order: the same on every process
     x_all, y_all = torch.from_numpy(images), torch.from_numpy(masks.astype(np.int64))
-    steps = math.ceil(len(images) / batch_size)
+    skip_single = len(images) > 1 and _has_batch_norm(model)
+    classes = int(getattr(model, "out_channels", 0) or (weights.size if weights is not None else 2))
+    names = list(class_labels or [str(c) for c in range(classes)])
     history: list[EpochRecord] = []
     for epoch in range(1, epochs + 1):
-        model.train()
-        order = torch.from_numpy(rng.permutation(len(images)))
-        total = 0.0
-        for step in range(steps):
-            chosen = order[step * batch_size:(step + 1) * batch_size]
-            if len(chosen) < 2 and len(images) > 1 and _has_batch_norm(model):
-                continue  # batch norm cannot train on a single image's statistics at the end of an epoch
-            optimiser.zero_grad(set_to_none=True)
-            loss = loss_fn(model(x_all[chosen].to(device)), y_all[chosen].to(device))
-            loss.backward()
-            optimiser.step()
+        trained.train()
+        chunks = _batches(rank_order(rng.permutation(len(images)).tolist()), batch_size, skip_single)
+        total, seen = 0.0, 0
+        optimiser.zero_grad(set_to_none=True)
+        for chosen, (group, final) in zip(chunks, accumulation_plan(len(chunks), accumulation_steps)):
+            with accumulation_step(trained, final):  # forward and backward: DDP's no_sync must cover both
+                loss = loss_fn(trained(x_all[chosen].to(device)), y_all[chosen].to(device))
+                (loss / group).backward()
+            if final:
+                optimiser.step()
+                optimiser.zero_grad(set_to_none=True)
             total += float(loss.detach()) * len(chosen)
-        record = EpochRecord(epoch, total / len(images))
+            seen += len(chosen)
+        record = EpochRecord(epoch, global_mean(total, seen))
         if validation is not None and len(validation[0]):
-            record.validation_loss = _loss_on(model, loss_fn, validation, batch_size, device)
-            names = list(class_labels or [str(c) for c in range(int(weights.size if weights is not None else 2))])
-            scores = SegmentationScores.from_labels(validation[1], predict_labels(model, validation[0], batch_size,
-                                                                                  device), names)
+            record.validation_loss, scores = validate(model, loss_fn, validation, names, batch_size, device)
             dice = scores.mean_dice()
             record.validation_mean_dice = None if math.isnan(dice) else dice
         history.append(record)
@@ -172,26 +188,55 @@ def fit_network(model: nn.Module, images: np.ndarray, masks: np.ndarray, weights
     return history
 
 
+def _batches(order: Sequence[int], batch_size: int, skip_single: bool) -> list[list[int]]:
+    """An epoch's batches of ``order``; a last batch of one image is left out when ``skip_single`` (batch norm
+    cannot train on a single image's statistics). Every process has as many items, so all leave it out."""
+    chunks = [list(order[start:start + batch_size]) for start in range(0, len(order), batch_size)]
+    return [chunk for chunk in chunks if not (skip_single and len(chunk) < 2)]
+
+
 def _has_batch_norm(model: nn.Module) -> bool:
     return any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
 
 
-def _loss_on(model: nn.Module, loss_fn: nn.Module, data: tuple[np.ndarray, np.ndarray], batch_size: int,
-             device: torch.device) -> float:
+def validate(model: nn.Module, loss_fn: nn.Module, data: tuple[np.ndarray, np.ndarray], class_labels: Sequence[str],
+             batch_size: int = 8, device: Any = "cpu") -> tuple[float, SegmentationScores]:
+    """Mean loss and scores of ``model`` on (images, masks); under torchrun each process scores its share and the
+    sums are combined, so every process gets the scores of the whole set."""
+    device = torch.device(getattr(device, "device", device))
+    share = np.asarray(shard(range(len(data[0]))), dtype=np.int64)
+    images, masks = data[0][share], data[1][share]
     model.eval()
     total = 0.0
     with torch.inference_mode():
-        for start in range(0, len(data[0]), batch_size):
-            x = torch.from_numpy(data[0][start:start + batch_size]).to(device)
-            y = torch.from_numpy(data[1][start:start + batch_size].astype(np.int64)).to(device)
+        for start in range(0, len(images), batch_size):
+            x = torch.from_numpy(np.ascontiguousarray(images[start:start + batch_size])).to(device)
+            y = torch.from_numpy(masks[start:start + batch_size].astype(np.int64)).to(device)
             total += float(loss_fn(model(x), y)) * len(x)
-    return total / len(data[0])
+    count = len(class_labels)
+    predicted = predict_labels(model, images, batch_size, device)
+    matrix = all_reduce_sum(confusion_matrix(masks, predicted, count).ravel().tolist())
+    scores = SegmentationScores(list(class_labels), np.rint(matrix).astype(np.int64).reshape(count, count))
+    return global_mean(total, len(images)), scores
+
+
+def network_for(config: InfectionTrainConfig, num_classes: int,
+                init: InitWeights | None = None) -> tuple[str, Any, nn.Module]:
+    """(registry name, config, network) to train: fresh, or ``init``'s weights when they are a network of the
+    configured architecture, settings and class count (else InputError)."""
+    if init is None:
+        return build_network(config.architecture, config.model, num_classes, config.seed)
+    name = ARCHITECTURES[config.architecture]
+    arch_config = check_init(init, name, {"out_channels": num_classes, **dict(config.model)})
+    torch.manual_seed(config.seed)
+    return name, arch_config, init.build()
 
 
 def train_infection(dataset: SliceDataset, config: InfectionTrainConfig = InfectionTrainConfig(),
                     label_table: list[dict[str, Any]] | None = None, progress: Progress | None = None,
-                    device: Any = "cpu") -> TrainedInfectionModel:
-    """Train a network on ``dataset`` (slices from :func:`radassist.lung.infection.dataset.read_dataset`).
+                    device: Any = "cpu", init: InitWeights | None = None) -> TrainedInfectionModel:
+    """Train a network on ``dataset`` (slices from :func:`radassist.lung.infection.dataset.read_dataset`),
+    from scratch or from ``init``'s weights (fine-tuning).
 
     The number of classes is the label table's (default: background + ground glass, consolidation, effusion).
     """
@@ -203,28 +248,31 @@ def train_infection(dataset: SliceDataset, config: InfectionTrainConfig = Infect
     if dataset.max_label >= num_classes:
         raise InputError(None, f"the masks hold label {dataset.max_label}, but the label table has classes "
                                f"0..{num_classes - 1}")
+    device = torch.device(getattr(device, "device", device))
+    name, arch_config, model = network_for(config, num_classes, init)
+    multiple = getattr(model, "size_multiple", 1)
+    if config.image_size[0] % multiple or config.image_size[1] % multiple:
+        raise InputError(None, f"image size {config.image_size} must be a multiple of {multiple} for this network")
+    init_distributed(device)  # joins torchrun's process group; nothing in a single process
     progress.update(0.0, f"resizing {len(dataset)} slices to {config.image_size[0]}x{config.image_size[1]}")
     images, masks = fit_dataset(dataset, config.image_size)
     train, held_out = split_indices(len(dataset), config.validation_fraction, config.seed)
     frequencies = class_frequencies(masks[train], num_classes)
     weights = weights_from_frequencies(frequencies) if config.balanced_loss else None
-    name, arch_config, model = build_network(config.architecture, config.model, num_classes, config.seed)
-    multiple = getattr(model, "size_multiple", 1)
-    if config.image_size[0] % multiple or config.image_size[1] % multiple:
-        raise InputError(None, f"image size {config.image_size} must be a multiple of {multiple} for this network")
     names = class_names(label_table, num_classes)
+    validation_data = (images[held_out], masks[held_out]) if held_out else None
     history = fit_network(model, images[train], masks[train], weights, config.epochs, config.learning_rate,
-                          config.batch_size, config.seed, progress.sub(0.02, 0.98), device,
-                          (images[held_out], masks[held_out]) if held_out else None, names)
+                          config.batch_size, config.seed, progress.sub(0.02, 0.98), device, validation_data, names,
+                          config.accumulation_steps)
     validation = None
-    if held_out:
-        validation = SegmentationScores.from_labels(masks[held_out], predict_labels(model, images[held_out],
-                                                                                    config.batch_size, device), names)
+    if validation_data is not None:
+        validation = validate(model, WeightedCrossEntropyLoss(weights).to(device), validation_data, names,
+                              config.batch_size, device)[1]
     progress.update(1.0, "training finished")
     return TrainedInfectionModel(model.cpu(), name, arch_config, label_table,
                                  weights if weights is not None else np.ones(num_classes, np.float32), history,
                                  validation, config, [dataset.names[i] for i in train],
-                                 [dataset.names[i] for i in held_out])
+                                 [dataset.names[i] for i in held_out], None if init is None else init.to_dict())
 
 
 def absent_classes(dataset: SliceDataset, num_classes: int) -> list[int]:
@@ -233,4 +281,4 @@ def absent_classes(dataset: SliceDataset, num_classes: int) -> list[int]:
 
 
 __all__ = ["EpochRecord", "InfectionTrainConfig", "TrainedInfectionModel", "absent_classes", "build_network",
-           "fit_network", "predict_labels", "split_indices", "train_infection"]
+           "fit_network", "network_for", "predict_labels", "split_indices", "train_infection", "validate"]
