@@ -127,6 +127,24 @@ def test_training_loss_falls_and_the_training_exams_are_learnt(trained, data):
         assert roc_auc(labels[:, index], predictions.y_fusion[:, index].numpy()) > 0.9
 
 
+def test_validation_auc_is_the_fused_prediction_auc_per_class(trained, data):
+    """The AUC a registered model is listed with: per class on held-out views; a one-label class has none."""
+    from radassist.mammo.train import validation_auc
+
+    result, _ = trained
+    config = MammoTrainConfig(model=MODEL, image_size=WINDOW, batch_size=4)
+    examples = load_examples(read_exam_list(data), WINDOW, (48, 48))
+    auc = validation_auc(result.model, examples, config, "cpu")
+    with torch.no_grad():
+        predictions = result.model(torch.from_numpy(np.stack([e.view.model_input() for e in examples])[:, None]))
+    labels = np.stack([e.labels for e in examples])
+    assert set(auc) == {"auc_benign", "auc_malignant"}
+    assert auc["auc_malignant"] == pytest.approx(roc_auc(labels[:, 1], predictions.y_fusion[:, 1].numpy()))
+    negatives = [e for e in examples if e.labels[1] == 0]
+    assert "auc_malignant" not in validation_auc(result.model, negatives, config, "cpu")
+    assert validation_auc(result.model, [], config, "cpu") == {}
+
+
 def test_random_search_draws_in_its_ranges_and_keeps_the_best_trial(data):
     exams = read_exam_list(data)
     config = MammoTrainConfig(model=MODEL, image_size=WINDOW, epochs=2, batch_size=4, trials=3,

@@ -240,10 +240,11 @@ def run_train(task: str, args: argparse.Namespace) -> int:
                           "learning_rate": chosen.learning_rate, "beta": chosen.beta,
                           "final_train_loss": chosen.train_loss[-1],
                           "final_validation_loss": chosen.validation_loss[-1] if chosen.validation_loss else None,
-                          "finetuned_from": result.finetuned_from}
+                          "validation_auc": result.validation_auc, "finetuned_from": result.finetuned_from}
         metrics = {name: value for name, value in (("final_train_loss", record.summary["final_train_loss"]),
                                                    ("final_validation_loss",
                                                     record.summary["final_validation_loss"])) if value is not None}
+        metrics.update(result.validation_auc)
         registered = register_result(args, result.model, "gmic", result.config, task, metrics, init,
                                      metadata=trained_metadata(result, config, output.staging, folders))
         record.summary["registered_model"] = registered

@@ -100,6 +100,7 @@ class TrainResult:
     train_images: int
     validation_images: int
     finetuned_from: dict[str, Any] | None = None  # InitWeights.to_dict() of the starting weights
+    validation_auc: dict[str, float] = field(default_factory=dict)  # per class, of the chosen network
 
     @property
     def chosen(self) -> Trial:
@@ -155,6 +156,31 @@ def _mean_loss(model: Any, examples: list[_Example], loss_config: Any, config: M
             images, labels = _batch(chunk, None, config)
             total += float(gmic_loss(model(images.to(device)), labels.to(device), loss_config).total) * len(chunk)
     return total / len(examples)
+
+
+def validation_auc(model: Any, examples: list[_Example], config: MammoTrainConfig, device: Any) -> dict[str, float]:
+    """Image-level ROC AUC of the fused prediction per class (``auc_benign``, ``auc_malignant``) on the held-out
+    views: the number a registered model is listed with. A class whose held-out views are all one label has no
+    AUC and is left out."""
+    import torch
+
+    from radassist.metrics.classification import roc_auc
+
+    if not examples:
+        return {}
+    model.eval()
+    scores = []
+    with torch.no_grad():
+        for start in range(0, len(examples), config.batch_size):
+            images, _ = _batch(examples[start:start + config.batch_size], None, config)
+            scores.append(model(images.to(device)).y_fusion.float().cpu().numpy())
+    predicted = np.concatenate(scores)
+    labels = np.stack([example.labels for example in examples])
+    result = {}
+    for index, name in enumerate(LABELS):
+        if 0 < labels[:, index].sum() < len(labels):
+            result[f"auc_{name}"] = roc_auc(labels[:, index], predicted[:, index])
+    return result
 
 
 def _draw(rng: np.random.Generator, fixed: float | None, bounds: tuple[float, float]) -> float:
@@ -230,9 +256,10 @@ def train_gmic(train: list[_Example], validation: list[_Example], config: MammoT
             best, best_state = number, {k: v.detach().cpu().clone() for k, v in network.state_dict().items()}
     model = build_model("gmic", gmic_config)
     model.load_state_dict(best_state)
+    auc = validation_auc(model.to(device), validation, config, device)  # every process: same network, same views
     progress.update(1.0, "done")
-    return TrainResult(model.eval(), gmic_config, trials, best, len(train), len(validation),
-                       None if init is None else init.to_dict())
+    return TrainResult(model.cpu().eval(), gmic_config, trials, best, len(train), len(validation),
+                       None if init is None else init.to_dict(), auc)
 
 
 def train_from_exams(exams: list[ExamRecord], config: MammoTrainConfig, device: Any = "cpu",
@@ -256,7 +283,7 @@ def trained_metadata(result: TrainResult, config: MammoTrainConfig, folder: str 
             "chosenTrial": result.best, "trials": [dataclasses.asdict(t) for t in result.trials],
             "trainImages": result.train_images, "validationImages": result.validation_images,
             "input": {"imageSize": list(config.image_size), "normalization": "image-standardize"},
-            "finetunedFrom": result.finetuned_from}
+            "finetunedFrom": result.finetuned_from, "validationAuc": result.validation_auc}
 
 
 def save_trained(result: TrainResult, config: MammoTrainConfig, folder: str | Path,
