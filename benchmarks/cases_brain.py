@@ -4,8 +4,8 @@ sequence, Jacobian, report).
 
 The issue's targets: joint network under 5 s on two CPU cores and under 0.5 s on a GPU; classical engine under 60 s
 on two CPU cores. Speed does not depend on the weights and none are trained yet, so the joint network runs freshly
-initialised at the paper's width (f = 8: 8-16-32-64-128 features). Run with
-``python -m benchmarks.run --module benchmarks.cases_brain [--device cuda]``.
+initialised at the paper's width (f = 8: 8-16-32-64-128 features), on torch and on ONNX Runtime. Run with
+``python -m benchmarks.run --module benchmarks.cases_brain [--device cuda] [--backend torch|onnx]``.
 """
 
 from __future__ import annotations
@@ -45,18 +45,21 @@ def _pair() -> tuple[Any, Any]:
 
 
 def _setup_joint(env: CaseEnv) -> _BrainRun:
+    """The network on the case's backend; the ONNX export (into the scratch folder) happens here, untimed."""
     import torch
 
+    from radassist.brain.inference import joint_runner
     from radassist.brain.model import BrainJointConfig, BrainJointNet
     from radassist.brain.pipeline import BrainPipelineConfig
 
     torch.manual_seed(0)
     device = torch.device(env.device)
     model = BrainJointNet(BrainJointConfig()).to(device).eval()
+    runner = joint_runner(model, env.backend, device, cache_dir=env.scratch)
     env.notes.append(f"joint network, paper width, untrained, {sum(p.numel() for p in model.parameters())} "
-                     f"parameters, on {device}")
+                     f"parameters, {runner.describe()}")
     moving, fixed = _pair()
-    return _BrainRun(moving, fixed, BrainPipelineConfig(engine="joint"), model, device)
+    return _BrainRun(moving, fixed, BrainPipelineConfig(engine="joint", backend=env.backend), runner, device)
 
 
 def _setup_classic(env: CaseEnv) -> _BrainRun:
@@ -76,7 +79,7 @@ def _run(state: _BrainRun) -> None:
 
 CASES: list[BenchmarkCase] = [
     BenchmarkCase("brain joint registration + segmentation (paper width, f = 8)", "brain", SIZE, _setup_joint, _run,
-                  backends=("torch",), uses_device=True, repeats=2, warmup=1),
+                  backends=("torch", "onnx"), uses_device=True, repeats=2, warmup=1),
     BenchmarkCase("brain classic registration (SimpleITK affine + B-spline)", "brain", SIZE, _setup_classic, _run,
                   repeats=1, warmup=0),
 ]

@@ -8,22 +8,28 @@ from pathlib import Path
 import numpy as np
 import pytest
 import SimpleITK as sitk
+import torch
+from scipy.spatial.transform import Rotation
+from torch import nn
 
 from radassist.brain.datasets import (detect_layout, find_subject_files, load_subject, random_pairs,
                                       read_brain_input, read_layout, read_tumour_labels)
-from radassist.brain.model import BrainJointConfig, BrainJointNet
+from radassist.brain.inference import JOINT_INPUTS, JOINT_OUTPUTS, JointRunner
+from radassist.brain.model import BrainJointConfig, BrainJointNet, JointOutput
 from radassist.brain.pipeline import (BrainImages, BrainPipelineConfig, paired_sequences, register_brain_pair,
                                       resolve_engine)
 from radassist.brain.postprocess import tumour_labelmap
 from radassist.brain.preprocess import (Box, brats_to_classes, modality_of, network_box, resample_onto,
                                         resampled_geometry, zscore_in_brain)
+from radassist.brain.spatial import identity_grid
 from radassist.errors import InputError
 from radassist.io import write_volume
 from radassist.metrics.registration import field_error
 from radassist.results import write_seg_nrrd
 from radassist.results.displacement import DisplacementField
+from radassist.runtime.backends import make_backend
 from radassist.synthetic.brain import BrainPhantomConfig, make_brain_pair
-from radassist.volume import Volume
+from radassist.volume import Geometry, Volume
 
 SMALL = BrainPhantomConfig(shape=(40, 56, 48), spacing=(3.0, 3.0, 3.0))
 
@@ -78,6 +84,47 @@ def test_joint_pipeline_handles_other_grids_and_returns_each_tumour_on_its_own_i
         assert result.moving_tumour.geometry.same_grid(coarse)
         assert [s.name for s in result.fixed_tumour.segments] == ["tumour necrosis", "oedema", "enhancing tumour"]
         assert result.warped["flair"].geometry.same_grid(fixed.reference.geometry)
+
+
+class _KnownAnswer(nn.Module):
+    """A stand-in joint network whose answer is known: every voxel samples the moving image 1.5 voxels further
+    along i, and every voxel is oedema (class 2)."""
+
+    def forward(self, moving: torch.Tensor, fixed: torch.Tensor) -> JointOutput:
+        batch, shape = moving.shape[0], tuple(moving.shape[2:])
+        grid = identity_grid(shape, batch) + torch.tensor([0.0, 0.0, 1.5]).view(1, 3, 1, 1, 1)
+        logits = torch.zeros(batch, 4, *shape)
+        logits[:, 2] = 1.0
+        return JointOutput(logits, logits, torch.ones(batch, 3, *shape), grid)
+
+
+def test_joint_grid_becomes_the_right_field_in_the_brain_box_on_an_oblique_grid(pair):
+    """Sampling 1.5 voxels further along i is D @ diag(spacing) @ (1.5, 0, 0) mm inside the network's box around the
+    brain, the identity outside it; the segmentation lands in the same box."""
+    rotation = Rotation.from_euler("xyz", [20, -10, 35], degrees=True).as_matrix()
+    pad = 24  # zeros around the phantom, so the network's box is smaller than the image
+    shape = tuple(n + 2 * pad for n in pair.fixed["flair"].shape)
+    oblique = Geometry(shape=shape, spacing=(3.0, 2.5, 3.5), origin=(10.0, -20.0, 5.0),
+                       direction=tuple(rotation.ravel()))
+
+    def padded(images):
+        return BrainImages({k: Volume.from_geometry(np.pad(v.array, pad), oblique) for k, v in images.items()})
+
+    moving, fixed = padded(pair.moving), padded(pair.fixed)
+    runner = JointRunner(make_backend(_KnownAnswer(), "torch", "cpu", input_names=JOINT_INPUTS,
+                                      output_names=JOINT_OUTPUTS), BrainJointConfig(channels_per_image=4))
+    result = register_brain_pair(moving, fixed, BrainPipelineConfig(engine="joint"), model=runner)
+    classes = result.fixed_tumour.flattened()
+    inside = classes == 2
+    assert set(np.unique(classes)) == {0, 2}
+    brain = np.zeros(shape, bool)
+    for volume in (*fixed.images.values(), *moving.images.values()):
+        brain |= volume.array != 0
+    assert inside[brain].all() and inside.mean() < 0.6  # the box holds the brain, not the whole image
+    expected = rotation @ np.diag([3.0, 2.5, 3.5]) @ np.array([1.5, 0.0, 0.0])
+    assert np.allclose(result.field.vectors[inside], expected, atol=1e-9)
+    assert not result.field.vectors[~inside].any()
+    assert np.array_equal(result.moving_tumour.flattened(), classes)
 
 
 def test_engine_choice():

@@ -8,6 +8,7 @@ import pytest
 import SimpleITK as sitk
 import torch
 from scipy import ndimage
+from scipy.spatial.transform import Rotation
 
 from radassist.brain.postprocess import folding_percentage, jacobian_determinant
 from radassist.brain.spatial import (displacement_to_grid, grid_to_displacement, identity_grid, integrate_gradients,
@@ -20,6 +21,9 @@ from radassist.volume import Geometry
 # An oblique-free but non-trivial LPS grid: anisotropic voxels, offset origin, i axis towards R, k axis towards I.
 GEOMETRY = Geometry(shape=(20, 24, 28), spacing=(1.5, 1.0, 2.0), origin=(30.0, -12.0, 40.0),
                     direction=(-1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, -1.0))
+# A rotated grid: every entry of D diag(spacing) is non-zero.
+OBLIQUE = Geometry(shape=(18, 22, 26), spacing=(1.2, 0.9, 2.5), origin=(-5.0, 8.0, 12.0),
+                   direction=tuple(Rotation.from_euler("zyx", [25, -15, 40], degrees=True).as_matrix().ravel()))
 
 
 def test_constant_unit_gradients_integrate_to_the_identity():
@@ -98,24 +102,31 @@ def test_grid_as_displacement_field_matches_simpleitk_resampling_with_the_h5(tmp
     assert np.allclose(transform.TransformPoint(tuple(fixed_point)), expected, atol=1e-6)
 
 
-def test_grid_and_field_round_trip():
-    grid = _smooth_grid(GEOMETRY.shape, amplitude=1.0, seed=4)
-    assert np.allclose(displacement_to_grid(grid_to_displacement(grid, GEOMETRY)), grid)
+@pytest.mark.parametrize("geometry", [GEOMETRY, OBLIQUE], ids=["axis-aligned", "oblique"])
+def test_grid_and_field_round_trip(geometry):
+    grid = _smooth_grid(geometry.shape, amplitude=1.0, seed=4)
+    field = grid_to_displacement(grid, geometry)
+    assert np.allclose(displacement_to_grid(field), grid)
+    # the vectors are D diag(spacing) (di, dj, dk) at every voxel, whatever the grid's orientation
+    shift_ijk = (grid - np.indices(geometry.shape))[::-1]
+    expected = np.einsum("ab,bzyx->zyxa", geometry.direction_matrix @ np.diag(geometry.spacing), shift_ijk)
+    assert np.allclose(field.vectors, expected, atol=1e-12)
     with pytest.raises(ValueError):
-        grid_to_displacement(grid[:, :-1], GEOMETRY)
+        grid_to_displacement(grid[:, :-1], geometry)
 
 
-def test_jacobian_of_an_affine_field_is_its_determinant_and_detects_folding():
+@pytest.mark.parametrize("geometry", [GEOMETRY, OBLIQUE], ids=["axis-aligned", "oblique"])
+def test_jacobian_of_an_affine_field_is_its_determinant_and_detects_folding(geometry):
     matrix = np.array([[0.2, 0.05, 0.0], [0.0, -0.1, 0.1], [0.03, 0.0, 0.3]])
-    points = GEOMETRY.zyx_to_world(np.stack(np.meshgrid(*[np.arange(n, dtype=float) for n in GEOMETRY.shape],
+    points = geometry.zyx_to_world(np.stack(np.meshgrid(*[np.arange(n, dtype=float) for n in geometry.shape],
                                                         indexing="ij"), axis=-1))
-    field = DisplacementField(points @ matrix.T, GEOMETRY)
+    field = DisplacementField(points @ matrix.T, geometry)
     determinant = jacobian_determinant(field)
     assert np.allclose(determinant, np.linalg.det(np.eye(3) + matrix), atol=1e-9)
     assert folding_percentage(determinant) == 0.0
 
-    folded = DisplacementField(points @ (-2.0 * np.eye(3)).T, GEOMETRY)  # p -> -p: inside out
+    folded = DisplacementField(points @ (-2.0 * np.eye(3)).T, geometry)  # p -> -p: inside out
     assert folding_percentage(jacobian_determinant(folded)) == 100.0
-    mask = np.zeros(GEOMETRY.shape, bool)
+    mask = np.zeros(geometry.shape, bool)
     mask[:5] = True
     assert folding_percentage(jacobian_determinant(folded), mask) == 100.0

@@ -140,3 +140,33 @@ def test_two_single_files_of_one_unnamed_sequence(data, tmp_path):
     code = run_cli(["brain", "register", str(moving), str(data / "pair_0_fixed" / "pair_0_fixed_t1ce.nii.gz"),
                     "--out", str(out), "--engine", "classic"])
     assert code == 0 and (out / "warped.nii.gz").is_file() and not (out / "tumour_fixed.seg.nrrd").exists()
+
+
+def test_register_with_the_onnx_backend_matches_torch(data, tmp_path, monkeypatch):
+    """`--backend onnx` exports the checkpoint's network once into the cache and registers as torch does."""
+    import torch
+
+    from radassist.brain.model import ARCHITECTURE_NAME, BrainJointConfig, BrainJointNet
+    from radassist.runtime.checkpoints import save_checkpoint
+
+    monkeypatch.setenv("RADASSIST_CACHE_DIR", str(tmp_path / "cache"))
+    torch.manual_seed(0)
+    config = BrainJointConfig(channels_per_image=2, features=(4, 8), convolutions=(1, 2))
+    model = BrainJointNet(config)
+    with torch.no_grad():  # off the identity start, so the field is a real deformation
+        for parameter in model.parameters():
+            parameter.add_(0.1 * torch.randn_like(parameter))
+    checkpoint = save_checkpoint(model, ARCHITECTURE_NAME, config, tmp_path / "model",
+                                 metadata={"channels": ["flair", "t1ce"]})
+    fields = {}
+    for backend in ("torch", "onnx"):
+        out = tmp_path / backend
+        code = run_cli(["brain", "register", str(data / "pair_0_moving"), str(data / "pair_0_fixed"), "--out",
+                        str(out), "--checkpoint", str(checkpoint), "--engine", "joint", "--backend", backend,
+                        "--device", "cpu"])
+        assert code == 0
+        fields[backend] = read_displacement(out / "transform.h5").vectors
+        assert json.loads((out / "report.json").read_text())["summary"]["engine"] == "joint"
+    assert len(list((tmp_path / "cache" / "onnx").glob("brain-joint-*.onnx"))) == 1
+    assert np.abs(fields["torch"]).max() > 0.5
+    assert np.abs(fields["onnx"] - fields["torch"]).max() < 1e-2

@@ -50,19 +50,26 @@ def jacobian_determinant(field: DisplacementField) -> np.ndarray:
     """det(I + du/dp) at every grid point (z, y, x), derivatives in world mm (central differences inside).
 
     Below 0 the transform folds space there; near 1 it preserves volume; 0.5 halves it.
+
+    With G = du/d(i, j, k) (what the grid gives) and A = D diag(spacing) (voxels -> mm), du/dp = G A^-1, so
+    det(I + G A^-1) = det(A + G) / det(A): the constant A is added where it is non-zero (three entries on an
+    axis-aligned grid) instead of multiplying nine derivative arrays by A^-1.
     """
     geometry = field.geometry
-    to_index = np.linalg.inv(geometry.direction_matrix @ np.diag(geometry.spacing))  # world mm -> (i, j, k)
-    j = [[None] * 3 for _ in range(3)]  # j[c][w] = d p'_c / d p_w with p' = p + u(p)
+    to_world = geometry.direction_matrix @ np.diag(geometry.spacing)  # A: (i, j, k) voxels -> LPS mm
+    m = [[np.empty(0)] * 3 for _ in range(3)]  # m[c][a] = A[c, a] + d u_c / d index_a
     for component in range(3):
-        values = field.vectors[..., component]
-        per_index = [np.gradient(values, axis=2 - a) if geometry.shape[2 - a] > 1 else np.zeros_like(values)
-                     for a in range(3)]  # d u_c / d i, d j, d k
-        for world_axis in range(3):
-            j[component][world_axis] = sum(per_index[a] * to_index[a, world_axis] for a in range(3)) + \
-                (1.0 if component == world_axis else 0.0)
-    return (j[0][0] * (j[1][1] * j[2][2] - j[1][2] * j[2][1]) - j[0][1] * (j[1][0] * j[2][2] - j[1][2] * j[2][0])
-            + j[0][2] * (j[1][0] * j[2][1] - j[1][1] * j[2][0]))
+        values = np.ascontiguousarray(field.vectors[..., component])
+        for a in range(3):
+            axis = 2 - a  # index i runs along the array's last axis
+            m[component][a] = np.gradient(values, axis=axis) if geometry.shape[axis] > 1 else np.zeros_like(values)
+            if to_world[component, a] != 0.0:
+                m[component][a] += to_world[component, a]
+    determinant = (m[0][0] * (m[1][1] * m[2][2] - m[1][2] * m[2][1])
+                   - m[0][1] * (m[1][0] * m[2][2] - m[1][2] * m[2][0])
+                   + m[0][2] * (m[1][0] * m[2][1] - m[1][1] * m[2][0]))
+    determinant /= np.linalg.det(to_world)
+    return determinant
 
 
 def folding_percentage(determinant: np.ndarray, mask: np.ndarray | None = None) -> float:

@@ -74,10 +74,25 @@ def grid_to_displacement(grid: np.ndarray | torch.Tensor, geometry: Geometry) ->
     grid = np.asarray(grid, dtype=np.float64)
     if grid.shape != (3, *geometry.shape):
         raise ValueError(f"grid must be (3, {', '.join(map(str, geometry.shape))}), got {grid.shape}")
-    index = np.stack(np.meshgrid(*[np.arange(n, dtype=np.float64) for n in geometry.shape], indexing="ij"))
-    shift_ijk = (grid - index)[::-1]  # (3, z, y, x): di, dj, dk in voxels
-    matrix = geometry.direction_matrix @ np.diag(geometry.spacing)
-    vectors = np.einsum("ab,bzyx->zyxa", matrix, shift_ijk)
+    return shift_to_displacement(grid - np.indices(geometry.shape, dtype=np.float64), geometry)
+
+
+def shift_to_displacement(shift: np.ndarray, geometry: Geometry) -> DisplacementField:
+    """A (3, z, y, x) shift in voxels along (z, y, x) (sampled index minus own index) as a fixed -> moving
+    DisplacementField in LPS mm: ``D @ diag(spacing) @ (di, dj, dk)`` at every voxel.
+
+    The matrix is applied term by term, skipping its zero entries (all off-diagonal ones on an axis-aligned grid),
+    in float64 whatever the shift's type.
+    """
+    if shift.shape != (3, *geometry.shape):
+        raise ValueError(f"shift must be (3, {', '.join(map(str, geometry.shape))}), got {shift.shape}")
+    matrix = geometry.direction_matrix @ np.diag(geometry.spacing)  # (i, j, k) voxels -> LPS mm
+    vectors = np.zeros((*geometry.shape, 3), dtype=np.float64)
+    for world in range(3):
+        component = vectors[..., world]
+        for index in range(3):
+            if matrix[world, index] != 0.0:
+                component += np.multiply(shift[2 - index], matrix[world, index], dtype=np.float64)
     return DisplacementField(vectors=vectors, geometry=geometry,
                              metadata={"direction": "fixed->moving", "source": "radassist.brain sampling grid"})
 
@@ -87,5 +102,4 @@ def displacement_to_grid(field: DisplacementField) -> np.ndarray:
     geometry = field.geometry
     inverse = np.linalg.inv(geometry.direction_matrix @ np.diag(geometry.spacing))
     shift_ijk = np.einsum("ab,zyxb->azyx", inverse, field.vectors)
-    index = np.stack(np.meshgrid(*[np.arange(n, dtype=np.float64) for n in geometry.shape], indexing="ij"))
-    return index + shift_ijk[::-1]
+    return np.indices(geometry.shape, dtype=np.float64) + shift_ijk[::-1]

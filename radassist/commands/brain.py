@@ -73,6 +73,9 @@ def register(commands: argparse._SubParsersAction, formatter: type[argparse.Help
     parser.add_argument("--fixed-brain-mask", type=Path, help="fixed brain mask (default: non-zero voxels)")
     parser.add_argument("--moving-brain-mask", type=Path, help="moving brain mask (default: non-zero voxels)")
     _engine_arguments(parser)
+    parser.add_argument("--backend", choices=("torch", "onnx"), default="torch",
+                        help="inference engine for the joint network (ONNX Runtime exports the model once and "
+                             "caches it)")
     parser.set_defaults(handler=run_register)
 
 
@@ -122,7 +125,8 @@ def _pipeline_config(args: argparse.Namespace, loaded):
 
 
 def run_register(args: argparse.Namespace) -> int:
-    from radassist.brain.pipeline import register_brain_pair
+    from dataclasses import replace
+
     from radassist.runtime.device import device_from_args
     from radassist.runtime.progress import tqdm_progress
 
@@ -131,18 +135,28 @@ def run_register(args: argparse.Namespace) -> int:
     fixed = _images(args.fixed, args.fixed_labels, args.fixed_brain_mask)
     _name_single_images(moving, fixed)
     loaded = _joint_model(args, device)
-    config = _pipeline_config(args, loaded)
+    config = replace(_pipeline_config(args, loaded), backend=args.backend)
     with command_run(args.out, "brain register", args) as (output, record):
         record.inputs = [str(args.moving), str(args.fixed)]
-        with record.timed("register"), tqdm_progress("brain register") as progress:
-            result = register_brain_pair(moving, fixed, config, progress,
-                                         None if loaded is None else loaded.model, device.device)
-        with record.timed("write"):
-            written = write_registration(result, output)
-        record.summary = {**result.report.summary, "outputs": written}
+        with tqdm_progress("brain register") as progress:
+            result, written = register_and_write(moving, fixed, config, loaded, device, progress, output, record)
     print(result.status_line())
     print(f"wrote {', '.join(written)} to {args.out}")
     return 0
+
+
+def register_and_write(moving, fixed, config, loaded, device, progress, output, record):
+    """Register the pair and write the command's files into ``output`` with the record's summary: what the CLI,
+    the server and the batch all do, so their files are the same. Returns (result, names written)."""
+    from radassist.brain.pipeline import register_brain_pair
+
+    with record.timed("register"):
+        result = register_brain_pair(moving, fixed, config, progress, None if loaded is None else loaded.model,
+                                     device.device)
+    with record.timed("write"):
+        written = write_registration(result, output)
+    record.summary = {**result.report.summary, "outputs": written}
+    return result, written
 
 
 def write_registration(result, output) -> list[str]:
@@ -181,26 +195,65 @@ TRAIN_DEFAULTS = {"epochs": 1000, "batch_size": 2, "learning_rate": 2e-3, "crop_
 
 
 def add_train_arguments(task: str, parser: argparse.ArgumentParser) -> None:
+    from radassist.commands.finetune_options import add_finetune_arguments
     from radassist.runtime.device import add_device_arguments
 
     d = TRAIN_DEFAULTS
     parser.add_argument("--data", type=Path, required=True, help="BraTS or OASIS-style folder (one folder per subject)")
     parser.add_argument("--out", type=Path, required=True, help="checkpoint folder to write")
     parser.add_argument("--layout", choices=("auto", "brats", "oasis"), default="auto", help="data layout")
-    parser.add_argument("--channels", nargs="+", metavar="SEQ", help="sequences to train on (default: all shared)")
+    parser.add_argument("--channels", nargs="+", metavar="SEQ",
+                        help="sequences to train on (default: the --init checkpoint's, else all shared)")
     parser.add_argument("--epochs", type=int, default=d["epochs"], help="maximum epochs (early stopping ends sooner)")
-    parser.add_argument("--batch-size", type=int, default=d["batch_size"], help="pairs per step")
+    parser.add_argument("--batch-size", type=int, default=d["batch_size"],
+                        help="pairs per step (per process under torchrun)")
+    parser.add_argument("--accumulation", type=int, default=1,
+                        help="batches per optimiser step (gradient accumulation)")
     parser.add_argument("--lr", type=float, default=d["learning_rate"], help="Adam learning rate")
     parser.add_argument("--crop", type=int, nargs=3, default=list(d["crop_size"]), metavar=("Z", "Y", "X"),
                         help="training crop in voxels")
-    parser.add_argument("--features", type=int, nargs="+", default=list(d["features"]), help="features per level")
-    parser.add_argument("--merge", choices=("subtract", "add", "concatenate"), default=d["merge"],
-                        help="how the two images' codes are merged")
+    parser.add_argument("--features", type=int, nargs="+",
+                        help=f"features per level (default: {' '.join(map(str, d['features']))}, or the --init "
+                             f"network's)")
+    parser.add_argument("--merge", choices=("subtract", "add", "concatenate"),
+                        help=f"how the two images' codes are merged (default: {d['merge']}, or the --init "
+                             f"network's)")
     parser.add_argument("--alpha", type=float, default=d["alpha"], help="weight of the gradient regulariser")
     parser.add_argument("--beta", type=float, default=d["beta"], help="weight of the segmentation loss")
     parser.add_argument("--validation-subjects", type=int, default=2, help="subjects held out for validation")
     parser.add_argument("--seed", type=int, default=0, help="pairing, crop and initialisation seed")
+    add_finetune_arguments(parser)
     add_device_arguments(parser)
+
+
+def _init_channels(init) -> list[str] | None:
+    """The sequences a checkpoint folder given to --init was trained on (recorded by 'radassist train brain')."""
+    from radassist.runtime.checkpoints import CONFIG_NAME, read_checkpoint_config
+
+    source = None if init is None else Path(init.source).expanduser()
+    if source is None or not source.exists():
+        return None  # a catalogue id: its channels must be given, or the data's shared sequences fit the network
+    folder = source if source.is_dir() else source.parent
+    if not (folder / CONFIG_NAME).is_file():
+        return None
+    channels = read_checkpoint_config(folder).get("metadata", {}).get("channels")
+    return list(channels) if channels else None
+
+
+def _train_model_config(args: argparse.Namespace, channels, init):
+    """The network to train: the options' settings over the --init network's (or the paper's defaults)."""
+    from dataclasses import replace
+
+    from radassist.brain.model import BrainJointConfig
+
+    given: dict = {"channels_per_image": len(channels)}
+    if args.features:
+        given["features"] = tuple(args.features)
+        given["convolutions"] = tuple(min(level + 1, 3) for level in range(len(args.features)))  # V-Net: 1, 2, 3..
+    if args.merge:
+        given["merge"] = args.merge
+    base = init.config if init is not None and isinstance(init.config, BrainJointConfig) else BrainJointConfig()
+    return replace(base, **given)
 
 
 def run_train(task: str, args: argparse.Namespace) -> int:
@@ -208,44 +261,53 @@ def run_train(task: str, args: argparse.Namespace) -> int:
 
     from radassist.brain.datasets import load_subject, read_layout
     from radassist.brain.losses import JointLossConfig
-    from radassist.brain.model import ARCHITECTURE_NAME, BrainJointConfig
+    from radassist.brain.model import ARCHITECTURE_NAME
+    from radassist.brain.postprocess import TUMOUR_CLASSES
     from radassist.brain.train import BrainTrainConfig, prepare_subject, subject_channels, train_brain
+    from radassist.commands.finetune_options import register_result, resolve_init_option
     from radassist.runtime.checkpoints import save_checkpoint
     from radassist.runtime.device import device_from_args
+    from radassist.runtime.distributed import main_rank_folder  # under torchrun: rank 0 writes --out
     from radassist.runtime.progress import tqdm_progress
 
     device = device_from_args(args)
     layout, files = read_layout(args.data, args.layout)
-    subjects = [load_subject(f, args.channels) for f in files]
-    channels = subject_channels(subjects, args.channels)
+    init = resolve_init_option(args, ARCHITECTURE_NAME)
+    wanted = args.channels or _init_channels(init)
+    subjects = [load_subject(f, wanted) for f in files]
+    channels = subject_channels(subjects, wanted)
     prepared = [prepare_subject(f.name, s, channels) for f, s in zip(files, subjects)]
     held = min(max(args.validation_subjects, 0), max(len(prepared) - 2, 0))
     train_set, validation = prepared[:len(prepared) - held], prepared[len(prepared) - held:]
-    features = tuple(args.features)
     try:
-        convolutions = tuple(min(level + 1, 3) for level in range(len(features)))  # V-Net: 1, 2, 3, 3, ...
-        model_config = BrainJointConfig(channels_per_image=len(channels), features=features,
-                                        convolutions=convolutions, merge=args.merge)
+        model_config = _train_model_config(args, channels, init)
         config = BrainTrainConfig(epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.lr,
-                                  crop_size=tuple(args.crop), loss=JointLossConfig(alpha=args.alpha, beta=args.beta),
-                                  seed=args.seed)
+                                  accumulation_steps=args.accumulation, crop_size=tuple(args.crop),
+                                  loss=JointLossConfig(alpha=args.alpha, beta=args.beta), seed=args.seed)
     except ValueError as error:
         raise InputError(None, str(error)) from None
-    with command_run(args.out, f"train {task}", args) as (output, record):
+    with main_rank_folder(args.out) as out, command_run(out, f"train {task}", args) as (output, record):
         record.inputs = [str(args.data)]
         with record.timed("train"), tqdm_progress(f"train {task}") as progress:
-            result = train_brain(train_set, validation, model_config, config, progress, device.device, channels)
-        from radassist.brain.postprocess import TUMOUR_CLASSES
-
+            result = train_brain(train_set, validation, model_config, config, progress, device.device, channels,
+                                 init)
         save_checkpoint(result.model, ARCHITECTURE_NAME, model_config, output.path("config.json").parent,
                         metadata={"channels": list(channels), "layout": layout, "data": str(args.data),
-                                  "bestEpoch": result.best_epoch, "trainConfig": asdict(config)},
+                                  "bestEpoch": result.best_epoch, "trainConfig": asdict(config),
+                                  "finetunedFrom": result.finetuned_from},
                         labels=TUMOUR_CLASSES)
         _write_json([asdict(r) for r in result.history], output.path("history.json"))
         record.summary = {"best_epoch": result.best_epoch, "best_validation_loss": result.best_validation_loss,
-                          "epochs": len(result.history), "channels": list(channels), "subjects": len(prepared)}
+                          "epochs": len(result.history), "channels": list(channels), "subjects": len(prepared),
+                          "finetuned_from": result.finetuned_from}
+        registered = register_result(args, result.model, ARCHITECTURE_NAME, model_config, task,
+                                     {"validation_loss": result.best_validation_loss}, init)
+        if registered is not None:
+            record.summary["registered_model"] = registered
     print(f"best epoch {result.best_epoch} (validation loss {result.best_validation_loss:.4f}); wrote the "
           f"checkpoint to {args.out}")
+    if registered is not None:
+        print(f"registered as model {registered}")
     return 0
 
 
