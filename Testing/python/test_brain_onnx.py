@@ -14,7 +14,7 @@ from torch import nn
 
 from radassist.brain.inference import (JOINT_INPUTS, JOINT_OUTPUTS, ChannelsLastPointwise, JointInferenceNet,
                                        JointRunner, fold_batch_norms, joint_runner)
-from radassist.brain.memory import reuse_freed_memory
+from radassist.runtime.memory import reuse_freed_memory
 from radassist.brain.model import BrainJointConfig, BrainJointNet
 from radassist.brain.pipeline import BrainImages, BrainPipelineConfig, register_brain_pair
 from radassist.brain.postprocess import tumour_labelmap

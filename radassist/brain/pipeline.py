@@ -27,7 +27,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from radassist.brain.classic import ClassicConfig, register_classic
-from radassist.brain.memory import reuse_freed_memory
+from radassist.runtime.memory import reuse_freed_memory
 from radassist.brain.postprocess import jacobian_determinant, registration_report, tumour_labelmap
 from radassist.brain.preprocess import (MODALITIES, brain_mask_from, network_box, ordered_modalities,
                                         resample_onto, resampled_geometry, zscore_in_brain)
@@ -285,7 +285,7 @@ def register_brain_pair(moving: BrainImages, fixed: BrainImages, config: BrainPi
 
     ``model``: the joint network (a BrainJointNet, run on ``config.backend``, or a ready JointRunner) or None.
     When it runs, freed memory is kept for reuse meanwhile: a pass allocates hundreds of 25-200 MB arrays
-    (:mod:`radassist.brain.memory`).
+    (:mod:`radassist.runtime.memory`).
     """
     config = config or BrainPipelineConfig()
     progress = progress or Progress()

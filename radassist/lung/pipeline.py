@@ -232,6 +232,13 @@ def _padded_batch(images: np.ndarray, channels: int) -> np.ndarray:
 
 def run_detr(stack: SlabStack, detr: DetrModel, config: LungDetectionConfig, progress: Progress) -> list:
     """Per-slab pixel boxes and scores from Lung-DETR (torch or ONNX Runtime, whichever the backend is)."""
+    from radassist.runtime.memory import reuse_freed_memory
+
+    with reuse_freed_memory():  # every slab batch allocates the same large activations again: keep them
+        return _run_detr_batches(stack, detr, config, progress)
+
+
+def _run_detr_batches(stack: SlabStack, detr: DetrModel, config: LungDetectionConfig, progress: Progress) -> list:
     from radassist.lung.model import postprocess_outputs
 
     channels = int(getattr(detr.config, "in_channels", 1))

@@ -1,7 +1,7 @@
-"""Keep freed memory in the process while a brain pair is registered, so large arrays reuse it.
+"""Keep freed memory in the process while a network runs on a volume, so large arrays reuse it.
 
-Why: glibc's malloc serves every block above 128 KiB with a fresh ``mmap`` and gives it back on ``free``. A joint
-pass at the paper's size allocates a few hundred activation tensors and field arrays of 25-100 MB each, so the
+Why: glibc's malloc serves every block above 128 KiB with a fresh ``mmap`` and gives it back on ``free``. A brain
+joint pass at the paper's size allocates a few hundred activation tensors and field arrays of 25-100 MB each, so the
 kernel maps and zero-fills ~5 GB of new pages per pair: on two CPU cores that was ~40 % of the network's CPU time
 (system time, measured with ``getrusage``). While :func:`reuse_freed_memory` is active, large blocks come from the
 heap and freed ones stay there for the next tensor (what PyTorch's tuning guide gets by preloading jemalloc or
