@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 
 from radassist.runtime.backends import InferenceBackend, TorchBackend
+from radassist.runtime.memory import reuse_freed_memory
 from radassist.runtime.progress import Progress
 from radassist.volume import Geometry, Volume
 
@@ -207,6 +208,7 @@ def as_backend(model: torch.nn.Module | InferenceBackend, device: Any = "cpu") -
     raise TypeError(f"expected a torch module or an InferenceBackend, got {type(model).__name__}")
 
 
+@reuse_freed_memory()  # every batch allocates the same large activations again: keep them between batches
 def predict_slices(volume: Volume, model: torch.nn.Module | InferenceBackend, prepare: Prepare,
                    settings: SliceInference = SliceInference(), progress: Progress | None = None,
                    keep_probabilities: bool = False, device: Any = "cpu") -> SlicePrediction:
