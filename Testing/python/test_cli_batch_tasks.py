@@ -13,13 +13,9 @@ import pytest
 
 from radassist import cli
 from radassist.commands import batch as batch_command
+from task_outputs import BRAIN_FILES, INFECTION_FILES
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
-
-BRAIN_FILES = ["displacement.nii.gz", "jacobian.nii.gz", "registration.png", "report.csv", "report.json",
-               "result.json", "transform.h5", "tumour_fixed.seg.nrrd", "warped.nii.gz"]
-INFECTION_FILES = ["infection.seg.nrrd", "infection_preview.png", "infection_report.csv", "infection_report.json",
-                   "result.json"]
 
 
 @pytest.fixture(autouse=True)

@@ -42,6 +42,10 @@ def _model(context: int = 0, silent: bool = False) -> LiverModel:
                       input_size=None, size_multiple=1)
 
 
+def phantom_volume() -> Volume:
+    return make_abdomen_ct(1, PHANTOM).volume
+
+
 @pytest.fixture(scope="module")
 def phantom():
     return make_abdomen_ct(1, PHANTOM)

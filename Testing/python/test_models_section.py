@@ -142,18 +142,6 @@ def test_job_runner_methods_used_exist(tree):
     assert used and used <= members, f"SlicerJobRunner lacks {used - members}"
 
 
-def test_connected_handlers_are_methods_of_the_section(tree):
-    members = class_members(section_class(tree))
-    handlers = []
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "connect":
-            signal, handler = node.args
-            assert isinstance(signal, ast.Constant) and signal.value.endswith(")"), "Qt signals are 'name(args)'"
-            assert isinstance(handler, ast.Attribute) and handler.value.id == "self"
-            handlers.append(handler.attr)
-    assert len(handlers) >= 7 and set(handlers) <= members, set(handlers) - members
-
-
 def test_section_offers_what_panels_read(tree):
     cls = section_class(tree)
     init = next(n for n in cls.body if isinstance(n, ast.FunctionDef) and n.name == "__init__")

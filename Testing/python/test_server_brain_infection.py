@@ -16,13 +16,9 @@ import requests
 
 from radassist.client import JobFailed, RadAssistClient
 from server_fixtures import AUTH, TOKEN, running_server, submit, wait_state
+from task_outputs import BRAIN_FILES, INFECTION_FILES
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
-
-BRAIN_FILES = ["displacement.nii.gz", "jacobian.nii.gz", "registration.png", "report.csv", "report.json",
-               "result.json", "transform.h5", "tumour_fixed.seg.nrrd", "warped.nii.gz"]
-INFECTION_FILES = ["infection.seg.nrrd", "infection_preview.png", "infection_report.csv", "infection_report.json",
-                   "result.json"]
 
 
 def run_cli(*argv: str) -> int:

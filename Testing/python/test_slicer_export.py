@@ -183,3 +183,27 @@ def test_brain_registration_on_a_server_comes_back_as_the_local_result_type(tmp_
         assert volume.geometry.same_grid(fixed[name].geometry, tolerance=1e-3)
     assert result.field.geometry.shape == fixed["flair"].geometry.shape
     assert "classic engine" in result.status_line()
+
+
+def test_a_liver_result_names_its_weights_even_from_a_server(tmp_path: Path):
+    """The liver pipeline records the weights' id, version and sha256, so a result whose checkpoint path exists
+    only on a server still names them for the export's provenance."""
+    import dataclasses
+
+    from test_liver_pipeline import _model, phantom_volume
+
+    from radassist.liver.model import UNET, LiverUNetConfig
+    from radassist.liver.pipeline import LiverModel, segment_liver
+    from radassist.runtime.catalog import load_catalog
+    from radassist.runtime.checkpoints import load_checkpoint, save_checkpoint, sha256_file
+    from radassist.runtime.registry import build_model
+
+    config = LiverUNetConfig(channels=(4, 8))
+    folder = save_checkpoint(build_model(UNET, config), UNET, config, tmp_path / "site" / "liver-unet" / "2.1.0")
+    entry = load_catalog().get("liver-unet")
+    identity = LiverModel.from_checkpoint(load_checkpoint(folder), entry=entry).identity
+    assert identity == {"id": entry.id, "version": entry.version, "sha256": sha256_file(folder / "model.safetensors")}
+    # A network that finds the phantom's liver, carrying those weights' identity, through the real pipeline:
+    report = segment_liver(phantom_volume(), dataclasses.replace(_model(), architecture=UNET, identity=identity)).report
+    metadata = {**{k: report.metadata[k] for k in ("model", "model_identity")}, "model_source": "/server/only/path"}
+    assert model_info_from_metadata(metadata) == ModelInfo(entry.id, entry.version, identity["sha256"], UNET)

@@ -49,7 +49,8 @@ def test_radassist_names_imported_exist(path: Path):
                 assert alias.name in names, f"{path.name}:{node.lineno}: {node.module} has no {alias.name}"
 
 
-@pytest.mark.parametrize("name", ["review_section.py", "remote_section.py", "infection_section.py"])
+@pytest.mark.parametrize("name", ["models_section.py", "review_section.py", "remote_section.py",
+                                  "infection_section.py"])
 def test_connected_signals_go_to_methods_of_the_section(name: str):
     tree = parse(SLICER / name)
     section = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name.endswith("Section"))

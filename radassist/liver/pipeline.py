@@ -46,14 +46,20 @@ class LiverModel:
     size_multiple: int = 16
     label_table: list[dict[str, Any]] = field(default_factory=list)
     source: str = ""  # checkpoint folder or catalogue entry, for the report
+    identity: dict[str, str] = field(default_factory=dict)  # {"id", "version", "sha256"}: names the weights
+    #                                                          wherever the result is read (a server's client too)
 
     @classmethod
     def from_checkpoint(cls, loaded: Any, window: tuple[float, float] | None = None,
-                        image_size: tuple[int, ...] | None = None) -> "LiverModel":
+                        image_size: tuple[int, ...] | None = None, entry: Any = None) -> "LiverModel":
         """From a :class:`radassist.runtime.checkpoints.LoadedModel` of ``liver-unet``/``liver-munet``; the window,
         context and slice size come from its training metadata, else from ``window``/``image_size`` (a catalogue
-        entry's input description), else the seed recipe's window at native size."""
+        entry's input description), else the seed recipe's window at native size. ``entry`` (the catalogue entry
+        of an installed model) names the weights when the checkpoint does not."""
         metadata = loaded.metadata or {}
+        identity = {"id": str(metadata.get("modelId") or (entry.id if entry is not None else "")),
+                    "version": str(metadata.get("modelVersion") or (entry.version if entry is not None else "")),
+                    "sha256": str(loaded.sha256 or "")}
         window = tuple(float(v) for v in metadata.get("window") or window or SEED_WINDOW)
         size = metadata.get("image_size") or image_size
         config = loaded.config
@@ -61,7 +67,7 @@ class LiverModel:
                    preprocessing=LiverPreprocessing(window=window, context_slices=int(config.context_slices)),
                    input_size=tuple(int(v) for v in size) if size else None,
                    size_multiple=2 ** (len(config.channels) - 1), label_table=list(loaded.labels or []),
-                   source=str(loaded.path or ""))
+                   source=str(loaded.path or ""), identity=identity)
 
     def backend(self, kind: str = "torch", device: Any = "cpu", cache_dir: Any = None) -> InferenceBackend:
         """A torch or ONNX Runtime backend for the network (for ONNX exported once, into ``cache_dir`` or the
@@ -122,11 +128,12 @@ def segment_liver(volume: Volume, model: LiverModel, config: LiverSegmentationCo
     labelmap = LabelMap(labels=labels, geometry=volume.geometry, segments=liver_segments(model.label_table),
                         source=volume.source,
                         metadata={"model": model.architecture, "modelSource": model.source,
-                                  "tumourLabel": TUMOUR_LABEL})
+                                  "modelIdentity": model.identity, "tumourLabel": TUMOUR_LABEL})
     progress.update(0.96, "measuring")
     quantification = quantify_labelmap(labelmap, volume)
     report = quantification.report()
     report.metadata.update({"model": model.architecture, "model_source": model.source,
+                            "model_identity": model.identity,
                             "backend": runner.describe(), "cleaning": vars(cleaning)})
     progress.update(1.0, "done")
     return LiverResult(labelmap, quantification, report, cleaning, runner.describe(),

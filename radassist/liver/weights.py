@@ -52,5 +52,5 @@ def load_liver_model(arch: str = "munet", model_path: str | Path | None = None, 
     for folder, entry in _installed_candidates(ARCHITECTURES[arch]):
         if (folder / "config.json").is_file():
             return LiverModel.from_checkpoint(load_checkpoint(folder, device), entry.input.window,
-                                              entry.input.image_size)
+                                              entry.input.image_size, entry)
     raise WeightsMissing(how_to_get_weights(arch))

@@ -59,7 +59,8 @@ def _from_description(description: Mapping[str, Any]) -> ModelInfo:
 def model_info_from_metadata(metadata: Mapping[str, Any] | None, engine: str = "") -> ModelInfo:
     """The model behind a result, from what the pipelines record: ``model`` as a description
     (``{"id", "version", "sha256"}``, Lung-DETR) or a name (``"id version"`` or an architecture), ``models`` (a
-    GMIC ensemble: ids and hashes joined with '+'), ``modelSource``/``model_source`` (a checkpoint folder).
+    GMIC ensemble: ids and hashes joined with '+'), ``modelIdentity``/``model_identity`` (``{"id", "version",
+    "sha256"}`` of the weights, liver), ``modelSource``/``model_source`` (a checkpoint folder).
     A run without a trained model (a classical engine) is named after ``engine``."""
     metadata = metadata or {}
     models = metadata.get("models")
@@ -70,6 +71,10 @@ def model_info_from_metadata(metadata: Mapping[str, Any] | None, engine: str = "
     model = metadata.get("model")
     if isinstance(model, Mapping):
         return _from_description(model)
+    identity = metadata.get("modelIdentity") or metadata.get("model_identity")
+    if isinstance(identity, Mapping) and identity.get("sha256"):  # names the weights, also from a server's result
+        return ModelInfo(model_id=str(identity.get("id") or model or ""), version=str(identity.get("version") or ""),
+                         weights_sha256=str(identity["sha256"]), architecture=str(model or ""))
     source = metadata.get("modelSource") or metadata.get("model_source")
     if source and Path(str(source)).exists():
         return model_info(str(source), architecture=str(model or ""))

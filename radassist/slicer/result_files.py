@@ -105,7 +105,8 @@ def read_liver_segment(folder: Path) -> SegmentationRun:
     summary = record.get("summary") or {}
     report = read_report(folder, "report.json")
     labelmap = read_segmentation(folder, "segmentation.seg.nrrd")
-    labelmap.metadata.update({k: report.metadata[k] for k in ("model", "model_source") if k in report.metadata})
+    labelmap.metadata.update({k: report.metadata[k] for k in ("model", "model_source", "model_identity")
+                              if k in report.metadata})
     return SegmentationRun(labelmap, report, f"{summary.get('backend', 'server')} on the server",
                            float(sum((record.get("timings_s") or {}).values())))
 
