@@ -88,7 +88,8 @@ def _run(state: _Run) -> None:
 CASES: list[BenchmarkCase] = [
     BenchmarkCase(f"lung infection {name} 512x512x300 CT", "lung infection",
                   f"300 slices of 512x512 int16, full-size {name}, batch {BATCH}, float32",
-                  _setup(arch), _run, backends=("torch", "onnx"), uses_device=True, repeats=1, warmup=0)
+                  _setup(arch), _run, backends=("torch", "onnx"), uses_device=True, repeats=1, warmup=0,
+                  timeout_s=3600.0)  # full-size networks on 300 full slices: about 20 min a run on 2 cores
     for arch, name in (("unet", "U-Net"), ("segnet", "SegNet"))
 ]
 

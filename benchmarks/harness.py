@@ -66,6 +66,7 @@ class BenchmarkCase:
     repeats: int = 5
     warmup: int = 1
     unavailable: Callable[[], str | None] | None = None
+    timeout_s: float = 900.0  # for the whole case process (setup, warm-up and repeats); then it counts as failed
 
     def device_for(self, requested: str) -> str:
         return requested if self.uses_device else "cpu"
@@ -295,8 +296,10 @@ def _child_pythonpath() -> str:
 
 def measure_in_subprocess(module: str, case: BenchmarkCase, backend: str, device: str = "cpu",
                           repeats: int | None = None, warmup: int | None = None,
-                          machine: MachineFacts | None = None, timeout_s: float = 900) -> Measurement:
-    """Measure one (case, backend) in a fresh Python process and describe it as a :class:`Measurement`."""
+                          machine: MachineFacts | None = None, timeout_s: float | None = None) -> Measurement:
+    """Measure one (case, backend) in a fresh Python process and describe it as a :class:`Measurement`.
+
+    The process gets ``timeout_s`` (default: the case's own); past it, it is stopped and RuntimeError says so."""
     repeats = case.repeats if repeats is None else repeats
     warmup = case.warmup if warmup is None else warmup
     if repeats < 1 or warmup < 0:
@@ -307,7 +310,11 @@ def measure_in_subprocess(module: str, case: BenchmarkCase, backend: str, device
                    "--backend", backend, "--device", device, "--repeats", str(repeats), "--warmup", str(warmup),
                    "--out", str(out)]
         env = {**os.environ, "PYTHONPATH": _child_pythonpath()}
-        done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=timeout_s)
+        limit = case.timeout_s if timeout_s is None else timeout_s
+        try:
+            done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=limit)
+        except subprocess.TimeoutExpired:
+            raise RuntimeError(f"benchmark {case.name} [{backend}] ran past its {limit:g} s limit") from None
         if done.returncode != 0 or not out.is_file():
             raise RuntimeError(f"benchmark {case.name} [{backend}] failed (exit {done.returncode}):\n"
                                f"{done.stderr[-4000:]}")

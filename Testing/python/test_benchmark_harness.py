@@ -53,11 +53,18 @@ def _setup_fails(env: CaseEnv) -> None:
     raise RuntimeError("the input generator broke")
 
 
+def _run_slowly(state: None) -> None:
+    import time
+
+    time.sleep(60)
+
+
 CASES = [
     BenchmarkCase("counting", "test", "nothing", _setup_counting, _run_counting, backends=("torch", "onnx"),
                   uses_device=True, repeats=2, warmup=1),
     BenchmarkCase("big setup", "test", "200 MiB in setup", _setup_big, _run_small, repeats=2, warmup=0),
     BenchmarkCase("small", "test", "8 MiB", lambda env: np.ones(8 * MIB // 8), _run_small, repeats=2, warmup=0),
+    BenchmarkCase("too slow", "test", "a minute", lambda env: None, _run_slowly, repeats=1, warmup=0, timeout_s=3.0),
     BenchmarkCase("fails", "test", "-", _setup_fails, _run_small, repeats=1, warmup=0),
 ]
 
@@ -123,6 +130,11 @@ def test_peak_memory_belongs_to_each_case_alone(counter):
 def test_a_failing_case_reports_the_childs_error(counter):
     with pytest.raises(RuntimeError, match="(?s)benchmark fails.*the input generator broke"):
         measure_in_subprocess(THIS_MODULE, load_cases(THIS_MODULE)["fails"], "-")
+
+
+def test_a_case_past_its_time_limit_is_a_failure_not_a_crash():
+    with pytest.raises(RuntimeError, match="too slow.*past its 3 s limit"):
+        measure_in_subprocess(THIS_MODULE, load_cases(THIS_MODULE)["too slow"], "-")
 
 
 def test_repeats_must_be_positive():
