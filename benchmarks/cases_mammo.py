@@ -90,6 +90,29 @@ def _setup_resnet34_forward(env: CaseEnv) -> _Forward:
     return _Forward(network, _one_view().to(device))
 
 
+def _training_step(setup):
+    """The same network in training mode, forward and backward: what the paper's memory figure is about (the
+    activations kept for the gradient), rather than inference, where they are freed as the pass goes."""
+    def setup_training(env: CaseEnv) -> _Forward:
+        state = setup(env)
+        env.notes[-1] = env.notes[-1].replace("no gradients", "forward + backward (training step)")
+        state.network.train()
+        return state
+    return setup_training
+
+
+def _run_training_step(state: _Forward) -> None:
+    import torch
+
+    state.network.zero_grad(set_to_none=True)
+    output = state.network(state.image)
+    items = [output] if isinstance(output, torch.Tensor) else \
+        list(output) if isinstance(output, (list, tuple)) else list(vars(output).values())
+    sum(t.float().mean() for t in items if isinstance(t, torch.Tensor) and t.requires_grad).backward()
+    if state.image.is_cuda:
+        torch.cuda.synchronize()
+
+
 def _run_forward(state: _Forward) -> None:
     import torch
 
@@ -107,4 +130,9 @@ CASES: list[BenchmarkCase] = [
                   _run_forward, uses_device=True, repeats=3, warmup=1),
     BenchmarkCase("ResNet-34 network, one view", "mammography memory", "1x1x2944x1920 float32",
                   _setup_resnet34_forward, _run_forward, uses_device=True, repeats=3, warmup=1),
+    BenchmarkCase("GMIC network, one view, training step", "mammography memory", "1x1x2944x1920 float32",
+                  _training_step(_setup_gmic_forward), _run_training_step, uses_device=True, repeats=3, warmup=1),
+    BenchmarkCase("ResNet-34 network, one view, training step", "mammography memory", "1x1x2944x1920 float32",
+                  _training_step(_setup_resnet34_forward), _run_training_step, uses_device=True, repeats=3,
+                  warmup=1),
 ]
