@@ -4,7 +4,7 @@ Speed: a whole 512x512x300 CT through the pipeline (lung window, 300 slices at t
 labels back on the grid, report), U-Net vs SegNet at the paper's sizes (about 31 and 29.5 million weights), torch
 vs ONNX Runtime. Weights are random: speed does not depend on them. Each network is also timed on the first 30
 slices of the same scan (per-slice cost is constant in slice-wise inference, so those runs fit a short session;
-a 300-slice run of a paper-size network takes about 25 minutes on 2 cores). Run with
+a 300-slice run of a paper-size network takes about 15 minutes on 2 cores). Run with
 ``python -m benchmarks.run --module benchmarks.cases_infection`` (or add ``CASES`` to ``benchmarks.cases``).
 
 Loss comparison: ``python -m benchmarks.cases_infection --loss-comparison`` trains the same small U-Net on the
@@ -94,7 +94,7 @@ CASES: list[BenchmarkCase] = [
     BenchmarkCase(f"lung infection {name} 512x512x{slices} CT", "lung infection",
                   f"{slices} slices of 512x512 int16, full-size {name}, batch {BATCH}, float32",
                   _setup(arch, slices), _run, backends=("torch", "onnx"), uses_device=True, repeats=1, warmup=0,
-                  timeout_s=3600.0)  # 300 full slices of a paper-size network: about 25 min a run on 2 cores
+                  timeout_s=3600.0)  # 300 full slices of a paper-size network: about 15 min a run on 2 cores
     for slices in (CT_SHAPE[0], SHORT_SLICES) for arch, name in (("unet", "U-Net"), ("segnet", "SegNet"))
 ]
 
