@@ -47,3 +47,14 @@ def unwritable_folder(tmp_path: Path):
     folder.chmod(0o500)
     yield folder
     folder.chmod(0o700)
+
+
+@pytest.fixture(scope="module")
+def model_home(tmp_path_factory):
+    """A private model cache for a test module: what it trains or installs goes here, not into the user's cache,
+    and no site catalogue from the environment is read."""
+    with pytest.MonkeyPatch.context() as patch:
+        home = tmp_path_factory.mktemp("radassist-cache")
+        patch.setenv("RADASSIST_CACHE_DIR", str(home))
+        patch.delenv("RADASSIST_CATALOGS", raising=False)
+        yield home

@@ -42,15 +42,6 @@ def radassist(*argv: str) -> int:
 
 
 @pytest.fixture(scope="module")
-def model_home(tmp_path_factory):
-    with pytest.MonkeyPatch.context() as patch:
-        home = tmp_path_factory.mktemp("radassist-cache")
-        patch.setenv("RADASSIST_CACHE_DIR", str(home))
-        patch.delenv("RADASSIST_CATALOGS", raising=False)
-        yield home
-
-
-@pytest.fixture(scope="module")
 def luna(tmp_path_factory) -> Path:
     return write_dataset("lung", tmp_path_factory.mktemp("luna") / "luna", cases=3, seed=8, config=CHEST)
 

@@ -31,16 +31,6 @@ EPOCHS = 3
 
 
 @pytest.fixture(scope="module")
-def model_home(tmp_path_factory):
-    """A private model cache: the trained model is installed here, not in the user's real cache."""
-    with pytest.MonkeyPatch.context() as patch:
-        home = tmp_path_factory.mktemp("radassist-cache")
-        patch.setenv("RADASSIST_CACHE_DIR", str(home))
-        patch.delenv("RADASSIST_CATALOGS", raising=False)
-        yield home
-
-
-@pytest.fixture(scope="module")
 def workspace(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("lung-train")
     write_dataset("lung", root / "luna", cases=4, seed=3, config=CHEST)
