@@ -16,7 +16,13 @@ from radassist.errors import RadAssistError
 
 
 class _Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
-    """Show defaults and keep the hand-made line breaks of descriptions."""
+    """Show defaults and keep the hand-made line breaks of descriptions. A default of None means "not given" (the
+    option's help says what happens then), so it is not printed."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if action.default is None:
+            return action.help
+        return super()._get_help_string(action)
 
 
 def build_parser() -> argparse.ArgumentParser:
