@@ -31,6 +31,7 @@ from radassist.annotation.provenance import (PROVENANCE_NAME, ModelInfo, Provena
 from radassist.annotation import store
 from radassist.annotation.store import LOCK_NAME, Transaction, dataset_lock, recover
 from radassist.errors import InputError, OutputError
+from radassist.io.json_files import read_json
 from radassist.runtime.checkpoints import sha256_file
 
 INDEX_NAME = "radassist-export.json"
@@ -63,10 +64,7 @@ def read_index(root: str | Path, task: str | None = None) -> dict[str, Any]:
     path = root / INDEX_NAME
     if not path.is_file():
         raise InputError(root, f"is not a RadAssist export (no {INDEX_NAME})")
-    try:
-        index = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise InputError(path, f"the export index is unreadable ({error})") from None
+    index = read_json(path, "export index")
     if not isinstance(index, dict) or index.get("format") != INDEX_FORMAT or not isinstance(index.get("cases"),
                                                                                              dict):
         raise InputError(path, f"is not a RadAssist export index (no \"format\": \"{INDEX_FORMAT}\")")

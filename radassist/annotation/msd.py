@@ -8,12 +8,12 @@ cases in that form, numbered in case order, after checking the dataset's label t
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from radassist.errors import InputError
+from radassist.io.json_files import read_json_object
 
 LITS_LABELS = {"liver": 1, "liver tumour": 2}
 _LITS_SYNONYMS = {"liver tumor": "liver tumour", "tumour": "liver tumour", "tumor": "liver tumour"}
@@ -47,10 +47,7 @@ def read_msd_dataset(root: str | Path) -> MsdDataset:
     if not path.is_file():
         raise InputError(root, "has no dataset.json (an MSD / nnU-Net dataset folder has dataset.json, imagesTr/ "
                                "and labelsTr/)")
-    try:
-        document = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise InputError(path, f"is not readable JSON ({error})") from None
+    document = read_json_object(path, "dataset description")
     channels = document.get("channel_names") or document.get("modality")
     labels = document.get("labels")
     if not isinstance(channels, dict) or not channels or not isinstance(labels, dict):

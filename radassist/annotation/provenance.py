@@ -15,6 +15,7 @@ from typing import Any
 
 from radassist.errors import InputError
 from radassist.io.atomic import atomic_path
+from radassist.io.json_files import read_json
 
 PROVENANCE_FORMAT = "radassist-provenance"
 PROVENANCE_VERSION = 1
@@ -164,10 +165,4 @@ def write_provenance(record: ProvenanceRecord, path: str | Path) -> Path:
 
 def read_provenance(path: str | Path) -> ProvenanceRecord:
     path = Path(path)
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise InputError(path, "provenance record not found") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise InputError(path, f"not a readable provenance record ({error})") from None
-    return ProvenanceRecord.from_dict(data, path)
+    return ProvenanceRecord.from_dict(read_json(path, "provenance record"), path)

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from radassist.errors import InputError
+from radassist.io.json_files import read_json
 
 EXPORT_TASKS = ("liver", "lung-infection", "lung", "brain", "mammo")
 _DESCRIPTIONS = {
@@ -237,15 +238,6 @@ def _export_brain(args: argparse.Namespace, common: dict[str, Any]):
                                landmark_labels=labels, field=field, **common)
 
 
-def _read_json(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise InputError(path, "file not found") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise InputError(path, f"not readable JSON ({error})") from None
-
-
 def breast_probabilities(report: Any, path: Path) -> dict[str, dict[str, float]]:
     """Per-breast probabilities {"L": {...}, "R": {...}} from a mammo classify report.json ("L breast" groups)."""
     if not isinstance(report, dict) or not isinstance(report.get("groups"), list):
@@ -274,11 +266,11 @@ def _export_mammo(args: argparse.Namespace, common: dict[str, Any]):
         if not sep or not colon:
             raise InputError(None, f"--mask {text}: write VIEW:KIND=FILE, e.g. R-CC:benign=mask.png")
         masks[(view.strip().upper(), kind.strip().lower())] = Path(file)
-    confirmed = _read_json(args.corrected)
+    confirmed = read_json(args.corrected, "confirmed labels file")
     if not isinstance(confirmed, dict):
         raise InputError(args.corrected, "confirmed labels are a JSON object {\"L\": {...}, \"R\": {...}}")
     try:
-        probabilities = breast_probabilities(_read_json(args.ai_result), args.ai_result)
+        probabilities = breast_probabilities(read_json(args.ai_result, "classification report"), args.ai_result)
         case = args.case
         if not case:
             raise InputError(None, "give --case: the exam's id in the exam list")

@@ -15,7 +15,6 @@ its breast's labels). Problems are InputErrors naming the file and the row or ex
 from __future__ import annotations
 
 import csv
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from radassist.errors import InputError
+from radassist.io.json_files import read_json
 from radassist.mammo.preprocess import EXAM_VIEWS
 
 CSV_COLUMNS = ("path", "exam", "laterality", "view", "benign", "malignant")
@@ -149,12 +149,7 @@ def _breast_label(entry: dict, laterality: str, path: Path, where: str) -> tuple
 
 
 def _read_json(path: Path) -> list[ViewRecord]:
-    try:
-        exams = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise InputError(path, f"is not a readable JSON exam list ({exc})") from None
-    if not isinstance(exams, list):
-        raise InputError(path, "an exam list is a JSON list of exams")
+    exams = read_json(path, "exam list", expected=list)
     records = []
     for number, entry in enumerate(exams):
         if not isinstance(entry, dict):

@@ -19,6 +19,7 @@ import SimpleITK as sitk
 
 from radassist.errors import InputError
 from radassist.io.atomic import atomic_path, full_suffix
+from radassist.io.json_files import read_json
 from radassist.io.sitk_bridge import array_to_sitk, geometry_of
 from radassist.results.labelmap import LabelMap
 from radassist.results.segments import ReviewStatus, Segment
@@ -115,10 +116,7 @@ def _load_table(label_table: str | Path | dict | None, image_path: Path) -> tupl
         if label_table is not None:
             raise InputError(table_path, "label table not found")
         return None
-    try:
-        return json.loads(table_path.read_text(encoding="utf-8")), table_path
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise InputError(table_path, f"not a readable JSON label table ({exc})") from None
+    return read_json(table_path, "label table"), table_path
 
 
 def _read_layer(image_path: Path, label_table: str | Path | dict | None, layer: int):

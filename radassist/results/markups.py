@@ -26,6 +26,7 @@ import numpy as np
 
 from radassist.errors import InputError
 from radassist.io.atomic import atomic_path
+from radassist.io.json_files import read_json
 from radassist.results.detections import Detection, Detections
 from radassist.results.segments import ReviewStatus
 from radassist.volume import SourceInfo
@@ -131,12 +132,7 @@ def write_point_markups(points_lps: np.ndarray, path: str | Path, labels: Sequen
 
 
 def _load_markups(path: Path) -> list[dict[str, Any]]:
-    if not path.is_file():
-        raise InputError(path, "file not found")
-    try:
-        document = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise InputError(path, f"not a readable JSON markups file ({exc})") from None
+    document = read_json(path, "markups file")
     markups = document.get("markups") if isinstance(document, dict) else None
     if not isinstance(markups, list):
         raise InputError(path, "not a Slicer markups file: no 'markups' list")

@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 from urllib.request import url2pathname
 
 from radassist.errors import InputError, RadAssistError
+from radassist.io.json_files import read_json
 from radassist.results.segments import Terminology
 from radassist.results.terminology import terminology_from_dict
 from radassist.runtime import paths as runtime_paths
@@ -181,13 +182,7 @@ def read_catalogue_file(path: str | Path, validator=None) -> list[ModelEntry]:
     path = Path(path)
     if not path.is_file():
         raise InputError(path, "model catalogue file not found" if not path.exists() else "is not a file")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except UnicodeDecodeError:
-        raise InputError(path, "model catalogue is not UTF-8 text") from None
-    except json.JSONDecodeError as exc:
-        raise InputError(path, f"model catalogue is not valid JSON: {exc.msg} at line {exc.lineno} "
-                               f"column {exc.colno}") from None
+    data = read_json(path, "model catalogue")
     validator = validator or _validator()
     errors = sorted(validator.iter_errors(data), key=lambda e: (list(e.absolute_path), e.message))
     if errors:

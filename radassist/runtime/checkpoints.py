@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from radassist.errors import InputError
 from radassist.io.atomic import atomic_path
+from radassist.io.json_files import read_json
 from radassist.runtime.registry import KeyMapping, config_to_dict, get_architecture, make_config
 
 if TYPE_CHECKING:
@@ -144,10 +145,7 @@ def read_checkpoint_config(folder: str | Path) -> dict[str, Any]:
     if not path.is_file():
         raise InputError(folder, f"has no {CONFIG_NAME}; a RadAssist checkpoint is a folder with {WEIGHTS_NAME} "
                                  f"and {CONFIG_NAME} (bring other weights in with 'radassist models import')")
-    try:
-        record = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise InputError(path, f"is not valid JSON ({error})") from None
+    record = read_json(path, "checkpoint config")
     if not isinstance(record, dict) or record.get("format") != CHECKPOINT_FORMAT or "architecture" not in record:
         raise InputError(path, f"is not a RadAssist checkpoint config (no \"format\": \"{CHECKPOINT_FORMAT}\")")
     return record

@@ -23,6 +23,7 @@ from typing import Any, Union
 
 from radassist.errors import InputError
 from radassist.io.atomic import atomic_path
+from radassist.io.json_files import read_json_object
 from radassist.runtime import paths as runtime_paths
 from radassist.runtime.catalog import load_catalog
 
@@ -489,9 +490,9 @@ def _read_user_catalogue() -> dict[str, Any]:
         return {"catalogueVersion": 1, "description": "Models imported by the user with 'radassist models import'.",
                 "models": []}
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise InputError(path, f"the user model catalogue is not valid JSON ({error}); fix or delete it") from None
+        return read_json_object(path, "user model catalogue")
+    except InputError as error:
+        raise InputError(path, f"{error.problem}; fix or delete it") from None
 
 
 def _write_user_catalogue(data: dict[str, Any]) -> None:

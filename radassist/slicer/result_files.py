@@ -9,13 +9,13 @@ panel deletes the folder once it is read.
 from __future__ import annotations
 
 import dataclasses
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from radassist.errors import InputError
+from radassist.io.json_files import read_json_object
 from radassist.results.detections import Detections
 from radassist.results.labelmap import LabelMap
 from radassist.results.tables import Classification, ClassifiedImage, Report
@@ -33,14 +33,7 @@ def _file(folder: Path, name: str) -> Path:
 
 
 def read_json(folder: Path, name: str) -> dict[str, Any]:
-    path = _file(folder, name)
-    try:
-        document = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise InputError(path, f"not readable JSON ({error})") from None
-    if not isinstance(document, dict):
-        raise InputError(path, "expected a JSON object")
-    return document
+    return read_json_object(_file(folder, name), "result file")
 
 
 def read_record(folder: Path) -> dict[str, Any]:
