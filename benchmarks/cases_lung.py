@@ -63,7 +63,6 @@ def _setup_detr(env: CaseEnv) -> _LungRun:
 def _run(state: _LungRun) -> None:
     from radassist.io import read_volume
     from radassist.lung.pipeline import detect_nodules
-    from radassist.lung.preprocess import slab_preview_volume
     from radassist.results import preview_detections, write_detections_csv, write_roi_markups
 
     volume = read_volume(state.ct_file)
@@ -71,7 +70,7 @@ def _run(state: _LungRun) -> None:
     state.out.mkdir(exist_ok=True)
     write_roi_markups(found, state.out / "nodules.mrk.json")
     write_detections_csv(found, state.out / "nodules.csv")
-    preview_detections(slab_preview_volume(volume, 7.5), found, state.out / "nodules.png")
+    preview_detections(volume, found, state.out / "nodules.png", slab_mm=7.5)
 
 
 CASES: list[BenchmarkCase] = [

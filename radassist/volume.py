@@ -12,6 +12,7 @@ Conventions, decided once for the whole project:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -126,6 +127,14 @@ class Geometry:
 
     def with_shape(self, shape: tuple[int, int, int]) -> "Geometry":
         return replace(self, shape=tuple(shape))
+
+    def crop(self, start_zyx: Sequence[int], stop_zyx: Sequence[int]) -> "Geometry":
+        """The sub-grid of voxels [start, stop) along (z, y, x): same spacing and direction, each kept voxel at the
+        same world position as in this grid."""
+        start = np.clip(np.asarray(start_zyx, dtype=int), 0, self.shape)
+        stop = np.clip(np.asarray(stop_zyx, dtype=int), start, self.shape)
+        origin = self.ijk_to_world(start[::-1].astype(float))
+        return replace(self, shape=tuple(int(n) for n in stop - start), origin=tuple(float(v) for v in origin))
 
 
 @dataclass

@@ -153,6 +153,7 @@ def test_the_cache_is_reused_and_rebuilt_when_settings_change(luna, prepared, ca
         assert first.images.dtype == np.float16
         assert all(np.array_equal(a, b) for a, b in zip(first.boxes, second.boxes))
         assert first.geometry == second.geometry
+        np.testing.assert_array_equal(first.windows, second.windows)
     changed = SlabCache(cache.folder, slab_config=SlabConfig(thickness_mm=6.0))
     changed.get(data.scans[0], data.nodules.get(data.scans[0].uid, []))
     assert (changed.computed, changed.reused) == (1, 0)
@@ -196,15 +197,20 @@ def test_slab_dataset_serves_padded_batches_with_normalised_targets(prepared):
     items = select_slabs(scans, None)
     dataset = SlabDataset(scans, items, AugmentConfig(), seed=0, channels=1)
     positive = next(i for i, (s, k) in enumerate(items) if len(scans[s].boxes[k]))
-    batch = collate_slabs([dataset[positive], dataset[0]])
-    height, width = scans[0].images.shape[1:]
+    samples = [dataset[positive], dataset[0]]
+    for sample, (scan, slab) in zip(samples, [items[positive], items[0]]):  # each slab's lung window
+        y0, x0, y1, x1 = scans[scan].windows[slab]
+        assert sample.image.shape[1:] == (y1 - y0, x1 - x0)
+    batch = collate_slabs(samples)
+    height = max(s.image.shape[1] for s in samples)
+    width = max(s.image.shape[2] for s in samples)
     assert batch.size == (-(-height // 32) * 32, -(-width // 32) * 32)
     assert batch.images.shape == (2, 1) + batch.size and batch.images.dtype == torch.float32
     boxes = batch.targets[0]["boxes"]
     assert len(boxes) >= 1 and ((boxes >= 0) & (boxes <= 1)).all()
     assert batch.targets[0]["labels"].dtype == torch.int64 and (batch.targets[0]["labels"] == 0).all()
     # the padding stays zero, the image is the (augmented) slab
-    assert float(batch.images[:, :, height:].abs().sum()) == 0.0
+    assert float(batch.images[:, :, samples[0].image.shape[1]:].abs().sum()) == 0.0
     # an epoch is repeatable and a new epoch draws new augmentations
     dataset.set_epoch(3)
     first = dataset[positive]
@@ -215,3 +221,24 @@ def test_slab_dataset_serves_padded_batches_with_normalised_targets(prepared):
     assert plain.image.shape[0] == 3
     np.testing.assert_array_equal(plain.image[1].numpy(), scans[items[positive][0]].images[items[positive][1]]
                                   .astype(np.float32))
+
+
+def test_a_slab_is_served_as_its_window_with_the_boxes_moved_into_it():
+    from radassist.lung.datasets import PreparedScan
+    from radassist.volume import Geometry
+
+    images = np.arange(2 * 64 * 96, dtype=np.float32).reshape(2, 64, 96) / (2 * 64 * 96)
+    boxes = [np.array([[40, 20, 50, 30],  # inside the window
+                       [5, 10, 20, 24],  # partly left of it: clipped at its left edge
+                       [80, 50, 90, 60]], np.float32),  # outside: dropped
+             np.zeros((0, 4), np.float32)]
+    scan = PreparedScan(uid="a", images=images.astype(np.float16), boxes=boxes, ignored=np.zeros(2, bool),
+                        z_ranges=np.array([[0, 6], [6, 12]]), geometry=Geometry(shape=(12, 64, 96)),
+                        lung_fraction=np.ones(2, np.float32), windows=np.array([[8, 16, 40, 64], [0, 0, 64, 96]]))
+    image, moved = scan.window_sample(0)
+    np.testing.assert_array_equal(image, images[0, 8:40, 16:64].astype(np.float16).astype(np.float32))
+    np.testing.assert_array_equal(moved, [[24, 12, 34, 22], [0, 2, 4, 16]])
+    image, moved = scan.window_sample(1)
+    assert image.shape == (64, 96) and moved.shape == (0, 4)
+    served = SlabDataset([scan], [(0, 0)])[0]
+    assert served.image.shape == (1, 32, 48) and served.boxes.shape == (2, 4)

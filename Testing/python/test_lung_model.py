@@ -73,6 +73,20 @@ def test_deformable_attention_matches_point_by_point_bilinear_sampling(grad):
     np.testing.assert_allclose(fast.detach().double().numpy(), slow.numpy(), atol=1e-5)
 
 
+@pytest.mark.parametrize("grad", [True, False], ids=["training", "inference"])
+def test_points_beyond_every_map_sample_exactly_zero(grad):
+    """grid_sample's zero padding, and the inference path's clamped corners on its zero border, agree far out."""
+    generator = torch.Generator().manual_seed(1)
+    shapes = [(5, 7), (3, 4)]
+    value = torch.randn(1, sum(h * w for h, w in shapes), 2, 4, generator=generator) + 10.0
+    far = torch.tensor([[-3.0, 0.5], [0.5, 4.0], [2.5, -2.0], [-0.2, 1.3]])  # at least a pixel outside
+    locations = far[None, None, None, None].expand(1, 1, 2, len(shapes), 4, 2).contiguous()
+    weights = torch.full((1, 1, 2, len(shapes), 4), 1.0 / (4 * len(shapes)))
+    with torch.set_grad_enabled(grad):
+        out = multi_scale_deformable_attention(value.requires_grad_(grad), shapes, locations, weights)
+    assert torch.count_nonzero(out) == 0
+
+
 def test_attention_offsets_are_in_pixels_of_each_level():
     """With zero offset weights, a query at a pixel centre samples exactly that pixel (plus its ring of points)."""
     attention = MultiScaleDeformableAttention(embed_dim=8, num_heads=2, num_levels=1, num_points=1)

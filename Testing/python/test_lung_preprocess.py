@@ -223,9 +223,92 @@ def test_nodule_on_no_slab_when_outside_the_grid():
     assert all(len(b) == 0 for b in pre.nodule_boxes_on_slabs(stack, [far]))
 
 
-def test_slab_preview_volume_is_a_running_maximum_along_z():
-    volume, _, _ = _dot_volume()
-    preview = pre.slab_preview_volume(volume, 7.5)
-    assert preview.geometry.same_grid(volume.geometry)
-    assert preview.array[8, 20, 30] == 100 and preview.array[12, 20, 30] == 100
-    assert preview.array[0, 20, 30] == -850
+# -- lung windows and the cropped grid ----------------------------------------------------------------------------
+
+def test_lung_windows_hold_each_slabs_lung_in_sides_of_whole_strides():
+    lung = np.zeros((3, 100, 130), bool)
+    lung[0, 40:50, 60:75] = True  # small: a 32x32 window centred on it
+    lung[1, 2:90, 1:130] = True  # near the edges: shifted inward, and capped at the image (130 is no multiple)
+    windows = pre.lung_windows(lung, 32)  # slab 2 has no lung: the box of all slabs' lung
+    assert windows.shape == (3, 4) and windows.dtype == np.int64
+    for index, (y0, x0, y1, x1) in enumerate(windows):
+        assert 0 <= y0 < y1 <= 100 and 0 <= x0 < x1 <= 130
+        inside = np.zeros_like(lung[0])
+        inside[y0:y1, x0:x1] = True
+        assert not (lung[index] & ~inside).any(), index
+    assert tuple(windows[0]) == (29, 52, 61, 84)  # 10 rows grown by 22 (11 each side), 15 columns by 17 (8, 9)
+    assert tuple(windows[1]) == (0, 0, 96, 130)  # 88 rows -> 96, moved to start at 0; 129 columns -> 160, capped at 130
+    assert tuple(windows[2]) == tuple(pre.lung_windows(lung[:2].any(axis=0, keepdims=True), 32)[0])
+    assert tuple(pre.lung_windows(np.zeros((1, 20, 30), bool), 32)[0]) == (0, 0, 20, 30)
+
+
+def test_cropping_a_grid_keeps_every_voxel_where_it_was():
+    geometry = flipped_volume(np.zeros((10, 20, 30), np.int16)).geometry
+    crop = geometry.crop((2, 5, 7), (9, 15, 40))  # stop beyond the grid is clipped to it
+    assert crop.shape == (7, 10, 23)
+    for zyx in ([0, 0, 0], [6, 9, 22], [3, 4, 5]):
+        assert np.allclose(crop.zyx_to_world(np.array(zyx)), geometry.zyx_to_world(np.array(zyx) + [2, 5, 7]))
+
+
+def _mask_volume(shape=(20, 30, 34), spacing=(2.0, 2.0, 2.0)) -> Volume:
+    mask = np.zeros(shape, np.uint8)
+    mask[6:14, 8:20, 5:15] = 1
+    mask[8:12, 10:16, 20:28] = 1
+    return Volume(array=mask, spacing=spacing, origin=(-30.0, -20.0, -15.0))
+
+
+def test_growing_a_mask_on_its_box_equals_growing_it_everywhere():
+    from scipy import ndimage
+
+    mask = _mask_volume()
+    grown = pre.grow_mask(mask, 5.0)
+    distance = ndimage.distance_transform_edt(mask.array == 0, sampling=mask.geometry.spacing_zyx)
+    assert np.array_equal(grown.array, (distance <= 5.0).astype(np.uint8))
+    assert grown.array.sum() > mask.array.sum()
+
+
+def test_the_lung_box_on_a_fine_grid_holds_all_of_the_resampled_mask():
+    mask = _mask_volume()
+    fine = pre.axis_aligned_grid(mask.geometry, (0.7, 0.7, 1.25))
+    everywhere = pre.mask_on_grid(mask, fine)
+    start, stop = pre.mask_box_on_grid(mask, fine)
+    inside = np.zeros_like(everywhere)
+    inside[start[0]:stop[0], start[1]:stop[1], start[2]:stop[2]] = True
+    assert everywhere.any() and not (everywhere & ~inside).any()
+    assert np.prod(stop - start) < 0.5 * everywhere.size  # and it is much smaller than the grid
+    z_only_start, z_only_stop = pre.mask_box_on_grid(mask, fine, in_plane=False)
+    assert tuple(z_only_start[1:]) == (0, 0) and tuple(z_only_stop[1:]) == fine.shape[1:]
+    assert (z_only_start[0], z_only_stop[0]) == (start[0], stop[0])
+
+
+def test_slabs_without_windows_are_those_of_the_whole_resampled_grid(small_phantom):
+    """Resampling only the lungs' slices must not change a pixel of what the full-grid route gives."""
+    config = pre.SlabConfig(lung_windows=False)
+    mask_volume = pre.lung_mask_volume(small_phantom.volume)
+    stack = pre.slabs_from_mask(small_phantom.volume, mask_volume, config)
+    resampled = pre.resample_volume(small_phantom.volume, config.target_spacing_mm)
+    mask = pre.mask_on_grid(pre.grow_mask(mask_volume, config.mask_margin_mm), resampled.geometry)
+    reference = pre.make_slab_stack(*pre.crop_to_lungs(resampled, mask), config)
+    assert stack.windows is None and stack.image_size == resampled.shape[1:]
+    assert np.array_equal(stack.images, reference.images)
+    assert stack.geometry.same_grid(reference.geometry)
+
+
+def test_windowed_slabs_show_all_the_lung_at_the_same_world_positions(small_phantom):
+    mask_volume = pre.lung_mask_volume(small_phantom.volume)
+    whole = pre.slabs_from_mask(small_phantom.volume, mask_volume, pre.SlabConfig(lung_windows=False))
+    windowed = pre.slabs_from_mask(small_phantom.volume, mask_volume, pre.SlabConfig())
+    assert len(windowed) == len(whole) and windowed.windows is not None
+    assert np.array_equal(windowed.z_ranges, whole.z_ranges)
+    area = np.mean([(y1 - y0) * (x1 - x0) for y0, x0, y1, x1 in windowed.windows])
+    assert area < 0.75 * whole.image_size[0] * whole.image_size[1]  # the network sees much less
+    for nodule in small_phantom.nodules.items:  # each nodule's centre is inside the window of the slabs showing it
+        centre = np.asarray(nodule.center)
+        pixel = windowed.world_to_pixel(centre)[0]
+        assert np.allclose(windowed.pixel_to_world(0, *pixel)[0][:2], centre[:2])
+        for index in range(len(windowed)):
+            z_low, z_high = windowed.z_extent_mm(index)
+            if z_low <= centre[2] <= z_high:
+                y0, x0, y1, x1 = windowed.window(index)
+                assert x0 <= pixel[0] <= x1 and y0 <= pixel[1] <= y1
+                assert windowed.window_image(index).shape == (y1 - y0, x1 - x0)

@@ -18,6 +18,7 @@ from radassist.io.images import read_volume
 from radassist.lung.datasets import SlabDataset, SplitConfig, read_luna16, select_slabs
 from radassist.lung.losses import DetrLoss
 from radassist.lung.model import build_lung_detr
+from radassist.lung.preprocess import SlabConfig
 from radassist.lung.train import (LOG_COLUMNS, LungTrainConfig, dataset_loss, load_state, model_preset, slab_f1,
                                   train_lung)
 from radassist.results.detections import Detection
@@ -145,6 +146,10 @@ def test_refusals_come_before_any_training(trained, workspace, model_home):
             num_queries=8, frozen_batch_norm=False), model_id=None))
     with pytest.raises(InputError, match="epochs must be at least 1"):
         config_for(workspace, "x", epochs=0)
+    with pytest.raises(InputError, match="lung windows on, but the slabs are 7.5 mm with lung windows off"):
+        config_for(workspace, "x", slabs=SlabConfig(lung_windows=False))
+    with pytest.raises(InputError, match="tied to 7.5 mm slabs"):
+        config_for(workspace, "x", slabs=SlabConfig(thickness_mm=5.0))
 
 
 def test_a_resume_without_its_scans_is_refused(trained, workspace, model_home, tmp_path):

@@ -167,3 +167,22 @@ def test_classification_bars_and_heat_map(tmp_path: Path) -> None:
         filled = _colour_mask(row[None], _CLASS_COLOURS[index]).sum()
         assert abs(filled - probability * bar_width) <= 2
     assert _colour_mask(bar_row[None], _CLASS_COLOURS[0]).any()
+
+
+def test_detection_tile_can_show_the_slab_the_finding_was_seen_on(tmp_path: Path) -> None:
+    """With slab_mm the tile is the maximum over the slab centred on the finding: a bright dot two slices (6 mm)
+    from the finding's slice shows in a 15 mm slab and not in the plain slice."""
+    array = np.full(GEOMETRY.shape, -900, dtype=np.int16)
+    array[8, 20, 25] = 300  # two slices above the finding
+    volume = Volume.from_geometry(array, GEOMETRY)
+    centre = tuple(GEOMETRY.zyx_to_world(np.array([6.0, 20.0, 25.0])))
+    detections = Detections([Detection(centre, (12.0, 12.0, 6.0), 0.9, diameter_mm=12.0)])
+    for slab_mm, expect_dot in ((None, False), (15.0, True)):
+        preview = preview_detections(volume, detections, tmp_path / f"slab{slab_mm}.png", window=Window(0, 400),
+                                     slab_mm=slab_mm)
+        panel = preview.panels[0]
+        assert panel.slice_index == 6
+        region = _panel_pixels(_pixels(preview.path), panel)
+        x, y = panel.world_to_pixel(np.array(GEOMETRY.zyx_to_world(np.array([8.0, 20.0, 25.0]))))
+        dot = region[int(y) - panel.top - 1:int(y) - panel.top + 2, int(x) - panel.left - 1:int(x) - panel.left + 2]
+        assert (dot.max() > 200) == expect_dot, slab_mm

@@ -97,13 +97,12 @@ def _choose_engine(args: argparse.Namespace, device) -> tuple[str, object]:
 
 def write_outputs(volume, detections, output) -> None:
     """The detect command's files (staged in ``output``); the inference server writes the same ones."""
-    from radassist.lung.preprocess import slab_preview_volume
     from radassist.results import preview_detections, write_detections_csv, write_roi_markups
 
     write_roi_markups(detections, output.path("nodules.mrk.json"))
     write_detections_csv(detections, output.path("nodules.csv"))
-    slabs = slab_preview_volume(volume, detections.metadata.get("slab_thickness_mm", 7.5))
-    preview_detections(slabs, detections, output.path("nodules.png"))
+    preview_detections(volume, detections, output.path("nodules.png"),
+                       slab_mm=float(detections.metadata.get("slab_thickness_mm", 7.5)))
 
 
 def run_summary(detections, choice) -> dict:

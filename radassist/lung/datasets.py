@@ -34,14 +34,14 @@ from radassist.lung.augment import AugmentConfig, random_augment
 from radassist.lung.evaluate import ANNOTATIONS, EXCLUDED, read_annotations
 from radassist.lung.preprocess import (LungMaskConfig, SlabConfig, SlabStack, annotations_to_slab_boxes,
                                        nodule_boxes_on_slabs)
+from radassist.lung.slab_inference import SIZE_MULTIPLE
 from radassist.metrics.froc import UNKNOWN_DIAMETER_MM
 from radassist.results.detections import Detection
 from radassist.volume import Geometry
 
 PATIENTS = "patients.csv"
 SPLITS = ("train", "validation", "test")
-CACHE_FORMAT = 1  # bump when what a cached .npz holds changes
-SIZE_MULTIPLE = 32  # the backbone's coarsest stride, as radassist.lung.pipeline pads slabs at inference
+CACHE_FORMAT = 2  # bump when what a cached .npz holds changes (2: each slab's lung window)
 
 
 # -- the LUNA16 folder --------------------------------------------------------------------------------------------
@@ -230,8 +230,9 @@ class PreparedScan:
     """A scan as Lung-DETR trains on it: slab images, each slab's nodule boxes, and where the slabs lie.
 
     ``images`` (S, H, W) 0..1 (float16 in the cache: half the disk, far finer than the CLAHE'd data needs);
-    ``boxes[s]`` (N, 4) pixel x0, y0, x1, y1; ``ignored[s]`` True where a slab shows only excluded findings
-    (neither a clean negative nor a nodule, so never sampled).
+    ``boxes[s]`` (N, 4) pixel x0, y0, x1, y1 on the whole slab; ``ignored[s]`` True where a slab shows only
+    excluded findings (neither a clean negative nor a nodule, so never sampled); ``windows[s]`` (y0, x0, y1, x1)
+    the part of the slab the network sees, as at inference.
     """
 
     uid: str
@@ -241,6 +242,7 @@ class PreparedScan:
     z_ranges: np.ndarray
     geometry: Geometry
     lung_fraction: np.ndarray
+    windows: np.ndarray
 
     def __len__(self) -> int:
         return int(self.images.shape[0])
@@ -253,7 +255,16 @@ class PreparedScan:
     def stack(self) -> SlabStack:
         """The slabs as the inference pipeline's SlabStack (float32 images), for scan-level validation."""
         return SlabStack(images=self.images.astype(np.float32), z_ranges=self.z_ranges, geometry=self.geometry,
-                         lung_fraction=self.lung_fraction)
+                         lung_fraction=self.lung_fraction, windows=self.windows)
+
+    def window_sample(self, slab: int) -> tuple[np.ndarray, np.ndarray]:
+        """What the network trains on for ``slab``: its window of the image (float32) and its nodule boxes in
+        window pixels (clipped to the window; boxes left with no area are dropped)."""
+        y0, x0, y1, x1 = (int(v) for v in self.windows[slab])
+        boxes = np.asarray(self.boxes[slab], dtype=np.float32).reshape(-1, 4) - np.float32([x0, y0, x0, y0])
+        boxes = np.clip(boxes, 0, np.float32([x1 - x0, y1 - y0, x1 - x0, y1 - y0]))
+        boxes = boxes[(boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])]
+        return self.images[slab, y0:y1, x0:x1].astype(np.float32), boxes
 
 
 def _sized(findings: Sequence[Detection]) -> list[Detection]:
@@ -282,7 +293,8 @@ def prepare_scan(scan: Luna16Scan, nodules: Sequence[Detection], excluded: Seque
     ignored = np.array([len(b) == 0 and len(e) > 0 for b, e in zip(boxes, excluded_boxes)], dtype=bool)
     return PreparedScan(uid=scan.uid, images=stack.images.astype(np.float16), boxes=boxes, ignored=ignored,
                         z_ranges=np.asarray(stack.z_ranges, dtype=np.int64), geometry=stack.geometry,
-                        lung_fraction=np.asarray(stack.lung_fraction, dtype=np.float32))
+                        lung_fraction=np.asarray(stack.lung_fraction, dtype=np.float32),
+                        windows=np.array([stack.window(i) for i in range(len(stack))], dtype=np.int64).reshape(-1, 4))
 
 
 def _findings_text(findings: Sequence[Detection]) -> list[list[float]]:
@@ -310,6 +322,7 @@ def save_prepared(prepared: PreparedScan, path: Path, fingerprint: str) -> Path:
         with open(temp, "wb") as handle:
             np.savez(handle, images=prepared.images, box_counts=counts, boxes=all_boxes.astype(np.float32),
                      ignored=prepared.ignored, z_ranges=prepared.z_ranges, lung_fraction=prepared.lung_fraction,
+                     windows=prepared.windows,
                      shape=np.array(geometry.shape), spacing=np.array(geometry.spacing),
                      origin=np.array(geometry.origin), direction=np.array(geometry.direction),
                      uid=np.array(prepared.uid), fingerprint=np.array(fingerprint))
@@ -325,7 +338,8 @@ def load_prepared(path: Path) -> tuple[PreparedScan, str]:
         geometry = Geometry(shape=tuple(int(v) for v in data["shape"]), spacing=tuple(data["spacing"]),
                             origin=tuple(data["origin"]), direction=tuple(data["direction"]))
         prepared = PreparedScan(uid=str(data["uid"]), images=data["images"], boxes=boxes, ignored=data["ignored"],
-                                z_ranges=data["z_ranges"], geometry=geometry, lung_fraction=data["lung_fraction"])
+                                z_ranges=data["z_ranges"], geometry=geometry, lung_fraction=data["lung_fraction"],
+                                windows=data["windows"])
         return prepared, str(data["fingerprint"])
 
 
@@ -433,8 +447,7 @@ class SlabDataset(torch.utils.data.Dataset):
     def __getitem__(self, index: int) -> SlabSample:
         scan_index, slab = self.items[index]
         scan = self.scans[scan_index]
-        image = scan.images[slab].astype(np.float32)
-        boxes = np.asarray(scan.boxes[slab], dtype=np.float32).reshape(-1, 4)
+        image, boxes = scan.window_sample(slab)
         if self.augment is not None:
             rng = np.random.default_rng([self.seed, self.epoch, index])
             image, boxes = random_augment(image, boxes, self.augment, rng)

@@ -2,9 +2,15 @@
 
 Each query looks at a few learned sampling points around its reference point on every feature level and mixes
 them with learned weights, instead of attending to every pixel. The official implementation ships a CUDA kernel;
-here sampling is ``torch.nn.functional.grid_sample`` (bilinear, zero outside the map), which runs on the CPU and
-exports to ONNX (GridSample, opset >= 16). Level sizes are read from tensor shapes and never turned into Python
-constants, so an exported graph accepts any image size.
+here there are two plain-PyTorch ways to compute the same sum:
+
+* ``torch.nn.functional.grid_sample`` (bilinear, zero outside the map), then weigh and sum: what training uses
+  (its backward is grid_sample's) and what ONNX export traces (GridSample, opset >= 16). Level sizes are read from
+  tensor shapes and never turned into Python constants, so an exported graph accepts any image size.
+* for inference on the CPU, every sample's four bilinear corners are looked up in one zero-bordered table and
+  summed with weights (bilinear times attention) by a single ``embedding_bag`` call, a fused gather-multiply-add.
+  On a 2-core CPU this takes a third of the time of the grid_sample path, which is about 40 % of Lung-DETR's time
+  per slab.
 """
 
 from __future__ import annotations
@@ -26,6 +32,9 @@ def level_sizes_xy(spatial_shapes: SpatialShapes, like: torch.Tensor) -> torch.T
     return torch.stack(rows).to(device=like.device, dtype=like.dtype)
 
 
+BORDER = 2  # zero pixels around each level in the lookup table: every clamped corner lands on the map or on them
+
+
 def multi_scale_deformable_attention(value: torch.Tensor, spatial_shapes: SpatialShapes,
                                      sampling_locations: torch.Tensor,
                                      attention_weights: torch.Tensor) -> torch.Tensor:
@@ -41,6 +50,14 @@ def multi_scale_deformable_attention(value: torch.Tensor, spatial_shapes: Spatia
     Returns:
         (batch, queries, heads * head_dim).
     """
+    if torch.is_grad_enabled() or torch.onnx.is_in_onnx_export() or value.device.type != "cpu":
+        return _attention_by_grid_sample(value, spatial_shapes, sampling_locations, attention_weights)
+    return _attention_by_corner_lookup(value, spatial_shapes, sampling_locations, attention_weights)
+
+
+def _attention_by_grid_sample(value: torch.Tensor, spatial_shapes: SpatialShapes, sampling_locations: torch.Tensor,
+                              attention_weights: torch.Tensor) -> torch.Tensor:
+    """grid_sample per level, weighted and summed as soon as it is sampled (training, ONNX export, GPU)."""
     head_dim = value.shape[3]
     grids = 2 * sampling_locations - 1  # grid_sample's [-1, 1]
     # (B, Q, M, L, P) -> (B*M, 1, Q, L, P): one weight per sampled point, broadcast over the head's channels
@@ -71,6 +88,49 @@ def multi_scale_deformable_attention(value: torch.Tensor, spatial_shapes: Spatia
         raise ValueError("spatial_shapes names no feature level")
     batch, queries, heads = sampling_locations.shape[0], sampling_locations.shape[1], sampling_locations.shape[2]
     return output.reshape(batch, heads * head_dim, queries).transpose(1, 2)
+
+
+def _attention_by_corner_lookup(value: torch.Tensor, spatial_shapes: SpatialShapes,
+                                sampling_locations: torch.Tensor, attention_weights: torch.Tensor) -> torch.Tensor:
+    """The same sum as one embedding_bag over the four bilinear corners of every sample (CPU inference).
+
+    Each level is laid out with a zero border of BORDER pixels; sample positions are clamped to at most 1.5 pixels
+    outside the map, where all four corners fall on the border, so points outside contribute exactly zero as with
+    grid_sample's zero padding, and no index needs a validity mask.
+    """
+    if not spatial_shapes:
+        raise ValueError("spatial_shapes names no feature level")
+    batch, _, heads, head_dim = value.shape
+    queries = sampling_locations.shape[1]
+    tables, table_starts, start, rows = [], [], 0, 0
+    for height, width in spatial_shapes:
+        level = value[:, start:start + height * width].reshape(batch, height, width, heads, head_dim)
+        bordered = F.pad(level.permute(0, 3, 1, 2, 4), (0, 0, BORDER, BORDER, BORDER, BORDER))
+        tables.append(bordered.reshape(batch, heads, -1, head_dim))
+        table_starts.append(rows)
+        rows += (height + 2 * BORDER) * (width + 2 * BORDER)
+        start += height * width
+    table = torch.cat(tables, 2).reshape(-1, head_dim)  # rows: (batch, head, level, y, x)
+    size_xy = torch.tensor([[w, h] for h, w in spatial_shapes], dtype=value.dtype)[:, None, :]  # (L, 1, 2)
+    # (B, Q, M, L, P, 2) -> (B, M, Q, L, P, 2) pixel positions, pixel centres at integers
+    pixels = sampling_locations.permute(0, 2, 1, 3, 4, 5) * size_xy - 0.5
+    pixels = torch.clamp(pixels, min=torch.full_like(size_xy, -1.5), max=size_xy + 0.5)
+    corner = pixels.floor()
+    fraction = pixels - corner
+    corner = corner.to(torch.int64) + BORDER
+    pitch = torch.tensor([w + 2 * BORDER for _, w in spatial_shapes], dtype=torch.int64)[:, None]  # (L, 1)
+    head_base = torch.arange(batch * heads, dtype=torch.int64).reshape(batch, heads, 1, 1, 1) * rows
+    top_left = head_base + torch.tensor(table_starts, dtype=torch.int64)[:, None] + corner[..., 1] * pitch \
+        + corner[..., 0]  # (B, M, Q, L, P)
+    indices = torch.stack([top_left, top_left + 1, top_left + pitch, top_left + pitch + 1], -1)
+    weights = attention_weights.permute(0, 2, 1, 3, 4)
+    fx, fy = fraction[..., 0], fraction[..., 1]
+    lower = weights * fy
+    upper = weights - lower
+    corner_weights = torch.stack([upper - upper * fx, upper * fx, lower - lower * fx, lower * fx], -1)
+    summed = F.embedding_bag(indices.reshape(batch * heads * queries, -1), table,
+                             per_sample_weights=corner_weights.reshape(batch * heads * queries, -1), mode="sum")
+    return summed.reshape(batch, heads, queries, head_dim).permute(0, 2, 1, 3).reshape(batch, queries, -1)
 
 
 class MultiScaleDeformableAttention(nn.Module):

@@ -71,6 +71,7 @@ class LungDetrConfig:
     giou_loss_weight: float = 2.0           # Deformable DETR: giou_loss_coef 2
     # data the weights are tied to (read by preprocessing, stored with the checkpoint)
     mip_slab_mm: float = 7.5                # Lung-DETR: 7.5 mm maximum-intensity projections
+    lung_windows: bool = True               # each slab cut to its lung box (radassist.lung.preprocess.SlabConfig)
 
     def __post_init__(self) -> None:
         problems = []

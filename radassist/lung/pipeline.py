@@ -35,7 +35,6 @@ ENGINES = ("classic", "detr")
 DETR_MODEL_ID = "lung-detr"
 DETR_ARCHITECTURE = "lung-detr"
 TASK = "lung-nodule-detection"
-SIZE_MULTIPLE = 32  # the backbone's coarsest stride: padded slabs keep every feature level aligned
 
 
 class WeightsMissing(RadAssistError):
@@ -219,44 +218,22 @@ def load_detr_model(model: Any = None, backend: str = "torch", device: Any = "cp
 
 # -- the engines --------------------------------------------------------------------------------------------------
 
-def _padded_batch(images: np.ndarray, channels: int) -> np.ndarray:
-    """(B, H, W) slabs -> (B, C, H', W') with H', W' multiples of SIZE_MULTIPLE (zero padding bottom/right, so
-    pixel coordinates are unchanged)."""
-    batch, height, width = images.shape
-    padded_h = -(-height // SIZE_MULTIPLE) * SIZE_MULTIPLE
-    padded_w = -(-width // SIZE_MULTIPLE) * SIZE_MULTIPLE
-    out = np.zeros((batch, channels, padded_h, padded_w), dtype=np.float32)
-    out[:, :, :height, :width] = images[:, None]
-    return out
-
-
 def run_detr(stack: SlabStack, detr: DetrModel, config: LungDetectionConfig, progress: Progress) -> list:
     """Per-slab pixel boxes and scores from Lung-DETR (torch or ONNX Runtime, whichever the backend is)."""
+    from radassist.lung.slab_inference import detect_on_slabs
     from radassist.runtime.memory import reuse_freed_memory
 
     with reuse_freed_memory():  # every slab batch allocates the same large activations again: keep them
-        return _run_detr_batches(stack, detr, config, progress)
+        return detect_on_slabs(stack, detr.backend, int(getattr(detr.config, "in_channels", 1)), config.batch_size,
+                               config.box_threshold, config.boxes_per_slab, progress)
 
 
-def _run_detr_batches(stack: SlabStack, detr: DetrModel, config: LungDetectionConfig, progress: Progress) -> list:
-    from radassist.lung.model import postprocess_outputs
-
-    channels = int(getattr(detr.config, "in_channels", 1))
-    height, width = stack.image_size
-    per_slab = []
-    starts = list(range(0, len(stack), config.batch_size))
-    for number, start in enumerate(starts):
-        progress.update(number / max(len(starts), 1), f"Lung-DETR on slabs {start + 1}-"
-                                                      f"{min(start + config.batch_size, len(stack))}")
-        batch = _padded_batch(stack.images[start:start + config.batch_size], channels)
-        outputs = detr.backend(batch)
-        found = postprocess_outputs(outputs, batch.shape[-2:], config.box_threshold, config.boxes_per_slab)
-        for image in found:
-            image.boxes[:, [0, 2]] = np.clip(image.boxes[:, [0, 2]], 0, width)
-            image.boxes[:, [1, 3]] = np.clip(image.boxes[:, [1, 3]], 0, height)
-            per_slab.append(image)
-    progress.update(1.0, "slabs done")
-    return per_slab
+def slab_config_for(model_config: Any, slabs: SlabConfig) -> SlabConfig:
+    """``slabs`` with what the weights are tied to taken from the model's config (slab thickness, lung windows)."""
+    if model_config is None:
+        return slabs
+    return dataclasses.replace(slabs, thickness_mm=float(getattr(model_config, "mip_slab_mm", slabs.thickness_mm)),
+                               lung_windows=bool(getattr(model_config, "lung_windows", slabs.lung_windows)))
 
 
 def detect_nodules(volume: Volume, config: LungDetectionConfig | None = None, progress: Progress | None = None,
@@ -273,10 +250,8 @@ def detect_nodules(volume: Volume, config: LungDetectionConfig | None = None, pr
     if engine not in ENGINES:
         raise InputError(None, f"unknown engine '{engine}'; choose {' or '.join(ENGINES)}")
     detr = load_detr_model(model) if engine == "detr" else None
-    if detr is not None and detr.config is not None and \
-            abs(float(detr.config.mip_slab_mm) - config.slabs.thickness_mm) > 1e-6:
-        config = dataclasses.replace(config, slabs=dataclasses.replace(config.slabs,
-                                                                       thickness_mm=float(detr.config.mip_slab_mm)))
+    if detr is not None:
+        config = dataclasses.replace(config, slabs=slab_config_for(detr.config, config.slabs))
     check_chest_ct(volume, config)
     progress.update(0.02, "finding the lungs")
     mask_volume = find_lungs(volume, config)
@@ -313,4 +288,4 @@ def detections_table(detections: Detections) -> list[dict[str, Any]]:
 
 __all__: Sequence[str] = ("DetrModel", "ENGINES", "LungDetectionConfig", "WeightsMissing", "check_chest_ct",
                           "detect_nodules", "detections_table", "detr_weights_installed", "find_lungs",
-                          "how_to_get_weights", "load_detr_model")
+                          "how_to_get_weights", "load_detr_model", "run_detr", "slab_config_for")

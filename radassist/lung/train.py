@@ -140,6 +140,12 @@ class LungTrainConfig:
             problems.append("score_threshold must be within 0..1 and iou_threshold within (0, 1]")
         if self.seed < 0:
             problems.append(f"seed must be >= 0, got {self.seed}")
+        if isinstance(self.model, LungDetrConfig) and (abs(self.model.mip_slab_mm - self.slabs.thickness_mm) > 1e-6
+                                                       or self.model.lung_windows != self.slabs.lung_windows):
+            problems.append(f"the model is tied to {self.model.mip_slab_mm:g} mm slabs with lung windows "
+                            f"{'on' if self.model.lung_windows else 'off'}, but the slabs are "
+                            f"{self.slabs.thickness_mm:g} mm with lung windows "
+                            f"{'on' if self.slabs.lung_windows else 'off'}; set both alike")
         if problems:
             raise InputError(None, "training config: " + "; ".join(problems))
 
@@ -321,26 +327,18 @@ def scan_cpm(model: LungDetr, scans: Sequence[PreparedScan], nodules: Mapping[st
              excluded: Mapping[str, Sequence[Detection]], device: torch.device, batch_size: int,
              amp_dtype: torch.dtype | None = None) -> float | None:
     """LUNA16 CPM of the model on whole scans: every slab, boxes linked into 3-D candidates as at inference."""
-    from radassist.lung.datasets import padded_size
     from radassist.lung.postprocess import LinkConfig, slab_boxes_to_detections
+    from radassist.lung.slab_inference import detect_on_slabs
     from radassist.metrics.froc import evaluate_froc
+
+    def run_batch(images: np.ndarray) -> dict[str, Any]:
+        with torch.no_grad(), _autocast(device, amp_dtype):
+            return _float_outputs(model(torch.from_numpy(images).to(device)))
 
     candidates: dict[str, list[Detection]] = {}
     for scan in scans:
         stack = scan.stack()
-        height, width = stack.image_size
-        size = padded_size(height, width)
-        per_slab = []
-        for start in range(0, len(stack), batch_size):
-            chunk = stack.images[start:start + batch_size]
-            images = torch.zeros((len(chunk), model.config.in_channels) + size, dtype=torch.float32)
-            images[:, :, :height, :width] = torch.from_numpy(chunk)[:, None]
-            with _autocast(device, amp_dtype):
-                outputs = model(images.to(device))
-            for image in postprocess_outputs(_float_outputs(outputs), size, 0.05, 100):
-                image.boxes[:, [0, 2]] = np.clip(image.boxes[:, [0, 2]], 0, width)
-                image.boxes[:, [1, 3]] = np.clip(image.boxes[:, [1, 3]], 0, height)
-                per_slab.append(image)
+        per_slab = detect_on_slabs(stack, run_batch, model.config.in_channels, batch_size)
         candidates[scan.uid] = slab_boxes_to_detections(per_slab, stack, LinkConfig())
     uids = [scan.uid for scan in scans]
     try:

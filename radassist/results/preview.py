@@ -61,12 +61,16 @@ class _Reorientation:
     geometry: Geometry  # the canonical grid
 
     def apply(self, array: np.ndarray) -> np.ndarray:
+        return np.ascontiguousarray(self.view(array))
+
+    def view(self, array: np.ndarray) -> np.ndarray:
+        """The reoriented array as a view (no copy): for reading a few small crops of a large volume."""
         extra = tuple(range(3, array.ndim))
         out = np.transpose(array, self.order + extra)
         for axis, flip in enumerate(self.flips):
             if flip:
                 out = np.flip(out, axis=axis)
-        return np.ascontiguousarray(out)
+        return out
 
 
 def _reorientation(geometry: Geometry) -> _Reorientation:
@@ -295,11 +299,12 @@ def preview_labelmap(volume: Volume, labelmap: LabelMap, path: str | Path, windo
 # -- detections ---------------------------------------------------------------------------------------------------
 def preview_detections(volume: Volume, detections: Detections, path: str | Path,
                        window: Window | None = CT_LUNG, max_findings: int = 12, columns: int = 4,
-                       tile_px: int = 192) -> Preview:
+                       tile_px: int = 192, slab_mm: float | None = None) -> Preview:
     """For each finding (best first), the axial slice through its centre, cropped around it, with its box and
-    probability; several findings in a grid."""
+    probability; several findings in a grid. With ``slab_mm``, each tile is instead the maximum-intensity
+    projection of that thickness centred on the finding: the slab a slab-based detector saw it on."""
     reorient = _reorientation(volume.geometry)
-    image = reorient.apply(volume.array.astype(np.float64))
+    image = reorient.view(volume.array)  # only the tiles' crops are read
     geometry = reorient.geometry
     nz, ny, nx = image.shape
     sx, sy, _ = geometry.spacing
@@ -325,8 +330,10 @@ def preview_detections(volume: Volume, detections: Detections, path: str | Path,
     draw = ImageDraw.Draw(canvas)
     font = _font()
     panels = []
+    thickness = 1 if slab_mm is None else max(1, int(round(slab_mm / geometry.spacing[2])))
     for (title, z_index, rows, cols, detection), (w, h), (left, top) in zip(tiles, sizes, positions):
-        crop = image[z_index, rows[0]:rows[1], cols[0]:cols[1]]
+        first = int(np.clip(z_index - thickness // 2, 0, max(nz - thickness, 0)))
+        crop = image[first:first + thickness, rows[0]:rows[1], cols[0]:cols[1]].max(axis=0)
         canvas.paste(Image.fromarray(_window_to_uint8(crop, window), "L").convert("RGB").resize(
             (w, h), Image.Resampling.BILINEAR), (left, top))
         panel = Panel(title, "axial", z_index, geometry, left, top, w, h, rows, cols)
