@@ -13,7 +13,8 @@ import torch
 from torch import nn
 
 from radassist.brain.inference import (JOINT_INPUTS, JOINT_OUTPUTS, ChannelsLastPointwise, JointInferenceNet,
-                                       JointRunner, fold_batch_norms, joint_runner)
+                                       JointRunner, joint_runner)
+from radassist.runtime.folding import fold_sequential_batch_norms
 from radassist.runtime.memory import reuse_freed_memory
 from radassist.brain.model import BrainJointConfig, BrainJointNet
 from radassist.brain.pipeline import BrainImages, BrainPipelineConfig, register_brain_pair
@@ -72,7 +73,7 @@ def test_inference_copy_computes_what_the_network_computes(options):
 
 def test_folding_needs_running_statistics():
     sequence = nn.Sequential(nn.Conv3d(2, 3, 3), nn.BatchNorm3d(3, track_running_stats=False)).eval()
-    fold_batch_norms(sequence)
+    assert fold_sequential_batch_norms(sequence) == 0
     assert isinstance(sequence[1], nn.BatchNorm3d)  # normalised by the batch's own statistics: nothing to fold
     with pytest.raises(ValueError, match="1x1x1"):
         ChannelsLastPointwise(nn.Conv3d(2, 3, 3))

@@ -38,3 +38,26 @@ def test_switches_turn_steps_off():
     cleaned, summary = clean_liver_labels(_prediction(), GEOMETRY, config)
     assert cleaned[4, 37, 37] == 1 and cleaned[9, 23, 23] == 0 and cleaned[3, 20, 20] == 2
     assert summary.liver_components_removed == 0 and summary.hole_voxels_filled == 0
+
+
+def test_cleaning_on_the_organs_box_gives_what_the_whole_volume_gives():
+    """The same prediction placed in a larger scan (zeros around it) and at the scan's very edge (no margin on two
+    sides) is cleaned exactly as on its own grid."""
+    labels = _prediction()
+    config = PostprocessConfig(min_tumour_volume_ml=0.01)
+    alone, summary = clean_liver_labels(labels, GEOMETRY, config)
+    bigger = np.zeros((30, 60, 70), dtype=np.uint8)
+    bigger[4:24, 15:55, 30:70] = labels  # touching the last column of the larger scan
+    placed, placed_summary = clean_liver_labels(bigger, Geometry(bigger.shape), config)
+    assert np.array_equal(placed[4:24, 15:55, 30:70], alone) and placed_summary == summary
+    assert not placed[:4].any() and not placed[24:].any() and not placed[:, :15].any()
+    ring = np.zeros((12, 30, 30), dtype=np.uint8)  # a liver shaped as a closed box at the array's first slices
+    ring[0:8, 0:20, 0:20] = 1
+    ring[2:6, 5:15, 5:15] = 0  # an enclosed cavity: filled
+    cleaned, cavity = clean_liver_labels(ring, Geometry(ring.shape), config)
+    assert cleaned[0:8, 0:20, 0:20].all() and cavity.hole_voxels_filled == 4 * 10 * 10
+
+
+def test_an_empty_prediction_stays_empty():
+    cleaned, summary = clean_liver_labels(np.zeros(GEOMETRY.shape, np.uint8), GEOMETRY)
+    assert not cleaned.any() and summary.liver_components_removed == 0

@@ -116,3 +116,24 @@ def test_slicer_cropped_file_is_padded_back_and_other_grids_refused(tmp_path):
     shifted = Geometry(GEOMETRY.shape, GEOMETRY.spacing, tuple(np.add(GEOMETRY.origin, (0.25, 0, 0))))
     with pytest.raises(InputError, match="drawn.seg.nrrd: the segmentation is on a grid"):
         align_to_grid(LabelMap(labelmap.labels, shifted, labelmap.segments), GEOMETRY, "drawn.seg.nrrd")
+
+
+def test_centroid_and_tumour_components_agree_with_scipy():
+    from scipy import ndimage
+
+    from radassist.liver.quantify import mask_centroid, tumour_components
+
+    rng = np.random.default_rng(0)
+    mask = ndimage.binary_opening(rng.random((20, 30, 40)) > 0.6)
+    np.testing.assert_allclose(mask_centroid(mask), ndimage.center_of_mass(mask), rtol=0, atol=1e-9)
+    tumours = np.zeros((20, 30, 40), bool)
+    tumours[3:6, 4:8, 30:35] = True
+    tumours[10:15, 20:28, 5:9] = True
+    tumours[10, 10, 10] = True
+    found = tumour_components(tumours)
+    assert sorted(int(c.sum()) for _, c in found) == [1, 3 * 4 * 5, 5 * 8 * 4]
+    rebuilt = np.zeros_like(tumours)
+    for region, component in found:
+        rebuilt[region] |= component
+    assert np.array_equal(rebuilt, tumours)
+    assert tumour_components(np.zeros((4, 4, 4), bool)) == []

@@ -9,8 +9,8 @@ from torch import nn
 
 from radassist.runtime.backends import make_backend
 from radassist.runtime.progress import Cancelled, Progress
-from radassist.runtime.slicewise import (AxialReorientation, SliceInference, fit_slices, plan_fit, predict_slices,
-                                         unfit_slices)
+from radassist.runtime.slicewise import (AxialReorientation, SliceInference, class_argmax, fit_slices, plan_fit,
+                                         predict_slices, unfit_slices)
 from radassist.volume import Volume
 
 
@@ -144,3 +144,17 @@ def test_a_network_with_the_wrong_output_is_reported():
 
     with pytest.raises(ValueError, match="expected"):
         predict_slices(_volume(), Shrinks(), _prepare, SliceInference(input_size=(32, 32)))
+
+
+def test_class_argmax_is_argmax_over_the_classes_first_on_ties():
+    generator = torch.Generator().manual_seed(0)
+    scores = torch.randn(3, 5, 17, 19, generator=generator)
+    scores[0, 2, :4] = scores[0, 4, :4] = 9.0  # ties: the first of the equal classes wins, as argmax says
+    scores[1, :, 5] = 0.0  # all equal: class 0
+    labels = class_argmax(scores)
+    assert labels.dtype == torch.uint8 and labels.shape == (3, 17, 19)
+    assert torch.equal(labels.long(), scores.argmax(dim=1))
+    assert (labels[0, :4] == 2).all() and (labels[1, 5] == 0).all()
+    assert torch.equal(class_argmax(scores[:, :1]), torch.zeros(3, 17, 19, dtype=torch.uint8))
+    with pytest.raises(ValueError, match="at most 256"):
+        class_argmax(torch.zeros(1, 257, 2, 2))

@@ -18,7 +18,6 @@ weights and cached like the liver and lung models.
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,27 +26,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from radassist.brain.model import ARCHITECTURE_NAME, BrainJointConfig, BrainJointNet, JointOutput
 from radassist.runtime.backends import InferenceBackend, make_backend
+from radassist.runtime.folding import folded_inference_copy
 
 JOINT_INPUTS = ("moving", "fixed")
 JOINT_OUTPUTS = JointOutput._fields  # segmentation_moving, segmentation_fixed, gradients, grid
-
-
-def fold_batch_norms(module: nn.Module) -> nn.Module:
-    """Fold every batch norm with running statistics that follows a (transposed) convolution in a Sequential into
-    that convolution, in place; the norm becomes an Identity. ``module`` must be in eval mode."""
-    sequences = [m for m in module.modules() if isinstance(m, nn.Sequential)]
-    for sequence in sequences:
-        for index in range(len(sequence) - 1):
-            conv, norm = sequence[index], sequence[index + 1]
-            if (isinstance(conv, (nn.Conv3d, nn.ConvTranspose3d)) and isinstance(norm, nn.BatchNorm3d)
-                    and norm.running_mean is not None and norm.running_var is not None):
-                sequence[index] = fuse_conv_bn_eval(conv, norm, transpose=isinstance(conv, nn.ConvTranspose3d))
-                sequence[index + 1] = nn.Identity()
-    return module
 
 
 class ChannelsLastPointwise(nn.Module):
@@ -71,9 +56,7 @@ class JointInferenceNet(nn.Module):
 
     def __init__(self, model: BrainJointNet, channels_last: bool = True) -> None:
         super().__init__()
-        net = fold_batch_norms(copy.deepcopy(model).eval())
-        for parameter in net.parameters():
-            parameter.requires_grad_(False)
+        net = folded_inference_copy(model)
         if channels_last:
             for decoder in (net.segmentation_decoder, net.registration_decoder):
                 decoder.head = ChannelsLastPointwise(decoder.head)

@@ -17,8 +17,8 @@ from radassist.liver.datasets import PAD_HU
 from radassist.liver.preprocess import LiverPreprocessing, context_indices, window_to_unit
 from radassist.runtime.backends import InferenceBackend
 from radassist.runtime.progress import Progress
-from radassist.runtime.slicewise import (AxialReorientation, SliceInference, fit_slices, plan_fit, predict_slices,
-                                         unfit_slices)
+from radassist.runtime.slicewise import (AxialReorientation, SliceInference, class_argmax, fit_slices, plan_fit,
+                                         predict_slices, unfit_slices)
 from radassist.volume import Volume
 
 
@@ -54,6 +54,6 @@ def predict_labels(volume: Volume, backend: InferenceBackend, preprocessing: Liv
         fitted = fit_slices(window_to_unit(stack, preprocessing.window), fit, pad).numpy()
         logits = next(iter(backend(fitted).values()))
         back = unfit_slices(torch.from_numpy(np.ascontiguousarray(logits, dtype=np.float32)), fit)
-        labels[start:stop] = back.argmax(dim=1).numpy().astype(np.uint8)
+        labels[start:stop] = class_argmax(back).numpy()
         progress.update(stop / count, f"slice {stop}/{count}")
     return np.ascontiguousarray(reorientation.from_canonical(labels))

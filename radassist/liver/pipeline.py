@@ -24,6 +24,7 @@ from radassist.liver.quantify import LiverQuantification, quantify_labelmap
 from radassist.results.labelmap import LabelMap
 from radassist.results.tables import Report
 from radassist.runtime.backends import InferenceBackend, make_backend
+from radassist.runtime.folding import folded_inference_copy
 from radassist.runtime.progress import Progress
 from radassist.volume import Volume
 
@@ -70,14 +71,15 @@ class LiverModel:
                    source=str(loaded.path or ""), identity=identity)
 
     def backend(self, kind: str = "torch", device: Any = "cpu", cache_dir: Any = None) -> InferenceBackend:
-        """A torch or ONNX Runtime backend for the network (for ONNX exported once, into ``cache_dir`` or the
-        RadAssist cache)."""
+        """A torch or ONNX Runtime backend for an inference copy of the network with its batch norms folded (for
+        ONNX exported once, into ``cache_dir`` or the RadAssist cache)."""
         if isinstance(self.network, InferenceBackend):
             return self.network
         size = self.input_size or (self.size_multiple * 2, self.size_multiple * 2)
         example = np.zeros((1, self.preprocessing.channels, *size), dtype=np.float32)
-        return make_backend(self.network, kind, device, example_inputs=example, input_names=["image"],
-                            output_names=["logits"], model_id=self.architecture, cache_dir=cache_dir)
+        return make_backend(folded_inference_copy(self.network), kind, device, example_inputs=example,
+                            input_names=["image"], output_names=["logits"], model_id=self.architecture,
+                            cache_dir=cache_dir)
 
 
 @dataclass(frozen=True)

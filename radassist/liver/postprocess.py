@@ -65,10 +65,36 @@ def fill_holes(mask: np.ndarray) -> np.ndarray:
     return filled
 
 
+def organ_box(organ: np.ndarray, margin: int = 1) -> tuple[slice, ...] | None:
+    """The bounding box of ``organ`` grown by ``margin`` voxels (clipped to the array), None when it is empty.
+
+    Every cleaning step gives the same answer on this box as on the whole volume (components, holes and the
+    tumours' contact with the liver all lie inside it, and the margin keeps the background around the organ
+    connected as it is in the volume), at the cost of the box instead of the whole scan."""
+    organ = np.asarray(organ, dtype=bool)
+    box = []
+    for axis, size in enumerate(organ.shape):
+        present = np.flatnonzero(organ.any(axis=tuple(a for a in range(organ.ndim) if a != axis)))
+        if present.size == 0:
+            return None
+        box.append(slice(max(0, int(present[0]) - margin), min(size, int(present[-1]) + 1 + margin)))
+    return tuple(box)
+
+
 def clean_liver_labels(labels: np.ndarray, geometry: Geometry,
                        config: PostprocessConfig = PostprocessConfig()) -> tuple[np.ndarray, PostprocessSummary]:
     """The cleaned (z, y, x) label array (0 background, 1 liver, 2 tumour) and what was changed."""
     labels = np.asarray(labels)
+    result = np.zeros(labels.shape, dtype=np.uint8)
+    box = organ_box(labels > 0)
+    if box is None:
+        return result, PostprocessSummary()
+    result[box], summary = _clean_box(labels[box], geometry, config)
+    return result, summary
+
+
+def _clean_box(labels: np.ndarray, geometry: Geometry, config: PostprocessConfig) -> tuple[np.ndarray,
+                                                                                           PostprocessSummary]:
     summary = PostprocessSummary()
     organ = labels > 0
     tumour = labels == TUMOUR_LABEL
@@ -78,21 +104,22 @@ def clean_liver_labels(labels: np.ndarray, geometry: Geometry,
         filled = fill_holes(organ)
         summary.hole_voxels_filled = int(filled.sum() - organ.sum())
         organ = filled
-    near_liver = ndimage.binary_dilation(organ & ~tumour, structure=FULL_CONNECTIVITY)
-    components, count = ndimage.label(tumour, structure=FULL_CONNECTIVITY)
     kept = np.zeros_like(tumour)
-    min_voxels = config.min_tumour_volume_ml * 1000.0 / geometry.voxel_volume_mm3
-    for index, region in enumerate(ndimage.find_objects(components), start=1):
-        if region is None:
-            continue
-        component = components[region] == index
-        if not (near_liver[region] & component).any():
-            summary.tumours_outside_liver_removed += 1
-            continue
-        if component.sum() < min_voxels:
-            summary.small_tumours_removed += 1
-            continue
-        kept[region] |= component
+    if tumour.any():
+        near_liver = ndimage.binary_dilation(organ & ~tumour, structure=FULL_CONNECTIVITY)
+        components, _ = ndimage.label(tumour, structure=FULL_CONNECTIVITY)
+        min_voxels = config.min_tumour_volume_ml * 1000.0 / geometry.voxel_volume_mm3
+        for index, region in enumerate(ndimage.find_objects(components), start=1):
+            if region is None:
+                continue
+            component = components[region] == index
+            if not (near_liver[region] & component).any():
+                summary.tumours_outside_liver_removed += 1
+                continue
+            if component.sum() < min_voxels:
+                summary.small_tumours_removed += 1
+                continue
+            kept[region] |= component
     result = np.zeros(labels.shape, dtype=np.uint8)
     result[organ] = LIVER_LABEL
     result[kept] = TUMOUR_LABEL

@@ -26,6 +26,7 @@ from scipy.spatial import ConvexHull
 
 from radassist.errors import InputError
 from radassist.liver.model import LIVER_LABEL, TUMOUR_LABEL
+from radassist.liver.postprocess import FULL_CONNECTIVITY, organ_box
 from radassist.results.labelmap import LabelMap
 from radassist.results.segments import Segment
 from radassist.results.tables import Report
@@ -37,7 +38,6 @@ TUMOUR_TYPE_CODES = {"108369006", "4147007", "52988006", "27925004"}  # Neoplasm
 ALTERED_STRUCTURE = "49755003"  # SNOMED CT Morphologically Altered Structure
 _TUMOUR_WORDS = re.compile(r"tumou?r|lesion|neoplasm|metasta|cancer|carcinoma|hcc|mass|nodule", re.IGNORECASE)
 _GENERIC_NAME = re.compile(r"^segment[_ ]?\d+$", re.IGNORECASE)
-FULL_CONNECTIVITY = np.ones((3, 3, 3), dtype=bool)
 
 
 @dataclass
@@ -200,6 +200,37 @@ def longest_axial_diameter(mask: np.ndarray, geometry: Geometry) -> tuple[float,
     return best, best_slice
 
 
+def mask_centroid(mask: np.ndarray) -> np.ndarray:
+    """The mean (z, y, x) index of a non-empty mask's voxels, from one sum per axis (what
+    ``ndimage.center_of_mass`` gives, without building an index grid the size of the volume)."""
+    mask = np.asarray(mask, dtype=bool)
+    total = np.count_nonzero(mask)
+    if total == 0:
+        raise ValueError("an empty mask has no centroid")
+    centre = []
+    for axis in range(mask.ndim):
+        others = tuple(a for a in range(mask.ndim) if a != axis)
+        counts = np.count_nonzero(mask, axis=others)
+        centre.append(float(np.dot(counts, np.arange(mask.shape[axis], dtype=np.float64))) / total)
+    return np.array(centre)
+
+
+def tumour_components(tumours: np.ndarray) -> list[tuple[tuple[slice, ...], np.ndarray]]:
+    """Each 26-connected tumour as (its bounding box in the volume, its mask within that box), found within the
+    tumours' own bounding box (no pass over the whole volume when there are none or they are small)."""
+    outer = organ_box(tumours, margin=0)
+    if outer is None:
+        return []
+    components, _ = ndimage.label(tumours[outer], structure=FULL_CONNECTIVITY)
+    found = []
+    for index, region in enumerate(ndimage.find_objects(components), start=1):
+        if region is None:
+            continue
+        shifted = tuple(slice(r.start + o.start, r.stop + o.start) for r, o in zip(region, outer))
+        found.append((shifted, components[region] == index))
+    return found
+
+
 def quantify_masks(liver: np.ndarray, tumours: np.ndarray, geometry: Geometry, image: Volume | None = None,
                    liver_segments: Sequence[str] = (), tumour_segments: Sequence[str] = ()) -> LiverQuantification:
     """Measures of a liver mask and a tumour mask on ``geometry``; tumours outside the liver still count as
@@ -209,26 +240,21 @@ def quantify_masks(liver: np.ndarray, tumours: np.ndarray, geometry: Geometry, i
     if image is not None and not image.geometry.same_grid(geometry):
         raise InputError(image.source.path, "the CT is not on the segmentation's grid")
     values = None if image is None else image.array
-    components, count = ndimage.label(tumours, structure=FULL_CONNECTIVITY)
     measures = []
-    for index, region in enumerate(ndimage.find_objects(components), start=1):
-        if region is None:
-            continue
-        component = np.zeros(tumours.shape, dtype=bool)
-        component[region] = components[region] == index
-        voxels = int(component[region].sum())
-        diameter, axial_slice = longest_axial_diameter(component[region], _sub_geometry(geometry, region))
-        centre = geometry.zyx_to_world(np.array(ndimage.center_of_mass(component)))
-        mean_hu = None if values is None else round(float(values[component].mean()), 2)
-        offset = _axial_offset(geometry, region)
+    for region, component in tumour_components(tumours):
+        voxels = int(component.sum())
+        diameter, axial_slice = longest_axial_diameter(component, _sub_geometry(geometry, region))
+        offset = np.array([s.start for s in region], dtype=float)
+        centre = geometry.zyx_to_world(mask_centroid(component) + offset)
+        mean_hu = None if values is None else round(float(values[region][component].mean()), 2)
         measures.append(TumourMeasure(0, voxels, voxels * geometry.voxel_volume_mm3 / 1000.0, diameter,
-                                      axial_slice + offset, tuple(float(c) for c in centre), mean_hu))
+                                      axial_slice + _axial_offset(geometry, region), tuple(float(c) for c in centre),
+                                      mean_hu))
     measures.sort(key=lambda t: -t.voxels)
     for number, measure in enumerate(measures, start=1):
         measure.number = number
     parenchyma = organ & ~tumours
-    centre = tuple(float(c) for c in geometry.zyx_to_world(np.array(ndimage.center_of_mass(organ)))) \
-        if organ.any() else None
+    centre = tuple(float(c) for c in geometry.zyx_to_world(mask_centroid(organ))) if organ.any() else None
     mean_hu = round(float(values[parenchyma].mean()), 2) if values is not None and parenchyma.any() else None
     return LiverQuantification(int(organ.sum()), int(tumours.sum()), geometry.voxel_volume_mm3, measures,
                                tuple(round(c, 2) for c in centre) if centre else None, mean_hu,

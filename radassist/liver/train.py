@@ -35,6 +35,7 @@ from radassist.runtime.distributed import (all_reduce_sum, get_rank, get_world_s
                                            rank_order, shard, unwrap, wrap_ddp)
 from radassist.runtime.progress import Progress
 from radassist.runtime.registry import get_architecture, make_config
+from radassist.runtime.slicewise import class_argmax
 
 CLASS_NAMES = ["background", "liver", "tumour"]
 
@@ -137,7 +138,7 @@ def predict_batches(model: nn.Module, images: np.ndarray, batch_size: int, devic
     with torch.no_grad():
         for start in range(0, len(images), batch_size):
             batch = torch.from_numpy(images[start:start + batch_size]).to(device)
-            labels.append(model(batch).argmax(dim=1).cpu().numpy())
+            labels.append(class_argmax(model(batch)).cpu().numpy())
     return np.concatenate(labels) if labels else np.zeros((0, *images.shape[2:]), dtype=np.int64)
 
 

@@ -151,6 +151,26 @@ def fit_slices(batch: np.ndarray, fit: SliceFit, pad_value: float, mode: str = "
     return resize_slices(tensor, fit.size, mode)
 
 
+def class_argmax(logits: torch.Tensor) -> torch.Tensor:
+    """The class index (uint8) of the largest score along dim 1 of (N, C, ...) scores, the first on ties, as
+    ``argmax(dim=1)`` gives it; C <= 256.
+
+    One comparison pass per class: on the CPU ``argmax`` over the channel dimension of an (N, C, H, W) tensor
+    strides across memory and took 0.3 s for 8 slices of 3 x 512 x 512 scores, this takes 0.02 s. (A NaN score
+    never wins here, where ``argmax`` would pick it: a network's scores are finite.)
+    """
+    classes = int(logits.shape[1])
+    if classes > 256:
+        raise ValueError(f"class_argmax gives uint8 indices: at most 256 classes, got {classes}")
+    best = logits[:, 0].clone()
+    index = torch.zeros(best.shape, dtype=torch.uint8, device=logits.device)
+    for channel in range(1, classes):
+        scores = logits[:, channel]
+        index.masked_fill_(scores > best, channel)
+        torch.maximum(best, scores, out=best)
+    return index
+
+
 def unfit_slices(outputs: np.ndarray | torch.Tensor, fit: SliceFit) -> torch.Tensor:
     """Undo :func:`fit_slices` on (n, c, H, W) network outputs (logits): resize back bilinearly, crop the padding."""
     tensor = resize_slices(outputs, fit.padded, "bilinear") if fit.resized else torch.as_tensor(outputs)
@@ -243,7 +263,7 @@ def predict_slices(volume: Volume, model: torch.nn.Module | InferenceBackend, pr
             raise ValueError(f"the network gave {logits.shape} for input {fitted.shape}; expected "
                              f"({stop - start}, classes, {fit.size[0]}, {fit.size[1]})")
         back = unfit_slices(torch.from_numpy(np.ascontiguousarray(logits, dtype=np.float32)), fit)
-        labels[start:stop] = back.argmax(dim=1).numpy().astype(np.uint8)
+        labels[start:stop] = class_argmax(back).numpy()
         if keep_probabilities:
             if probabilities is None:
                 probabilities = np.zeros((back.shape[1], count, height, width), dtype=np.float32)

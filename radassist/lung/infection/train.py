@@ -35,6 +35,7 @@ from radassist.runtime.distributed import (accumulation_plan, accumulation_step,
                                            init_distributed, rank_order, shard, wrap_ddp)
 from radassist.runtime.progress import Progress
 from radassist.runtime.registry import get_architecture, make_config
+from radassist.runtime.slicewise import class_argmax
 
 
 @dataclass(frozen=True)
@@ -137,7 +138,7 @@ def predict_labels(model: nn.Module, images: np.ndarray, batch_size: int = 8, de
     with torch.inference_mode():
         for start in range(0, len(images), batch_size):
             batch = torch.from_numpy(np.ascontiguousarray(images[start:start + batch_size])).to(device)
-            out[start:start + batch_size] = model(batch).argmax(dim=1).cpu().numpy()
+            out[start:start + batch_size] = class_argmax(model(batch)).cpu().numpy()
     return out
 
 
