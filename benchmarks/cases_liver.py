@@ -68,10 +68,12 @@ SIZE = f"{CT_SHAPE[2]}x{CT_SHAPE[1]}x{CT_SHAPE[0]} int16 CT, batch 8"
 CASES: list[BenchmarkCase] = [
     BenchmarkCase("liver pipeline, mU-Net (paper width 64-1024, 512x512 slices)", "liver", SIZE,
                   _setup("liver-munet", PAPER, (512, 512)), _run, backends=("torch", "onnx"), uses_device=True,
-                  repeats=1, warmup=0),
+                  repeats=1, warmup=0,
+                  timeout_s=3600.0),  # 200 slices of 385-595 GFLOP each: 15-25 min a run on 2 cores
     BenchmarkCase("liver pipeline, U-Net (paper width 64-1024, 512x512 slices)", "liver", SIZE,
                   _setup("liver-unet", PAPER, (512, 512)), _run, backends=("torch", "onnx"), uses_device=True,
-                  repeats=1, warmup=0),
+                  repeats=1, warmup=0,
+                  timeout_s=3600.0),  # 200 slices of 385-595 GFLOP each: 15-25 min a run on 2 cores
     BenchmarkCase("liver pipeline, mU-Net (16-256 channels, 256x256 slices)", "liver", SIZE,
                   _setup("liver-munet", LIGHT, (256, 256)), _run, backends=("torch", "onnx"), uses_device=True,
                   repeats=3, warmup=1),
