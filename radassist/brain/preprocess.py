@@ -3,7 +3,6 @@ z-scores inside the brain, BraTS label values, resampling onto one grid, and box
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -11,6 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 import SimpleITK as sitk
 
+from radassist.extent import nonzero_extent, span_to_multiple
 from radassist.io.sitk_bridge import sitk_to_volume, volume_to_sitk
 from radassist.volume import Geometry, Volume
 
@@ -131,16 +131,12 @@ class Box:
 
 def network_box(mask: np.ndarray, multiple: int, margin: int = 4) -> Box:
     """The box around ``mask`` (grown by ``margin`` voxels) with every size rounded up to ``multiple``."""
-    if not mask.any():
+    extent = nonzero_extent(mask)
+    if extent is None:
         raise ValueError("the brain mask is empty")
-    starts, sizes = [], []
-    for axis, n in enumerate(mask.shape):
-        present = np.flatnonzero(mask.any(axis=tuple(a for a in range(3) if a != axis)))
-        lo, hi = max(0, int(present[0]) - margin), min(n, int(present[-1]) + 1 + margin)
-        size = int(math.ceil((hi - lo) / multiple) * multiple)
-        starts.append(lo - (size - (hi - lo)) // 2)
-        sizes.append(size)
-    return Box(tuple(starts), tuple(sizes))
+    spans = [span_to_multiple(max(0, first - margin), min(n, stop + margin), multiple)
+             for (first, stop), n in zip(extent, mask.shape)]
+    return Box(tuple(first for first, _ in spans), tuple(last - first for first, last in spans))
 
 
 def centred_box(shape: tuple[int, int, int], size: Sequence[int], jitter: np.random.Generator | None = None,

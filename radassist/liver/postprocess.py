@@ -17,6 +17,7 @@ import numpy as np
 import SimpleITK as sitk
 from scipy import ndimage
 
+from radassist.extent import nonzero_extent
 from radassist.liver.model import LIVER_LABEL, TUMOUR_LABEL
 from radassist.volume import Geometry
 
@@ -76,14 +77,11 @@ def organ_box(organ: np.ndarray, margin: int = 1) -> tuple[slice, ...] | None:
     Every cleaning step gives the same answer on this box as on the whole volume (components, holes and the
     tumours' contact with the liver all lie inside it, and the margin keeps the background around the organ
     connected as it is in the volume), at the cost of the box instead of the whole scan."""
-    organ = np.asarray(organ, dtype=bool)
-    box = []
-    for axis, size in enumerate(organ.shape):
-        present = np.flatnonzero(organ.any(axis=tuple(a for a in range(organ.ndim) if a != axis)))
-        if present.size == 0:
-            return None
-        box.append(slice(max(0, int(present[0]) - margin), min(size, int(present[-1]) + 1 + margin)))
-    return tuple(box)
+    extent = nonzero_extent(organ)
+    if extent is None:
+        return None
+    return tuple(slice(max(0, first - margin), min(size, stop + margin))
+                 for (first, stop), size in zip(extent, np.shape(organ)))
 
 
 def clean_liver_labels(labels: np.ndarray, geometry: Geometry,

@@ -29,6 +29,7 @@ import numpy as np
 import SimpleITK as sitk
 from scipy import ndimage
 
+from radassist.extent import nonzero_extent, span_to_multiple
 from radassist.io.sitk_bridge import volume_to_sitk
 from radassist.results.detections import Detection, Detections
 from radassist.volume import Geometry, Volume
@@ -145,10 +146,11 @@ def mask_box_on_grid(mask: Volume, geometry: Geometry, in_plane: bool = True) ->
     """(start, stop) voxel indices (z, y, x) of ``geometry`` outside which :func:`mask_on_grid` of ``mask`` is
     certainly empty: the box of the mask's voxels grown by one of its (coarse) voxels, where linear interpolation
     can still pass 0.5. With ``in_plane`` False only z is limited. An empty mask gives the whole grid."""
-    found = np.argwhere(mask.array)
-    if found.size == 0:
+    extent = nonzero_extent(mask.array)
+    if extent is None:
         return np.zeros(3, dtype=int), np.asarray(geometry.shape)
-    low, high = found.min(axis=0) - 1.0, found.max(axis=0) + 1.0
+    low = np.array([first for first, _ in extent], dtype=float) - 1.0
+    high = np.array([stop for _, stop in extent], dtype=float)  # the last voxel + 1
     corners_zyx = np.array([[z, y, x] for z in (low[0], high[0]) for y in (low[1], high[1])
                             for x in (low[2], high[2])])
     on_grid = geometry.world_to_zyx(mask.geometry.zyx_to_world(corners_zyx))
@@ -273,13 +275,11 @@ def erosion_radius_mm(erosion_mm: float, spacing_zyx: Sequence[float]) -> float:
 
 def bounding_box(mask: np.ndarray, margin_mm: float, spacing_zyx: Sequence[float]) -> tuple[slice, ...]:
     """Slices of the box around ``mask`` grown by ``margin_mm`` (clipped to the array)."""
-    found = np.argwhere(mask)
-    if found.size == 0:
+    extent = nonzero_extent(mask)
+    if extent is None:
         return tuple(slice(0, n) for n in mask.shape)
     pad = [int(np.ceil(margin_mm / s)) + 1 for s in spacing_zyx]
-    low = np.maximum(found.min(axis=0) - pad, 0)
-    high = np.minimum(found.max(axis=0) + np.array(pad) + 1, mask.shape)
-    return tuple(slice(int(a), int(b)) for a, b in zip(low, high))
+    return tuple(slice(max(first - p, 0), min(stop + p, n)) for (first, stop), p, n in zip(extent, pad, mask.shape))
 
 
 def lung_slice_range(mask: np.ndarray, min_fraction: float) -> tuple[int, int]:
@@ -451,24 +451,24 @@ def lung_windows(lung: np.ndarray, multiple: int = 32) -> np.ndarray:
     the whole stack's lung, or the whole image if there is none."""
     count, height, width = lung.shape
     windows = np.zeros((count, 4), dtype=np.int64)
-    union = lung.any(axis=0)
+    union = nonzero_extent(lung.any(axis=0))
     for index in range(count):
-        plane = lung[index] if lung[index].any() else union
-        rows, cols = np.flatnonzero(plane.any(axis=1)), np.flatnonzero(plane.any(axis=0))
-        if rows.size == 0:
+        extent = nonzero_extent(lung[index]) or union
+        if extent is None:
             windows[index] = (0, 0, height, width)
             continue
-        y0, y1 = _aligned_span(int(rows[0]), int(rows[-1]) + 1, height, multiple)
-        x0, x1 = _aligned_span(int(cols[0]), int(cols[-1]) + 1, width, multiple)
+        (y0, y1), (x0, x1) = (_span_within(*span, size, multiple) for span, size in zip(extent, (height, width)))
         windows[index] = (y0, x0, y1, x1)
     return windows
 
 
-def _aligned_span(start: int, stop: int, size: int, multiple: int) -> tuple[int, int]:
-    """[start, stop) grown evenly on both sides to a multiple of ``multiple`` and shifted to lie within [0, size)."""
-    length = min(-(-(stop - start) // multiple) * multiple, size)
-    first = max(0, min(start - (length - (stop - start)) // 2, size - length))
-    return first, first + length
+def _span_within(start: int, stop: int, size: int, multiple: int) -> tuple[int, int]:
+    """[start, stop) grown to a multiple of ``multiple`` and moved to lie within [0, size) (capped at size)."""
+    first, last = span_to_multiple(start, stop, multiple)
+    if last - first >= size:
+        return 0, size
+    shift = max(0, -first) - max(0, last - size)
+    return first + shift, last + shift
 
 
 def make_slab_stack(volume: Volume, mask: np.ndarray, config: SlabConfig = SlabConfig()) -> SlabStack:
