@@ -8,10 +8,14 @@ report with nothing written.
 from __future__ import annotations
 
 import contextlib
+import os
+import sys
 import threading
+import time
 from collections.abc import Callable, Iterator
+from typing import TextIO
 
-from radassist.errors import RadAssistError
+from radassist.errors import InputError, RadAssistError
 
 ProgressCallback = Callable[[float, str], None]
 
@@ -64,15 +68,70 @@ class Progress:
             self.update((index + 1) / total, message)
 
 
+PROGRESS_INTERVAL_ENV = "RADASSIST_PROGRESS_INTERVAL"
+DEFAULT_LOG_INTERVAL_S = 30.0
+
+
+class ProgressLines:
+    """Progress as plain lines for a log file: "description:  37% message", at most one every ``interval``
+    seconds, plus the first report and the finish.
+
+    A tqdm bar redraws one line with carriage returns, which a log file or a batch scheduler's output does not
+    show usefully (tqdm writes nothing at all when stderr is not a terminal), so a training run started with
+    ``nohup`` or under a job scheduler would otherwise report nothing for hours.
+    """
+
+    def __init__(self, description: str, stream: TextIO, interval_s: float = DEFAULT_LOG_INTERVAL_S,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.description, self.stream, self.interval_s, self.clock = description, stream, float(interval_s), clock
+        self._last_time: float | None = None
+        self._last_line = ""
+        self._finished = False
+
+    def __call__(self, fraction: float, message: str) -> None:
+        now = self.clock()
+        finished = fraction >= 1.0
+        due = self._last_time is None or now - self._last_time >= self.interval_s
+        if not (due or (finished and not self._finished)):
+            return
+        line = f"{self.description}: {fraction * 100:3.0f}%" + (f" {message}" if message else "")
+        if line != self._last_line:
+            self.stream.write(line + "\n")
+            self.stream.flush()
+            self._last_line = line
+        self._last_time = now
+        self._finished = self._finished or finished
+
+
+def log_interval_s() -> float:
+    """Seconds between progress lines in a log (``$RADASSIST_PROGRESS_INTERVAL``, default 30)."""
+    text = os.environ.get(PROGRESS_INTERVAL_ENV, "").strip()
+    if not text:
+        return DEFAULT_LOG_INTERVAL_S
+    try:
+        value = float(text)
+    except ValueError:
+        raise InputError(None, f"${PROGRESS_INTERVAL_ENV} must be a number of seconds, got {text!r}") from None
+    if value < 0 or value != value:
+        raise InputError(None, f"${PROGRESS_INTERVAL_ENV} must be 0 or more seconds, got {text!r}")
+    return value
 
 
 @contextlib.contextmanager
-def tqdm_progress(description: str, disable: bool | None = None) -> Iterator[Progress]:
-    """A Progress that drives a tqdm bar on stderr (the CLI's view of a job)."""
+def tqdm_progress(description: str, disable: bool | None = None, stream: TextIO | None = None) -> Iterator[Progress]:
+    """The CLI's view of a job on ``stream`` (stderr): a tqdm bar on a terminal, :class:`ProgressLines` in a log
+    (every ``$RADASSIST_PROGRESS_INTERVAL`` seconds), nothing when ``disable``."""
+    stream = sys.stderr if stream is None else stream
+    if disable:
+        yield Progress()
+        return
+    if not _is_terminal(stream):
+        yield Progress(ProgressLines(description, stream, log_interval_s()))
+        return
     from tqdm import tqdm
 
     with tqdm(total=1000, desc=description, unit="", bar_format="{desc}: {percentage:3.0f}%|{bar}| {postfix}",
-              disable=disable, leave=False) as bar:
+              file=stream, leave=False) as bar:
         def show(fraction: float, message: str) -> None:
             bar.n = int(round(fraction * 1000))
             if message:
@@ -80,3 +139,11 @@ def tqdm_progress(description: str, disable: bool | None = None) -> Iterator[Pro
             bar.refresh()
 
         yield Progress(show)
+
+
+def _is_terminal(stream: TextIO) -> bool:
+    isatty = getattr(stream, "isatty", None)
+    try:
+        return bool(isatty and isatty())
+    except ValueError:  # a closed stream
+        return False
