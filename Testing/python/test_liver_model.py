@@ -3,6 +3,9 @@ and export to ONNX with the same answers."""
 
 from __future__ import annotations
 
+import csv
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -12,7 +15,7 @@ from radassist.liver.datasets import LitsCase, LitsVolume, training_slices
 from radassist.liver.losses import CrossEntropyDiceLoss, soft_dice_loss
 from radassist.liver.model import MUNET, UNET, LiverMUNetConfig, MUNet2d, ResidualSkipPath2d, liver_segments
 from radassist.liver.preprocess import ABDOMINAL_WINDOW, LiverPreprocessing
-from radassist.liver.train import LiverTrainConfig, predict_batches, train_liver
+from radassist.liver.train import EpochRecord, LiverTrainConfig, _BestEpoch, predict_batches, train_liver
 from radassist.metrics.segmentation import SegmentationScores, confusion_matrix
 from radassist.runtime.catalog import load_catalog
 from radassist.runtime.onnx_backend import assert_onnx_parity
@@ -114,3 +117,55 @@ def test_segments_are_coded_with_snomed():
     assert (liver.name, liver.label_value, liver.terminology.type.value) == ("Liver", 1, "10200004")
     assert (tumour.name, tumour.label_value, tumour.terminology.type.value) == ("Liver tumour", 2, "108369006")
     assert tumour.terminology.anatomic_region.value == "10200004"
+
+
+def test_keep_better_keeps_the_best_validated_epochs_weights():
+    network = torch.nn.Linear(2, 1)
+    best = None
+    kept_weights = None
+    for epoch, (liver, tumour) in enumerate([(0.5, 0.1), (0.9, 0.5), (0.8, 0.4), (float("nan"), float("nan"))], 1):
+        with torch.no_grad():
+            network.weight.fill_(float(epoch))
+        scores = SegmentationScores(["background", "liver", "tumour"], np.eye(3, dtype=np.int64))
+        best = _BestEpoch.keep_better(best, EpochRecord(epoch, 1.0, liver, tumour), network, scores)
+        if epoch == 2:
+            kept_weights = network.weight.detach().clone()
+    assert best.epoch == 2 and best.score == pytest.approx(0.7)
+    assert torch.equal(best.state["weight"], kept_weights) and not torch.equal(best.state["weight"], network.weight)
+    assert _BestEpoch.keep_better(None, EpochRecord(1, 1.0), network, None) is None  # no validation: none kept
+
+
+@pytest.fixture(scope="module")
+def two_case_slices():
+    cases = []
+    for number in (0, 1):
+        phantom = make_abdomen_ct(number, PHANTOM)
+        cases.append(LitsVolume(LitsCase(number, None, None), phantom.volume, phantom.labels.flattened()))
+    return training_slices(cases, LiverPreprocessing(window=ABDOMINAL_WINDOW), (32, 32))
+
+
+def test_training_returns_the_best_validated_epoch_and_logs_every_epoch(two_case_slices, tmp_path):
+    torch.set_num_threads(2)
+    config = LiverTrainConfig(architecture="unet", model=TINY, window=ABDOMINAL_WINDOW, image_size=(32, 32),
+                              epochs=4, learning_rate=1e-2, batch_size=8, validation_fraction=0.5, augment=None)
+    trained = train_liver(two_case_slices, config)
+    scores = [r.selection_score for r in trained.history]
+    assert all(s is not None for s in scores)
+    assert trained.best_epoch == 1 + int(np.nanargmax(scores))
+    kept = trained.kept_record
+    assert trained.validation.dice[1] == pytest.approx(kept.validation_dice_liver, nan_ok=True)
+    # the returned weights are the kept epoch's: they score its validation Dice again
+    validation = two_case_slices.subset(np.isin(two_case_slices.cases, trained.validation_cases))
+    predicted = predict_batches(trained.model, validation.images, 8, torch.device("cpu"))
+    again = SegmentationScores(["background", "liver", "tumour"], confusion_matrix(validation.masks, predicted, 3))
+    assert np.array_equal(again.confusion, trained.validation.confusion)
+
+    trained.save(tmp_path / "checkpoint")
+    with open(tmp_path / "checkpoint" / "train_log.csv", newline="") as stream:
+        rows = list(csv.DictReader(stream))
+    assert [int(r["epoch"]) for r in rows] == [1, 2, 3, 4]
+    assert [r["epoch"] for r in rows if r["kept"] == "1"] == [str(trained.best_epoch)]
+    assert float(rows[0]["train_loss"]) == pytest.approx(trained.history[0].train_loss, abs=1e-6)
+    assert all(float(r["seconds"]) > 0 for r in rows)
+    saved = json.loads((tmp_path / "checkpoint" / "config.json").read_text())
+    assert saved["metadata"]["best_epoch"] == trained.best_epoch

@@ -19,7 +19,9 @@ EVALUATE_TASKS = ("liver",)
 TRAIN_HELP = {"liver": "Train U-Net or mU-Net on a LiTS-layout folder (volume-N.nii + segmentation-N.nii, labels "
                        "0/1/2; 'radassist synth liver' writes one) or an MSD export of corrections with the seed "
                        "recipe: HU window, flips, rotation, scaling, elastic deformation, cross-entropy + Dice. "
-                       "Writes a checkpoint folder that 'radassist liver segment --model' runs. Fine-tune with "
+                       "Writes a checkpoint folder that 'radassist liver segment --model' runs, with the "
+                       "weights of the epoch with the best mean validation Dice of liver and tumour, and "
+                       "train_log.csv (loss, validation Dice and seconds per epoch). Fine-tune with "
                        "--init (a model id, checkpoint folder or weights file; the start is recorded in the "
                        "checkpoint) and keep the result as a new catalogue version with --register-as."}
 EVALUATE_HELP = {"liver": "Score liver and tumour segmentations on a LiTS-layout folder: Dice per case and global, "
@@ -300,20 +302,21 @@ def run_train(task: str, args: argparse.Namespace) -> int:
         with record.timed("train"), tqdm_progress(f"train {config.architecture}") as progress:
             trained = train_liver(slices, config, progress, device.device, init)
         trained.save(output.staging)
-        last = trained.history[-1]
+        last, kept = trained.history[-1], trained.kept_record
         record.summary = {"slices": len(slices), "epochs": config.epochs, "final_loss": last.train_loss,
-                          "validation_dice_liver": last.validation_dice_liver,
-                          "validation_dice_tumour": last.validation_dice_tumour,
+                          "kept_epoch": kept.epoch, "validation_dice_liver": kept.validation_dice_liver,
+                          "validation_dice_tumour": kept.validation_dice_tumour,
                           "validation_cases": trained.validation_cases, "finetuned_from": trained.finetuned_from}
-        metrics = {name: value for name, value in (("validation_dice_liver", last.validation_dice_liver),
-                                                   ("validation_dice_tumour", last.validation_dice_tumour),
+        metrics = {name: value for name, value in (("validation_dice_liver", kept.validation_dice_liver),
+                                                   ("validation_dice_tumour", kept.validation_dice_tumour),
                                                    ("final_train_loss", last.train_loss)) if value is not None}
         registered = register_result(args, trained.model, trained.architecture, trained.config, task, metrics,
                                      init, metadata=trained.metadata())
         record.summary["registered_model"] = registered
     print(f"trained {trained.architecture} on {len(slices)} slices; final loss {last.train_loss:.4f}"
-          + (f", validation Dice liver {last.validation_dice_liver:.3f} tumour {last.validation_dice_tumour:.3f}"
-             if last.validation_dice_liver is not None else ""))
+          + (f"; kept epoch {kept.epoch} of {len(trained.history)}, validation Dice liver "
+             f"{kept.validation_dice_liver:.3f} tumour {kept.validation_dice_tumour:.3f}"
+             if kept.validation_dice_liver is not None else ""))
     print(f"wrote the checkpoint to {args.out}; run it with 'radassist liver segment CT --model {args.out}'")
     if registered is not None:
         print(f"registered as model {registered}")

@@ -13,7 +13,9 @@ processes and their confusion matrices summed, and every process returns the sam
 
 from __future__ import annotations
 
+import csv
 import math
+import time
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -25,12 +27,13 @@ from torch import nn
 
 from radassist.annotation.retrain import InitWeights, check_init
 from radassist.errors import InputError
+from radassist.io.atomic import atomic_path
 from radassist.liver.augment import AugmentConfig, augment_pair
 from radassist.liver.datasets import SliceSet
 from radassist.liver.losses import CrossEntropyDiceLoss
 from radassist.liver.model import ARCHITECTURES, CLASS_COUNT, default_label_table
 from radassist.liver.preprocess import SEED_WINDOW
-from radassist.metrics.segmentation import SegmentationScores, confusion_matrix
+from radassist.metrics.segmentation import SegmentationScores, confusion_matrix, nan_mean
 from radassist.runtime.distributed import (all_reduce_sum, get_rank, get_world_size, global_mean, init_distributed,
                                            rank_order, shard, unwrap, wrap_ddp)
 from radassist.runtime.progress import Progress
@@ -38,6 +41,8 @@ from radassist.runtime.registry import get_architecture, make_config
 from radassist.runtime.slicewise import class_argmax
 
 CLASS_NAMES = ["background", "liver", "tumour"]
+LOG_FILE = "train_log.csv"
+LOG_COLUMNS = ("epoch", "train_loss", "validation_dice_liver", "validation_dice_tumour", "seconds", "kept")
 
 
 @dataclass(frozen=True)
@@ -76,6 +81,13 @@ class EpochRecord:
     train_loss: float
     validation_dice_liver: float | None = None
     validation_dice_tumour: float | None = None
+    seconds: float = 0.0
+
+    @property
+    def selection_score(self) -> float | None:
+        """What picks the kept epoch: the mean validation Dice of liver and tumour (those defined), else None."""
+        return None if self.validation_dice_liver is None else \
+            nan_mean([self.validation_dice_liver, self.validation_dice_tumour])
 
 
 @dataclass
@@ -91,6 +103,7 @@ class TrainedLiverModel:
     train_cases: list[int]
     validation_cases: list[int]
     finetuned_from: dict[str, Any] | None = None  # InitWeights.to_dict() of the starting weights
+    best_epoch: int | None = None  # the epoch whose weights these are (best validation Dice); None: the last
 
     def metadata(self) -> dict[str, Any]:
         settings = asdict(self.train_config)
@@ -101,13 +114,35 @@ class TrainedLiverModel:
                 "train_cases": self.train_cases, "validation_cases": self.validation_cases,
                 "history": [asdict(r) for r in self.history],
                 "validation": None if self.validation is None else self.validation.to_dict(),
-                "finetunedFrom": self.finetuned_from}
+                "best_epoch": self.best_epoch or len(self.history), "finetunedFrom": self.finetuned_from}
+
+    @property
+    def kept_record(self) -> EpochRecord:
+        """The history entry of the epoch whose weights these are."""
+        return self.history[(self.best_epoch or len(self.history)) - 1]
 
     def save(self, folder: str | Path) -> Path:
+        """The checkpoint, and ``train_log.csv`` beside it (one row per epoch; ``kept`` marks these weights)."""
         from radassist.runtime.checkpoints import save_checkpoint
 
-        return save_checkpoint(self.model, self.architecture, self.config, folder, self.metadata(),
-                               default_label_table())
+        saved = save_checkpoint(self.model, self.architecture, self.config, folder, self.metadata(),
+                                default_label_table())
+        self.write_log(Path(folder) / LOG_FILE)
+        return saved
+
+    def write_log(self, path: Path) -> None:
+        kept = self.kept_record.epoch
+        with atomic_path(path) as temp, open(temp, "w", newline="", encoding="utf-8") as stream:
+            writer = csv.writer(stream)
+            writer.writerow(LOG_COLUMNS)
+            for record in self.history:
+                writer.writerow([record.epoch, f"{record.train_loss:.6f}", _number(record.validation_dice_liver),
+                                 _number(record.validation_dice_tumour), f"{record.seconds:.1f}",
+                                 int(record.epoch == kept)])
+
+
+def _number(value: float | None) -> str:
+    return "" if value is None else f"{value:.6f}"
 
 
 def split_by_case(cases: np.ndarray, fraction: float, seed: int) -> tuple[list[int], list[int]]:
@@ -155,7 +190,12 @@ def _batch(slices: SliceSet, indices: np.ndarray, augment: AugmentConfig | None,
 def train_liver(slices: SliceSet, config: LiverTrainConfig = LiverTrainConfig(), progress: Progress | None = None,
                 device: Any = "cpu", init: InitWeights | None = None) -> TrainedLiverModel:
     """Train on ``slices`` (see :func:`radassist.liver.datasets.training_slices`), from ``init``'s weights when
-    given (fine-tuning); reports once per batch."""
+    given (fine-tuning); reports once per batch.
+
+    With validation cases, the weights returned are those of the epoch with the best mean validation Dice of liver
+    and tumour (``best_epoch``; its scores are ``validation``): a later epoch that overfits or oscillates does not
+    replace a better one. Without validation they are the last epoch's.
+    """
     progress = progress or Progress()
     device = torch.device(getattr(device, "device", device))
     if slices.images.shape[1] != 2 * config.context_slices + 1:
@@ -174,8 +214,9 @@ def train_liver(slices: SliceSet, config: LiverTrainConfig = LiverTrainConfig(),
     augment_rng = rng if get_world_size() == 1 else np.random.default_rng([config.seed, get_rank() + 1])
     batches = max(1, math.ceil(len(rank_order(train_index)) / config.batch_size))
     history: list[EpochRecord] = []
-    scores = None
+    best: _BestEpoch | None = None
     for epoch in range(config.epochs):
+        started = time.perf_counter()
         model.train()
         order = rank_order(rng.permutation(train_index))
         total = 0.0
@@ -189,6 +230,7 @@ def train_liver(slices: SliceSet, config: LiverTrainConfig = LiverTrainConfig(),
             progress.update((epoch + (number + 1) / batches) / config.epochs,
                             f"epoch {epoch + 1}/{config.epochs} loss {total / (number + 1):.4f}")
         record = EpochRecord(epoch + 1, global_mean(total, batches))
+        scores = None
         if validation is not None:
             share = validation.subset(np.asarray(shard(range(len(validation))), dtype=np.int64))
             predicted = predict_batches(network, share.images, config.batch_size, device)
@@ -196,7 +238,36 @@ def train_liver(slices: SliceSet, config: LiverTrainConfig = LiverTrainConfig(),
             scores = SegmentationScores(CLASS_NAMES, np.rint(counts).astype(np.int64).reshape(CLASS_COUNT,
                                                                                               CLASS_COUNT))
             record.validation_dice_liver, record.validation_dice_tumour = scores.dice[1], scores.dice[2]
+        record.seconds = time.perf_counter() - started
         history.append(record)
+        best = _BestEpoch.keep_better(best, record, network, scores)
     network = unwrap(model).eval()
-    return TrainedLiverModel(network.cpu(), architecture, model_config, history, scores, config, train_cases,
-                             validation_cases, None if init is None else init.to_dict())
+    if best is not None:
+        network.load_state_dict(best.state)
+    return TrainedLiverModel(network.cpu(), architecture, model_config, history,
+                             None if best is None else best.scores, config, train_cases, validation_cases,
+                             None if init is None else init.to_dict(), None if best is None else best.epoch)
+
+
+@dataclass
+class _BestEpoch:
+    """The best validated epoch so far: its number, scores and a copy of its weights."""
+
+    epoch: int
+    score: float
+    scores: SegmentationScores
+    state: dict[str, torch.Tensor]
+
+    @classmethod
+    def keep_better(cls, best: "_BestEpoch | None", record: EpochRecord, network: nn.Module,
+                    scores: SegmentationScores | None) -> "_BestEpoch | None":
+        """``best``, or this epoch when it scores higher (a NaN score never wins; the first epoch starts it).
+        Every process of a DDP run sees the same summed scores, so all keep the same epoch."""
+        score = record.selection_score
+        if scores is None or score is None:
+            return best
+        better = best is None or (not math.isnan(score) and (math.isnan(best.score) or score > best.score))
+        if not better:
+            return best
+        state = {name: value.detach().clone() for name, value in network.state_dict().items()}
+        return cls(record.epoch, score, scores, state)
