@@ -63,7 +63,7 @@ def test_help_lists_the_recipe_options(capsys):
     assert done.value.code == 0
     text = capsys.readouterr().out
     for option in ("--data", "--out", "--epochs", "--batch-size", "--accumulation", "--lr", "--lr-backbone",
-                   "--config", "--resume", "--seed", "--device", "--threads", "--model-id"):
+                   "--config", "--resume", "--seed", "--device", "--threads", "--model-id", "--lr-step", "--lr-gamma"):
         assert option in text
     assert "12.7 %" in text and "StepLR" in text
 
@@ -182,3 +182,12 @@ def test_init_that_does_not_fit_is_refused_and_nothing_is_written(luna, tmp_path
         assert radassist("train", "lung", "--data", luna, "--out", out, "--epochs", 1, *options) == 2
         assert message in capsys.readouterr().err
         assert not [p for p in out.rglob("*") if p.is_file()]
+
+
+def test_the_learning_rate_schedule_is_set_from_the_command_line(luna, cache, tmp_path, model_home):
+    out = tmp_path / "run"
+    assert radassist("train", "lung", "--data", luna, "--out", out, "--epochs", 3, "--lr-step", 2, "--lr-gamma", 0.5,
+                     "--no-register", "--cache-dir", cache, *TINY) == 0
+    with open(out / "train_log.csv", newline="") as handle:
+        rates = [(float(row["lr"]), float(row["lr_backbone"])) for row in csv.DictReader(handle)]
+    assert rates == [pytest.approx((2e-3, 2e-3))] * 2 + [pytest.approx((1e-3, 1e-3))]

@@ -49,6 +49,10 @@ def add_train_arguments(task: str, parser: argparse.ArgumentParser) -> None:
                         help="forward passes per optimiser step (paper: gradient accumulation 6)")
     parser.add_argument("--lr", type=float, default=1e-4, help="AdamW learning rate (paper: 1e-4)")
     parser.add_argument("--lr-backbone", type=float, default=1e-5, help="backbone learning rate (paper: 1e-5)")
+    parser.add_argument("--lr-step", type=int, default=10, metavar="EPOCHS",
+                        help="epochs between the StepLR learning-rate drops (paper: 10); a resumed run keeps its own")
+    parser.add_argument("--lr-gamma", type=float, default=0.1,
+                        help="factor of each learning-rate drop (paper: 0.1); a resumed run keeps its own")
     parser.add_argument("--seed", type=int, default=0,
                         help="seed of the split, slab sampling, augmentation, batch order and initial weights")
     parser.add_argument("--resume", action="store_true", help="continue the run saved in --out")
@@ -104,7 +108,8 @@ def run_train(task: str, args: argparse.Namespace) -> int:
             command_run(out, f"train {task}", args) as (_, record):
         config = LungTrainConfig(data=data, out=args.out, model=model, epochs=args.epochs,
                                  batch_size=args.batch_size, accumulation_steps=args.accumulation, lr=args.lr,
-                                 lr_backbone=args.lr_backbone, seed=args.seed, resume=args.resume, model_id=install,
+                                 lr_backbone=args.lr_backbone, lr_step_epochs=args.lr_step, lr_gamma=args.lr_gamma,
+                                 seed=args.seed, resume=args.resume, model_id=install,
                                  device=args.device, threads=args.threads, min_gpu_memory_gb=args.min_gpu_memory,
                                  mixed_precision=args.mixed_precision, cache_dir=args.cache_dir)
         record.inputs = [str(folder) for folder in folders]
