@@ -90,12 +90,17 @@ def test_train_infection_splits_records_and_round_trips_through_a_checkpoint(dat
     for index in range(12):
         dataset.add(images[index, 0], masks[index], f"slice{index}")
     config = InfectionTrainConfig(architecture="segnet", model={"channels": (4, 8), "convs_per_stage": (1, 1)},
-                                  epochs=2, learning_rate=1e-2, batch_size=4, image_size=(32, 32))
+                                  epochs=3, learning_rate=1e-2, batch_size=4, image_size=(32, 32))
     trained = train_infection(dataset, config)
     assert len(trained.train_names) == 10 and len(trained.validation_names) == 2  # round(12 * 0.16) held out
     assert not set(trained.train_names) & set(trained.validation_names)
-    assert len(trained.history) == 2 and trained.history[0].validation_loss is not None
+    assert len(trained.history) == 3 and trained.history[0].validation_loss is not None
     assert trained.class_weights[RARE] > trained.class_weights[0]
+    # the network kept is the epoch with the best validation mean Dice, and it scores that Dice again
+    dice = [r.validation_mean_dice for r in trained.history]
+    kept = [r.epoch for r in trained.history if r.kept]
+    assert kept == [1 + int(np.argmax(dice))] and trained.metadata()["best_epoch"] == kept[0]
+    assert trained.validation.mean_dice() == pytest.approx(dice[kept[0] - 1])
     folder = trained.save(tmp_path / "checkpoint")
     loaded = InfectionModel.from_checkpoint(folder)
     assert loaded.input.image_size == (32, 32) and [s.name for s in loaded.segments][0] == "ground-glass opacity"

@@ -15,7 +15,7 @@ from radassist.liver.datasets import LitsCase, LitsVolume, training_slices
 from radassist.liver.losses import CrossEntropyDiceLoss, soft_dice_loss
 from radassist.liver.model import MUNET, UNET, LiverMUNetConfig, MUNet2d, ResidualSkipPath2d, liver_segments
 from radassist.liver.preprocess import ABDOMINAL_WINDOW, LiverPreprocessing
-from radassist.liver.train import EpochRecord, LiverTrainConfig, _BestEpoch, predict_batches, train_liver
+from radassist.liver.train import LiverTrainConfig, predict_batches, train_liver
 from radassist.metrics.segmentation import SegmentationScores, confusion_matrix
 from radassist.runtime.catalog import load_catalog
 from radassist.runtime.onnx_backend import assert_onnx_parity
@@ -117,22 +117,6 @@ def test_segments_are_coded_with_snomed():
     assert (liver.name, liver.label_value, liver.terminology.type.value) == ("Liver", 1, "10200004")
     assert (tumour.name, tumour.label_value, tumour.terminology.type.value) == ("Liver tumour", 2, "108369006")
     assert tumour.terminology.anatomic_region.value == "10200004"
-
-
-def test_keep_better_keeps_the_best_validated_epochs_weights():
-    network = torch.nn.Linear(2, 1)
-    best = None
-    kept_weights = None
-    for epoch, (liver, tumour) in enumerate([(0.5, 0.1), (0.9, 0.5), (0.8, 0.4), (float("nan"), float("nan"))], 1):
-        with torch.no_grad():
-            network.weight.fill_(float(epoch))
-        scores = SegmentationScores(["background", "liver", "tumour"], np.eye(3, dtype=np.int64))
-        best = _BestEpoch.keep_better(best, EpochRecord(epoch, 1.0, liver, tumour), network, scores)
-        if epoch == 2:
-            kept_weights = network.weight.detach().clone()
-    assert best.epoch == 2 and best.score == pytest.approx(0.7)
-    assert torch.equal(best.state["weight"], kept_weights) and not torch.equal(best.state["weight"], network.weight)
-    assert _BestEpoch.keep_better(None, EpochRecord(1, 1.0), network, None) is None  # no validation: none kept
 
 
 @pytest.fixture(scope="module")

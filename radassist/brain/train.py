@@ -16,7 +16,6 @@ everywhere. Fine-tuning starts from ``init`` weights of the same network.
 
 from __future__ import annotations
 
-import copy
 import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -31,6 +30,7 @@ from radassist.brain.pipeline import BrainImages
 from radassist.brain.preprocess import (brain_mask_from, centred_box, ordered_modalities, resample_onto,
                                         zscore_in_brain)
 from radassist.errors import InputError
+from radassist.runtime.best_weights import BestWeights
 from radassist.runtime.distributed import (accumulation_plan, accumulation_step, all_reduce_sum, global_mean,
                                            init_distributed, rank_order, shard, unwrap, wrap_ddp)
 from radassist.runtime.progress import Progress
@@ -231,7 +231,7 @@ def train_brain(train: Sequence[TrainingSubject], validation: Sequence[TrainingS
                                                            patience=config.lr_patience)
     held_out = validation if len(validation) >= 2 else train
     history: list[EpochRecord] = []
-    best_loss, best_epoch, best_state, waited = math.inf, 0, copy.deepcopy(network.state_dict()), 0
+    best, waited = BestWeights(higher_is_better=False), 0
     multiple = model_config.size_multiple
     for epoch in range(1, config.epochs + 1):
         totals, similarity, segmentation, steps = _train_epoch(model, optimiser, train, config, epoch, multiple,
@@ -240,17 +240,13 @@ def train_brain(train: Sequence[TrainingSubject], validation: Sequence[TrainingS
         scheduler.step(validation_loss)
         history.append(EpochRecord(epoch, totals / steps, validation_loss, similarity / steps, segmentation / steps,
                                    float(optimiser.param_groups[0]["lr"])))
-        if validation_loss < best_loss:
-            best_loss, best_epoch, waited = validation_loss, epoch, 0
-            best_state = copy.deepcopy(network.state_dict())
-        else:
-            waited += 1
+        waited = 0 if best.offer(epoch, validation_loss, network) else waited + 1
         progress.update(epoch / config.epochs, f"epoch {epoch}: loss {totals / steps:.4f}, "
                                                f"validation {validation_loss:.4f}")
         if waited >= config.early_stop_patience:
             break
     network = unwrap(model)
-    network.load_state_dict(best_state)
+    best.restore(network)  # none kept (no finite validation loss): the last epoch's weights
     network.eval()
-    return BrainTrainResult(network, best_epoch, best_loss, history, tuple(channels),
+    return BrainTrainResult(network, best.epoch or len(history), best.score, history, tuple(channels),
                             None if init is None else init.to_dict())

@@ -34,6 +34,7 @@ from radassist.liver.losses import CrossEntropyDiceLoss
 from radassist.liver.model import ARCHITECTURES, CLASS_COUNT, default_label_table
 from radassist.liver.preprocess import SEED_WINDOW
 from radassist.metrics.segmentation import SegmentationScores, confusion_matrix, nan_mean
+from radassist.runtime.best_weights import BestWeights
 from radassist.runtime.distributed import (all_reduce_sum, get_rank, get_world_size, global_mean, init_distributed,
                                            rank_order, shard, unwrap, wrap_ddp)
 from radassist.runtime.progress import Progress
@@ -214,7 +215,7 @@ def train_liver(slices: SliceSet, config: LiverTrainConfig = LiverTrainConfig(),
     augment_rng = rng if get_world_size() == 1 else np.random.default_rng([config.seed, get_rank() + 1])
     batches = max(1, math.ceil(len(rank_order(train_index)) / config.batch_size))
     history: list[EpochRecord] = []
-    best: _BestEpoch | None = None
+    best, best_scores, scores = BestWeights(), None, None
     for epoch in range(config.epochs):
         started = time.perf_counter()
         model.train()
@@ -240,34 +241,11 @@ def train_liver(slices: SliceSet, config: LiverTrainConfig = LiverTrainConfig(),
             record.validation_dice_liver, record.validation_dice_tumour = scores.dice[1], scores.dice[2]
         record.seconds = time.perf_counter() - started
         history.append(record)
-        best = _BestEpoch.keep_better(best, record, network, scores)
+        if best.offer(record.epoch, record.selection_score, network):
+            best_scores = scores
     network = unwrap(model).eval()
-    if best is not None:
-        network.load_state_dict(best.state)
-    return TrainedLiverModel(network.cpu(), architecture, model_config, history,
-                             None if best is None else best.scores, config, train_cases, validation_cases,
-                             None if init is None else init.to_dict(), None if best is None else best.epoch)
+    if best.restore(network):
+        scores = best_scores
+    return TrainedLiverModel(network.cpu(), architecture, model_config, history, scores, config, train_cases,
+                             validation_cases, None if init is None else init.to_dict(), best.epoch)
 
-
-@dataclass
-class _BestEpoch:
-    """The best validated epoch so far: its number, scores and a copy of its weights."""
-
-    epoch: int
-    score: float
-    scores: SegmentationScores
-    state: dict[str, torch.Tensor]
-
-    @classmethod
-    def keep_better(cls, best: "_BestEpoch | None", record: EpochRecord, network: nn.Module,
-                    scores: SegmentationScores | None) -> "_BestEpoch | None":
-        """``best``, or this epoch when it scores higher (a NaN score never wins; the first epoch starts it).
-        Every process of a DDP run sees the same summed scores, so all keep the same epoch."""
-        score = record.selection_score
-        if scores is None or score is None:
-            return best
-        better = best is None or (not math.isnan(score) and (math.isnan(best.score) or score > best.score))
-        if not better:
-            return best
-        state = {name: value.detach().clone() for name, value in network.state_dict().items()}
-        return cls(record.epoch, score, scores, state)

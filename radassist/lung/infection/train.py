@@ -31,6 +31,7 @@ from radassist.lung.infection.losses import WeightedCrossEntropyLoss, class_freq
 from radassist.lung.infection.model import ARCHITECTURES, class_names, default_label_table
 from radassist.lung.infection.preprocess import LUNG_WINDOW
 from radassist.metrics.segmentation import SegmentationScores, confusion_matrix
+from radassist.runtime.best_weights import BestWeights
 from radassist.runtime.distributed import (accumulation_plan, accumulation_step, all_reduce_sum, global_mean,
                                            init_distributed, rank_order, shard, wrap_ddp)
 from radassist.runtime.progress import Progress
@@ -70,6 +71,7 @@ class EpochRecord:
     train_loss: float
     validation_loss: float | None = None
     validation_mean_dice: float | None = None
+    kept: bool = False  # the trained network has this epoch's weights (best validation mean Dice)
 
 
 @dataclass
@@ -100,6 +102,7 @@ class TrainedInfectionModel:
             "lossFunction": "median-frequency weighted cross-entropy" if self.train_config.balanced_loss
             else "cross-entropy",
             "history": [vars(record) for record in self.history],
+            "best_epoch": next((r.epoch for r in self.history if r.kept), None),
             "validation": self.validation.to_dict() if self.validation is not None else None,
             "trainSlices": len(self.train_names), "validationSlices": len(self.validation_names),
             "finetunedFrom": self.finetuned_from,
@@ -148,6 +151,9 @@ def fit_network(model: nn.Module, images: np.ndarray, masks: np.ndarray, weights
                 class_labels: Sequence[str] | None = None, accumulation_steps: int = 1) -> list[EpochRecord]:
     """Adam on (n, 1, H, W) images and (n, H, W) masks with (weighted) cross-entropy; one record per epoch.
 
+    With ``validation``, ``model`` ends with the weights of the epoch with the best validation mean Dice (its
+    record is marked ``kept``); without, with the last epoch's.
+
     The batch order is a seeded shuffle, so the same inputs and seed give the same run on the same machine. An
     optimiser step follows every ``accumulation_steps`` batches. Under torchrun (process group joined) the model
     trains as DDP on this process's share of each epoch's order, and the records hold every process's mean.
@@ -164,6 +170,7 @@ def fit_network(model: nn.Module, images: np.ndarray, masks: np.ndarray, weights
     classes = int(getattr(model, "out_channels", 0) or (weights.size if weights is not None else 2))
     names = list(class_labels or [str(c) for c in range(classes)])
     history: list[EpochRecord] = []
+    best = BestWeights()
     for epoch in range(1, epochs + 1):
         trained.train()
         chunks = _batches(rank_order(rng.permutation(len(images)).tolist()), batch_size, skip_single)
@@ -184,7 +191,10 @@ def fit_network(model: nn.Module, images: np.ndarray, masks: np.ndarray, weights
             dice = scores.mean_dice()
             record.validation_mean_dice = None if math.isnan(dice) else dice
         history.append(record)
+        best.offer(epoch, record.validation_mean_dice, model)
         progress.update(epoch / epochs, f"epoch {epoch}/{epochs}, loss {record.train_loss:.4f}")
+    best.restore(model)
+    history[(best.epoch or len(history)) - 1].kept = True
     model.eval()
     return history
 
