@@ -42,7 +42,9 @@ def add_train_arguments(task: str, parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, required=True, help="output folder (created if needed)")
     parser.add_argument("--config", choices=("tiny", "paper"),
                         help="model size: the paper's Lung-DETR (ResNet-50, 300 queries, 6+6 layers; the default) "
-                             "or a tiny one for CPU trials; with --init: the --init network's")
+                             "or a tiny one (0.24 M parameters) that checks the whole run end to end in minutes on "
+                             "a CPU; it had not learned to find phantom nodules after 14 CPU epochs "
+                             "(benchmarks/TRAINING_CPU.md); with --init: the --init network's")
     parser.add_argument("--epochs", type=int, default=50, help="total epochs (a resumed run counts earlier ones)")
     parser.add_argument("--batch-size", type=int, default=6, help="slabs per forward pass (paper: 6)")
     parser.add_argument("--accumulation", type=int, default=6,
