@@ -191,7 +191,7 @@ def run_train(task: str, args: argparse.Namespace) -> int:
                           "train_slices": len(trained.train_names), "validation_slices": len(trained.validation_names),
                           "class_weights": [round(float(w), 6) for w in trained.class_weights],
                           "final_train_loss": trained.history[-1].train_loss,
-                          "kept_epoch": next(r.epoch for r in trained.history if r.kept),
+                          "kept_epoch": trained.best_epoch,
                           "classes_without_pixels": missing, "validation_mean_dice": dice,
                           "finetuned_from": trained.finetuned_from}
         registered = register_result(args, trained.model, trained.architecture, trained.config, task,

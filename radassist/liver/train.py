@@ -115,7 +115,7 @@ class TrainedLiverModel:
                 "train_cases": self.train_cases, "validation_cases": self.validation_cases,
                 "history": [asdict(r) for r in self.history],
                 "validation": None if self.validation is None else self.validation.to_dict(),
-                "best_epoch": self.best_epoch or len(self.history), "finetunedFrom": self.finetuned_from}
+                "best_epoch": self.kept_record.epoch, "finetunedFrom": self.finetuned_from}
 
     @property
     def kept_record(self) -> EpochRecord:

@@ -8,6 +8,7 @@ report with nothing written.
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import sys
 import threading
@@ -112,7 +113,7 @@ def log_interval_s() -> float:
         value = float(text)
     except ValueError:
         raise InputError(None, f"${PROGRESS_INTERVAL_ENV} must be a number of seconds, got {text!r}") from None
-    if value < 0 or value != value:
+    if value < 0 or math.isnan(value):
         raise InputError(None, f"${PROGRESS_INTERVAL_ENV} must be 0 or more seconds, got {text!r}")
     return value
 

@@ -102,11 +102,16 @@ class TrainedInfectionModel:
             "lossFunction": "median-frequency weighted cross-entropy" if self.train_config.balanced_loss
             else "cross-entropy",
             "history": [vars(record) for record in self.history],
-            "best_epoch": next((r.epoch for r in self.history if r.kept), None),
+            "best_epoch": self.best_epoch,
             "validation": self.validation.to_dict() if self.validation is not None else None,
             "trainSlices": len(self.train_names), "validationSlices": len(self.validation_names),
             "finetunedFrom": self.finetuned_from,
         }
+
+    @property
+    def best_epoch(self) -> int | None:
+        """The epoch whose weights the model has (the record marked ``kept``)."""
+        return next((r.epoch for r in self.history if r.kept), None)
 
     def save(self, folder: str | Path) -> Path:
         """Write the checkpoint (model.safetensors + config.json) into ``folder``."""
