@@ -34,7 +34,16 @@ def test_run_output_publishes_everything_or_nothing(tmp_path: Path) -> None:
         with RunOutput(out) as run:
             run.path("a.txt").write_text("a")
             raise ValueError("bad input found half way")
-    assert list(out.iterdir()) == []
+    assert not out.exists()  # the run made the folder, and a failed run leaves nothing behind, not even that
+
+    out.mkdir()
+    (out / "mine.txt").write_text("kept")
+    with pytest.raises(ValueError):
+        with RunOutput(out) as run:
+            run.path("a.txt").write_text("a")
+            raise ValueError("bad input found half way")
+    assert [p.name for p in out.iterdir()] == ["mine.txt"]  # a folder that was there stays, with what it held
+    (out / "mine.txt").unlink()
 
     with RunOutput(out) as run:
         run.path("a.txt").write_text("a")

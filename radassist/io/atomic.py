@@ -77,8 +77,10 @@ class RunOutput:
         self.folder = Path(folder)
         self.staging: Path | None = None
         self.published: list[Path] = []
+        self._created = False  # the folder did not exist before: a failed run removes it again
 
     def __enter__(self) -> "RunOutput":
+        self._created = not self.folder.exists()
         ensure_writable_dir(self.folder)
         self.staging = Path(tempfile.mkdtemp(prefix=_TEMP_PREFIX, dir=self.folder))
         return self
@@ -104,3 +106,6 @@ class RunOutput:
                     self.published.append(destination)
         finally:
             shutil.rmtree(self.staging, ignore_errors=True)
+            if exc_type is not None and self._created:
+                with contextlib.suppress(OSError):  # only if still empty: never anything a user put there
+                    self.folder.rmdir()
