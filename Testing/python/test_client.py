@@ -120,7 +120,7 @@ def test_a_result_with_unsafe_names_writes_nothing(tmp_path: Path):
         with pytest.raises(ServerError, match="unsafe file name"):
             client.download(job, tmp_path / "out")
     assert not (tmp_path / "escaped.txt").exists()
-    assert not any((tmp_path / "out").iterdir())  # all or nothing: good.csv was not published either
+    assert not (tmp_path / "out").exists()  # all or nothing: good.csv was not published, nor the folder made
 
 
 def test_liver_and_mammo_commands_run_remotely_and_report_server_errors(tmp_path: Path, capsys, test_data: Path):

@@ -138,7 +138,7 @@ class TrainedLiverModel:
             writer.writerow(LOG_COLUMNS)
             for record in self.history:
                 writer.writerow([record.epoch, f"{record.train_loss:.6f}", _number(record.validation_dice_liver),
-                                 _number(record.validation_dice_tumour), f"{record.seconds:.1f}",
+                                 _number(record.validation_dice_tumour), f"{record.seconds:.3f}",
                                  int(record.epoch == kept)])
 
 
