@@ -13,11 +13,12 @@ if os.path.isdir(os.path.join(_CHECKOUT_ROOT, "radassist")) and _CHECKOUT_ROOT n
 import numpy as np
 import slicer
 from slicer import vtkMRMLScalarVolumeNode, vtkMRMLTableNode
-from slicer.parameterNodeWrapper import parameterNodeWrapper
 from slicer.ScriptedLoadableModule import ScriptedLoadableModule, ScriptedLoadableModuleTest
 
-from radassist.runtime.progress import Progress
-from radassist.slicer import panel
+from radassist.slicer import compat
+from radassist.slicer.compat import parameterNodeWrapper
+
+panel = compat.load_panel()  # on a Slicer older than 5.10 the panel only says which Slicer RadAssist needs
 
 
 class LungTumorAI(ScriptedLoadableModule):
@@ -54,14 +55,13 @@ class LungTumorAILogic(panel.RadAssistLogic):
     parameterNodeClass = LungTumorAIParameterNode
     requiredInputs = {"inputVolume": "a chest CT"}
     taskTitle = "lung nodule detection"
-    pipelineModule = "radassist.lung.pipeline"
     serverTask = "lung-detect"
     engine = "detr"  # set by the panel's engine selector: "detr" (Lung-DETR) or "classic"
 
-    def makeSample(self, seed: int, progress: Progress) -> Any:
+    def makeSample(self, seed: int) -> Any:
         from radassist.synthetic.chest import make_chest_ct
 
-        return panel.build_sample("chest CT", make_chest_ct, seed, progress)
+        return make_chest_ct(seed)
 
     def showSample(self, sample: Any, parameterNode=None) -> panel.LoadedSample:
         """The CT, its lungs as a segmentation and one ROI per true nodule; the CT becomes the input."""
@@ -84,21 +84,13 @@ class LungTumorAILogic(panel.RadAssistLogic):
         return {"volume": nodes.volume_from_node(parameterNode.inputVolume), "engine": self.engine,
                 "threshold": parameterNode.scoreThresholdPercent / 100.0}
 
-    def compute(self, inputs: dict, device: str, progress: Progress) -> Any:
-        """The same engine call as 'radassist lung detect' (worker thread, no MRML)."""
-        from radassist.lung.pipeline import LungDetectionConfig, detect_nodules, load_detr_model
-        from radassist.runtime.device import choose_device
-
-        config = LungDetectionConfig(score_threshold=inputs["threshold"])
-        model = load_detr_model(device=choose_device(device)) if inputs["engine"] == "detr" else None
-        return detect_nodules(inputs["volume"], config, progress, engine=inputs["engine"], model=model)
-
-    def remoteRequest(self, inputs: dict) -> Any:
-        """The CT, engine and threshold for the server's lung-detect (which runs its own installed model)."""
-        from radassist.slicer.remote_tasks import RemoteRequest, lung_detect_options
+    def taskRequest(self, inputs: dict) -> Any:
+        """The CT, engine and threshold for the lung-detect task (Lung-DETR needs its installed weights)."""
         from radassist.slicer.result_files import read_lung_detect
-        options = lung_detect_options(inputs["engine"], inputs["threshold"])
-        return RemoteRequest([inputs["volume"]], options, read_lung_detect)
+        from radassist.slicer.task_requests import TaskRequest, lung_detect_options
+
+        return TaskRequest([inputs["volume"]], lung_detect_options(inputs["engine"], inputs["threshold"]),
+                           read_lung_detect)
 
     def showResult(self, result: Any, parameterNode=None) -> str:
         """One ROI per nodule and the nodule table (RAS for Slicer users; the ROI column links rows to boxes)."""
@@ -138,13 +130,24 @@ class LungTumorAIWidget(panel.RadAssistWidget):
 
     def setup(self) -> None:
         super().setup()
-        from radassist.lung.pipeline import detr_weights_installed
-
         from radassist.slicer.infection_section import InfectionSection
 
-        self.ui.engineComboBox.currentIndex = 0 if detr_weights_installed() else 1
+        self.chooseDefaultEngine()
         self.ui.resultsTableView.connect("clicked(QModelIndex)", self.onResultClicked)
         self.infectionSection = InfectionSection(self)  # issue #5: the infection part of the lung panel
+
+    def chooseDefaultEngine(self) -> None:
+        """Lung-DETR when its weights are installed, else the classical detector (known once packages are in)."""
+        detr = False
+        if self.dependencySection.ready():
+            from radassist.lung.pipeline import detr_weights_installed
+
+            detr = detr_weights_installed()
+        self.ui.engineComboBox.currentIndex = 0 if detr else 1
+
+    def onDependenciesReady(self) -> None:
+        super().onDependenciesReady()
+        self.chooseDefaultEngine()
 
     def cleanup(self) -> None:
         if getattr(self, "infectionSection", None) is not None:
@@ -198,15 +201,16 @@ class LungTumorAITest(ScriptedLoadableModuleTest):
         panel.check_apply_follows_inputs(self, "LungTumorAI", {"inputVolume": volume})
 
     def test_detect_on_sample(self) -> None:
-        """The classical engine through the panel's three steps: ROIs and table rows match, rows jump."""
+        """The classical engine in its job process: ROIs and table rows match, rows jump."""
         logic = LungTumorAILogic()
         logic.engine = "classic"
         parameterNode = logic.getParameterNode()
         logic.loadSample(3, parameterNode)
-        result = logic.compute(logic.gatherInputs(parameterNode), "cpu", Progress())
-        status = logic.showResult(result, parameterNode)
-        self.assertGreater(len(result), 0, status)
+        status = logic.runTask(parameterNode, "cpu")
+        rois = slicer.util.getNodesByClass("vtkMRMLMarkupsROINode")
+        found = [roi for roi in rois if roi.GetName().startswith("Nodule ")]
+        self.assertGreater(len(found), 0, status)
         table = parameterNode.outputTable
-        self.assertEqual(table.GetNumberOfRows(), len(result))
+        self.assertEqual(table.GetNumberOfRows(), len(found))
         self.assertTrue(logic.jumpToNodule(table.GetCellText(0, table.GetColumnIndex("roi"))))
         self.delayDisplay(status)

@@ -86,13 +86,42 @@ class PackageGuard(importlib.abc.MetaPathFinder):
             f"No module named '{top_level(fullname)}' (Slicer {self.surface.release} does not bundle it, and "
             "RadAssist's installer has not installed it)", name=fullname)
 
+    def distribution_allowed(self, name: str) -> bool:
+        self._read_pip_log()
+        return canonical(name) in set(self.surface.packages) | self.installed
+
+    def _metadata_functions(self) -> dict:
+        """importlib.metadata as Slicer's Python answers it: distributions Slicer lacks are not found."""
+        original = {name: getattr(importlib.metadata, name) for name in
+                    ("version", "distribution", "metadata", "files", "requires", "distributions")}
+
+        def checked(function):
+            def lookup(name, *args, **kwargs):
+                if not self.distribution_allowed(name):
+                    raise importlib.metadata.PackageNotFoundError(name)
+                return function(name, *args, **kwargs)
+            return lookup
+
+        def distributions(**kwargs):
+            return (d for d in original["distributions"](**kwargs)
+                    if d.metadata.get("Name") and self.distribution_allowed(d.metadata["Name"]))
+
+        self._original_metadata = original
+        return {"version": checked(original["version"]), "distribution": checked(original["distribution"]),
+                "metadata": checked(original["metadata"]), "files": checked(original["files"]),
+                "requires": checked(original["requires"]), "distributions": distributions}
+
     def install(self) -> None:
         for name in list(sys.modules):
             if not self.allowed(name) or top_level(name) in self.project:
                 self._stash[name] = sys.modules.pop(name)
         sys.meta_path.insert(0, self)
+        for name, function in self._metadata_functions().items():
+            setattr(importlib.metadata, name, function)
 
     def uninstall(self) -> None:
+        for name, function in getattr(self, "_original_metadata", {}).items():
+            setattr(importlib.metadata, name, function)
         if self in sys.meta_path:
             sys.meta_path.remove(self)
         for name in [n for n in sys.modules if top_level(n) in self.project or n in self._stash]:

@@ -434,6 +434,12 @@ class QLineEdit(QWidget):
     _signals = ("textChanged(QString)", "textEdited(QString)", "editingFinished()", "returnPressed()")
     Normal, NoEcho, Password, PasswordEchoOnEdit = (_Enum(v) for v in range(4))
 
+    def __init__(self, text: str = "", parent=None) -> None:
+        if isinstance(text, QObject):
+            text, parent = "", text
+        super().__init__(parent)
+        self._values["text"] = str(text)
+
     def _set_text(self, value) -> None:
         value = str(value)
         if value != self._values["text"]:

@@ -19,6 +19,10 @@ from dataclasses import dataclass
 
 from radassist.results.segments import Code, Terminology
 
+# Where a Segment keeps the terminology context names a .seg.nrrd (or a Slicer segment) gave it.
+TERMINOLOGY_CONTEXT_KEY = "radassist.terminologyContext"
+ANATOMIC_CONTEXT_KEY = "radassist.anatomicContext"
+
 SLICER_GENERAL_ANATOMY = "Segmentation category and type - 3D Slicer General Anatomy list"
 DICOM_MASTER = "Segmentation category and type - DICOM master list"
 ANATOMIC_DICOM_MASTER = "Anatomic codes - DICOM master list"

@@ -1,19 +1,19 @@
-"""What each panel asks a RadAssist server for: the task name, its options (named as the CLI's), the files sent,
-and how the answer is read back into the local result type. No Slicer here, so it is tested against a real server.
+"""What each panel runs: the task name, its options (named as the server's and the CLI's), the input files, and
+how the result folder is read back into the local result type. A panel's job process runs the request here or on a
+RadAssist server; either way the same files come back and the same reader turns them into the result the panel
+shows. No Slicer here, so requests are tested against the real job runner and a real server.
 
-The server's task names are those of :mod:`radassist.server.tasks`; ``brain-register`` and ``lung-infection``
-follow the CLI commands ``radassist brain register`` and ``radassist lung infection``.
+The task names are those of :mod:`radassist.server.tasks`; ``brain-register`` and ``lung-infection`` follow the CLI
+commands ``radassist brain register`` and ``radassist lung infection``.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
-from radassist.runtime.progress import Progress
 from radassist.volume import Volume
 
 LUNG_DETECT = "lung-detect"
@@ -22,7 +22,6 @@ LIVER_SEGMENT = "liver-segment"
 BRAIN_REGISTER = "brain-register"
 MAMMO_CLASSIFY = "mammo-classify"
 
-T = TypeVar("T")
 
 
 def lung_detect_options(engine: str, threshold: float) -> dict[str, Any]:
@@ -83,46 +82,61 @@ def write_mammo_pngs(volumes: Mapping[str, Volume], folder: Path) -> list[Path]:
     return paths
 
 
-def run_and_read(client: Any, task: str, volumes: Sequence[Volume], options: dict[str, Any] | None,
-                 read: Callable[[Path], T], progress: Progress | None = None) -> T:
-    """Run ``task`` on the server with ``volumes`` (sent as NRRD), read its files with ``read`` and delete them."""
-    from radassist.client import run_on_volumes
-
-    with tempfile.TemporaryDirectory(prefix="radassist-remote-") as scratch:
-        out = Path(scratch) / "result"
-        run_on_volumes(client, task, volumes, options, out, progress)
-        return read(out)
-
-
-def mammo_request(views: Mapping[str, Volume], tta: int) -> "RemoteRequest":
+def mammo_request(views: Mapping[str, Volume], tta: int) -> "TaskRequest":
     """An exam (any subset of the four views, by view name) for the server's mammo-classify; the answer is placed
     back on the views' own grids."""
     from radassist.slicer.result_files import read_mammo_classify
 
-    return RemoteRequest([named(volume, view) for view, volume in views.items()], mammo_options(list(views), tta),
-                         lambda folder: read_mammo_classify(folder, views), MAMMO_CLASSIFY)
+    return TaskRequest([named(volume, view) for view, volume in views.items()], mammo_options(list(views), tta),
+                       lambda folder: read_mammo_classify(folder, views), MAMMO_CLASSIFY, write_mammo_inputs)
 
 
-def run_mammo_and_read(client: Any, request: "RemoteRequest", progress: Progress | None = None) -> Any:
-    """Run a :func:`mammo_request`: the views go as ``<view>.png`` (the server reads DICOM or PNG mammograms)."""
-    with tempfile.TemporaryDirectory(prefix="radassist-remote-") as scratch:
-        sent = Path(scratch) / "sent"
-        sent.mkdir()
-        out = Path(scratch) / "result"
-        views = {volume.source.path: volume for volume in request.volumes}
-        client.run(request.task, write_mammo_pngs(views, sent), request.options, out, progress)
-        return request.read(out)
+def input_stem(volume: Volume, index: int) -> str:
+    """The file name (without suffix) a volume is sent under: its source name, as the server and CLI see it."""
+    return Path(volume.source.path or f"volume{index}").name.split(".")[0] or f"volume{index}"
+
+
+def write_nrrd_inputs(volumes: Sequence[Volume], folder: Path) -> list[tuple[Path, str]]:
+    """Each volume as ``<n>/<name>.nrrd`` (the file name is what the task sees; the sub-folder keeps equal names
+    apart)."""
+    from radassist.io import write_volume
+
+    written = []
+    for index, volume in enumerate(volumes):
+        target = Path(folder) / str(index) / f"{input_stem(volume, index)}.nrrd"
+        write_volume(volume, target)
+        written.append((target, target.name))
+    return written
+
+
+def write_mammo_inputs(volumes: Sequence[Volume], folder: Path) -> list[tuple[Path, str]]:
+    """Each view as ``<view>.png`` (16-bit greyscale), the form the mammography task reads."""
+    paths = write_mammo_pngs({volume.source.path: volume for volume in volumes}, Path(folder))
+    return [(path, path.name) for path in paths]
 
 
 @dataclasses.dataclass
-class RemoteRequest:
-    """One panel run sent to the server: the volumes (named as the server will see them), the task's options,
-    and the reader that turns the returned folder into the local result type."""
+class TaskRequest:
+    """One panel run: the volumes (named as the task will see them), the task's options, how they are written as
+    input files, and the reader that turns the result folder into the local result type."""
 
     volumes: list[Volume]
     options: dict[str, Any]
     read: Callable[[Path], Any]
-    task: str = ""  # the server task, when not the panel's own (LungTumorAI's infection part)
+    task: str = ""  # the task; a panel fills in its own when empty
+    writer: Callable[[Sequence[Volume], Path], list[tuple[Path, str]]] = write_nrrd_inputs
+
+    def write_inputs(self, folder: Path) -> list[tuple[Path, str]]:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        return self.writer(self.volumes, Path(folder))
+
+
+def read_server_check(folder: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The server's health and info, as the job process saved them for "Test connection"."""
+    from radassist.io.json_files import read_json_object
+
+    document = read_json_object(Path(folder) / "server.json", "server check")
+    return dict(document.get("health") or {}), dict(document.get("info") or {})
 
 
 def connection_text(health: dict[str, Any], info: dict[str, Any], task: str) -> str:
@@ -136,10 +150,10 @@ def connection_text(health: dict[str, Any], info: dict[str, Any], task: str) -> 
 
 
 def brain_request(fixed: Mapping[str, Volume], moving: Mapping[str, Volume], engine: str,
-                  wrap: Callable[[Any], Any] = lambda result: result) -> RemoteRequest:
+                  wrap: Callable[[Any], Any] = lambda result: result) -> TaskRequest:
     """A registration for the server's brain-register; the answer is read back as a BrainRegistrationResult
     (handed to ``wrap``, which adds what the panel's showResult also needs)."""
     from radassist.slicer.result_files import read_brain_register
 
-    return RemoteRequest(brain_volumes(fixed, moving), brain_options(engine, list(fixed), list(moving)),
-                         lambda folder: wrap(read_brain_register(folder, fixed, moving, engine)), BRAIN_REGISTER)
+    return TaskRequest(brain_volumes(fixed, moving), brain_options(engine, list(fixed), list(moving)),
+                       lambda folder: wrap(read_brain_register(folder, fixed, moving, engine)), BRAIN_REGISTER)
