@@ -12,11 +12,12 @@ if os.path.isdir(os.path.join(_CHECKOUT_ROOT, "radassist")) and _CHECKOUT_ROOT n
 
 import slicer
 from slicer import vtkMRMLScalarVolumeNode, vtkMRMLSegmentationNode, vtkMRMLTransformNode
-from slicer.parameterNodeWrapper import parameterNodeWrapper
 from slicer.ScriptedLoadableModule import ScriptedLoadableModule, ScriptedLoadableModuleTest
 
-from radassist.runtime.progress import Progress
-from radassist.slicer import panel
+from radassist.slicer import compat
+from radassist.slicer.compat import parameterNodeWrapper
+
+panel = compat.load_panel()  # on a Slicer older than 5.10 the panel only says which Slicer RadAssist needs
 
 SEQUENCE_NAMES = {"flair": "FLAIR", "t1": "T1", "t1ce": "T1ce", "t2": "T2"}
 
@@ -62,7 +63,7 @@ class BrainRegSegLogic(panel.RadAssistLogic):
     parameterNodeClass = BrainRegSegParameterNode
     requiredInputs = {"fixedVolume": "a fixed MRI", "movingVolume": "a moving MRI"}
     taskTitle = "brain registration and tumour segmentation"
-    pipelineModule = "radassist.brain.pipeline"
+    sampleKind = "brain"
     serverTask = "brain-register"
     engine = "auto"  # set by the widget's engine selector
 
@@ -77,21 +78,10 @@ class BrainRegSegLogic(panel.RadAssistLogic):
         moving, fixed = paired_sequences([slots[i] + slots[i + 1] for i in range(0, len(slots), 2)])
         return moving, fixed, parameterNode.fixedVolume, parameterNode.movingVolume
 
-    def compute(self, inputs: Any, device: str, progress: Progress) -> Any:
-        from radassist.brain.pipeline import BrainPipelineConfig, find_joint_model, model_channels, register_brain_pair
-        from radassist.runtime.device import choose_device
+    def taskRequest(self, inputs: Any) -> Any:
+        """Fixed then moving sequences for the brain-register task; its files come back as the result."""
+        from radassist.slicer.task_requests import brain_request
 
-        moving, fixed, fixedNode, movingNode = inputs
-        torchDevice = choose_device(device).device
-        loaded = None if self.engine == "classic" else find_joint_model(None, torchDevice)
-        config = BrainPipelineConfig(engine=self.engine, channels=model_channels(loaded) if loaded else None)
-        result = register_brain_pair(moving, fixed, config, progress, loaded.model if loaded else None, torchDevice)
-        result.report.metadata["modelSource"] = str(loaded.path or "") if loaded else ""
-        return result, fixedNode, movingNode, fixed.images
-
-    def remoteRequest(self, inputs: Any) -> Any:
-        """Fixed then moving sequences for the server's brain-register; its files come back as the local result."""
-        from radassist.slicer.remote_tasks import brain_request
         moving, fixed, fixedNode, movingNode = inputs
         return brain_request(fixed.images, moving.images, self.engine,
                              lambda result: (result, fixedNode, movingNode, fixed.images))
@@ -106,8 +96,9 @@ class BrainRegSegLogic(panel.RadAssistLogic):
         name = movingNode.GetName()
         transform = nodes.displacement_to_transform_node(result.field, f"{name} to {fixedNode.GetName()}")
         transform.CreateDefaultDisplayNodes()
-        transform.GetDisplayNode().SetRegionNode(fixedNode)
-        transform.GetDisplayNode().SetVisualizationModeToGrid()  # shown when the user turns its visibility on
+        display = transform.GetDisplayNode()
+        display.SetAndObserveRegionNode(fixedNode)
+        display.SetVisualizationMode(display.VIS_MODE_GRID)  # shown when the user turns its visibility on
         warped = [nodes.volume_to_node(volume, f"{name} warped {sequence}")
                   for sequence, volume in result.warped.items()]
         target = parameterNode.outputSegmentation if parameterNode is not None else None
@@ -124,11 +115,6 @@ class BrainRegSegLogic(panel.RadAssistLogic):
             {"fixed": fixedNode}, tumours["fixed"], images=fixedImages)
         self.showVolume(warped[0], tumours.get("fixed"))
         return result.status_line()
-
-    def makeSample(self, seed: int, progress: Progress) -> Any:
-        from radassist.synthetic.brain import make_brain_pair
-
-        return panel.build_sample("brain MRI pair", make_brain_pair, seed, progress)
 
     def showSample(self, sample: Any, parameterNode=None) -> panel.LoadedSample:
         """Every sequence of both brains, their tumour labels and the true deformation; FLAIRs become the inputs."""

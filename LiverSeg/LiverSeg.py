@@ -13,11 +13,12 @@ if os.path.isdir(os.path.join(_CHECKOUT_ROOT, "radassist")) and _CHECKOUT_ROOT n
 
 import slicer
 from slicer import vtkMRMLScalarVolumeNode, vtkMRMLSegmentationNode, vtkMRMLTableNode
-from slicer.parameterNodeWrapper import parameterNodeWrapper
 from slicer.ScriptedLoadableModule import ScriptedLoadableModule, ScriptedLoadableModuleTest
 
-from radassist.runtime.progress import Progress
-from radassist.slicer import panel
+from radassist.slicer import compat
+from radassist.slicer.compat import parameterNodeWrapper
+
+panel = compat.load_panel()  # on a Slicer older than 5.10 the panel only says which Slicer RadAssist needs
 
 
 class LiverSeg(ScriptedLoadableModule):
@@ -52,7 +53,7 @@ class LiverSegLogic(panel.RadAssistLogic):
     parameterNodeClass = LiverSegParameterNode
     requiredInputs = {"inputVolume": "an abdominal CT"}
     taskTitle = "liver segmentation"
-    pipelineModule = "radassist.liver.pipeline"
+    sampleKind = "liver"
     serverTask = "liver-segment"
     architecture = "munet"  # set by the panel's architecture selector
     modelPath = ""  # a checkpoint folder from 'radassist train liver'; empty: the installed model
@@ -62,22 +63,13 @@ class LiverSegLogic(panel.RadAssistLogic):
         return {"volume": nodes.volume_from_node(parameterNode.inputVolume), "arch": self.architecture,
                 "model": self.modelPath or None}
 
-    def compute(self, inputs: dict, device: str, progress: Progress) -> Any:
-        from radassist.liver.pipeline import segment_liver
-        from radassist.liver.weights import load_liver_model
-        from radassist.runtime.device import choose_device
-        choice = choose_device(device)
-        model = load_liver_model(inputs["arch"], inputs["model"], choice.device)
-        return segment_liver(inputs["volume"], model, progress=progress, device=choice.device)
-
-    def remoteRequest(self, inputs: dict) -> Any:
-        """The CT and architecture for the server's liver-segment (which runs its own installed model)."""
-        from radassist.errors import InputError
-        from radassist.slicer.remote_tasks import RemoteRequest, liver_options
+    def taskRequest(self, inputs: dict) -> Any:
+        """The CT, architecture and (optionally) a checkpoint folder of the user's for the liver-segment task."""
         from radassist.slicer.result_files import read_liver_segment
-        if inputs["model"]:
-            raise InputError(inputs["model"], "a local checkpoint cannot run on the server; clear it or run here")
-        return RemoteRequest([inputs["volume"]], liver_options(inputs["arch"]), read_liver_segment)
+        from radassist.slicer.task_requests import TaskRequest, liver_options
+
+        options = liver_options(inputs["arch"]) | ({"model": inputs["model"]} if inputs["model"] else {})
+        return TaskRequest([inputs["volume"]], options, read_liver_segment)
 
     def showResult(self, result: Any, parameterNode=None) -> str:
         """The segmentation (in the Segment Editor, ready for correction) and the measurements table."""
@@ -94,7 +86,7 @@ class LiverSegLogic(panel.RadAssistLogic):
         self.showVolume(volumeNode, segmentation)
         editor = slicer.modules.segmenteditor.widgetRepresentation().self().editor
         editor.setSegmentationNode(segmentation)
-        getattr(editor, "setSourceVolumeNode", getattr(editor, "setMasterVolumeNode", None))(volumeNode)
+        editor.setSourceVolumeNode(volumeNode)
         return (f"{self.showReport(result.report, parameterNode)} Correct it in Segment Editor if needed, then "
                 f"press Quantify ({result.backend}, {result.seconds:.1f} s).")
 
@@ -114,11 +106,6 @@ class LiverSegLogic(panel.RadAssistLogic):
         name = f"{parameterNode.inputVolume.GetName()} liver measurements"
         parameterNode.outputTable = nodes.report_to_table_node(report, name, parameterNode.outputTable)
         return summary_line(report.summary).capitalize() + "."
-
-    def makeSample(self, seed: int, progress: Progress) -> Any:
-        from radassist.synthetic.abdomen import make_abdomen_ct
-
-        return panel.build_sample("abdominal CT", make_abdomen_ct, seed, progress)
 
     @staticmethod
     def tumourReport(sample: Any):

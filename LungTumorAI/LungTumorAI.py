@@ -55,13 +55,9 @@ class LungTumorAILogic(panel.RadAssistLogic):
     parameterNodeClass = LungTumorAIParameterNode
     requiredInputs = {"inputVolume": "a chest CT"}
     taskTitle = "lung nodule detection"
+    sampleKind = "lung"
     serverTask = "lung-detect"
     engine = "detr"  # set by the panel's engine selector: "detr" (Lung-DETR) or "classic"
-
-    def makeSample(self, seed: int) -> Any:
-        from radassist.synthetic.chest import make_chest_ct
-
-        return make_chest_ct(seed)
 
     def showSample(self, sample: Any, parameterNode=None) -> panel.LoadedSample:
         """The CT, its lungs as a segmentation and one ROI per true nodule; the CT becomes the input."""

@@ -261,21 +261,3 @@ def _is_loopback_url(url: str) -> bool:
     from urllib.parse import urlsplit
 
     return (urlsplit(url).hostname or "") in ("127.0.0.1", "localhost", "::1")
-
-
-def run_on_volumes(client: RadAssistClient, task: str, volumes: Sequence[Any], options: dict[str, Any] | None,
-                   out: str | Path, progress: Progress | None = None) -> list[Path]:
-    """Run ``task`` on in-memory Volumes (a Slicer panel's inputs): each is sent as NRRD named after its source.
-
-    The files land in ``out`` exactly as :meth:`RadAssistClient.run` puts them there.
-    """
-    from radassist.io import write_volume
-
-    with tempfile.TemporaryDirectory(prefix="radassist-send-") as scratch:
-        paths_sent = []
-        for index, volume in enumerate(volumes):
-            stem = Path(volume.source.path or f"volume{index}").name.split(".")[0] or f"volume{index}"
-            target = Path(scratch) / str(index) / f"{stem}.nrrd"
-            write_volume(volume, target)
-            paths_sent.append(target)
-        return client.run(task, paths_sent, options, out, progress)

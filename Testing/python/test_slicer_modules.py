@@ -287,7 +287,6 @@ def test_required_and_optional_inputs_match_their_selectors(module):
             assert name in required, f"{name}'s selector cannot be empty, so Apply must require it"
     chosen = gather_inputs_chosen_names(tree, module)
     assert (chosen or set()) == set(any_of), "gatherInputs must read exactly the any-of inputs through chosen()"
-    assert logic_string(tree, module, "pipelineModule").startswith("radassist.")
 
 
 @pytest.mark.parametrize("module", MODULES)

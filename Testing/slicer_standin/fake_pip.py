@@ -42,6 +42,27 @@ def _read_requirements(args: list[str]) -> tuple[list[str], list[Path], set[str]
     return requirements, constraints, flags
 
 
+def _with_dependencies(names: list[str]) -> set[str]:
+    """The distributions pip would have installed: the requested ones and what they require (no extras)."""
+    from importlib.metadata import PackageNotFoundError, requires
+
+    found, pending = set(), list(names)
+    while pending:
+        name = canonicalize_name(pending.pop())
+        if name in found:
+            continue
+        found.add(name)
+        try:
+            needs = requires(name) or []
+        except PackageNotFoundError:
+            continue
+        for text in needs:
+            requirement = Requirement(text)
+            if requirement.marker is None or requirement.marker.evaluate({"extra": ""}):
+                pending.append(requirement.name)
+    return found
+
+
 def main(argv: list[str]) -> int:
     if not argv or argv[0] != "install":
         print("ERROR: the stand-in's pip only answers 'install'", file=sys.stderr)
@@ -56,7 +77,16 @@ def main(argv: list[str]) -> int:
             if "==" in line:
                 name, version = line.split("==", 1)
                 pins[canonicalize_name(name)] = version.strip()
-    unpinned = sorted(name for name in bundled if name not in pins)
+    from importlib.metadata import PackageNotFoundError, version as installed_version
+
+    def present(name: str) -> bool:
+        try:
+            installed_version(name)
+        except PackageNotFoundError:
+            return False
+        return True
+
+    unpinned = sorted(name for name in bundled if present(name) and name not in pins)
     if unpinned:
         print(f"ERROR: (stand-in) pip was run without pinning what Slicer {release} bundles: {unpinned}")
         return 3
@@ -72,10 +102,8 @@ def main(argv: list[str]) -> int:
             print("ERROR: (stand-in) torch must come from Slicer's PyTorch extension, not from pip")
             return 3
         try:
-            from importlib.metadata import version as installed_version
-
             have = installed_version(requirement.name)
-        except Exception:  # noqa: BLE001 -- not in the test environment
+        except PackageNotFoundError:
             have = None
         if name == canonicalize_name(fail) or have is None or not requirement.specifier.contains(
                 Version(have), prereleases=True):
@@ -85,7 +113,7 @@ def main(argv: list[str]) -> int:
         installed.append(f"{requirement.name}-{have}")
     if "--dry-run" not in flags:
         with open(os.environ["RADASSIST_STANDIN_PIP_LOG"], "a", encoding="utf-8") as log:
-            log.write(json.dumps({"installed": [canonicalize_name(n.rsplit("-", 1)[0]) for n in installed],
-                                  "args": argv}) + "\n")
+            requested = [n.rsplit("-", 1)[0] for n in installed]
+            log.write(json.dumps({"installed": sorted(_with_dependencies(requested)), "args": argv}) + "\n")
     print("Successfully installed " + " ".join(installed))
     return 0

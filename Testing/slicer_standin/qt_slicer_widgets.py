@@ -31,8 +31,11 @@ class ctkPathLineEdit(QWidget):
     _properties = {"currentPath": "", "filters": 0, "nameFilters": [], "label": "", "settingKey": "",
                    "showBrowseButton": True, "showHistoryButton": True, "sizeAdjustPolicy": 0}
     _signals = ("currentPathChanged(QString)", "validInputChanged(bool)")
-    Dirs, Files, Drives, NoDotAndDotDot, Readable, Writable, Executable = (
-        _Enum(v) for v in (1, 2, 4, 0x1000, 0x10, 0x20, 0x40))
+    # ctkPathLineEdit::Filter mirrors QDir::Filter
+    Dirs, Files, Drives, NoSymLinks, Readable, Writable, Executable = (
+        _Enum(v) for v in (0x1, 0x2, 0x4, 0x8, 0x10, 0x20, 0x40))
+    Modified, Hidden, System, AllDirs, CaseSensitive = (_Enum(v) for v in (0x80, 0x100, 0x200, 0x400, 0x800))
+    NoDotAndDotDot, NoDot, NoDotDot = _Enum(0x1000), _Enum(0x2000), _Enum(0x4000)
 
     def _set_currentPath(self, value) -> None:  # noqa: N802
         value = str(value)

@@ -84,6 +84,11 @@ def _build_widget(element: ET.Element, parent, path: Path, named: dict[str, Any]
     widget = cls(parent) if parent is not None else cls()
     widget.objectName = element.get("name") or ""
     named[widget.objectName] = widget
+    if isinstance(widget, qw.QComboBox):  # <item> children are the combo box's items, added before its properties
+        for item in element.findall("item"):
+            text = next((prop.findtext("string") for prop in item.findall("property") if prop.get("name") == "text"),
+                        "")
+            widget.addItem(text or "")
     _apply_properties(widget, element, path)
     layout_element = element.find("layout")
     if layout_element is not None:

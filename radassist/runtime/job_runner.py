@@ -23,6 +23,35 @@ from radassist.runtime.progress import Progress
 
 SERVER_CHECK = "server-check"
 """The one task that exists only against a server: its health and task list, for a panel's "Test connection"."""
+SAMPLE = "sample"
+"""A panel's synthetic sample, built here (seconds of numpy a panel should not wait for in Slicer's main thread)
+and handed back pickled: both ends are this RadAssist, and the file lives in the job's private folder."""
+SAMPLE_BUILDERS = {"lung": ("radassist.synthetic.chest", "make_chest_ct"),
+                   "liver": ("radassist.synthetic.abdomen", "make_abdomen_ct"),
+                   "brain": ("radassist.synthetic.brain", "make_brain_pair"),
+                   "mammo": ("radassist.synthetic.mammo", "make_mammogram_exam")}
+SAMPLE_FILE = "sample.pickle"
+
+
+def build_sample(kind: str, seed: int):
+    """The phantom of one panel (``kind`` of :data:`SAMPLE_BUILDERS`) for ``seed``."""
+    import importlib
+
+    if kind not in SAMPLE_BUILDERS:
+        raise RadAssistError(f"no synthetic sample {kind!r}; there are {', '.join(SAMPLE_BUILDERS)}")
+    module, function = SAMPLE_BUILDERS[kind]
+    return getattr(importlib.import_module(module), function)(int(seed))
+
+
+def run_sample(folder: Path, request: job_folder.TaskJobRequest, progress: Progress) -> None:
+    import pickle
+
+    progress.update(0.05, f"building the synthetic {request.options.get('kind')} sample")
+    sample = build_sample(str(request.options.get("kind")), int(request.options.get("seed", 0)))
+    output = folder / job_folder.OUTPUT
+    output.mkdir(exist_ok=True)
+    with open(output / SAMPLE_FILE, "wb") as handle:
+        pickle.dump(sample, handle, protocol=pickle.HIGHEST_PROTOCOL)
 
 
 def _redirect_output(folder: Path) -> None:
@@ -85,7 +114,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         request = job_folder.read_request(folder)
         progress.update(0.0, "starting")
-        (run_remote if request.server else run_local)(folder, request, progress)
+        if request.task == SAMPLE:
+            run_sample(folder, request, progress)
+        else:
+            (run_remote if request.server else run_local)(folder, request, progress)
         progress.update(1.0, "done")
     except RadAssistError as error:
         job_folder.write_error(folder, "input", str(error))

@@ -19,7 +19,6 @@ from pathlib import Path
 import slicer
 
 from radassist.errors import RadAssistError
-from radassist.runtime import job_folder
 from radassist.runtime.process_jobs import ProcessJob, cli_argv, task_job_argv
 
 STALE_AFTER_S = 24 * 3600.0  # job folders left by a Slicer that was killed are removed after a day
@@ -80,16 +79,14 @@ def remove_job_folder(folder: Path) -> None:
 
 
 def task_job(request, device: str, server=None) -> ProcessJob:
-    """A job that runs ``request`` (a :class:`radassist.slicer.remote_tasks.TaskRequest`) here or on ``server``
+    """A job that runs ``request`` (a :class:`radassist.slicer.task_requests.TaskRequest`) here or on ``server``
     (the panel's RemoteSettings, after the user agreed to send the images)."""
+    from radassist.slicer.task_requests import prepare_job
+
     folder = new_job_folder(request.task)
     try:
-        inputs = request.write_inputs(folder / job_folder.INPUTS)
-        job_request = job_folder.TaskJobRequest(
-            task=request.task, options=dict(request.options), device=device,
-            inputs=[job_folder.JobInput(str(path.relative_to(folder)), name) for path, name in inputs],
-            server=server.url.strip().rstrip("/") if server is not None else None)
-        job_folder.write_request(folder, job_request, token=server.token.strip() if server is not None else None)
+        prepare_job(request, folder, device, server.url.strip().rstrip("/") if server is not None else None,
+                    server.token.strip() if server is not None else None)
     except BaseException:
         remove_job_folder(folder)
         raise

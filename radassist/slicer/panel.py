@@ -70,6 +70,7 @@ class RadAssistLogic(ScriptedLoadableModuleLogic):
     anyOfInputs: Mapping[str, str] = {}  # optional inputs of which at least one must be chosen (mammography views)
     taskTitle: str = ""
     serverTask: str = ""  # the task Apply runs (here or on a RadAssist server)
+    sampleKind: str = ""  # the synthetic sample: a key of radassist.runtime.job_runner.SAMPLE_BUILDERS
     aiRun: Any = None  # the last run, kept by showResult for review and export (radassist.slicer.ai_run.AiRun)
 
     def getParameterNode(self):
@@ -84,7 +85,11 @@ class RadAssistLogic(ScriptedLoadableModuleLogic):
         return missing_inputs(values, self.requiredInputs, self.anyOfInputs)
 
     def makeSample(self, seed: int) -> Any:
-        raise NotImplementedError(f"{type(self).__name__} must build its synthetic sample")
+        """The engine's phantom for this panel, built in this process (scripts and self-tests; the panel builds it
+        in a job process)."""
+        from radassist.runtime.job_runner import build_sample
+
+        return build_sample(self.sampleKind, seed)
 
     def showSample(self, sample: Any, parameterNode=None) -> LoadedSample:
         raise NotImplementedError(f"{type(self).__name__} must put its synthetic sample into the scene")
@@ -260,18 +265,16 @@ class RadAssistWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._runner.toggle(self._startTask)
 
     def onLoadSampleButton(self) -> None:
-        """Build the synthetic sample (a few seconds of numpy, in the main thread) and show it."""
+        """Build the synthetic sample in a job process (it takes seconds) and show it."""
+        from radassist.slicer.task_requests import sample_request
+
         if self._runner.running or not self.dependencySection.require(self.setStatus):
             return
-        self.setStatus("Building the synthetic sample...")
-        with slicer.util.WaitCursor():
-            try:
-                sample = self.logic.makeSample(int(self._parameterNode.sampleSeed))
-                loaded = self.logic.showSample(sample, self._parameterNode)
-            except Exception as error:  # noqa: BLE001 -- reported in the panel; Slicer goes on
-                logging.exception("RadAssist: loading the sample failed")
-                self.setStatus(f"Loading the sample failed: {error}")
-                return
+        request = sample_request(self.logic.sampleKind, int(self._parameterNode.sampleSeed))
+        self.startRequest(request, self._onSampleReady, "Building the synthetic sample...", local=True)
+
+    def _onSampleReady(self, sample: Any) -> None:
+        loaded = self.logic.showSample(sample, self._parameterNode)
         self.setStatus(loaded.summary)
 
     def _startTask(self) -> None:
@@ -287,14 +290,16 @@ class RadAssistWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.startRequest(request, lambda result: self._onTaskDone(result), f"Running {self.logic.taskTitle}...",
                           self._runner)
 
-    def startRequest(self, request: Any, finish: Callable[[Any], None], status: str, runner=None) -> bool:
-        """Run ``request`` in a job process (here, or on the server after the user agreed to send the images);
-        ``finish`` gets the result the request's reader makes of the job's files. False when nothing started."""
+    def startRequest(self, request: Any, finish: Callable[[Any], None], status: str, runner=None,
+                     local: bool = False) -> bool:
+        """Run ``request`` in a job process (here, or on the server after the user agreed to send the images,
+        unless ``local``); ``finish`` gets what the request's reader makes of the job's files. False when nothing
+        started."""
         from radassist.errors import RadAssistError
         from radassist.slicer import jobs
 
         runner = runner or self._runner
-        server = self.serverForRun(request)
+        server = None if local else self.serverForRun(request)
         if server is False:
             return False
         try:

@@ -131,6 +131,50 @@ class TaskRequest:
         return self.writer(self.volumes, Path(folder))
 
 
+def prepare_job(request: TaskRequest, folder: Path, device: str = "auto", server_url: str | None = None,
+                token: str | None = None) -> None:
+    """Write ``request``'s input files and request.json into a job folder, for
+    :mod:`radassist.runtime.job_runner` to run here or on the server at ``server_url``."""
+    from radassist.runtime import job_folder
+
+    inputs = request.write_inputs(Path(folder) / job_folder.INPUTS)
+    job_request = job_folder.TaskJobRequest(
+        task=request.task, options=dict(request.options), device=device, server=server_url,
+        inputs=[job_folder.JobInput(str(path.relative_to(folder)), name) for path, name in inputs])
+    job_folder.write_request(Path(folder), job_request, token=token)
+
+
+def run_request(request: TaskRequest, folder: Path, python: str, device: str = "auto",
+                server_url: str | None = None, token: str | None = None, timeout_s: float | None = None,
+                env: dict[str, str] | None = None) -> Any:
+    """Run ``request`` to the end in a job process of ``python`` and read its result (scripts and tests; a panel
+    polls the job instead of waiting)."""
+    from radassist.runtime.jobs import JobDone, JobFailed
+    from radassist.runtime.process_jobs import ProcessJob, task_job_argv
+
+    prepare_job(request, Path(folder), device, server_url, token)
+    events = ProcessJob(task_job_argv(python, Path(folder)), Path(folder), env).start().wait(timeout_s)
+    final = events[-1]
+    if isinstance(final, JobFailed):
+        raise final.error
+    if not isinstance(final, JobDone):
+        raise RuntimeError(f"the {request.task} job ended without a result")
+    return request.read(final.result)
+
+
+def sample_request(kind: str, seed: int) -> "TaskRequest":
+    """A panel's synthetic sample, built in the job process and read back as the engine's phantom object."""
+    from radassist.runtime.job_runner import SAMPLE, SAMPLE_FILE
+
+    def read(folder: Path) -> Any:
+        import pickle
+
+        with open(Path(folder) / SAMPLE_FILE, "rb") as handle:
+            return pickle.load(handle)  # noqa: S301 -- written by this RadAssist's own job in its private folder
+
+    return TaskRequest([], {"kind": kind, "seed": int(seed)}, read, SAMPLE)
+
+
 def read_server_check(folder: Path) -> tuple[dict[str, Any], dict[str, Any]]:
     """The server's health and info, as the job process saved them for "Test connection"."""
     from radassist.io.json_files import read_json_object
