@@ -1,5 +1,7 @@
 """BrainRegSeg: joint brain MRI registration and tumour segmentation, as a Slicer module over the RadAssist engine."""
 
+from __future__ import annotations
+
 import os
 import sys
 from typing import Any

@@ -1,6 +1,8 @@
 """LiverSeg: liver and liver-tumour segmentation on abdominal CT (mU-Net), as a Slicer module over the RadAssist
 engine."""
 
+from __future__ import annotations
+
 import os
 import sys
 from typing import Any

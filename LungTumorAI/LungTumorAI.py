@@ -1,5 +1,7 @@
 """LungTumorAI: lung nodule detection on chest CT (Lung-DETR), as a Slicer module over the RadAssist engine."""
 
+from __future__ import annotations
+
 import os
 import sys
 from typing import Any

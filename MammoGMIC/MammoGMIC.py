@@ -1,5 +1,7 @@
 """MammoGMIC: screening mammogram classification (GMIC), as a Slicer module over the RadAssist engine."""
 
+from __future__ import annotations
+
 import os
 import sys
 from typing import Any

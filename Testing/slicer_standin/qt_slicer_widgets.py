@@ -98,6 +98,12 @@ class StrictSlicerQt:
             object.__getattribute__(self, "_check")(name)
         return object.__getattribute__(self, name)
 
+    def __getattr__(self, name: str):
+        # reached when __getattribute__ raised AttributeError (Refused is one): say why, not just "no attribute"
+        if not name.startswith("_"):
+            self._check(name)
+        return super().__getattr__(name)
+
     def __setattr__(self, name: str, value: Any) -> None:
         if not name.startswith("_"):
             self._check(name)
