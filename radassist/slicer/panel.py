@@ -344,7 +344,9 @@ class RadAssistWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         except RadAssistError as error:
             self.setStatus(str(error))
             return False
-        names = [Path(str(volume.source.path or "image")).name for volume in request.volumes]
+        from radassist.slicer.task_requests import input_name
+
+        names = [input_name(volume, index) for index, volume in enumerate(request.volumes)]
         if not remote.confirm_upload(slicer.util.mainWindow(), settings.url.strip().rstrip("/"), names):
             self.setStatus("Nothing was sent to the server.")
             return False

@@ -10,6 +10,7 @@ commands ``radassist brain register`` and ``radassist lung infection``.
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -91,9 +92,17 @@ def mammo_request(views: Mapping[str, Volume], tta: int) -> "TaskRequest":
                        lambda folder: read_mammo_classify(folder, views), MAMMO_CLASSIFY, write_mammo_inputs)
 
 
+def input_name(volume: Volume, index: int = 0) -> str:
+    """What a volume is called where it goes (consent prompt, job, server): its file's name, else its node's."""
+    if volume.source.path:
+        return Path(str(volume.source.path)).name
+    return volume.source.series_description or f"volume{index}"
+
+
 def input_stem(volume: Volume, index: int) -> str:
-    """The file name (without suffix) a volume is sent under: its source name, as the server and CLI see it."""
-    return Path(volume.source.path or f"volume{index}").name.split(".")[0] or f"volume{index}"
+    """The file name (without suffix) a volume is sent under: its name, made safe for a file system."""
+    stem = input_name(volume, index).split(".")[0]
+    return re.sub(r"[^A-Za-z0-9_-]+", "_", stem).strip("_") or f"volume{index}"
 
 
 def write_nrrd_inputs(volumes: Sequence[Volume], folder: Path) -> list[tuple[Path, str]]:

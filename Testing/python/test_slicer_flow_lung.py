@@ -1,0 +1,148 @@
+"""LungTumorAI through the strict stand-in, as a radiologist uses it: enter, load the sample, detect with the
+classical engine (in its own process), read the table, jump to a nodule, review, export the corrections, cancel a
+run, run on a server; and the infection part. Once per supported release."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from slicer_bed import open_standin, releases, server_process, wait_for
+
+TOKEN = "slicer-flow-token-0123456789"
+
+
+def _nodules(slicer) -> list:
+    return [roi for roi in slicer.util.getNodesByClass("vtkMRMLMarkupsROINode") if roi.GetName().startswith("Nodule")]
+
+
+@releases
+def test_nodules_from_sample_to_exported_corrections(release: str, tmp_path: Path):
+    with open_standin(release, tmp_path / "slicer", installed=True) as standin:
+        import qt
+        import slicer
+
+        widget = standin.open_module("LungTumorAI")
+        assert not widget.dependencySection.widget.visible
+        assert widget.ui.engineComboBox.currentIndex == 1  # no Lung-DETR weights: the classical detector
+
+        widget.ui.loadSampleButton.click()  # a job process builds the phantom
+        assert widget.ui.applyButton.text == "Cancel"
+        wait_for(standin, widget._runner)
+        assert "true nodule(s) shown as boxes" in widget.ui.statusLabel.text, widget.ui.statusLabel.text
+        ct = widget._parameterNode.inputVolume
+        assert ct is not None and ct.GetName() == "Synthetic chest CT 0"
+        assert standin.app._slice_layers["background"] == ct.GetID()
+        truth = len(slicer.util.getNodesByClass("vtkMRMLMarkupsROINode"))
+
+        widget.ui.applyButton.click()  # detection in its own process
+        wait_for(standin, widget._runner)
+        status = widget.ui.statusLabel.text
+        assert "from the classical detector" in status, status
+        nodules = _nodules(slicer)
+        assert len(nodules) > 0 and len(slicer.util.getNodesByClass("vtkMRMLMarkupsROINode")) == truth + len(nodules)
+        table = widget._parameterNode.outputTable
+        assert table.GetNumberOfRows() == len(nodules)
+        assert widget.ui.resultsTableView.mrmlTableNode() is table
+
+        # a click on a row centres the views on that nodule, where it is now (moved by the user)
+        nodules[0].SetCenter(1.0, 2.0, 3.0)
+        roi_column = table.GetColumnIndex("roi")
+        row = next(r for r in range(table.GetNumberOfRows()) if table.GetCellText(r, roi_column) == nodules[0].GetID())
+        widget.ui.resultsTableView._user_clicks_cell(row, 0)
+        assert slicer.modules.markups.logic().jumps[-1][:3] == (1.0, 2.0, 3.0)
+
+        # review: statuses per finding, "next not approved", then export
+        review = widget.reviewSection
+        assert not review.widget.collapsed and review.table.rowCount == len(nodules)
+        review.table._user_clicks_cell(0)
+        review.statusComboBox._user_chooses("approved")
+        assert review.table.item(0, 1).text() == "approved"
+        jumps = len(slicer.modules.markups.logic().jumps)
+        review.nextButton.click()
+        assert review.table.currentRow() == (1 if len(nodules) > 1 else -1)
+        assert len(slicer.modules.markups.logic().jumps) == jumps + (1 if len(nodules) > 1 else 0)
+        dataset = tmp_path / "dataset"
+        review.folderButton.directory = str(dataset)
+        review.annotatorLineEdit._user_types("dr-test")
+        review.exportButton.click()
+        assert review.statusLabel.text.startswith("Exported Synthetic_chest_CT_0"), review.statusLabel.text
+        provenance = json.loads(next(dataset.rglob("provenance.json")).read_text())
+        assert provenance["annotator"] == "dr-test"
+        assert len(list(dataset.rglob("*.mhd"))) == 1  # the CT in the LUNA16 layout
+        assert standin.settings["RadAssist/Export/lung/Folder"] == str(dataset)
+
+        # Cancel: Apply again, then press it (now "Cancel") at once: nothing is added
+        before = len(_nodules(slicer))
+        widget.ui.applyButton.click()
+        assert widget.ui.applyButton.text == "Cancel"
+        widget.ui.applyButton.click()
+        wait_for(standin, widget._runner)
+        assert widget.ui.statusLabel.text == "Cancelled; nothing was added to the scene."
+        assert len(_nodules(slicer)) == before and widget.ui.applyButton.text != "Cancel"
+
+        # the same run on a RadAssist server, after the user agreed to send the CT
+        with server_process(tmp_path / "server", TOKEN) as url:
+            remote = widget.remoteSection
+            remote.serverRadioButton.click()
+            remote.urlLineEdit._user_types(url)
+            remote.tokenLineEdit._user_types(TOKEN)
+            remote.testButton.click()
+            wait_for(standin, remote._runner)
+            assert remote.statusLabel.text.startswith("Connected to RadAssist") and "lung-detect" in \
+                remote.statusLabel.text
+            standin.dialogs.expect("message box", (qt.QMessageBox.Yes, False))
+            widget.ui.applyButton.click()
+            wait_for(standin, widget._runner)
+        consent = standin.dialogs.shown[-1]
+        assert consent["kind"] == "message box" and url in consent["text"] and "Synthetic chest CT 0" in \
+            consent["text"]
+        assert "from the classical detector" in widget.ui.statusLabel.text
+        assert len(_nodules(slicer)) == 2 * before  # the same nodules again, now from the server
+        assert standin.settings["RadAssist/Server/Mode"] == "remote"
+
+
+@releases
+def test_declining_to_send_images_runs_nothing(release: str, tmp_path: Path):
+    with open_standin(release, tmp_path / "slicer", installed=True) as standin:
+        import qt
+        import slicer
+
+        widget = standin.open_module("LungTumorAI")
+        import numpy as np
+
+        volume = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", "CT")
+        slicer.util.updateVolumeFromArray(volume, np.zeros((4, 8, 8), np.int16))
+        widget._parameterNode.inputVolume = volume
+        widget.remoteSection.serverRadioButton.click()
+        widget.remoteSection.urlLineEdit._user_types("https://radassist.example.org")
+        widget.remoteSection.tokenLineEdit._user_types(TOKEN)
+        standin.dialogs.expect("message box", qt.QMessageBox.Cancel)
+        widget.ui.applyButton.click()
+        assert widget.ui.statusLabel.text == "Nothing was sent to the server."
+        assert not widget._runner.running
+        assert "CT" in standin.dialogs.shown[-1]["text"]  # the user is told which image would go
+
+
+@releases
+def test_infection_without_trained_weights_says_how_to_get_them(release: str, tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("RADASSIST_CACHE_DIR", str(tmp_path / "cache"))
+    with open_standin(release, tmp_path / "slicer", installed=True) as standin:
+        import slicer
+        from radassist.synthetic.chest import ChestPhantomConfig, make_chest_ct
+        from radassist.slicer import nodes
+
+        widget = standin.open_module("LungTumorAI")
+        phantom = make_chest_ct(0, ChestPhantomConfig(shape=(24, 64, 64), spacing=(3.0, 3.0, 3.0)))
+        widget._parameterNode.inputVolume = nodes.volume_to_node(phantom.volume, "small chest")
+        section = widget.infectionSection
+        section.architectureComboBox._user_chooses("SegNet")
+        standin.dialogs.expect("error", None)
+        section.segmentButton.click()
+        wait_for(standin, section._runner)
+        status = widget.ui.statusLabel.text
+        assert status.startswith("Failed:") and "radassist train lung-infection" in status, status
+        assert slicer.util.getNodesByClass("vtkMRMLSegmentationNode") == []
