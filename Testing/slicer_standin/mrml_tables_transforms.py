@@ -238,5 +238,29 @@ class vtkOrientedGridTransform(StrictObject, vtk.vtkGridTransform):
     def GetGridDirectionMatrix(self) -> vtk.vtkMatrix4x4:
         return self._direction
 
+    def TransformPoint(self, *point):
+        """vtkAddon's forward mapping: the point's grid index is found through origin, spacing and the direction
+        matrix, and the displacement there (trilinear here; RadAssist checks it at grid points) is added."""
+        xyz = np.asarray(point[0] if len(point) == 1 else point, dtype=float)
+        grid = self.GetDisplacementGrid()
+        if grid is None:
+            return tuple(xyz)
+        from vtk.util import numpy_support
+
+        index_to_world = np.eye(4)
+        index_to_world[:3, :3] = matrix_array(self._direction)[:3, :3] @ np.diag(grid.GetSpacing())
+        index_to_world[:3, 3] = grid.GetOrigin()
+        ijk = (np.linalg.inv(index_to_world) @ np.append(xyz, 1.0))[:3]
+        dims = grid.GetDimensions()
+        vectors = numpy_support.vtk_to_numpy(grid.GetPointData().GetScalars()).reshape(dims[2], dims[1], dims[0], 3)
+        base = np.clip(np.floor(ijk).astype(int), 0, np.array(dims) - 1)
+        frac = ijk - base
+        displacement = np.zeros(3)
+        for corner in np.ndindex(2, 2, 2):
+            index = np.minimum(base + corner, np.array(dims) - 1)
+            weight = np.prod([f if c else 1.0 - f for f, c in zip(frac, corner)])
+            displacement += weight * vectors[index[2], index[1], index[0]]
+        return tuple(xyz + displacement * self.GetDisplacementScale() + self.GetDisplacementShift())
+
 
 __all__ = ["vtkOrientedGridTransform", "vtkMRMLDisplayableNode"]

@@ -117,15 +117,9 @@ def write_outputs(volume: Any, result: Any, output: Any) -> None:
                      centre_lps=result.largest_tumour_center)
 
 
-def summary_line(summary: dict) -> str:
-    """One line of a quantification summary (the CLI prints it, the Slicer panel shows it)."""
-    burden = summary.get("tumour_burden_percent")
-    return (f"liver {summary['liver_volume_ml']:.1f} mL, {summary['tumour_count']} tumour(s), "
-            f"{summary['total_tumour_volume_ml']:.2f} mL of tumour"
-            + (f", tumour burden {burden:.2f} %" if burden is not None else ""))
-
-
 def print_summary(summary: dict) -> None:
+    from radassist.liver.quantify import summary_line
+
     print(summary_line(summary))
 
 

@@ -303,3 +303,11 @@ def quantify_labelmap(labelmap: LabelMap, image: Volume | None = None, liver_lab
         tumours |= labelmap.mask(segment)
     return quantify_masks(liver, tumours, labelmap.geometry, image, [s.name for s in liver_segments],
                           [s.name for s in tumour_segments])
+
+
+def summary_line(summary: dict) -> str:
+    """One line of a quantification summary (the CLI prints it, the Slicer panel shows it)."""
+    burden = summary.get("tumour_burden_percent")
+    return (f"liver {summary['liver_volume_ml']:.1f} mL, {summary['tumour_count']} tumour(s), "
+            f"{summary['total_tumour_volume_ml']:.2f} mL of tumour"
+            + (f", tumour burden {burden:.2f} %" if burden is not None else ""))
