@@ -135,9 +135,13 @@ class BrainRegSegLogic(panel.RadAssistLogic):
                                                            f"{name} moving tumour (ground truth)")
         transform = nodes.displacement_to_transform_node(sample.deformation,
                                                          f"{name} fixed to moving (ground truth)")
-        if parameterNode is not None:
+        if parameterNode is not None:  # FLAIR first, then every other sequence in its own slot: both engines run
             parameterNode.fixedVolume = fixedNode
             parameterNode.movingVolume = movingNode
+            others = [sequence for sequence in sample.fixed if sequence != "flair" and sequence in sample.moving]
+            for slot, sequence in zip(("2", "3", "4"), others):
+                setattr(parameterNode, f"fixedVolume{slot}", volumes[f"fixed {sequence}"])
+                setattr(parameterNode, f"movingVolume{slot}", volumes[f"moving {sequence}"])
         self.showVolume(fixedNode, fixedLabels)
         return panel.LoadedSample(
             volumes=volumes,
@@ -161,10 +165,9 @@ class BrainRegSegTest(ScriptedLoadableModuleTest):
         slicer.mrmlScene.Clear()
 
     def runTest(self) -> None:
-        self.setUp()
-        self.test_sample_nodes()
-        self.setUp()
-        self.test_apply_needs_inputs()
+        for test in (self.test_sample_nodes, self.test_apply_needs_inputs, self.test_panel_workflow):
+            self.setUp()
+            test()
 
     def test_sample_nodes(self) -> None:
         import numpy as np
@@ -200,3 +203,34 @@ class BrainRegSegTest(ScriptedLoadableModuleTest):
         fixed = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", "any fixed MRI")
         moving = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", "any moving MRI")
         panel.check_apply_follows_inputs(self, "BrainRegSeg", {"fixedVolume": fixed, "movingVolume": moving})
+
+    def test_panel_workflow(self) -> None:
+        """As a user: the sample; classical registration in its job process (the grid transform over the fixed
+        image, warped volumes; no tumour, so nothing to review); then the joint engine with imported weights (an
+        untrained network that calls everything tumour, in a private models folder: the path is what is checked),
+        review, export, cancel."""
+        import tempfile
+        from pathlib import Path
+
+        from radassist.runtime.plumbing_weights import tumour_everywhere_brain_weights
+        from radassist.runtime.registry import import_model
+        from radassist.slicer import self_test
+
+        widget = self_test.widget_of("BrainRegSeg")
+        self_test.load_sample_through_panel(self, widget)
+        widget.ui.engineComboBox.currentIndex = widget.ui.engineComboBox.findText("classic")
+        self_test.apply_through_panel(self, widget, "classic engine")
+        display = widget._parameterNode.outputTransform.GetDisplayNode()
+        self.assertIs(display.GetRegionNode(), widget._parameterNode.fixedVolume)
+        self.assertEqual(display.GetVisualizationMode(), display.VIS_MODE_GRID)
+        self.assertTrue([n for n in slicer.util.getNodesByClass("vtkMRMLScalarVolumeNode")
+                         if " warped " in n.GetName()])
+        self.assertEqual(widget.reviewSection.table.rowCount, 0)
+        with self_test.scratch_models_folder() as models:
+            import_model("brain-joint", tumour_everywhere_brain_weights(models / "joint.pt"))
+            widget.ui.engineComboBox.currentIndex = widget.ui.engineComboBox.findText("joint")
+            self_test.apply_through_panel(self, widget, "joint engine")
+            with tempfile.TemporaryDirectory() as folder:
+                self_test.review_and_export(self, widget, Path(folder) / "dataset")
+            self_test.cancel_through_panel(self, widget, "vtkMRMLGridTransformNode")
+        self.delayDisplay("Brain panel workflow checked")

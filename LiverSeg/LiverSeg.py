@@ -162,7 +162,8 @@ class LiverSegTest(ScriptedLoadableModuleTest):
         slicer.mrmlScene.Clear()
 
     def runTest(self) -> None:
-        for test in (self.test_sample_nodes, self.test_apply_needs_input, self.test_quantify_ground_truth):
+        for test in (self.test_sample_nodes, self.test_apply_needs_input, self.test_quantify_ground_truth,
+                     self.test_panel_workflow):
             self.setUp()
             test()
 
@@ -204,3 +205,28 @@ class LiverSegTest(ScriptedLoadableModuleTest):
     def test_apply_needs_input(self) -> None:
         volume = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", "any CT")
         panel.check_apply_follows_inputs(self, "LiverSeg", {"inputVolume": volume})
+
+    def test_panel_workflow(self) -> None:
+        """As a user: the sample, a U-Net checkpoint folder of one's own (an untrained one that calls everything
+        liver: the path from the panel to the job and back is what is checked), the result in Segment Editor,
+        review, export, cancel."""
+        import tempfile
+        from pathlib import Path
+
+        from radassist.runtime.plumbing_weights import liver_everywhere_checkpoint
+        from radassist.slicer import self_test
+
+        widget = self_test.widget_of("LiverSeg")
+        with tempfile.TemporaryDirectory() as folder:
+            checkpoint = liver_everywhere_checkpoint(Path(folder) / "liver-unet")
+            self_test.load_sample_through_panel(self, widget)
+            widget.ui.architectureComboBox.currentIndex = widget.ui.architectureComboBox.findText("unet")
+            widget.ui.modelPathLineEdit.currentPath = str(checkpoint)
+            self_test.apply_through_panel(self, widget, "Correct it in Segment Editor")
+            editor = slicer.modules.segmenteditor.widgetRepresentation().self().editor
+            self.assertIs(editor.segmentationNode(), widget._parameterNode.outputSegmentation)
+            record = self_test.review_and_export(self, widget, Path(folder) / "dataset")
+            self.assertEqual(record["model"]["architecture"], "liver-unet")
+            self_test.cancel_through_panel(self, widget, "vtkMRMLSegmentationNode")
+        self.delayDisplay("Liver panel workflow checked")
+

@@ -172,7 +172,8 @@ class LungTumorAITest(ScriptedLoadableModuleTest):
         slicer.mrmlScene.Clear()
 
     def runTest(self) -> None:
-        for test in (self.test_sample_nodes, self.test_apply_needs_input, self.test_detect_on_sample):
+        for test in (self.test_sample_nodes, self.test_apply_needs_input, self.test_detect_on_sample,
+                     self.test_panel_workflow):
             self.setUp()
             test()
 
@@ -212,3 +213,24 @@ class LungTumorAITest(ScriptedLoadableModuleTest):
         self.assertEqual(table.GetNumberOfRows(), len(found))
         self.assertTrue(logic.jumpToNodule(table.GetCellText(0, table.GetColumnIndex("roi"))))
         self.delayDisplay(status)
+
+    def test_panel_workflow(self) -> None:
+        """As a user: the sample, classical detection in its job process, a row jumps, review, export, cancel."""
+        import tempfile
+        from pathlib import Path
+
+        from radassist.slicer import self_test
+
+        widget = self_test.widget_of("LungTumorAI")
+        self_test.load_sample_through_panel(self, widget)
+        widget.ui.engineComboBox.currentIndex = 1  # the classical detector: no weights needed
+        self_test.apply_through_panel(self, widget, "classical detector")
+        table = widget._parameterNode.outputTable
+        self.assertGreater(table.GetNumberOfRows(), 0)
+        self.assertTrue(widget.logic.jumpToNodule(table.GetCellText(0, table.GetColumnIndex("roi"))))
+        with tempfile.TemporaryDirectory() as folder:
+            record = self_test.review_and_export(self, widget, Path(folder) / "dataset")
+            self.assertIn("classic", str(record["model"]))  # the provenance names the engine that made the boxes
+        self_test.cancel_through_panel(self, widget, "vtkMRMLMarkupsROINode")
+        self.delayDisplay("Lung panel workflow checked")
+

@@ -170,10 +170,9 @@ class MammoGMICTest(ScriptedLoadableModuleTest):
         slicer.mrmlScene.Clear()
 
     def runTest(self) -> None:
-        self.setUp()
-        self.test_sample_nodes()
-        self.setUp()
-        self.test_apply_needs_any_view()
+        for test in (self.test_sample_nodes, self.test_apply_needs_any_view, self.test_panel_workflow):
+            self.setUp()
+            test()
 
     def test_sample_nodes(self) -> None:
         from radassist.synthetic.mammo import make_mammogram_exam
@@ -203,3 +202,33 @@ class MammoGMICTest(ScriptedLoadableModuleTest):
         """Apply waits for a view; any one of the four (or more) is an exam the engine classifies."""
         view = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", "R-MLO")
         panel.check_apply_follows_inputs(self, "MammoGMIC", {"rmloVolume": view})
+
+    def test_panel_workflow(self) -> None:
+        """As a user: GMIC weights imported (untrained here, in a private models folder: the published ones are
+        AGPL and not shipped), the sample, classification in its job process, table, overlays and patches,
+        review with confirmed labels, export, cancel."""
+        import tempfile
+        from pathlib import Path
+
+        import torch
+
+        from radassist.mammo.checkpoint_mapping import build_gmic
+        from radassist.mammo.model import GmicConfig
+        from radassist.runtime.registry import import_model
+        from radassist.slicer import self_test
+
+        with self_test.scratch_models_folder() as models:
+            weights = models / "gmic-untrained.pt"
+            torch.save(build_gmic(GmicConfig()).state_dict(), weights)
+            import_model("gmic-1", weights)
+            widget = self_test.widget_of("MammoGMIC")
+            widget.modelsSection.refresh()
+            self_test.load_sample_through_panel(self, widget)
+            self_test.apply_through_panel(self, widget, "GMIC (")
+            self.assertGreaterEqual(widget._parameterNode.outputTable.GetNumberOfRows(), 4)
+            self.assertTrue([n for n in slicer.util.getNodesByClass("vtkMRMLMarkupsROINode") if "patch" in n.GetName()])
+            with tempfile.TemporaryDirectory() as folder:
+                self_test.review_and_export(self, widget, Path(folder) / "dataset")
+            self_test.cancel_through_panel(self, widget, "vtkMRMLTableNode")
+        self.delayDisplay("Mammography panel workflow checked")
+

@@ -30,6 +30,51 @@ def _pytorch_utils_logic():
     return PyTorchUtils.PyTorchUtilsLogic()
 
 
+def pip_install_job(requirements: list[str]):
+    """The pip job that adds ``requirements`` under constraints pinning everything installed (not started)."""
+    from radassist.slicer import jobs
+
+    def arguments(folder: Path) -> list[str]:
+        constraints = folder / "constraints.txt"
+        constraints.write_text("\n".join(dependencies.installed_pins()) + "\n", encoding="utf-8")
+        return dependencies.pip_install_arguments(requirements, str(constraints))
+
+    return jobs.pip_job(arguments)
+
+
+def install_without_asking(timeout_s: float = 3600.0) -> str | None:
+    """Install what is missing now, asking nothing (scripted runs such as the self-test command); None when
+    everything is installed afterwards, else the one sentence that says why not."""
+    from radassist.runtime.jobs import JobFailed
+    from radassist.slicer.jobs import remove_job_folder
+
+    unmet = dependencies.unmet_requirements(RUNTIME_REQUIREMENTS)
+    if not unmet:
+        return None
+    if dependencies.conflicts(unmet):
+        return dependencies.conflict_text(dependencies.conflicts(unmet))
+    plan = dependencies.install_plan(unmet)
+    if plan.torch_requirement:
+        logic = _pytorch_utils_logic()
+        if logic is None:
+            return dependencies.PYTORCH_EXTENSION_HELP.format(requirement=plan.torch_requirement)
+        if logic.installTorch(askConfirmation=False, torchVersionRequirement=dependencies.torch_version_requirement(
+                plan.torch_requirement)) is None:
+            return "PyTorch was not installed."
+    if plan.pip_requirements:
+        job = pip_install_job(plan.pip_requirements).start()
+        try:
+            final = job.wait(timeout_s)[-1]
+            if isinstance(final, JobFailed):
+                log = (job.folder / "log.txt").read_text(encoding="utf-8", errors="replace")
+                return dependencies.pip_failure_text(log, plan.pip_requirements)
+        finally:
+            remove_job_folder(job.folder)
+    importlib.invalidate_caches()
+    still = dependencies.unmet_requirements(RUNTIME_REQUIREMENTS)
+    return None if not still else "Still missing after installing: " + ", ".join(s.requirement for s in still)
+
+
 class DependencySection:
     """Hidden once everything is installed; calls ``on_ready`` when an install completes."""
 
@@ -110,14 +155,7 @@ class DependencySection:
             self._finished()
 
     def _start_pip(self, requirements: list[str]) -> None:
-        from radassist.slicer import jobs
-
-        def arguments(folder: Path) -> list[str]:
-            constraints = folder / "constraints.txt"
-            constraints.write_text("\n".join(dependencies.installed_pins()) + "\n", encoding="utf-8")
-            return dependencies.pip_install_arguments(requirements, str(constraints))
-
-        job = jobs.pip_job(arguments)
+        job = pip_install_job(requirements)
         self.statusLabel.text = f"Installing {', '.join(requirements)}..."
         self._runner.start(job, on_success=lambda folder: self._finished(job.folder),
                            on_error=lambda error: self._failed(job.folder, requirements, error),
