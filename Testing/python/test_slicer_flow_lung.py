@@ -101,6 +101,26 @@ def test_declining_to_send_images_runs_nothing(release: str, tmp_path: Path):
 
 
 @releases
+def test_lung_detr_without_weights_says_how_to_get_them(release: str, tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch):
+    """The engine the user picks travels to the job: Lung-DETR without its weights fails there, in one line."""
+    monkeypatch.setenv("RADASSIST_CACHE_DIR", str(tmp_path / "cache"))
+    with open_standin(release, tmp_path / "slicer", installed=True) as standin:
+        from radassist.synthetic.chest import ChestPhantomConfig, make_chest_ct
+        from radassist.slicer import nodes
+
+        widget = standin.open_module("LungTumorAI")
+        phantom = make_chest_ct(0, ChestPhantomConfig(shape=(24, 64, 64), spacing=(3.0, 3.0, 3.0)))
+        widget._parameterNode.inputVolume = nodes.volume_to_node(phantom.volume, "small chest")
+        widget.ui.engineComboBox._user_chooses("Lung-DETR (trained network)")
+        standin.dialogs.expect("error", None)
+        widget.ui.applyButton.click()
+        wait_for(standin, widget._runner)
+        status = widget.ui.statusLabel.text
+        assert status.startswith("Failed:") and "lung-detr" in status, status
+
+
+@releases
 def test_infection_without_trained_weights_says_how_to_get_them(release: str, tmp_path: Path,
                                                               monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setenv("RADASSIST_CACHE_DIR", str(tmp_path / "cache"))
@@ -113,10 +133,12 @@ def test_infection_without_trained_weights_says_how_to_get_them(release: str, tm
         phantom = make_chest_ct(0, ChestPhantomConfig(shape=(24, 64, 64), spacing=(3.0, 3.0, 3.0)))
         widget._parameterNode.inputVolume = nodes.volume_to_node(phantom.volume, "small chest")
         section = widget.infectionSection
-        section.architectureComboBox._user_chooses("SegNet")
-        standin.dialogs.expect("error", None)
-        section.segmentButton.click()
-        wait_for(standin, section._runner)
-        status = widget.ui.statusLabel.text
-        assert status.startswith("Failed:") and "radassist train lung-infection" in status, status
+        for architecture, model in (("U-Net", "unet"), ("SegNet", "segnet")):
+            section.architectureComboBox._user_chooses(architecture)
+            standin.dialogs.expect("error", None)
+            section.segmentButton.click()
+            wait_for(standin, section._runner)
+            status = widget.ui.statusLabel.text
+            assert status.startswith("Failed:") and "radassist train lung-infection" in status, status
+            assert model in status.lower()
         assert slicer.util.getNodesByClass("vtkMRMLSegmentationNode") == []
