@@ -257,7 +257,7 @@ def run_case(task: BatchTask, case: CaseInput, out: Path, rank: int = 0,
     started = time.perf_counter()
     arguments = argparse.Namespace(**(dict(task.arguments) | {"input": case.path, "out": folder}))
     try:
-        with command_run(folder, task.command, arguments) as (output, record):
+        with command_run(folder, task.command, arguments, overwrite=True) as (output, record):  # the batch's own
             record.inputs = [str(case.path)]
             task.run_case(case, output, record, progress)
     except (Cancelled, KeyboardInterrupt):

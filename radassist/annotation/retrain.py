@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import re
 import shutil
-import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -24,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from radassist.annotation.provenance import ModelInfo
 from radassist.errors import InputError
+from radassist.io.atomic import make_temp_dir
 from radassist.runtime import paths as runtime_paths
 
 if TYPE_CHECKING:
@@ -230,7 +230,7 @@ def register_finetuned(network: "nn.Module", architecture: str, config: Any, *, 
     when = datetime.now(timezone.utc)
     data = [str(Path(p).resolve()) for p in training_data]
     folder.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".radassist-tmp-", dir=folder.parent))
+    staging = make_temp_dir(folder.parent)
     run = dict(metadata or {})
     try:
         save_checkpoint(network, architecture, config, staging, labels=template.labels, metadata={

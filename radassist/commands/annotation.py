@@ -12,6 +12,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from radassist.commands.run_context import KEEPS_OUT
 from radassist.errors import InputError
 from radassist.io.json_files import read_json
 
@@ -87,7 +88,7 @@ def register(commands: argparse._SubParsersAction, formatter: type[argparse.Help
                               "confirmed labels: JSON {\"L\": {\"benign\": 0, \"malignant\": 0}, \"R\": {...}}")
             parser.add_argument("--mask", action="append", default=[], metavar="VIEW:KIND=PNG",
                                 help="a lesion mask drawn on a view, KIND benign or malignant (repeatable)")
-        parser.set_defaults(handler=run_export)
+        parser.set_defaults(handler=run_export, **{KEEPS_OUT: True})  # exports add versions, never overwrite
 
     dataset = commands.add_parser("dataset", help="look at an exported dataset", formatter_class=formatter,
                                   description="Commands on dataset folders written by 'radassist export'.")

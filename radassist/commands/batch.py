@@ -19,11 +19,11 @@ from typing import Any
 
 from radassist.batch import ListColumns
 from radassist.commands.inputs import load_input_volume
-from radassist.commands.run_context import plain_arguments
+from radassist.commands.run_context import KEEPS_OUT, plain_arguments
 
 # not copied from the task command: the list gives the inputs (and series), the batch its --out; a batch runs
 # here (under torchrun when several GPUs or nodes share it), so the remote-server options do not apply
-NOT_COPIED = ("help", "input", "out", "series", "server", "token_file")
+NOT_COPIED = ("help", "input", "out", "overwrite", "series", "server", "token_file")
 
 
 @dataclass(frozen=True)
@@ -211,7 +211,7 @@ def register(commands: argparse._SubParsersAction, formatter: type[argparse.Help
                           else f"case list: {listing}")
         task.add_argument("--out", type=Path, required=True, help="output folder: one sub-folder per case")
         _copy_task_options(_command_parser(spec, formatter), task, spec.per_case)
-        task.set_defaults(handler=run_batch_command)
+        task.set_defaults(handler=run_batch_command, **{KEEPS_OUT: True})  # resumable: its folder is its own
 
 
 def run_batch_command(args: argparse.Namespace) -> int:
