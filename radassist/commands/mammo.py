@@ -25,8 +25,9 @@ TRAIN_HELP = {"mammo": "Train GMIC on an exam list (exam_list.json or exam_list.
 EVALUATE_HELP = {"mammo": "Classify every exam of an exam list with GMIC and score it: ROC AUC with confidence "
                           "intervals for benign and malignant at image and breast level, and saliency Dice against "
                           "the lesion masks listed. Writes evaluation.json, evaluation.csv and result.json."}
-MODEL_HELP = ("catalogue id (gmic-1 .. gmic-5 once imported) or checkpoint folder from 'radassist train mammo'; "
-              "repeat for an ensemble (default: gmic-1)")
+MODEL_HELP = ("catalogue id (gmic-1 .. gmic-5, or gmic-ensemble for the five averaged, once installed with "
+              "'radassist models install') or checkpoint folder from 'radassist train mammo'; repeat for an ensemble "
+              "of your own (default: gmic-1)")
 
 
 def register(commands: argparse._SubParsersAction, formatter: type[argparse.HelpFormatter]) -> None:
@@ -41,7 +42,8 @@ def register(commands: argparse._SubParsersAction, formatter: type[argparse.Help
                     "saliency_benign.nrrd and saliency_malignant.nrrd on the view's grid and patches.mrk.json "
                     "(one ROI per patch; its probability is the patch's attention weight), gmic.png (input, patch "
                     "map, saliency maps, patches with attention) and result.json. GMIC's published weights are "
-                    "not shipped: 'radassist models import gmic-1 sample_model_1.p' installs them.")
+                    "not shipped: 'radassist models install gmic-1' (or gmic-ensemble) downloads them once you "
+                    "accept their licence.")
     classify.add_argument("files", type=Path, nargs="+", metavar="FILE", help="mammogram views (DICOM or PNG)")
     classify.add_argument("--out", type=Path, required=True, help="output folder (created if needed)")
     classify.add_argument("--model", action="append", metavar="ID_OR_DIR", help=MODEL_HELP)
@@ -101,9 +103,9 @@ def read_exam(files: list[Path], lateralities: list[str] | None, views: list[str
 
 def load_models(models: list[str] | None, backend: str, device: Any) -> list[Any]:
     """The networks to run (an ensemble when several); WeightsMissing says how to get weights."""
-    from radassist.mammo.pipeline import load_gmic
+    from radassist.mammo.pipeline import expand_models, load_gmic
 
-    return [load_gmic(model, backend, device) for model in (models or [None])]
+    return [load_gmic(model, backend, device) for model in expand_models(models)]
 
 
 def write_outputs(result: Any, output: Any) -> None:
