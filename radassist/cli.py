@@ -8,6 +8,7 @@ detect: error: ...") and exit with code 2; no traceback. Ctrl-C and SIGTERM stop
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 
@@ -47,6 +48,23 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _refuse_existing_results(args: argparse.Namespace) -> None:
+    """A command with --out refuses a non-empty folder before it reads data or loads a model (its RunOutput
+    would refuse it too, but only after that work). Only rank 0 checks under torchrun: the others write a copy
+    elsewhere (radassist.runtime.distributed.main_rank_folder)."""
+    from pathlib import Path
+
+    from radassist.commands.run_context import KEEPS_OUT, may_overwrite
+    from radassist.io.atomic import refuse_non_empty
+
+    out = getattr(args, "out", None)
+    if out is None or getattr(args, KEEPS_OUT, False) or may_overwrite(args) or os.environ.get("RANK", "0") != "0":
+        return
+    resumable = hasattr(args, "resume")  # a training that can continue the run saved in its folder
+    refuse_non_empty(Path(out), "--resume to continue the run saved there, or --overwrite" if resumable else
+                     "--overwrite")
+
+
 def _sweep_temporary_folders() -> None:
     """Remove what killed RadAssist processes left in the system's temporary folder (see radassist.io.atomic)."""
     import tempfile
@@ -63,10 +81,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         with interrupt.handling(prog):
             _sweep_temporary_folders()
+            _refuse_existing_results(args)
             return int(args.handler(args) or 0)
     except RadAssistError as error:
         print(f"{prog}: error: {error}", file=sys.stderr)
         return error.exit_code
+    except BrokenPipeError:  # the output went to a pipe that was closed (`| head`): not an error of ours
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 (Python's own advice: silence the flush at exit)
+        return 0
     except KeyboardInterrupt as stop:
         name = stop.signal_name if isinstance(stop, interrupt.Interrupted) else "SIGINT"
         print(f"{prog}: interrupted by {name}; stopped, unfinished output removed", file=sys.stderr)

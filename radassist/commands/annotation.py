@@ -12,6 +12,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from radassist.commands.options import add_model_option
 from radassist.commands.run_context import KEEPS_OUT
 from radassist.errors import InputError
 from radassist.io.json_files import read_json
@@ -40,8 +41,8 @@ def _common_arguments(parser: argparse.ArgumentParser, ai_help: str, corrected_h
                         help="dataset folder (created if needed; a new version is added for a case exported before)")
     parser.add_argument("--case", help="case name in the dataset (default: from the image)")
     parser.add_argument("--annotator", default=None, help="who corrected the result (default: the login name)")
-    parser.add_argument("--model-id", metavar="ID[@VERSION]|CHECKPOINT",
-                        help="the model that made the AI result: catalogue id or checkpoint folder")
+    add_model_option(parser, "the model that made the AI result: catalogue id (ID or ID@VERSION) or checkpoint "
+                             "folder", old=("--model-id",))
     parser.add_argument("--model-version", help="its version (default: from the catalogue or checkpoint)")
     parser.add_argument("--weights-sha256", help="sha256 of its weights (default: from the catalogue or checkpoint)")
 
@@ -146,7 +147,7 @@ def read_boxes(path: Path, series_uid: str):
 def _model(args: argparse.Namespace):
     from radassist.annotation.provenance import model_info_for
 
-    return model_info_for(args.model_id, args.model_version, args.weights_sha256)
+    return model_info_for(args.model, args.model_version, args.weights_sha256)
 
 
 def _annotator(args: argparse.Namespace) -> str:

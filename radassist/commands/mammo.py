@@ -19,12 +19,13 @@ TRAIN_HELP = {"mammo": "Train GMIC on an exam list (exam_list.json or exam_list.
                        "benign/malignant labels; 'radassist synth mammo' writes one) with image-level labels only: "
                        "BCE on the global, local and fusion outputs plus beta x saliency L1, and a random search "
                        "over learning rate and beta. Writes a checkpoint folder that 'radassist mammo classify "
-                       "--model' runs. Fine-tune with --init (a model id such as gmic-1, a checkpoint folder or a "
+                       "--model' runs. Fine-tune with --model (a model id such as gmic-1, a checkpoint folder or a "
                        "weights file; the start is recorded in the checkpoint) and keep the result as a new "
                        "catalogue version with --register-as."}
 EVALUATE_HELP = {"mammo": "Classify every exam of an exam list with GMIC and score it: ROC AUC with confidence "
                           "intervals for benign and malignant at image and breast level, and saliency Dice against "
-                          "the lesion masks listed. Writes evaluation.json, evaluation.csv and result.json."}
+                          "the lesion masks listed. Writes evaluation.json, evaluation.csv, roc.png (the ROC curves "
+                          "with their AUCs) and result.json."}
 MODEL_HELP = ("catalogue id (gmic-1 .. gmic-5, or gmic-ensemble for the five averaged, once installed with "
               "'radassist models install') or checkpoint folder from 'radassist train mammo'; repeat for an ensemble "
               "of your own (default: gmic-1)")
@@ -175,9 +176,9 @@ def add_train_arguments(task: str, parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--beta", type=float, help="fix the saliency L1 weight (default: searched in "
                                                    "10^-5.5 .. 10^-3.5)")
     parser.add_argument("--image-size", type=int, nargs=2, metavar=("ROWS", "COLS"),
-                        help="training window (default: the published 2944 1920, or the --init checkpoint's)")
+                        help="training window (default: the published 2944 1920, or the --model checkpoint's)")
     parser.add_argument("--config", help="GMIC architecture fields as JSON, e.g. '{\"global_filters\": 8}' "
-                                         "(default: the published network, or the --init network)")
+                                         "(default: the published network, or the --model network)")
     parser.add_argument("--validation-fraction", type=float, default=0.2, help="share of exams held out")
     parser.add_argument("--no-augment", action="store_true", help="train without window shifts and flips")
     parser.add_argument("--seed", type=int, default=0)
@@ -201,7 +202,7 @@ def _model_fields(text: str | None) -> dict[str, Any]:
 
 def _train_settings(args: argparse.Namespace) -> tuple[Any, Any]:
     """(MammoTrainConfig, InitWeights or None), checked before any image is read: the --config fields must be
-    GMIC's and agree with the --init network; the window defaults to the --init checkpoint's."""
+    GMIC's and agree with the --model network; the window defaults to the --model checkpoint's."""
     from radassist.commands.finetune_options import resolve_init_option
     from radassist.mammo.train import MammoTrainConfig, network_config
 
@@ -222,6 +223,7 @@ def run_train(task: str, args: argparse.Namespace) -> int:
     from radassist.commands.finetune_options import data_folders, register_result
     from radassist.mammo.datasets import read_exam_list
     from radassist.mammo.train import save_trained, train_from_exams, trained_metadata
+    from radassist.metrics.curves import log_and_curves
     from radassist.runtime.device import device_from_args
     from radassist.runtime.distributed import main_rank_folder  # under torchrun: rank 0 writes --out
     from radassist.runtime.progress import tqdm_progress
@@ -237,6 +239,11 @@ def run_train(task: str, args: argparse.Namespace) -> int:
             result = train_from_exams(exams, config, device.device, progress, init)
         save_trained(result, config, output.staging, folders)
         chosen = result.chosen
+        epochs = len(chosen.train_loss)  # the chosen trial's network after its last epoch is the one kept
+        log_and_curves([{"epoch": number + 1, "train_loss": loss,
+                         "validation_loss": chosen.validation_loss[number] if number < len(chosen.validation_loss)
+                         else None, "kept": number + 1 == epochs} for number, loss in enumerate(chosen.train_loss)],
+                       output.staging, f"GMIC, trial {result.best + 1}")
         record.summary = {"exams": len(exams), "train_images": result.train_images,
                           "validation_images": result.validation_images, "trials": len(result.trials),
                           "learning_rate": chosen.learning_rate, "beta": chosen.beta,
@@ -278,6 +285,7 @@ def run_evaluate(task: str, args: argparse.Namespace) -> int:
     from radassist.mammo.datasets import read_exam_list
     from radassist.mammo.evaluate import MammoEvaluationConfig, evaluate_exams, evaluation_report
     from radassist.mammo.pipeline import MammoConfig
+    from radassist.metrics.curves import write_roc_png
     from radassist.results import write_report
     from radassist.runtime.device import device_from_args
     from radassist.runtime.progress import tqdm_progress
@@ -291,6 +299,8 @@ def run_evaluate(task: str, args: argparse.Namespace) -> int:
             evaluation = evaluate_exams(exams, runners, MammoConfig(tta=args.tta), scoring, progress)
         report = evaluation_report(evaluation, " + ".join(r.model_id for r in runners))
         write_report(report, output.path("evaluation.json"), output.path("evaluation.csv"))
+        write_roc_png(roc_inputs(evaluation), output.path("roc.png"),
+                      title=f"GMIC ({' + '.join(r.model_id for r in runners)}) on {len(exams)} exam(s)")
         record.summary = report.summary
     for name, result in evaluation.auc.items():
         if result.get("auc") is None:
@@ -302,5 +312,19 @@ def run_evaluate(task: str, args: argparse.Namespace) -> int:
         if values["images"]:
             print(f"{kind:9s} saliency Dice {values['mean_dice']:.3f} (soft {values['mean_soft_dice']:.3f}) on "
                   f"{values['images']} image(s)")
-    print(f"wrote evaluation.json and evaluation.csv to {args.out}")
+    print(f"wrote evaluation.json, evaluation.csv and roc.png to {args.out}")
     return 0
+
+
+def roc_inputs(evaluation: Any) -> dict[str, tuple[list[int], list[float], dict[str, Any]]]:
+    """(labels, scores, AUC result) of every curve evaluate_exams scored, by the names its AUCs have."""
+    from radassist.mammo.pipeline import CLASS_NAMES
+
+    curves = {}
+    for kind in CLASS_NAMES:
+        curves[f"image {kind}"] = ([s.labels[kind] for s in evaluation.images],
+                                   [s.probabilities[kind] for s in evaluation.images], evaluation.auc[f"image {kind}"])
+        curves[f"breast {kind}"] = ([b[f"{kind}_label"] for b in evaluation.breasts],
+                                    [b[f"{kind}_probability"] for b in evaluation.breasts],
+                                    evaluation.auc[f"breast {kind}"])
+    return curves
