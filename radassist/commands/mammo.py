@@ -237,7 +237,7 @@ def run_train(task: str, args: argparse.Namespace) -> int:
         record.inputs = [str(folder) for folder in folders]
         with record.timed("train"), tqdm_progress("train mammo") as progress:
             result = train_from_exams(exams, config, device.device, progress, init)
-        save_trained(result, config, output.staging, folders)
+        save_trained(result, config, output.staging, folders, Path(args.out).name)  # named as the user named it
         chosen = result.chosen
         epochs = len(chosen.train_loss)  # the chosen trial's network after its last epoch is the one kept
         log_and_curves([{"epoch": number + 1, "train_loss": loss,
@@ -255,7 +255,8 @@ def run_train(task: str, args: argparse.Namespace) -> int:
                                                     record.summary["final_validation_loss"])) if value is not None}
         metrics.update(result.validation_auc)
         registered = register_result(args, result.model, "gmic", result.config, task, metrics, init,
-                                     metadata=trained_metadata(result, config, output.staging, folders))
+                                     metadata=trained_metadata(result, config, output.staging, folders,
+                                                               Path(args.out).name))
         record.summary["registered_model"] = registered
     print(f"trained GMIC on {result.train_images} images; chosen trial {result.best + 1}/{len(result.trials)} "
           f"(learning rate {chosen.learning_rate:.3g}, beta {chosen.beta:.3g}), final loss {chosen.train_loss[-1]:.4f}")

@@ -76,11 +76,6 @@ def forget(token: int) -> None:
         _paths.pop(token, None)
 
 
-def registered_paths() -> list[Path]:
-    with _lock:
-        return [item.path for item in _paths.values()]
-
-
 def clean_up() -> None:
     """Delete every registered path, newest first (files and staging folders before the folders holding them)."""
     with _lock:
@@ -171,10 +166,4 @@ def handling(label: str, grace: float = GRACE_SECONDS) -> Iterator[None]:
         _state["signalled"] = None
 
 
-def requested() -> bool:
-    """Whether a signal asked this process to stop (for loops that want to stop at a clean point)."""
-    return _state["signalled"] is not None
-
-
-__all__ = ["GRACE_SECONDS", "Interrupted", "clean_up", "forget", "handling", "registered_paths",
-           "remove_on_signal", "requested"]
+__all__ = ["GRACE_SECONDS", "Interrupted", "clean_up", "forget", "handling", "remove_on_signal"]

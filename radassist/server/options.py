@@ -60,7 +60,7 @@ class OptionSpec:
         """The option as /info lists it."""
         return {"name": self.name, "type": ("list of " if self.per_file else "") + self.kind.__name__,
                 "default": self.default, "help": self.help, "choices": list(self.choices) if self.choices else None,
-                "minimum": self.minimum, "maximum": self.maximum}
+                "minimum": self.minimum, "maximum": self.maximum, "aliases": list(self.aliases)}
 
 
 def parse_options(specs: tuple[OptionSpec, ...], raw: Any) -> dict[str, Any]:
