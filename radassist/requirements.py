@@ -27,6 +27,7 @@ RUNTIME_REQUIREMENTS: tuple[str, ...] = (
     "jsonschema>=4.20",
     "packaging>=23.0",
     "filelock>=3.12",
+    "matplotlib>=3.7",
 )
 
 # Distribution name -> the module it installs, where they differ; used when a package (Slicer's own SimpleITK,

@@ -17,6 +17,7 @@ from radassist.commands import brain as brain_commands
 from radassist.io import read_volume
 from radassist.results import read_displacement, read_seg_nrrd
 from radassist.synthetic.brain import BrainPhantomConfig
+from readable_outputs import assert_curves
 
 SMALL = BrainPhantomConfig(shape=(40, 56, 48), spacing=(3.0, 3.0, 3.0))
 
@@ -89,16 +90,17 @@ def test_bad_input_exits_2_and_writes_nothing(data, tmp_path, capsys):
 def test_train_then_register_with_the_checkpoint_then_evaluate(data, tmp_path):
     model_dir = tmp_path / "model"
     code = run_cli(["train", "brain", "--data", str(data), "--out", str(model_dir), "--epochs", "2",
-                    "--features", "4", "8", "--crop", "32", "32", "32", "--channels", "flair", "t1ce",
+                    "--features", "4", "8", "--crop", "32", "32", "32", "--sequences", "flair", "t1ce",
                     "--validation-subjects", "0", "--device", "cpu"])
     assert code == 0
     config = json.loads((model_dir / "config.json").read_text())
     assert config["architecture"] == "brain-joint" and config["metadata"]["channels"] == ["flair", "t1ce"]
     assert len(json.loads((model_dir / "history.json").read_text())) == 2
+    assert_curves(model_dir)
 
     out = tmp_path / "joint"
     code = run_cli(["brain", "register", str(data / "pair_1_moving"), str(data / "pair_1_fixed"), "--out", str(out),
-                    "--checkpoint", str(model_dir), "--device", "cpu"])
+                    "--model", str(model_dir), "--device", "cpu"])
     assert code == 0
     report = json.loads((out / "report.json").read_text())
     assert report["summary"]["engine"] == "joint"
@@ -162,7 +164,7 @@ def test_register_with_the_onnx_backend_matches_torch(data, tmp_path, monkeypatc
     for backend in ("torch", "onnx"):
         out = tmp_path / backend
         code = run_cli(["brain", "register", str(data / "pair_0_moving"), str(data / "pair_0_fixed"), "--out",
-                        str(out), "--checkpoint", str(checkpoint), "--engine", "joint", "--backend", backend,
+                        str(out), "--model", str(checkpoint), "--engine", "joint", "--backend", backend,
                         "--device", "cpu"])
         assert code == 0
         fields[backend] = read_displacement(out / "transform.h5").vectors

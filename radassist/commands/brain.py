@@ -10,6 +10,7 @@ import argparse
 import json
 from pathlib import Path
 
+from radassist.commands.options import add_model_option, deprecated_alias, model_folder
 from radassist.commands.run_context import command_run
 from radassist.errors import InputError
 
@@ -20,7 +21,7 @@ TRAIN_HELP = {
              "(one folder per case with *_flair, *_t1, *_t1ce, *_t2 and *_seg NIfTI files) or an OASIS-style\n"
              "folder (one image + anatomical labels per subject: registration-only pairs). Subjects are paired at\n"
              "random each epoch. Writes a RadAssist checkpoint (model.safetensors + config.json), history.json\n"
-             "and result.json to --out; use it with 'radassist brain register --checkpoint OUT'.",
+             "and result.json to --out; use it with 'radassist brain register --model OUT'.",
 }
 EVALUATE_HELP = {
     "brain": "Register pairs of a BraTS, OASIS-style or synthetic ('radassist synth brain') folder and score them\n"
@@ -38,13 +39,15 @@ def _engine_arguments(parser: argparse.ArgumentParser) -> None:
 
     parser.add_argument("--engine", choices=("auto", "joint", "classic"), default="auto",
                         help="joint network, classical SimpleITK registration, or auto (joint when its weights "
-                             "are installed or --checkpoint is given, else classic)")
-    parser.add_argument("--checkpoint", type=Path, help="joint-network checkpoint folder (default: the installed "
-                                                        "catalogue model brain-joint)")
-    parser.add_argument("--channels", nargs="+", metavar="SEQ",
-                        help="sequences the joint network reads, in its order (default: from the checkpoint)")
-    parser.add_argument("--registration-channel", metavar="SEQ",
+                             "are installed or --model is given, else classic)")
+    add_model_option(parser, "joint network: a catalogue model id or checkpoint folder (default: the installed "
+                             "catalogue model brain-joint)", old=("--checkpoint",))
+    parser.add_argument("--sequences", nargs="+", metavar="SEQ",
+                        help="MRI sequences the joint network reads, in its order (default: from the checkpoint)")
+    parser.add_argument("--registration-sequence", metavar="SEQ",
                         help="classic engine: sequence that drives the metric (default: t1ce, t1, t2 or flair)")
+    deprecated_alias(parser, "--channels", "--sequences")
+    deprecated_alias(parser, "--registration-channel", "--registration-sequence")
     add_device_arguments(parser)
 
 
@@ -112,16 +115,17 @@ def _name_single_images(moving, fixed) -> None:
 def _joint_model(args: argparse.Namespace, device):
     from radassist.brain.pipeline import find_joint_model
 
-    if args.engine == "classic" and args.checkpoint is None:
+    if args.engine == "classic" and args.model is None:
         return None
-    return find_joint_model(args.checkpoint, device.device)
+    return find_joint_model(model_folder(args.model), device.device)
 
 
 def _pipeline_config(args: argparse.Namespace, loaded):
     from radassist.brain.pipeline import BrainPipelineConfig, model_channels
 
-    channels = tuple(args.channels) if args.channels else (model_channels(loaded) if loaded is not None else None)
-    return BrainPipelineConfig(engine=args.engine, channels=channels, registration_channel=args.registration_channel)
+    channels = tuple(args.sequences) if args.sequences else (model_channels(loaded) if loaded is not None else None)
+    return BrainPipelineConfig(engine=args.engine, channels=channels,
+                               registration_channel=args.registration_sequence)
 
 
 def run_register(args: argparse.Namespace) -> int:
@@ -202,21 +206,21 @@ def add_train_arguments(task: str, parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", type=Path, required=True, help="BraTS or OASIS-style folder (one folder per subject)")
     parser.add_argument("--out", type=Path, required=True, help="checkpoint folder to write")
     parser.add_argument("--layout", choices=("auto", "brats", "oasis"), default="auto", help="data layout")
-    parser.add_argument("--channels", nargs="+", metavar="SEQ",
-                        help="sequences to train on (default: the --init checkpoint's, else all shared)")
+    parser.add_argument("--sequences", nargs="+", metavar="SEQ",
+                        help="MRI sequences to train on (default: the --model checkpoint's, else all shared)")
     parser.add_argument("--epochs", type=int, default=d["epochs"], help="maximum epochs (early stopping ends sooner)")
     parser.add_argument("--batch-size", type=int, default=d["batch_size"],
                         help="pairs per step (per process under torchrun)")
     parser.add_argument("--accumulation", type=int, default=1,
                         help="batches per optimiser step (gradient accumulation)")
-    parser.add_argument("--lr", type=float, default=d["learning_rate"], help="Adam learning rate")
+    parser.add_argument("--learning-rate", type=float, default=d["learning_rate"], help="Adam learning rate")
     parser.add_argument("--crop", type=int, nargs=3, default=list(d["crop_size"]), metavar=("Z", "Y", "X"),
                         help="training crop in voxels")
     parser.add_argument("--features", type=int, nargs="+",
-                        help=f"features per level (default: {' '.join(map(str, d['features']))}, or the --init "
+                        help=f"features per level (default: {' '.join(map(str, d['features']))}, or the --model "
                              f"network's)")
     parser.add_argument("--merge", choices=("subtract", "add", "concatenate"),
-                        help=f"how the two images' codes are merged (default: {d['merge']}, or the --init "
+                        help=f"how the two images' codes are merged (default: {d['merge']}, or the --model "
                              f"network's)")
     parser.add_argument("--alpha", type=float, default=d["alpha"], help="weight of the gradient regulariser")
     parser.add_argument("--beta", type=float, default=d["beta"], help="weight of the segmentation loss")
@@ -224,10 +228,12 @@ def add_train_arguments(task: str, parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="pairing, crop and initialisation seed")
     add_finetune_arguments(parser)
     add_device_arguments(parser)
+    deprecated_alias(parser, "--channels", "--sequences")
+    deprecated_alias(parser, "--lr", "--learning-rate")
 
 
 def _init_channels(init) -> list[str] | None:
-    """The sequences a checkpoint folder given to --init was trained on (recorded by 'radassist train brain')."""
+    """The sequences a checkpoint folder given to --model was trained on (recorded by 'radassist train brain')."""
     from radassist.runtime.checkpoints import CONFIG_NAME, read_checkpoint_config
 
     source = None if init is None else Path(init.source).expanduser()
@@ -241,7 +247,7 @@ def _init_channels(init) -> list[str] | None:
 
 
 def _train_model_config(args: argparse.Namespace, channels, init):
-    """The network to train: the options' settings over the --init network's (or the paper's defaults)."""
+    """The network to train: the options' settings over the --model network's (or the paper's defaults)."""
     from dataclasses import replace
 
     from radassist.brain.model import BrainJointConfig
@@ -265,6 +271,7 @@ def run_train(task: str, args: argparse.Namespace) -> int:
     from radassist.brain.postprocess import TUMOUR_CLASSES
     from radassist.brain.train import BrainTrainConfig, prepare_subject, subject_channels, train_brain
     from radassist.commands.finetune_options import register_result, resolve_init_option
+    from radassist.metrics.curves import log_and_curves
     from radassist.runtime.checkpoints import save_checkpoint
     from radassist.runtime.device import device_from_args
     from radassist.runtime.distributed import main_rank_folder  # under torchrun: rank 0 writes --out
@@ -273,7 +280,7 @@ def run_train(task: str, args: argparse.Namespace) -> int:
     device = device_from_args(args)
     layout, files = read_layout(args.data, args.layout)
     init = resolve_init_option(args, ARCHITECTURE_NAME)
-    wanted = args.channels or _init_channels(init)
+    wanted = args.sequences or _init_channels(init)
     subjects = [load_subject(f, wanted) for f in files]
     channels = subject_channels(subjects, wanted)
     prepared = [prepare_subject(f.name, s, channels) for f, s in zip(files, subjects)]
@@ -281,7 +288,7 @@ def run_train(task: str, args: argparse.Namespace) -> int:
     train_set, validation = prepared[:len(prepared) - held], prepared[len(prepared) - held:]
     try:
         model_config = _train_model_config(args, channels, init)
-        config = BrainTrainConfig(epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.lr,
+        config = BrainTrainConfig(epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.learning_rate,
                                   accumulation_steps=args.accumulation, crop_size=tuple(args.crop),
                                   loss=JointLossConfig(alpha=args.alpha, beta=args.beta), seed=args.seed)
     except ValueError as error:
@@ -297,6 +304,8 @@ def run_train(task: str, args: argparse.Namespace) -> int:
                                   "finetunedFrom": result.finetuned_from},
                         labels=TUMOUR_CLASSES)
         _write_json([asdict(r) for r in result.history], output.path("history.json"))
+        log_and_curves([asdict(r) | {"kept": r.epoch == result.best_epoch} for r in result.history],
+                       output.staging, "joint registration + segmentation")
         record.summary = {"best_epoch": result.best_epoch, "best_validation_loss": result.best_validation_loss,
                           "epochs": len(result.history), "channels": list(channels), "subjects": len(prepared),
                           "finetuned_from": result.finetuned_from}

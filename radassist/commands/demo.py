@@ -3,7 +3,9 @@
 Each task has one step function that writes into ``<out>/<task>/``: the sample, what RadAssist computes on it
 without trained weights (the classical nodule detector), and the phantom's reference results written through the
 same Slicer-native writers the pipelines use, so the folder shows every file format a user gets. Tasks whose
-models need trained weights (a fresh install has none) show their reference results.
+models need trained weights (a fresh install has none) show their reference results, and every picture of a
+reference result says so in its caption. PNG previews are 8-bit; the synthetic mammograms themselves (16-bit,
+as GMIC's sample images) are inputs and go to ``mammo/input/``.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from radassist.commands.run_context import command_run
 from radassist.runtime.progress import Progress, tqdm_progress
 
 DemoStep = Callable[[Path, int, Progress], dict[str, Any]]
+REFERENCE = "REFERENCE {what} of the synthetic phantom (ground truth, not a model result)"
 
 
 def _lung(folder: Path, seed: int, progress: Progress) -> dict[str, Any]:
@@ -37,7 +40,8 @@ def _lung(folder: Path, seed: int, progress: Progress) -> dict[str, Any]:
     write_seg_nrrd(phantom.lungs, folder / "lungs.seg.nrrd")
     write_roi_markups(phantom.nodules, folder / "reference_nodules.mrk.json")
     write_detections_csv(phantom.nodules, folder / "reference_nodules.csv")
-    preview_labelmap(phantom.volume, phantom.lungs, folder / "lungs.png")
+    preview_labelmap(phantom.volume, phantom.lungs, folder / "lungs.png", caption=REFERENCE.format(
+        what="lung segmentation"))
     found = sum(any(np.linalg.norm(np.subtract(d.center, n.center)) < max(n.diameter_mm or 0, 4) / 2
                     for d in detections.above(0.5).items) for n in phantom.nodules.items)
     return {"engine": detections.engine, "candidates_at_0.5": len(detections.above(0.5)),
@@ -60,7 +64,8 @@ def _liver(folder: Path, seed: int, progress: Progress) -> dict[str, Any]:
     report = Report(title="Reference segment volumes of the abdomen phantom", rows=rows,
                     summary={"tumours": len(phantom.tumours)}, units={"volume_ml": "mL"})
     write_report(report, folder / "segment_volumes.json", folder / "segment_volumes.csv")
-    preview_labelmap(phantom.volume, phantom.labels, folder / "liver.png")
+    preview_labelmap(phantom.volume, phantom.labels, folder / "liver.png", caption=REFERENCE.format(
+        what="liver and tumour segmentation"))
     return {"tumours": len(phantom.tumours), "volumes_ml": {r["segment"]: r["volume_ml"] for r in rows}}
 
 
@@ -95,6 +100,7 @@ def _brain(folder: Path, seed: int, progress: Progress) -> dict[str, Any]:
 
 
 def _mammo(folder: Path, seed: int, progress: Progress) -> dict[str, Any]:
+    from radassist.mammo.postprocess import letters_of_image
     from radassist.results import Classification, ClassifiedImage, preview_classification, write_classification
     from radassist.synthetic.mammo import make_mammogram_exam, write_view_png
 
@@ -103,14 +109,17 @@ def _mammo(folder: Path, seed: int, progress: Progress) -> dict[str, Any]:
     images = []
     for view in exam.views:
         name = f"{view.laterality}-{view.view}"
-        write_view_png(view, folder / f"{name}.png")
+        write_view_png(view, folder / "input" / f"{name}.png")  # 16-bit data for 'radassist mammo classify'
         images.append(ClassifiedImage(name, {k: float(v) for k, v in view.labels.items()},
                                       {"laterality": view.laterality, "view": view.view}))
     labels = Classification(images=images, model="reference labels of the phantom")
     write_classification(labels, folder / "labels.json", folder / "labels.csv")
-    lesions = {f"{v.laterality}-{v.view}": (v.benign_mask | v.malignant_mask).astype(float) for v in exam.views}
+    lesions = {f"{v.laterality}-{v.view}": v.benign_mask | v.malignant_mask for v in exam.views}
+    letters = {f"{v.laterality}-{v.view}": letters_of_image(v.pixels.astype(float), v.laterality, v.view)
+               for v in exam.views}
     preview_classification({f"{v.laterality}-{v.view}": v.to_volume() for v in exam.views}, labels,
-                           folder / "exam.png", overlays=lesions)
+                           folder / "exam.png", marks=lesions, letters=letters,
+                           caption=REFERENCE.format(what="labels (bars) and lesions (rings)"))
     return {"views": [image.image_id for image in images],
             "malignant_views": [i.image_id for i in images if i.probabilities.get("malignant")]}
 

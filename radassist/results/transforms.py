@@ -17,14 +17,13 @@ from __future__ import annotations
 
 import gzip
 import struct
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import SimpleITK as sitk
 
 from radassist.errors import InputError
-from radassist.io.atomic import atomic_path, full_suffix
+from radassist.io.atomic import atomic_path, full_suffix, temporary_folder
 from radassist.io.sitk_bridge import array_to_sitk, geometry_of, sitk_to_volume, volume_to_sitk
 from radassist.results.displacement import DisplacementField
 from radassist.volume import Volume
@@ -71,7 +70,7 @@ def write_displacement_nifti(field: DisplacementField, path: str | Path) -> Path
         raise ValueError(f"{path}: a NIfTI displacement field must end in .nii.gz or .nii")
     ras_vectors = field.vectors * np.array([-1.0, -1.0, 1.0])
     image = array_to_sitk(ras_vectors, field.geometry, is_vector=True)
-    with tempfile.TemporaryDirectory(prefix="radassist-nifti-") as folder:
+    with temporary_folder(prefix="radassist-nifti-") as folder:
         plain = Path(folder) / "field.nii"
         sitk.WriteImage(image, str(plain))
         raw = bytearray(plain.read_bytes())

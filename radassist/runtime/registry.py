@@ -262,9 +262,13 @@ def build_from_entry(entry: "ModelEntry") -> "nn.Module":
 
 
 def is_installed(entry: "ModelEntry") -> bool:
-    """Every file of the entry is in its install folder with the catalogue's size (hashes: see verify)."""
+    """Every file of the entry is in its install folder with the catalogue's size (hashes: see verify); an
+    ensemble is installed when all its members are."""
     from radassist.runtime.catalog import installed_path
 
+    if entry.is_ensemble:
+        catalog = load_catalog()
+        return all(is_installed(member) for member in catalog.members(entry))
     folder = installed_path(entry)
     return bool(entry.files) and all(
         (folder / f.name).is_file() and (f.size is None or (folder / f.name).stat().st_size == f.size)
@@ -275,20 +279,19 @@ def load_installed(entry: "ModelEntry", device: Any = "cpu") -> "LoadedModel":
     """An installed catalogue model, in eval mode on ``device``.
 
     Either a RadAssist checkpoint folder (config.json beside the weights, as training and import write it) or the
-    entry's bare weights file as published: its sha256 is checked against the catalogue first, then it is fitted
+    entry's bare weights file as published: its hashes are checked against the catalogue first, then it is fitted
     strictly to the entry's architecture and config."""
     from safetensors.torch import load_file
 
     from radassist.runtime.catalog import installed_path
-    from radassist.runtime.checkpoints import CONFIG_NAME, LoadedModel, check_state_dict, load_checkpoint, sha256_file
+    from radassist.runtime.checkpoints import CONFIG_NAME, LoadedModel, check_state_dict, load_checkpoint
+    from radassist.runtime.download import check_model_file
 
     folder = installed_path(entry)
     if (folder / CONFIG_NAME).is_file():
         return load_checkpoint(folder, device)
     weights = folder / entry.files[0].name
-    actual = sha256_file(weights)
-    if entry.files[0].sha256 and actual != entry.files[0].sha256.lower():
-        raise InputError(weights, f"sha256 {actual} does not match the catalogue; install the model again")
+    actual = check_model_file(weights, entry.files[0])  # sha256 and git blob id, as the catalogue gives them
     model = build_from_entry(entry)
     state = load_file(str(weights), device="cpu")
     check_state_dict(state, model, weights, entry.architecture)
