@@ -286,7 +286,22 @@ class ModelsSection:
             return
         try:
             entry = model_status.find_entry(row.id, row.version)
-            job = jobs.command_job("models", "install", row.id, "--version", row.version, kind="install")
+        except RadAssistError as error:
+            self.setStatus(str(error))
+            return
+        arguments = ["models", "install", row.id, "--version", row.version]
+        if entry.consent_required:  # the licence is shown, and the download starts only once the user accepts it
+            from radassist.runtime.download import licence_terms
+
+            terms = licence_terms(entry)
+            if not slicer.util.confirmOkCancelDisplay(
+                    f"{terms.text}\n\nDo you accept the licence of {terms.model} ({terms.name})?",
+                    windowTitle=f"RadAssist: licence of {terms.model}"):
+                self.setStatus(f"{row.label} was not installed: its licence ({terms.name}) was not accepted.")
+                return
+            arguments.append("--accept-license")
+        try:
+            job = jobs.command_job(*arguments, kind="install")
         except RadAssistError as error:
             self.setStatus(str(error))
             return
