@@ -188,11 +188,16 @@ def test_a_command_stuck_in_one_long_c_call_still_stops(tmp_path: Path) -> None:
     out = tmp_path / "out"
     process = subprocess.Popen([sys.executable, "-c", STUCK, str(out)], stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE, text=True, env=dict(os.environ, PYTHONPATH=str(PROJECT_ROOT)))
-    assert process.stdout.readline().strip() == "staged"
-    time.sleep(0.3)
-    sent = time.monotonic()
-    process.send_signal(signal.SIGINT)
-    output, error = process.communicate(timeout=60)
+    try:
+        assert process.stdout.readline().strip() == "staged"
+        time.sleep(0.3)
+        sent = time.monotonic()
+        process.send_signal(signal.SIGINT)
+        output, error = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:  # never leave a busy process behind, whatever failed above
+            process.kill()
+            process.communicate()
     assert process.returncode == 130 and time.monotonic() - sent < 4, error
     assert "finished" not in output and "interrupted by" in error
     assert not out.exists()
