@@ -210,17 +210,12 @@ class MammoGMICTest(ScriptedLoadableModuleTest):
         import tempfile
         from pathlib import Path
 
-        import torch
-
-        from radassist.mammo.checkpoint_mapping import build_gmic
-        from radassist.mammo.model import GmicConfig
+        from radassist.runtime.plumbing_weights import untrained_gmic_weights
         from radassist.runtime.registry import import_model
         from radassist.slicer import self_test
 
         with self_test.scratch_models_folder() as models:
-            weights = models / "gmic-untrained.pt"
-            torch.save(build_gmic(GmicConfig()).state_dict(), weights)
-            import_model("gmic-1", weights)
+            import_model("gmic-1", untrained_gmic_weights(models / "gmic-untrained.pt"))
             widget = self_test.widget_of("MammoGMIC")
             widget.modelsSection.refresh()
             self_test.load_sample_through_panel(self, widget)

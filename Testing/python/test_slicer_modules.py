@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import ast
 import re
+import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -358,9 +359,11 @@ def test_icons_differ():
 def test_module_files_stay_thin(module):
     """Module files import the engine through radassist.*, never reach into Qt by hand, and stay short."""
     source = module_py(module).read_text(encoding="utf-8")
-    assert len(source.splitlines()) < 220  # a panel of its own; anything longer belongs in radassist/slicer or the engine
+    panel_part = source.split(f"\nclass {module}Test(")[0]  # the self-test class is Slicer's test entry point, apart
+    assert len(panel_part.splitlines()) < 220  # a panel of its own; anything longer belongs in radassist/slicer
     imported = {alias.name.split(".")[0] for node in ast.walk(parse_py(module_py(module)))
                 if isinstance(node, ast.Import) for alias in node.names}
     imported |= {node.module.split(".")[0] for node in ast.walk(parse_py(module_py(module)))
                  if isinstance(node, ast.ImportFrom) and node.module}
-    assert imported <= {"__future__", "typing", "os", "sys", "slicer", "radassist", "numpy"}, imported
+    allowed = set(sys.stdlib_module_names) | {"slicer", "radassist", "numpy"}  # no qt by hand, no third parties
+    assert imported <= allowed, imported - allowed

@@ -39,3 +39,12 @@ def tumour_everywhere_brain_weights(path: Path) -> Path:
     model = build_model(entry.architecture, entry.architecture_config)
     torch.save(_biased(model, "segmentation_decoder.head.bias", 1).state_dict(), path)
     return path
+
+
+def untrained_gmic_weights(path: Path) -> Path:
+    """A state dict of GMIC's network as built here, untrained (the published weights are AGPL: never shipped)."""
+    from radassist.mammo.checkpoint_mapping import build_gmic
+    from radassist.mammo.model import GmicConfig
+
+    torch.save(build_gmic(GmicConfig()).state_dict(), path)
+    return path
