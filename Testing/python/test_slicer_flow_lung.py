@@ -14,6 +14,15 @@ from slicer_bed import open_standin, releases, server_process, wait_for
 TOKEN = "slicer-flow-token-0123456789"
 
 
+def _select_small_chest(widget) -> None:
+    """A small chest phantom as the panel's CT (for runs whose outcome does not depend on the image)."""
+    from radassist.synthetic.chest import ChestPhantomConfig, make_chest_ct
+    from radassist.slicer import nodes
+
+    phantom = make_chest_ct(0, ChestPhantomConfig(shape=(24, 64, 64), spacing=(3.0, 3.0, 3.0)))
+    widget._parameterNode.inputVolume = nodes.volume_to_node(phantom.volume, "small chest")
+
+
 def _nodules(slicer) -> list:
     return [roi for roi in slicer.util.getNodesByClass("vtkMRMLMarkupsROINode") if roi.GetName().startswith("Nodule")]
 
@@ -106,12 +115,8 @@ def test_lung_detr_without_weights_says_how_to_get_them(release: str, tmp_path: 
     """The engine the user picks travels to the job: Lung-DETR without its weights fails there, in one line."""
     monkeypatch.setenv("RADASSIST_CACHE_DIR", str(tmp_path / "cache"))
     with open_standin(release, tmp_path / "slicer", installed=True) as standin:
-        from radassist.synthetic.chest import ChestPhantomConfig, make_chest_ct
-        from radassist.slicer import nodes
-
         widget = standin.open_module("LungTumorAI")
-        phantom = make_chest_ct(0, ChestPhantomConfig(shape=(24, 64, 64), spacing=(3.0, 3.0, 3.0)))
-        widget._parameterNode.inputVolume = nodes.volume_to_node(phantom.volume, "small chest")
+        _select_small_chest(widget)
         widget.ui.engineComboBox._user_chooses("Lung-DETR (trained network)")
         standin.dialogs.expect("error", None)
         widget.ui.applyButton.click()
@@ -126,12 +131,8 @@ def test_infection_without_trained_weights_says_how_to_get_them(release: str, tm
     monkeypatch.setenv("RADASSIST_CACHE_DIR", str(tmp_path / "cache"))
     with open_standin(release, tmp_path / "slicer", installed=True) as standin:
         import slicer
-        from radassist.synthetic.chest import ChestPhantomConfig, make_chest_ct
-        from radassist.slicer import nodes
-
         widget = standin.open_module("LungTumorAI")
-        phantom = make_chest_ct(0, ChestPhantomConfig(shape=(24, 64, 64), spacing=(3.0, 3.0, 3.0)))
-        widget._parameterNode.inputVolume = nodes.volume_to_node(phantom.volume, "small chest")
+        _select_small_chest(widget)
         section = widget.infectionSection
         for architecture, model in (("U-Net", "unet"), ("SegNet", "segnet")):
             section.architectureComboBox._user_chooses(architecture)

@@ -18,7 +18,7 @@ import textwrap
 import types
 from pathlib import Path
 
-from slicer_standin import application, mrml_core, qt_core, qt_widgets, strict
+from slicer_standin import application, mrml_core, qt_core, qt_module, strict
 from slicer_standin import qt_slicer_widgets as sw
 from slicer_standin.packages import PackageGuard
 from slicer_standin.surface import SUPPORTED_RELEASES, Refused, StandInGap, surface
@@ -100,13 +100,7 @@ class _QtModule(types.ModuleType):
 
 
 def _qt_module() -> _QtModule:
-    classes = {name: value for name, value in vars(qt_widgets).items() if isinstance(value, type) and
-               getattr(value, "_qt_name", None) and not name.startswith("_")}
-    classes["QAbstractItemView"] = qt_widgets.QAbstractItemView
-    classes["QTimer"] = qt_core.QTimer
-    classes["QObject"] = qt_core.QObject
-    classes.pop("QAbstractItemViewWidget", None)
-    return _QtModule("qt", classes)
+    return _QtModule("qt", qt_module.public_classes())
 
 
 def _ctk_module() -> _QtModule:
@@ -205,11 +199,11 @@ class SlicerStandIn:
     def _reset_globals() -> None:
         qt_core.LOOP.timers.clear()
         qt_core.LOOP.single_shots.clear()
-        qt_widgets.DIALOGS.queue.clear()
-        qt_widgets.DIALOGS.shown.clear()
-        qt_widgets.SETTINGS.values.clear()
-        qt_widgets.QDesktopServices.opened.clear()
-        qt_widgets.QApplication.override_cursors.clear()
+        qt_module.DIALOGS.queue.clear()
+        qt_module.DIALOGS.shown.clear()
+        qt_module.SETTINGS.values.clear()
+        qt_module.QDesktopServices.opened.clear()
+        qt_module.QApplication.override_cursors.clear()
 
     def _write_python_slicer(self, path: Path) -> None:
         path.write_text(PYTHON_SLICER.format(python=sys.executable, standin=str(Path(__file__).parent.parent)))
@@ -268,12 +262,12 @@ class SlicerStandIn:
         return self.slicer.mrmlScene
 
     @property
-    def dialogs(self) -> qt_widgets.DialogAnswers:
-        return qt_widgets.DIALOGS
+    def dialogs(self) -> qt_module.DialogAnswers:
+        return qt_module.DIALOGS
 
     @property
     def settings(self) -> dict:
-        return qt_widgets.SETTINGS.values
+        return qt_module.SETTINGS.values
 
     def load_modules(self, names=MODULES) -> None:
         for name in names:

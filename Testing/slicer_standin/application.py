@@ -9,7 +9,7 @@ import sys
 import types
 from pathlib import Path
 
-from slicer_standin import qt_widgets as qw
+from slicer_standin import qt_module as qw
 from slicer_standin.qt_core import LOOP, QObject
 from slicer_standin.qt_slicer_widgets import StrictSlicerQt, qMRMLWidget
 from slicer_standin.strict import active

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from slicer_standin import qt_slicer_widgets as sw
-from slicer_standin import qt_widgets as qw
+from slicer_standin import qt_module as qw
 from slicer_standin.strict import active
 
 PARAMETER_PROPERTY = "SlicerParameterName"

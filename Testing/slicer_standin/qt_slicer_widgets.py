@@ -6,7 +6,9 @@ from __future__ import annotations
 from typing import Any
 
 from slicer_standin.qt_core import QObject
-from slicer_standin.qt_widgets import (QAbstractButton, QAbstractItemViewWidget, QModelIndex, QWidget, Qt, _Enum)
+from slicer_standin.qt_enums import Qt, _Enum
+from slicer_standin.qt_item_views import QAbstractItemViewWidget, QModelIndex
+from slicer_standin.qt_widgets import QAbstractButton, QWidget
 from slicer_standin.strict import active
 from slicer_standin.surface import Refused
 

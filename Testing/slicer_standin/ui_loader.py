@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from slicer_standin import qt_slicer_widgets as sw
-from slicer_standin import qt_widgets as qw
+from slicer_standin import qt_module as qw
 
 WIDGET_CLASSES: dict[str, type] = {cls._qt_name: cls for cls in (
     qw.QWidget, qw.QFrame, qw.QLabel, qw.QPushButton, qw.QToolButton, qw.QCheckBox, qw.QRadioButton, qw.QComboBox,

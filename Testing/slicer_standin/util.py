@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import vtk
 
-from slicer_standin import qt_widgets as qw
+from slicer_standin import qt_module as qw
 from slicer_standin.mrml_segmentation import reference_shape_and_matrix, resample_mask, segment_mask
 from slicer_standin.mrml_volumes import image_array, image_from_array, vtkOrientedImageData
 from slicer_standin.strict import active, copy_into, matrix_array, vtk_matrix
