@@ -14,7 +14,7 @@ from radassist.errors import InputError
 from radassist.io import read_mammogram
 from radassist.io.mammogram import Mammogram
 from radassist.mammo.model import Gmic, GmicConfig
-from radassist.mammo.pipeline import (MammoConfig, WeightsMissing, _upsample, classify_exam, classify_volumes,
+from radassist.mammo.pipeline import (MammoConfig, WeightsMissing, _upsample, classify_exam,
                                       load_gmic)
 from radassist.mammo.postprocess import patch_detections, render_visualisation, saliency_volume
 from radassist.mammo.preprocess import augmented_windows
@@ -172,7 +172,7 @@ def test_without_weights_the_message_says_how_to_get_them():
     with pytest.raises(WeightsMissing, match="radassist models import gmic-3 sample_model_3.p"):
         load_gmic("gmic-3")
     with pytest.raises(WeightsMissing, match="radassist train mammo"):
-        classify_volumes({})
+        classify_exam([], [])
     with pytest.raises(InputError, match="not a mammogram classifier"):
         load_gmic("lung-detr")
 

@@ -397,29 +397,3 @@ def classify_exam(images: list[Mammogram], models: GmicRunner | list[GmicRunner]
                                               "breast_probability": "mean of the breast's CC and MLO views"})
     progress.update(1.0, "done")
     return MammoResult(classification, results, descriptions)
-
-
-def mammogram_from_volume(volume: Any, name: str) -> Mammogram:
-    """A one-slice Volume (a Slicer node's, say) as the Mammogram of view ``name`` ("L-CC", ...)."""
-    if volume.shape[0] != 1:
-        raise InputError(volume.source.path, f"is a {volume.shape[0]}-slice volume; a mammogram is one 2-D image")
-    laterality, view = name.split("-")
-    return Mammogram(volume.array[0], (volume.spacing[1], volume.spacing[0]), laterality, view,
-                     path=volume.source.path or name, source=volume.source)
-
-
-def classify_volumes(volumes: dict[str, Any], models: list[Any] | None = None, device: Any = "auto",
-                     tta: int = 0, progress: Progress | None = None) -> tuple[dict[str, Any], MammoResult]:
-    """Classify views given as Volumes by view name with ``models`` (default: every installed GMIC model, as an
-    ensemble; none installed is :class:`WeightsMissing`). Returns the volumes with the result, so callers can
-    place saliency maps and patches on each view's own grid."""
-    from radassist.runtime.device import choose_device
-
-    if models is None:
-        models = installed_models()
-        if not models:
-            raise WeightsMissing(how_to_get_weights())
-    choice = choose_device(device) if isinstance(device, str) else device
-    runners = [load_gmic(model, "torch", getattr(choice, "device", choice)) for model in expand_models(models)]
-    mammograms = [mammogram_from_volume(volume, name) for name, volume in volumes.items()]
-    return volumes, classify_exam(mammograms, runners, MammoConfig(tta=tta), progress)
