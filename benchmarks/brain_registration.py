@@ -260,13 +260,31 @@ def machine() -> dict:
             "threads": THREADS, "date": time.strftime("%Y-%m-%d")}
 
 
+def table(results: list[dict]) -> str:
+    """Markdown: one row per pair and method, then the mean per method over the pairs every method finished."""
+    header = ("| pair | method | time s (load 1 min) | tumour Dice mean / whole | brain Dice | EPE mean / p95 mm | "
+              "folding % (min det J) |\n|---|---|---|---|---|---|---|\n")
+    rows = []
+    for r in results:
+        rows.append(f"| {r['case'][-6:]} {r['amplitude_mm']:g} mm | {r['method']} | {r['seconds']:.0f} "
+                    f"({r['load_average'][0]:.1f}) | {r['dice_tumour_mean']:.3f} / {r['dice_whole_tumour']:.3f} "
+                    f"(before {r['dice_tumour_before']:.3f} / -) | {r['dice_brain']:.4f} (before "
+                    f"{r['dice_brain_before']:.4f}) | {r['epe_mean_mm']:.3f} / {r['epe_p95_mm']:.3f} (before "
+                    f"{r['epe_before_mm']:.2f}) | {r['folding_percent']:.3f} ({r['jacobian_min']:.2f}) |")
+    return header + "\n".join(rows) + "\n"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, default=Path(os.environ.get("RADASSIST_TEST_DATA", "../shared/data")))
     parser.add_argument("--pairs", type=int, default=len(PAIRS), help="run the first N pairs of PAIRS")
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
     parser.add_argument("--out", type=Path)
+    parser.add_argument("--table", type=Path, help="print the markdown table of a results JSON and stop")
     args = parser.parse_args(argv)
+    if args.table is not None:
+        print(table(json.loads(args.table.read_text())["results"]), end="")
+        return 0
     run_study(args.data, PAIRS[:args.pairs], args.methods, args.out)
     return 0
 

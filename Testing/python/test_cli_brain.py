@@ -44,7 +44,7 @@ def _intent_code(path: Path) -> int:
 def test_register_classic_writes_every_result_slicer_reads(data, tmp_path):
     out = tmp_path / "out"
     code = run_cli(["brain", "register", str(data / "pair_0_moving"), str(data / "pair_0_fixed"), "--out", str(out),
-                    "--engine", "classic", "--device", "cpu"])
+                    "--engine", "classic", "--device", "cpu", "--field-format", "both"])
     assert code == 0
     names = {p.name for p in out.iterdir()}
     assert set(brain_commands.OUTPUTS) | {"result.json", "warped_t1.nii.gz", "warped_t1ce.nii.gz",

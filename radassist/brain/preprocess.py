@@ -57,11 +57,31 @@ def brats_to_classes(labels: np.ndarray) -> np.ndarray:
     return lookup[labels.astype(np.int64)]
 
 
+def border_values(array: np.ndarray) -> np.ndarray:
+    """The voxels on the six faces of a 3-D array: what lies outside the anatomy in a skull-stripped image."""
+    array = np.asarray(array)
+    faces = [array[0], array[-1], array[:, 0], array[:, -1], array[:, :, 0], array[:, :, -1]]
+    return np.concatenate([np.ravel(face) for face in faces])
+
+
+def background_value(array: np.ndarray) -> float:
+    """The value a skull-stripped image shows outside the brain: the most common value on its border when it covers
+    at least half of it (0 for most files, about -3.6 for BraTS images z-scored in the brain), else the border's
+    1st percentile (an image that was not skull-stripped: noise, no constant background)."""
+    border = border_values(array)
+    values, counts = np.unique(border, return_counts=True)
+    if counts.max() * 2 >= border.size:
+        return float(values[np.argmax(counts)])
+    return float(np.percentile(border, 1))
+
+
 def brain_mask_from(arrays: Sequence[np.ndarray]) -> np.ndarray:
-    """Skull-stripped sequences are exactly 0 outside the brain: the brain is where any sequence is not."""
+    """Skull-stripped sequences hold one constant value outside the brain (their border's): the brain is where any
+    sequence differs from it. Never "non-zero": z-scored images have a non-zero background."""
     mask = np.zeros(np.shape(arrays[0]), dtype=bool)
     for array in arrays:
-        mask |= np.asarray(array) != 0
+        array = np.asarray(array)
+        mask |= array != np.asarray(background_value(array), dtype=array.dtype)
     return mask
 
 
