@@ -72,6 +72,11 @@ def register(commands: argparse._SubParsersAction, formatter: type[argparse.Help
     parser.add_argument("--out", type=Path, required=True, help="output folder (created if needed)")
     parser.add_argument("--fixed-labels", type=Path, help="fixed tumour labels (.seg.nrrd, or BraTS label values)")
     parser.add_argument("--moving-labels", type=Path, help="moving tumour labels (.seg.nrrd, or BraTS values)")
+    parser.add_argument("--label-convention", choices=("auto", "brats2015", "brats2017", "brats2021"),
+                        default="auto",
+                        help="what BraTS label values mean: 2015 (1 necrosis, 2 oedema, 3 non-enhancing, 4 "
+                             "enhancing), 2017-2020 (1 NCR/NET, 2 ED, 4 ET), 2021+ (1 NCR, 2 ED, 3 ET); auto tells "
+                             "them apart by the values present")
     parser.add_argument("--fixed-brain-mask", type=Path, help="fixed brain mask (default: voxels that differ from the image's border value)")
     parser.add_argument("--moving-brain-mask", type=Path, help="moving brain mask (default: voxels that differ from the image's border value)")
     _engine_arguments(parser)
@@ -94,12 +99,12 @@ def _write_json(document, path: Path) -> None:
 
 # -- register -----------------------------------------------------------------------------------------------------
 
-def _images(path: Path, labels: Path | None, brain_mask: Path | None):
+def _images(path: Path, labels: Path | None, brain_mask: Path | None, convention: str = "auto"):
     from radassist.brain.datasets import read_brain_input, read_mask, read_tumour_labels
 
-    images = read_brain_input(path)
+    images = read_brain_input(path, convention=convention)
     if labels is not None:
-        images.tumour = read_tumour_labels(labels)
+        images.tumour = read_tumour_labels(labels, convention)
     if brain_mask is not None:
         images.brain_mask = read_mask(brain_mask, images.reference)
     return images
@@ -136,8 +141,8 @@ def run_register(args: argparse.Namespace) -> int:
     from radassist.runtime.progress import tqdm_progress
 
     device = device_from_args(args)
-    moving = _images(args.moving, args.moving_labels, args.moving_brain_mask)
-    fixed = _images(args.fixed, args.fixed_labels, args.fixed_brain_mask)
+    moving = _images(args.moving, args.moving_labels, args.moving_brain_mask, args.label_convention)
+    fixed = _images(args.fixed, args.fixed_labels, args.fixed_brain_mask, args.label_convention)
     _name_single_images(moving, fixed)
     loaded = _joint_model(args, device)
     config = replace(_pipeline_config(args, loaded), backend=args.backend)
