@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from radassist.volume import Geometry
+from radassist.errors import InputError
+from radassist.volume import Geometry, Volume
 
 TOLERANCE = 1e-3
 
@@ -49,3 +50,23 @@ def reorient_like(array: np.ndarray, geometry: Geometry, like: Geometry) -> tupl
     spacing = tuple(geometry.spacing[int(permutation[a])] for a in range(3))
     return np.ascontiguousarray(moved), Geometry(shape=tuple(int(n) for n in shape), spacing=spacing,
                                                  origin=tuple(origin), direction=like.direction)
+
+
+def describe_grid(geometry: Geometry) -> str:
+    """'240x240x155 voxels of 1x1x1 mm at (0.00, -239.00, 0.00), axes LPS': what a refusal names."""
+    nz, ny, nx = geometry.shape
+    spacing = "x".join(f"{s:g}" for s in geometry.spacing)
+    origin = ", ".join(f"{o:.2f}" for o in geometry.origin)
+    return f"{nx}x{ny}x{nz} voxels of {spacing} mm at ({origin}), axes {axis_codes(geometry)}"
+
+
+def array_on_grid_of(volume: Volume, reference: Geometry, what: str, tolerance: float = 1e-3) -> np.ndarray:
+    """``volume``'s array on ``reference``'s grid: as it is, or with its axes reordered and flipped when it holds the
+    same voxels stored another way; an InputError naming both grids otherwise."""
+    if volume.geometry.same_grid(reference, tolerance=tolerance):
+        return volume.array
+    turned = reorient_like(volume.array, volume.geometry, reference)
+    if turned is not None and turned[1].same_grid(reference, tolerance=tolerance):
+        return turned[0]
+    raise InputError(volume.source.path, f"the {what} is not on the grid of its image: {what} "
+                                         f"{describe_grid(volume.geometry)}, image {describe_grid(reference)}")

@@ -82,3 +82,19 @@ def test_another_lattice_is_refused_with_what_differs(series):
                      origin=geometry.origin, direction=geometry.direction)
     assert reorient_like(body, other, geometry) is None or not reorient_like(body, other, geometry)[1].same_grid(
         geometry)
+
+
+def test_a_flipped_brain_mask_of_a_brats_case_is_read_onto_its_image(test_data: Path, tmp_path):
+    from radassist.brain.datasets import read_mask
+
+    folder = test_data / "brain" / "brats2015" / "brats_2013_pat0001_1"
+    flair = read_volume(folder / "Flair_subtrMeanDivStd.nii.gz")
+    mask = read_volume(folder / "brainmask.nii.gz").array > 0.5
+    stored, geometry = _stored(mask.astype(np.uint8), flair.geometry, (2,), True)
+    path = write_volume(Volume.from_geometry(stored, geometry), tmp_path / "mask.nii.gz")
+    assert np.array_equal(read_mask(path, flair), mask)
+    shifted = Geometry(shape=geometry.shape, spacing=geometry.spacing, direction=geometry.direction,
+                       origin=tuple(np.asarray(geometry.origin) + 0.5))
+    path = write_volume(Volume.from_geometry(stored, shifted), tmp_path / "shifted.nii.gz")
+    with pytest.raises(InputError, match="brain mask is not on the grid of its image: brain mask 240x240x155 .* axes PRS, image .* axes LPS"):
+        read_mask(path, flair)

@@ -26,6 +26,7 @@ import numpy as np
 from radassist.brain.pipeline import BrainImages
 from radassist.brain.postprocess import tumour_labelmap
 from radassist.brain.preprocess import brats_to_classes, modality_of, ordered_modalities
+from radassist.reorient import array_on_grid_of
 from radassist.errors import InputError
 from radassist.io.images import read_volume, volume_suffix
 from radassist.results.labelmap import LabelMap
@@ -153,23 +154,19 @@ def read_layout(root: str | Path, layout: str = "auto") -> tuple[str, list[Subje
 
 def read_tumour_classes(path: Path, reference: Volume) -> np.ndarray:
     """BraTS tumour labels of ``path`` as network classes, checked to lie on ``reference``'s grid."""
-    labels = read_volume(path)
-    if not labels.geometry.same_grid(reference.geometry, tolerance=1e-3):
-        raise InputError(path, "the tumour labels are not on the grid of the subject's images")
+    labels = array_on_grid_of(read_volume(path), reference.geometry, "tumour label map")
     try:
-        return brats_to_classes(np.rint(labels.array).astype(np.int64))
+        return brats_to_classes(np.rint(labels).astype(np.int64))
     except ValueError as error:
         raise InputError(path, str(error)) from None
 
 
 def read_mask(path: Path, reference: Volume) -> np.ndarray:
     """A brain mask file as a boolean array on ``reference``'s grid; an empty mask is refused."""
-    mask = read_volume(path)
-    if not mask.geometry.same_grid(reference.geometry, tolerance=1e-3):
-        raise InputError(path, "the brain mask is not on the grid of the subject's images")
-    if not np.any(mask.array):
+    mask = array_on_grid_of(read_volume(path), reference.geometry, "brain mask")
+    if not np.any(mask):
         raise InputError(path, "the brain mask is empty")
-    return mask.array != 0
+    return mask != 0
 
 
 def load_subject(files: SubjectFiles, channels: Sequence[str] | None = None,

@@ -15,17 +15,14 @@ import numpy as np
 
 from radassist.errors import InputError
 from radassist.results.labelmap import LabelMap
-from radassist.reorient import axis_codes, reorient_like
+from radassist.reorient import describe_grid, reorient_like
 from radassist.volume import Geometry
 
 TOLERANCE_VOXELS = 1e-3
 
 
 def _describe(geometry: Geometry) -> str:
-    nz, ny, nx = geometry.shape
-    spacing = "x".join(f"{s:g}" for s in geometry.spacing)
-    origin = ", ".join(f"{o:.2f}" for o in geometry.origin)
-    return f"{nx}x{ny}x{nz} voxels of {spacing} mm at ({origin}), axes {axis_codes(geometry)}"
+    return describe_grid(geometry)
 
 
 def voxel_offset(source: Geometry, target: Geometry) -> np.ndarray | None:
