@@ -190,9 +190,10 @@ def run_elastix(fixed, moving, pair):
     parameters = itk.ParameterObject.New()
     parameters.AddParameterMap(parameters.GetDefaultParameterMap("bspline"))
     fixed_image, moving_image = image(fixed), image(moving)
-    _, transform = itk.elastix_registration_method(fixed_image, moving_image, parameter_object=parameters,
-                                                   log_to_console=False)
-    field = itk.transformix_deformation_field(moving_image, transform)
+    with tempfile.TemporaryDirectory(prefix="elastix-") as folder:  # transformix writes its field file there
+        _, transform = itk.elastix_registration_method(fixed_image, moving_image, parameter_object=parameters,
+                                                       log_to_console=False, output_directory=folder)
+        field = itk.transformix_deformation_field(moving_image, transform, output_directory=folder)
     return DisplacementField(itk.array_from_image(field).astype(np.float64), fixed.geometry)
 
 
