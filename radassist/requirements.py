@@ -11,6 +11,7 @@ RUNTIME_REQUIREMENTS: tuple[str, ...] = (
     "torch>=2.1",
     "monai>=1.3",
     "SimpleITK>=2.3",
+    "h5py>=3.8",
     "numpy>=1.24",
     "scipy>=1.10",
     "scikit-image>=0.21",

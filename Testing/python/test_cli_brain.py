@@ -45,7 +45,7 @@ def _intent_code(path: Path) -> int:
 def test_register_classic_writes_every_result_slicer_reads(data, tmp_path):
     out = tmp_path / "out"
     code = run_cli(["brain", "register", str(data / "pair_0_moving"), str(data / "pair_0_fixed"), "--out", str(out),
-                    "--engine", "classic", "--device", "cpu"])
+                    "--engine", "classic", "--device", "cpu", "--field-format", "both"])
     assert code == 0
     names = {p.name for p in out.iterdir()}
     assert set(brain_commands.OUTPUTS) | {"result.json", "warped_t1.nii.gz", "warped_t1ce.nii.gz",
@@ -58,7 +58,8 @@ def test_register_classic_writes_every_result_slicer_reads(data, tmp_path):
     error = np.linalg.norm(h5.vectors - truth.vectors, axis=-1)[brain].mean()
     assert error < 0.3 * np.linalg.norm(truth.vectors, axis=-1)[brain].mean()
     fixed_tumour = read_seg_nrrd(out / "tumour_fixed.seg.nrrd")
-    assert [s.name for s in fixed_tumour.segments] == ["tumour necrosis", "oedema", "enhancing tumour"]
+    assert [s.name for s in fixed_tumour.segments] == ["necrotic and non-enhancing tumour core", "oedema",
+                                                      "enhancing tumour"]  # values 1, 2, 4: BraTS 2017-2020
     assert fixed_tumour.segments[1].terminology.type.value == "79654002"  # SNOMED CT Edema
     report = json.loads((out / "report.json").read_text())
     assert report["summary"]["engine"] == "classic" and report["summary"]["folding_percent"] == 0.0

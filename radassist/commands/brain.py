@@ -30,6 +30,7 @@ EVALUATE_HELP = {
              "known deformation (mean, 95th percentile), intensity error and non-positive Jacobian percentage.\n"
              "Writes evaluation.json, evaluation.png and result.json to --out.",
 }
+FIELD_FORMATS = ("h5", "nifti", "both")
 OUTPUTS = ("transform.h5", "displacement.nii.gz", "warped.nii.gz", "tumour_moving.seg.nrrd", "tumour_fixed.seg.nrrd",
            "jacobian.nii.gz", "report.json", "report.csv", "registration.png")
 
@@ -61,8 +62,9 @@ def register(commands: argparse._SubParsersAction, formatter: type[argparse.Help
         "register", help="register MOVING to FIXED and segment the tumour", formatter_class=formatter,
         description="MOVING and FIXED are each an image file or a folder of sequences (flair, t1, t1ce, t2; a\n"
                     "BraTS case folder works, its *_seg labels are used as the tumour). Writes to --out:\n"
-                    "  transform.h5          ITK displacement field transform, fixed -> moving, LPS (Slicer loads it)\n"
-                    "  displacement.nii.gz   the same field as a NIfTI vector image (intent 1006)\n"
+                    "  transform.h5          ITK displacement field transform, fixed -> moving, LPS, float32, compressed\n"
+                    "                        (Slicer loads it); --field-format nifti writes displacement.nii.gz instead\n"
+                    "                        (a NIfTI vector image, intent 1006), both writes the two\n"
                     "  warped.nii.gz         the moving image resampled onto the fixed grid (warped_<seq> for others)\n"
                     "  tumour_fixed.seg.nrrd, tumour_moving.seg.nrrd   tumour segmentations (when known)\n"
                     "  jacobian.nii.gz       Jacobian determinant of the transform (<= 0: folding)\n"
@@ -73,12 +75,20 @@ def register(commands: argparse._SubParsersAction, formatter: type[argparse.Help
     parser.add_argument("--out", type=Path, required=True, help="output folder (created if needed)")
     parser.add_argument("--fixed-labels", type=Path, help="fixed tumour labels (.seg.nrrd, or BraTS label values)")
     parser.add_argument("--moving-labels", type=Path, help="moving tumour labels (.seg.nrrd, or BraTS values)")
-    parser.add_argument("--fixed-brain-mask", type=Path, help="fixed brain mask (default: non-zero voxels)")
-    parser.add_argument("--moving-brain-mask", type=Path, help="moving brain mask (default: non-zero voxels)")
+    parser.add_argument("--label-convention", choices=("auto", "brats2015", "brats2017", "brats2021"),
+                        default="auto",
+                        help="what BraTS label values mean: 2015 (1 necrosis, 2 oedema, 3 non-enhancing, 4 "
+                             "enhancing), 2017-2020 (1 NCR/NET, 2 ED, 4 ET), 2021+ (1 NCR, 2 ED, 3 ET); auto tells "
+                             "them apart by the values present")
+    parser.add_argument("--fixed-brain-mask", type=Path, help="fixed brain mask (default: voxels that differ from the image's border value)")
+    parser.add_argument("--moving-brain-mask", type=Path, help="moving brain mask (default: voxels that differ from the image's border value)")
     _engine_arguments(parser)
     parser.add_argument("--backend", choices=("torch", "onnx"), default="torch",
                         help="inference engine for the joint network (ONNX Runtime exports the model once and "
                              "caches it)")
+    parser.add_argument("--field-format", choices=FIELD_FORMATS, default="h5",
+                        help="the deformation as transform.h5 (ITK transform), displacement.nii.gz (NIfTI vector "
+                             "image) or both; float32 and compressed either way")
     parser.set_defaults(handler=run_register)
 
 
@@ -92,12 +102,12 @@ def _write_json(document, path: Path) -> None:
 
 # -- register -----------------------------------------------------------------------------------------------------
 
-def _images(path: Path, labels: Path | None, brain_mask: Path | None):
+def _images(path: Path, labels: Path | None, brain_mask: Path | None, convention: str = "auto"):
     from radassist.brain.datasets import read_brain_input, read_mask, read_tumour_labels
 
-    images = read_brain_input(path)
+    images = read_brain_input(path, convention=convention)
     if labels is not None:
-        images.tumour = read_tumour_labels(labels)
+        images.tumour = read_tumour_labels(labels, convention)
     if brain_mask is not None:
         images.brain_mask = read_mask(brain_mask, images.reference)
     return images
@@ -135,21 +145,22 @@ def run_register(args: argparse.Namespace) -> int:
     from radassist.runtime.progress import tqdm_progress
 
     device = device_from_args(args)
-    moving = _images(args.moving, args.moving_labels, args.moving_brain_mask)
-    fixed = _images(args.fixed, args.fixed_labels, args.fixed_brain_mask)
+    moving = _images(args.moving, args.moving_labels, args.moving_brain_mask, args.label_convention)
+    fixed = _images(args.fixed, args.fixed_labels, args.fixed_brain_mask, args.label_convention)
     _name_single_images(moving, fixed)
     loaded = _joint_model(args, device)
     config = replace(_pipeline_config(args, loaded), backend=args.backend)
     with command_run(args.out, "brain register", args) as (output, record):
         record.inputs = [str(args.moving), str(args.fixed)]
         with tqdm_progress("brain register") as progress:
-            result, written = register_and_write(moving, fixed, config, loaded, device, progress, output, record)
+            result, written = register_and_write(moving, fixed, config, loaded, device, progress, output, record,
+                                                 args.field_format)
     print(result.status_line())
     print(f"wrote {', '.join(written)} to {args.out}")
     return 0
 
 
-def register_and_write(moving, fixed, config, loaded, device, progress, output, record):
+def register_and_write(moving, fixed, config, loaded, device, progress, output, record, field_format="h5"):
     """Register the pair and write the command's files into ``output`` with the record's summary: what the CLI,
     the server and the batch all do, so their files are the same. Returns (result, names written)."""
     from radassist.brain.pipeline import register_brain_pair
@@ -158,13 +169,14 @@ def register_and_write(moving, fixed, config, loaded, device, progress, output, 
         result = register_brain_pair(moving, fixed, config, progress, None if loaded is None else loaded.model,
                                      device.device)
     with record.timed("write"):
-        written = write_registration(result, output)
+        written = write_registration(result, output, field_format)
     record.summary = {**result.report.summary, "outputs": written}
     return result, written
 
 
-def write_registration(result, output) -> list[str]:
-    """Every file of a registration result into a RunOutput; returns the names written."""
+def write_registration(result, output, field_format: str = "h5") -> list[str]:
+    """Every file of a registration result into a RunOutput; returns the names written. The field is written once
+    (``h5``: transform.h5, ``nifti``: displacement.nii.gz) unless ``both`` are asked for."""
     from radassist.io import write_volume
     from radassist.results import (preview_registration, write_displacement_nifti, write_itk_displacement_h5,
                                    write_report, write_seg_nrrd)
@@ -175,8 +187,12 @@ def write_registration(result, output) -> list[str]:
         names.append(name)
         return output.path(name)
 
-    write_itk_displacement_h5(result.field, path("transform.h5"))
-    write_displacement_nifti(result.field, path("displacement.nii.gz"))
+    if field_format not in FIELD_FORMATS:
+        raise InputError(None, f"field format must be one of {FIELD_FORMATS}, got {field_format!r}")
+    if field_format in ("h5", "both"):
+        write_itk_displacement_h5(result.field, path("transform.h5"))
+    if field_format in ("nifti", "both"):
+        write_displacement_nifti(result.field, path("displacement.nii.gz"))
     first = result.sequence
     for name, volume in result.warped.items():
         write_volume(volume, path("warped.nii.gz" if name == first else f"warped_{name}.nii.gz"))
