@@ -151,3 +151,35 @@ def voxel_box(box: BoxPrompt, geometry: Geometry, reorientation: AxialReorientat
             first = last = int(round((low + high) / 2))
         ranges += [max(first, 0), min(last, length - 1)]
     return VoxelBox(*ranges)
+
+
+def canonical_to_zyx(points: np.ndarray, geometry: Geometry, reorientation: AxialReorientation) -> np.ndarray:
+    """Canonical (slice, row, column) indices (..., 3) -> the array's own (z, y, x) indices (the inverse of the
+    mapping :func:`voxel_box` uses)."""
+    points = np.asarray(points, dtype=float)
+    zyx = np.empty_like(points)
+    for axis in range(3):
+        original = reorientation.axes[axis]
+        length = geometry.shape[original]
+        values = points[..., axis]
+        zyx[..., original] = length - 1 - values if reorientation.flips[axis] else values
+    return zyx
+
+
+def box_around_mask(mask: np.ndarray, geometry: Geometry, margin_px: float = 0.0, margin_slices: int = 0,
+                    name: str = DEFAULT_NAME) -> BoxPrompt:
+    """The box of a (z, y, x) mask's voxels on the canonical slices, grown by ``margin_px`` pixels in-plane and
+    ``margin_slices`` slices (kept inside the image): how benchmarks draw the box an annotator would."""
+    reorientation = AxialReorientation() if geometry.shape[0] == 1 else AxialReorientation.of(geometry)
+    canonical = reorientation.to_canonical(np.asarray(mask, dtype=bool))
+    if not canonical.any():
+        raise ValueError("an empty mask has no box")
+    low, high = [], []
+    for axis in range(3):
+        others = tuple(a for a in range(3) if a != axis)
+        present = np.flatnonzero(canonical.any(axis=others))
+        margin = margin_slices if axis == 0 else margin_px
+        low.append(max(present[0] - margin, 0))
+        high.append(min(present[-1] + margin, canonical.shape[axis] - 1))
+    corners = geometry.zyx_to_world(canonical_to_zyx(np.array([low, high], dtype=float), geometry, reorientation))
+    return BoxPrompt(tuple(corners.min(axis=0)), tuple(corners.max(axis=0)), name)

@@ -89,7 +89,8 @@ def segment_boxes(volume: Volume, boxes: Sequence[BoxPrompt], engine: LiteMedSam
     if not boxes:
         raise ValueError("give at least one box")
     started = time.perf_counter()
-    reorientation = AxialReorientation.of(volume.geometry)
+    # a one-slice image is its own slice, whichever way its plane faces
+    reorientation = AxialReorientation() if volume.shape[0] == 1 else AxialReorientation.of(volume.geometry)
     modality = image_modality(volume, config.modality)
     window = config.window or default_window(modality)
     progress.update(0.0, f"windowing ({window.key})")
