@@ -95,13 +95,17 @@ def parse_boxes(args: argparse.Namespace, volume) -> list:
 def run_box(args: argparse.Namespace) -> int:
     from radassist.interactive.embedding_cache import EmbeddingCache
     from radassist.interactive.engine import build_engine
-    from radassist.interactive.pipeline import BoxSegmentationConfig, segment_boxes
+    from radassist.interactive.pipeline import BoxSegmentationConfig, place_boxes, segment_boxes
     from radassist.interactive.preprocess import parse_window
     from radassist.interactive.weights import load_litemedsam
     from radassist.runtime.progress import tqdm_progress
 
     volume = read_image(args.input, args.series)
     boxes = parse_boxes(args, volume)
+    try:
+        place_boxes(volume, boxes)  # every box on the image, before the model is loaded
+    except ValueError as error:
+        raise InputError(args.roi or args.input, str(error)) from None
     try:
         window = parse_window(args.window) if args.window else None
     except ValueError as error:
@@ -115,10 +119,7 @@ def run_box(args: argparse.Namespace) -> int:
     with command_run(args.out, "segment box", args) as (output, record):
         record.inputs = [str(args.input)] + ([str(args.roi)] if args.roi else [])
         with record.timed("segment"), tqdm_progress("segment box") as progress:
-            try:
-                result = segment_boxes(volume, boxes, engine, config, cache, progress)
-            except ValueError as error:
-                raise InputError(args.roi or args.input, str(error)) from None
+            result = segment_boxes(volume, boxes, engine, config, cache, progress)
         with record.timed("write"):
             write_outputs(volume, result, output)
         record.summary = result.report.summary

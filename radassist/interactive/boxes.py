@@ -129,9 +129,14 @@ def boxes_from_roi_file(path: str | Path) -> list[BoxPrompt]:
     return boxes
 
 
+def slice_orientation(geometry: Geometry) -> AxialReorientation:
+    """How a grid is turned into axial slices; a one-slice image is its own slice, whichever way it faces."""
+    return AxialReorientation() if geometry.shape[0] == 1 else AxialReorientation.of(geometry)
+
+
 def voxel_box(box: BoxPrompt, geometry: Geometry, reorientation: AxialReorientation | None = None) -> VoxelBox:
     """The canonical voxel ranges of ``box``; ValueError when it misses the image."""
-    reorientation = reorientation or AxialReorientation.of(geometry)
+    reorientation = reorientation or slice_orientation(geometry)
     lower, upper = np.asarray(box.lower_lps), np.asarray(box.upper_lps)
     corners = np.array([[x, y, z] for x in (lower[0], upper[0]) for y in (lower[1], upper[1])
                         for z in (lower[2], upper[2])])
@@ -170,7 +175,7 @@ def box_around_mask(mask: np.ndarray, geometry: Geometry, margin_px: float = 0.0
                     name: str = DEFAULT_NAME) -> BoxPrompt:
     """The box of a (z, y, x) mask's voxels on the canonical slices, grown by ``margin_px`` pixels in-plane and
     ``margin_slices`` slices (kept inside the image): how benchmarks draw the box an annotator would."""
-    reorientation = AxialReorientation() if geometry.shape[0] == 1 else AxialReorientation.of(geometry)
+    reorientation = slice_orientation(geometry)
     canonical = reorientation.to_canonical(np.asarray(mask, dtype=bool))
     if not canonical.any():
         raise ValueError("an empty mask has no box")

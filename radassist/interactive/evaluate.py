@@ -13,13 +13,12 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from radassist.interactive.baseline import otsu_in_box
-from radassist.interactive.boxes import box_around_mask
+from radassist.interactive.boxes import box_around_mask, slice_orientation
 from radassist.interactive.embedding_cache import EmbeddingCache
 from radassist.interactive.engine import LiteMedSamEngine
 from radassist.interactive.pipeline import BoxSegmentationConfig, segment_boxes
 from radassist.interactive.preprocess import NETWORK_SIZE, window_to_uint8
 from radassist.metrics.segmentation import dice
-from radassist.runtime.orientation import AxialReorientation
 from radassist.volume import Volume
 
 
@@ -47,7 +46,7 @@ def score_box(volume: Volume, reference: np.ndarray, engine: LiteMedSamEngine, c
               margin_px256: float = 3.0, margin_slices: int = 1) -> BoxScore:
     """Segment the reference's box with the model and with the baseline; Dice of each against ``reference``."""
     reference = np.asarray(reference, dtype=bool)
-    reorientation = AxialReorientation() if volume.shape[0] == 1 else AxialReorientation.of(volume.geometry)
+    reorientation = slice_orientation(volume.geometry)
     in_plane = max(reorientation.to_canonical(reference).shape[1:])
     box = box_around_mask(reference, volume.geometry, margin_px256 * in_plane / NETWORK_SIZE,
                           margin_slices if volume.shape[0] > 1 else 0, structure)

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from radassist.interactive.boxes import BoxPrompt, VoxelBox, voxel_box
+from radassist.interactive.boxes import BoxPrompt, VoxelBox, slice_orientation, voxel_box
 from radassist.interactive.embedding_cache import EmbeddingCache
 from radassist.interactive.embeddings import SliceEmbeddings
 from radassist.interactive.engine import LiteMedSamEngine
@@ -28,7 +28,6 @@ from radassist.interactive.propagate import Propagation, PropagationConfig, prop
 from radassist.results.labelmap import LabelMap
 from radassist.results.segments import Code, Segment, Terminology
 from radassist.results.tables import Report
-from radassist.runtime.orientation import AxialReorientation
 from radassist.runtime.progress import Progress
 from radassist.volume import Volume
 
@@ -72,6 +71,12 @@ class BoxSegmentation:
     stats: dict[str, Any] = field(default_factory=dict)
 
 
+def place_boxes(volume: Volume, boxes: Sequence[BoxPrompt]) -> list[VoxelBox]:
+    """Each box on the volume's axial slices; ValueError naming a box that misses the image."""
+    reorientation = slice_orientation(volume.geometry)
+    return [voxel_box(box, volume.geometry, reorientation) for box in boxes]
+
+
 def image_modality(volume: Volume, given: str | None = None) -> str:
     """The modality deciding the window: ``given``, the DICOM tag, or CT for images with air in HU."""
     if given:
@@ -89,8 +94,7 @@ def segment_boxes(volume: Volume, boxes: Sequence[BoxPrompt], engine: LiteMedSam
     if not boxes:
         raise ValueError("give at least one box")
     started = time.perf_counter()
-    # a one-slice image is its own slice, whichever way its plane faces
-    reorientation = AxialReorientation() if volume.shape[0] == 1 else AxialReorientation.of(volume.geometry)
+    reorientation = slice_orientation(volume.geometry)
     modality = image_modality(volume, config.modality)
     window = config.window or default_window(modality)
     progress.update(0.0, f"windowing ({window.key})")
@@ -99,7 +103,7 @@ def segment_boxes(volume: Volume, boxes: Sequence[BoxPrompt], engine: LiteMedSam
     encoded_before, decoded_before = engine.stats.encoded_slices, engine.stats.decoded_boxes
     _, rows, columns = windowed.shape
     scale = box_scale(rows, columns)
-    placed = [(box, voxel_box(box, volume.geometry, reorientation)) for box in boxes]
+    placed = list(zip(boxes, place_boxes(volume, boxes)))
 
     def segment_slice(index: int, pixel_box: np.ndarray, ahead: list[int]) -> tuple[np.ndarray, float]:
         embedding = embeddings.get(index, [i for i in ahead if 0 <= i < windowed.shape[0]])
