@@ -138,23 +138,25 @@ def segment_boxes(volume: Volume, boxes: Sequence[BoxPrompt], engine: LiteMedSam
 
 def box_report(volume: Volume, results: Sequence[SegmentedBox], window: IntensityWindow, modality: str,
                stats: dict[str, Any]) -> Report:
-    """Volume (mL), longest axial diameter (mm), voxel count and slices of each segment."""
-    from radassist.metrics.shape import longest_axial_diameter
+    """Volume (mL), longest axial diameter, short axis and their mean (mm), voxel count and slices per segment."""
+    from radassist.metrics.shape import axial_axes
 
     rows = []
     for result in results:
         voxels = int(np.count_nonzero(result.mask))
-        diameter = longest_axial_diameter(result.mask, volume.geometry)[0] if voxels else 0.0
+        axes = axial_axes(result.mask, volume.geometry)
         segmented = [i for i in range(result.propagation.masks.shape[0]) if result.propagation.masks[i].any()]
         ious = [v for i, v in result.propagation.iou.items()]
         rows.append({"segment": result.segment.name, "voxels": voxels,
                      "volume_ml": round(voxels * volume.geometry.voxel_volume_mm3 / 1000.0, 3),
-                     "longest_axial_diameter_mm": round(diameter, 2),
+                     "longest_axial_diameter_mm": round(axes.long_mm, 2),
+                     "short_axis_mm": round(axes.short_mm, 2), "mean_diameter_mm": round(axes.mean_mm, 2),
                      "slices": len(segmented), "box_slices": result.propagation.masks.shape[0],
                      "mean_predicted_iou": round(float(np.mean(ious)), 3) if ious else None,
                      "box_lower_lps": [round(v, 2) for v in result.box.lower_lps],
                      "box_upper_lps": [round(v, 2) for v in result.box.upper_lps]})
-    units = {"volume_ml": "mL", "longest_axial_diameter_mm": "mm", "box_lower_lps": "mm (LPS)",
+    units = {"volume_ml": "mL", "longest_axial_diameter_mm": "mm", "short_axis_mm": "mm", "mean_diameter_mm": "mm",
+             "box_lower_lps": "mm (LPS)",
              "box_upper_lps": "mm (LPS)"}
     summary = {"segments": len(rows), "modality": modality, "window": window.key, "model": "LiteMedSAM",
                **stats}
