@@ -30,17 +30,13 @@ def mask_box(mask: np.ndarray) -> np.ndarray | None:
     return np.array([cols[0], rows[0], cols[-1], rows[-1]], dtype=np.float64)
 
 
-def tightened_box(previous: np.ndarray, limit: np.ndarray, margin_px: float,
-                  grow_fraction: float = 0.0) -> np.ndarray | None:
-    """The box of the neighbouring slice's mask grown by ``margin_px`` (plus ``grow_fraction`` of its width and
-    height) and kept inside the user's box ``limit`` (both x0, y0, x1, y1); None when the neighbour's mask is
-    empty."""
+def tightened_box(previous: np.ndarray, limit: np.ndarray, margin_px: float) -> np.ndarray | None:
+    """The box of the neighbouring slice's mask grown by ``margin_px`` and kept inside the user's box ``limit``
+    (both x0, y0, x1, y1); None when the neighbour's mask is empty."""
     box = mask_box(previous)
     if box is None:
         return None
-    grow_x = margin_px + grow_fraction * (box[2] - box[0] + 1)
-    grow_y = margin_px + grow_fraction * (box[3] - box[1] + 1)
-    grown = box + np.array([-grow_x, -grow_y, grow_x, grow_y])
+    grown = box + np.array([-margin_px, -margin_px, margin_px, margin_px])
     low = np.maximum(grown[:2], limit[:2])
     high = np.minimum(grown[2:], limit[2:])
     if np.any(high < low):

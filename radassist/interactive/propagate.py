@@ -32,8 +32,6 @@ class PropagationConfig:
     tighten_margin: float = 6.0
     min_pixels: int = 1  # a mask smaller than this ends the object in that direction
     clip_to_box: bool = True  # nothing outside the user's box
-    keep_connected: bool = False  # keep only the parts of a slice's mask that touch the neighbour's (grown) mask
-    grow_fraction: float = 0.0  # the neighbour's box also grows by this share of its own width and height
 
 
 @dataclass
@@ -45,18 +43,6 @@ class Propagation:
     iou: dict[int, float] = field(default_factory=dict)
     start_slice: int = 0
     stopped: dict[str, int | None] = field(default_factory=dict)
-
-
-def connected_to(mask: np.ndarray, previous: np.ndarray, grow_px: float) -> np.ndarray:
-    """The connected parts of ``mask`` that overlap ``previous`` grown by ``grow_px`` pixels."""
-    from scipy import ndimage
-
-    labels, count = ndimage.label(mask)
-    if count <= 1:
-        return mask
-    reach = ndimage.binary_dilation(previous, iterations=max(int(round(grow_px)), 1))
-    touching = np.unique(labels[reach & mask])
-    return np.isin(labels, touching[touching > 0])
 
 
 def propagate_box(box: VoxelBox, segment: SegmentSlice, frame_scale: float,
@@ -90,14 +76,12 @@ def propagate_box(box: VoxelBox, segment: SegmentSlice, frame_scale: float,
         for name, step in (("up", 1), ("down", -1)):
             previous, index, stopped = first, start + step, None
             while box.z0 <= index <= box.z1:
-                prompt = tightened_box(previous, limit, config.tighten_margin * frame_scale, config.grow_fraction)
+                prompt = tightened_box(previous, limit, config.tighten_margin * frame_scale)
                 if prompt is None:
                     stopped = index
                     break
                 ahead = [index + step * k for k in range(1, 4) if box.z0 <= index + step * k <= box.z1]
                 mask = run(index, prompt, ahead)
-                if config.keep_connected:
-                    mask = connected_to(mask, previous, config.tighten_margin * frame_scale)
                 if mask.sum() < config.min_pixels:
                     stopped = index
                     break
