@@ -149,3 +149,41 @@ def test_propagation_walks_both_ways_and_stops_where_the_object_ends():
     assert result.start_slice == 10 and result.stopped == {"up": 15, "down": 5}
     assert sorted(calls) == list(range(5, 16))  # one slice past each end, nothing beyond
     assert not result.masks[:, 0, 0].any()
+
+
+def test_a_slice_step_encodes_fewer_slices_and_still_finds_both_ends():
+    from radassist.interactive.boxes import VoxelBox
+
+    def disc(index: int) -> np.ndarray:  # a ball of radius 15 slices centred on slice 22
+        radius = np.sqrt(max(225 - (index - 22) ** 2, 0))
+        rows, cols = np.mgrid[:40, :40]
+        return (rows - 20) ** 2 + (cols - 20) ** 2 <= radius ** 2 if radius > 0 else np.zeros((40, 40), bool)
+
+    calls = []
+
+    def segment(index, box, ahead):
+        calls.append(index)
+        return disc(index), 0.9
+
+    box = VoxelBox(2, 44, 0, 39, 0, 39)
+    truth = np.stack([disc(z) for z in box.slices])
+    every = propagate_box(box, segment, 1.0, PropagationConfig(tighten_margin=40))
+    every_calls, calls[:] = len(calls), []
+    stepped = propagate_box(box, segment, 1.0, PropagationConfig(tighten_margin=40, step_mm=3.0), slice_mm=1.0)
+    assert len(calls) < 0.6 * every_calls
+    assert np.array_equal(every.masks, truth)
+    segmented = [box.z0 + i for i in range(stepped.masks.shape[0]) if stepped.masks[i].any()]
+    assert segmented == list(range(8, 37))  # the ball's slices, no more, no fewer
+    overlap = 2 * (stepped.masks & truth).sum() / (stepped.masks.sum() + truth.sum())
+    assert overlap > 0.95  # interpolated slices follow the ball's changing radius
+
+
+def test_interpolation_between_two_discs_is_a_disc_in_between():
+    from radassist.interactive.propagate import interpolate
+
+    rows, cols = np.mgrid[:60, :60]
+    small = (rows - 30) ** 2 + (cols - 30) ** 2 <= 5 ** 2
+    large = (rows - 30) ** 2 + (cols - 30) ** 2 <= 15 ** 2
+    middle = interpolate(small, large, 0.5)
+    assert abs(np.sqrt(middle.sum() / np.pi) - 10) < 0.7
+    assert np.array_equal(interpolate(small, large, 0.0), small)

@@ -47,6 +47,9 @@ def register(commands: argparse._SubParsersAction, formatter: type[argparse.Help
                      help="intensity window: ct (level 40, width 400: the paper's), ct-lung, ct-bone, percentile "
                           "(0.5-99.5, the paper's for MR), or raw LOW,HIGH; default: by modality")
     box.add_argument("--modality", help="CT, MR, MG, ... (default: from DICOM, else CT for images in HU)")
+    box.add_argument("--step-mm", type=float, default=3.0, metavar="MM",
+                     help="on thin slices, segment slices about MM apart and interpolate between them (fewer "
+                          "slices to encode); 0 segments every slice")
     box.add_argument("--backend", choices=("onnx", "torch"), default="onnx",
                      help="inference engine (the ONNX graphs are exported once and cached)")
     box.add_argument("--int8", action="store_true", help="run the image encoder with int8 weights (ONNX Runtime "
@@ -97,6 +100,7 @@ def run_box(args: argparse.Namespace) -> int:
     from radassist.interactive.engine import build_engine
     from radassist.interactive.pipeline import BoxSegmentationConfig, place_boxes, segment_boxes
     from radassist.interactive.preprocess import parse_window
+    from radassist.interactive.propagate import PropagationConfig
     from radassist.interactive.weights import load_litemedsam
     from radassist.runtime.progress import tqdm_progress
 
@@ -115,7 +119,10 @@ def run_box(args: argparse.Namespace) -> int:
     model, sha256 = load_litemedsam(args.weights)  # before any output: no weights, no folder
     engine = build_engine(model, sha256, args.backend, args.int8, args.device, args.threads)
     cache = EmbeddingCache(limit_bytes=0) if args.no_cache else EmbeddingCache()
-    config = BoxSegmentationConfig(window=window, modality=args.modality)
+    if args.step_mm < 0:
+        raise InputError(None, "--step-mm must be 0 or more")
+    config = BoxSegmentationConfig(window=window, modality=args.modality,
+                                   propagation=PropagationConfig(step_mm=args.step_mm))
     with command_run(args.out, "segment box", args) as (output, record):
         record.inputs = [str(args.input)] + ([str(args.roi)] if args.roi else [])
         with record.timed("segment"), tqdm_progress("segment box") as progress:

@@ -114,7 +114,8 @@ def segment_boxes(volume: Volume, boxes: Sequence[BoxPrompt], engine: LiteMedSam
     for number, (box, where) in enumerate(placed):
         step = progress.sub(number / len(placed), (number + 1) / len(placed))
         step.update(0.0, f"{box.name}: slices {where.z0}-{where.z1}")
-        propagation = propagate_box(where, segment_slice, 1.0 / scale, config.propagation, step)
+        propagation = propagate_box(where, segment_slice, 1.0 / scale, config.propagation, step,
+                                    reorientation.canonical_spacing(volume.geometry)[0])
         canonical = np.zeros(windowed.shape, dtype=bool)
         canonical[where.z0:where.z1 + 1] = propagation.masks
         mask = np.ascontiguousarray(reorientation.from_canonical(canonical))
