@@ -187,3 +187,23 @@ def test_interpolation_between_two_discs_is_a_disc_in_between():
     middle = interpolate(small, large, 0.5)
     assert abs(np.sqrt(middle.sum() / np.pi) - 10) < 0.7
     assert np.array_equal(interpolate(small, large, 0.0), small)
+
+
+def test_small_objects_get_a_crop_that_holds_the_box_and_survives_small_moves():
+    from radassist.interactive.boxes import VoxelBox
+    from radassist.interactive.crops import crop_for_box
+
+    big = crop_for_box(VoxelBox(0, 0, 100, 300, 100, 300), 512, 512)
+    assert big.full and (big.height, big.width) == (512, 512)
+    assert crop_for_box(VoxelBox(0, 0, 250, 260, 250, 260), 512, 512, context=0).full
+    crops = set()
+    for shift in range(0, 6):  # the annotator nudges a 12-pixel box a few pixels
+        box = VoxelBox(0, 0, 200 + shift, 211 + shift, 300 - shift, 311 - shift)
+        crop = crop_for_box(box, 512, 512)
+        assert not crop.full and crop.height == crop.width == 64  # 512 / 8 >= 3 x 12 > 512 / 16 ... and >= 64 px
+        assert crop.y0 <= box.y0 and box.y1 < crop.y0 + crop.height
+        assert crop.x0 <= box.x0 and box.x1 < crop.x0 + crop.width
+        crops.add(crop)
+    assert len(crops) <= 2  # the snapped centre keeps the same square (and its cached embeddings) most of the time
+    corner = crop_for_box(VoxelBox(0, 0, 0, 9, 500, 511), 512, 512)
+    assert corner.y0 == 0 and corner.x0 + corner.width == 512  # kept inside the image at its edges

@@ -50,6 +50,9 @@ def register(commands: argparse._SubParsersAction, formatter: type[argparse.Help
     box.add_argument("--step-mm", type=float, default=3.0, metavar="MM",
                      help="on thin slices, segment slices about MM apart and interpolate between them (fewer "
                           "slices to encode); 0 segments every slice")
+    box.add_argument("--context", type=float, default=3.0, metavar="X",
+                     help="for an object small against its slice, the encoder sees a square about X times the box "
+                          "instead of the whole slice (0: always the whole slice, as published)")
     box.add_argument("--backend", choices=("onnx", "torch"), default="onnx",
                      help="inference engine (the ONNX graphs are exported once and cached)")
     box.add_argument("--int8", action="store_true", help="run the image encoder with int8 weights (ONNX Runtime "
@@ -121,7 +124,9 @@ def run_box(args: argparse.Namespace) -> int:
     cache = EmbeddingCache(limit_bytes=0) if args.no_cache else EmbeddingCache()
     if args.step_mm < 0:
         raise InputError(None, "--step-mm must be 0 or more")
-    config = BoxSegmentationConfig(window=window, modality=args.modality,
+    if args.context < 0:
+        raise InputError(None, "--context must be 0 or more")
+    config = BoxSegmentationConfig(window=window, modality=args.modality, context=args.context,
                                    propagation=PropagationConfig(step_mm=args.step_mm))
     with command_run(args.out, "segment box", args) as (output, record):
         record.inputs = [str(args.input)] + ([str(args.roi)] if args.roi else [])

@@ -2,7 +2,8 @@
 
 Each run of ``radassist segment box`` (and each Slicer job) is a new process, so the cache lives in the RadAssist
 cache folder (``<cache>/embeddings``), not in memory. A key is the sha256 of: a digest of the image (its voxels
-as the model sees them after windowing, plus the grid's geometry), the slice index, the intensity window, the
+as the model sees them after windowing, plus the grid's geometry), the slice index (and the part of the slice,
+when the encoder sees only a part: see crops.py), the intensity window, the
 model weights' sha256 and the encoder variant (torch / ONNX / int8 give slightly different numbers). Entries are
 float16 ``.npy`` files (2 MiB per 256 x 64 x 64 slice); a run uses the float16 values whether it encoded the
 slice or read it, so a cached re-run gives the identical mask.
@@ -69,7 +70,8 @@ class EmbeddingCache:
         return self.limit_bytes > 0
 
     @staticmethod
-    def key(image: str, slice_index: int, window: str, weights_sha256: str, variant: str) -> str:
+    def key(image: str, slice_index: int | str, window: str, weights_sha256: str, variant: str) -> str:
+        """``slice_index`` is the slice number, or ``"number@crop"`` for a part of the slice."""
         text = f"{KEY_VERSION}|{image}|{slice_index}|{window}|{weights_sha256}|{variant}"
         return hashlib.sha256(text.encode()).hexdigest()
 

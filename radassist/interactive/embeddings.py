@@ -11,6 +11,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from radassist.interactive.crops import SliceCrop
 from radassist.interactive.embedding_cache import STORED_DTYPE, EmbeddingCache, image_digest
 from radassist.interactive.engine import EMBEDDING_SHAPE, LiteMedSamEngine
 from radassist.interactive.preprocess import IntensityWindow, prepare_slices
@@ -18,7 +19,8 @@ from radassist.volume import Geometry
 
 
 class SliceEmbeddings:
-    """Embeddings of the canonical slices of one windowed image (uint8, (slices, rows, columns))."""
+    """Embeddings of the canonical slices (or of one part of them) of one windowed image (uint8, (slices, rows,
+    columns))."""
 
     def __init__(self, windowed: np.ndarray, geometry: Geometry, window: IntensityWindow, engine: LiteMedSamEngine,
                  cache: EmbeddingCache | None = None, batch_size: int = 1) -> None:
@@ -28,37 +30,39 @@ class SliceEmbeddings:
         self.window = window
         self.batch_size = max(int(batch_size), 1)
         self.digest = image_digest(windowed, (*geometry.spacing, *geometry.origin, *geometry.direction))
-        self._memory: dict[int, np.ndarray] = {}
+        self._memory: dict[tuple[int, str], np.ndarray] = {}
         self.computed = 0
         self.read = 0
 
-    def _key(self, index: int) -> str:
-        return EmbeddingCache.key(self.digest, index, self.window.key, self.engine.weights_sha256,
+    def _key(self, index: int, crop: SliceCrop) -> str:
+        where = index if crop.full else f"{index}@{crop.key}"
+        return EmbeddingCache.key(self.digest, where, self.window.key, self.engine.weights_sha256,
                                   self.engine.variant)
 
-    def get(self, index: int, ahead: Sequence[int] = ()) -> np.ndarray:
-        """Slice ``index``'s embedding (float32 values of the stored float16); slices in ``ahead`` that are not
-        known yet are encoded in the same batch (up to ``batch_size``)."""
-        if index not in self._memory:
-            wanted = [index] + [i for i in ahead if i not in self._memory and i != index]
-            self._fill(wanted[:self.batch_size])
-        return self._memory[index]
+    def get(self, index: int, crop: SliceCrop, ahead: Sequence[int] = ()) -> np.ndarray:
+        """The embedding of ``crop`` of slice ``index`` (float32 values of the stored float16); slices in
+        ``ahead`` not known yet are encoded in the same batch (up to ``batch_size``)."""
+        if (index, crop.key) not in self._memory:
+            wanted = [index] + [i for i in ahead if (i, crop.key) not in self._memory and i != index]
+            self._fill(wanted[:self.batch_size], crop)
+        return self._memory[(index, crop.key)]
 
-    def _fill(self, indices: list[int]) -> None:
+    def _fill(self, indices: list[int], crop: SliceCrop) -> None:
         missing = []
         for index in indices:
-            stored = self.cache.get(self._key(index)) if self.cache is not None else None
+            stored = self.cache.get(self._key(index, crop)) if self.cache is not None else None
             if stored is not None and stored.shape == EMBEDDING_SHAPE:
-                self._memory[index] = stored.astype(np.float32)
+                self._memory[(index, crop.key)] = stored.astype(np.float32)
                 self.read += 1
             else:
                 missing.append(index)
         if not missing:
             return
-        embeddings = self.engine.encode(prepare_slices(self.windowed[missing]))
+        pixels = self.windowed[missing, crop.y0:crop.y0 + crop.height, crop.x0:crop.x0 + crop.width]
+        embeddings = self.engine.encode(prepare_slices(pixels))
         for index, embedding in zip(missing, embeddings):
             stored = embedding.astype(STORED_DTYPE)
             if self.cache is not None:
-                self.cache.put(self._key(index), stored)
-            self._memory[index] = stored.astype(np.float32)
+                self.cache.put(self._key(index, crop), stored)
+            self._memory[(index, crop.key)] = stored.astype(np.float32)
             self.computed += 1

@@ -18,12 +18,12 @@ from typing import Any
 import numpy as np
 
 from radassist.interactive.boxes import BoxPrompt, VoxelBox, slice_orientation, voxel_box
+from radassist.interactive.crops import SliceCrop, crop_for_box
 from radassist.interactive.embedding_cache import EmbeddingCache
 from radassist.interactive.embeddings import SliceEmbeddings
 from radassist.interactive.engine import LiteMedSamEngine
 from radassist.interactive.postprocess import logits_to_mask
-from radassist.interactive.preprocess import (NETWORK_SIZE, IntensityWindow, box_scale, default_window,
-                                              window_to_uint8)
+from radassist.interactive.preprocess import IntensityWindow, box_scale, default_window, window_to_uint8
 from radassist.interactive.propagate import Propagation, PropagationConfig, propagate_box
 from radassist.results.labelmap import LabelMap
 from radassist.results.segments import Code, Segment, Terminology
@@ -46,6 +46,10 @@ class BoxSegmentationConfig:
     modality: str | None = None
     propagation: PropagationConfig = PropagationConfig()
     encode_batch: int = 1  # slices per encoder call
+    # the encoder sees a square of about context x the box's size when that is at most half the slice (crops.py);
+    # 0 gives it the whole slice, as published
+    context: float = 3.0
+    min_crop_px: int = 64  # ... but never less than this many pixels of the slice (at most 4x magnification)
 
 
 @dataclass
@@ -57,6 +61,7 @@ class SegmentedBox:
     mask: np.ndarray
     propagation: Propagation
     segment: Segment
+    crop: SliceCrop
 
 
 @dataclass
@@ -102,18 +107,14 @@ def segment_boxes(volume: Volume, boxes: Sequence[BoxPrompt], engine: LiteMedSam
     embeddings = SliceEmbeddings(windowed, volume.geometry, window, engine, cache, config.encode_batch)
     encoded_before, decoded_before = engine.stats.encoded_slices, engine.stats.decoded_boxes
     _, rows, columns = windowed.shape
-    scale = box_scale(rows, columns)
     placed = list(zip(boxes, place_boxes(volume, boxes)))
-
-    def segment_slice(index: int, pixel_box: np.ndarray, ahead: list[int]) -> tuple[np.ndarray, float]:
-        embedding = embeddings.get(index, [i for i in ahead if 0 <= i < windowed.shape[0]])
-        logits, iou = engine.decode(embedding, pixel_box * scale)
-        return logits_to_mask(logits, rows, columns), iou
 
     results = []
     for number, (box, where) in enumerate(placed):
         step = progress.sub(number / len(placed), (number + 1) / len(placed))
         step.update(0.0, f"{box.name}: slices {where.z0}-{where.z1}")
+        crop = crop_for_box(where, rows, columns, config.context, config.min_crop_px)
+        segment_slice, scale = _slice_segmenter(embeddings, engine, crop, rows, columns)
         propagation = propagate_box(where, segment_slice, 1.0 / scale, config.propagation, step,
                                     reorientation.canonical_spacing(volume.geometry)[0])
         canonical = np.zeros(windowed.shape, dtype=bool)
@@ -122,7 +123,7 @@ def segment_boxes(volume: Volume, boxes: Sequence[BoxPrompt], engine: LiteMedSam
         segment = Segment(name=box.name, label_value=number + 1, color=PALETTE[number % len(PALETTE)],
                           terminology=Terminology(TISSUE, TISSUE),
                           extra={"Source": f"LiteMedSAM box prompt ({engine.variant})"})
-        results.append(SegmentedBox(box, where, mask, propagation, segment))
+        results.append(SegmentedBox(box, where, mask, propagation, segment, crop))
     if cache is not None:
         cache.prune()
     labelmap = LabelMap.from_masks([r.mask for r in results], [r.segment for r in results], volume.geometry,
@@ -135,6 +136,23 @@ def segment_boxes(volume: Volume, boxes: Sequence[BoxPrompt], engine: LiteMedSam
     report = box_report(volume, results, window, modality, stats)
     progress.update(1.0, "done")
     return BoxSegmentation(labelmap, results, report, window, modality, stats)
+
+
+def _slice_segmenter(embeddings: SliceEmbeddings, engine: LiteMedSamEngine, crop: SliceCrop, rows: int,
+                     columns: int):
+    """(segment one slice, factor from slice pixels to the network frame) for boxes seen through ``crop``."""
+    scale = box_scale(crop.height, crop.width)
+    offset = np.array([crop.x0, crop.y0, crop.x0, crop.y0], dtype=np.float64)
+
+    def segment_slice(index: int, pixel_box: np.ndarray, ahead: list[int]) -> tuple[np.ndarray, float]:
+        embedding = embeddings.get(index, crop, [i for i in ahead if 0 <= i < embeddings.windowed.shape[0]])
+        logits, iou = engine.decode(embedding, (pixel_box - offset) * scale)
+        mask = np.zeros((rows, columns), dtype=bool)
+        mask[crop.y0:crop.y0 + crop.height, crop.x0:crop.x0 + crop.width] = logits_to_mask(logits, crop.height,
+                                                                                           crop.width)
+        return mask, iou
+
+    return segment_slice, scale
 
 
 def box_report(volume: Volume, results: Sequence[SegmentedBox], window: IntensityWindow, modality: str,
@@ -154,6 +172,8 @@ def box_report(volume: Volume, results: Sequence[SegmentedBox], window: Intensit
                      "short_axis_mm": round(axes.short_mm, 2), "mean_diameter_mm": round(axes.mean_mm, 2),
                      "slices": len(segmented), "box_slices": result.propagation.masks.shape[0],
                      "mean_predicted_iou": round(float(np.mean(ious)), 3) if ious else None,
+                     "encoder_view": "whole slice" if result.crop.full else
+                     f"{result.crop.height}x{result.crop.width} pixels around the box",
                      "box_lower_lps": [round(v, 2) for v in result.box.lower_lps],
                      "box_upper_lps": [round(v, 2) for v in result.box.upper_lps]})
     units = {"volume_ml": "mL", "longest_axial_diameter_mm": "mm", "short_axis_mm": "mm", "mean_diameter_mm": "mm",
