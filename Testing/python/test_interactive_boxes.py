@@ -143,7 +143,8 @@ def test_propagation_walks_both_ways_and_stops_where_the_object_ends():
         return mask, 0.9
 
     box = VoxelBox(2, 18, 5, 25, 5, 25)
-    result = propagate_box(box, segment, 1.0, PropagationConfig())
+    # every slice (step_mm 0): the 1 mm slices here would otherwise be visited 3 mm apart
+    result = propagate_box(box, segment, 1.0, PropagationConfig(step_mm=0))
     segmented = [box.z0 + i for i in range(result.masks.shape[0]) if result.masks[i].any()]
     assert segmented == list(range(6, 15))
     assert result.start_slice == 10 and result.stopped == {"up": 15, "down": 5}
@@ -167,7 +168,7 @@ def test_a_slice_step_encodes_fewer_slices_and_still_finds_both_ends():
 
     box = VoxelBox(2, 44, 0, 39, 0, 39)
     truth = np.stack([disc(z) for z in box.slices])
-    every = propagate_box(box, segment, 1.0, PropagationConfig(tighten_margin=40))
+    every = propagate_box(box, segment, 1.0, PropagationConfig(tighten_margin=40, step_mm=0))
     every_calls, calls[:] = len(calls), []
     stepped = propagate_box(box, segment, 1.0, PropagationConfig(tighten_margin=40, step_mm=3.0), slice_mm=1.0)
     assert len(calls) < 0.6 * every_calls
@@ -200,10 +201,27 @@ def test_small_objects_get_a_crop_that_holds_the_box_and_survives_small_moves():
     for shift in range(0, 6):  # the annotator nudges a 12-pixel box a few pixels
         box = VoxelBox(0, 0, 200 + shift, 211 + shift, 300 - shift, 311 - shift)
         crop = crop_for_box(box, 512, 512)
-        assert not crop.full and crop.height == crop.width == 64  # 512 / 8 >= 3 x 12 > 512 / 16 ... and >= 64 px
+        assert not crop.full and crop.height == crop.width == 256  # 3 x 12 px, but never under the 256 frame
         assert crop.y0 <= box.y0 and box.y1 < crop.y0 + crop.height
         assert crop.x0 <= box.x0 and box.x1 < crop.x0 + crop.width
         crops.add(crop)
     assert len(crops) <= 2  # the snapped centre keeps the same square (and its cached embeddings) most of the time
     corner = crop_for_box(VoxelBox(0, 0, 0, 9, 500, 511), 512, 512)
     assert corner.y0 == 0 and corner.x0 + corner.width == 512  # kept inside the image at its edges
+
+
+def test_a_slice_the_model_rates_poorly_ends_the_object():
+    """Past an organ's end the model still outlines something, rated low by its IoU head: that ends the walk."""
+    from radassist.interactive.boxes import VoxelBox
+
+    def segment(index, box, ahead):
+        mask = np.zeros((30, 30), dtype=bool)
+        mask[10:20, 10:20] = True  # never empty ...
+        return mask, 0.9 if 6 <= index <= 14 else 0.5  # ... but rated poorly outside slices 6..14
+
+    box = VoxelBox(2, 18, 5, 25, 5, 25)
+    result = propagate_box(box, segment, 1.0, PropagationConfig(step_mm=0))
+    segmented = [box.z0 + i for i in range(result.masks.shape[0]) if result.masks[i].any()]
+    assert segmented == list(range(6, 15))
+    trusting = propagate_box(box, segment, 1.0, PropagationConfig(step_mm=0, min_iou=0.0))
+    assert trusting.masks.any(axis=(1, 2)).all()  # without the rule it runs to the box's ends

@@ -39,7 +39,7 @@ def whole_slice(rows: int, cols: int) -> SliceCrop:
     return SliceCrop(0, 0, rows, cols, full=True)
 
 
-def crop_for_box(box: VoxelBox, rows: int, cols: int, context: float = 3.0, min_side: int = 64) -> SliceCrop:
+def crop_for_box(box: VoxelBox, rows: int, cols: int, context: float = 3.0, min_side: int = 256) -> SliceCrop:
     """The square the encoder sees for ``box`` (see the module docstring); ``context`` 0 keeps the whole slice."""
     longest = max(rows, cols)
     size = max(box.x1 - box.x0 + 1, box.y1 - box.y0 + 1)
