@@ -310,6 +310,10 @@ def test_top_level_cmake_adds_every_module_and_the_engine():
     for key in ("EXTENSION_HOMEPAGE", "EXTENSION_CATEGORY", "EXTENSION_CONTRIBUTORS", "EXTENSION_DESCRIPTION",
                 "EXTENSION_ICONURL", "EXTENSION_SCREENSHOTURLS"):
         assert re.search(rf"set\(\s*{key}\s+\"[^\"]+\"", text), key
+    for key in ("EXTENSION_ICONURL", "EXTENSION_SCREENSHOTURLS"):  # each picture is in the repository, a real PNG
+        for url in re.search(rf"set\(\s*{key}\s+\"([^\"]+)\"", text).group(1).split():
+            picture = PROJECT_ROOT / url.split("/main/", 1)[1]
+            assert picture.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", url
     assert re.search(r'set\(\s*EXTENSION_DEPENDS\s+"PyTorch"\s*\)', text)
     assert "find_package(Slicer REQUIRED)" in text
     # The engine package goes where scripted modules import from, in the build tree and the install tree.
