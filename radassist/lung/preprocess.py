@@ -170,17 +170,12 @@ def mask_on_grid(mask: Volume, geometry: Geometry) -> np.ndarray:
 # -- lung mask ----------------------------------------------------------------------------------------------------
 
 def otsu_threshold(values: np.ndarray, bins: int = 256) -> float:
-    """Otsu's threshold: the value that maximises the between-class variance of the histogram."""
-    values = np.asarray(values, dtype=np.float64).ravel()
-    counts, edges = np.histogram(values, bins=bins)
-    centres = (edges[:-1] + edges[1:]) / 2
-    weight_low = np.cumsum(counts)
-    weight_high = weight_low[-1] - weight_low
-    sum_low = np.cumsum(counts * centres)
-    mean_low = sum_low / np.maximum(weight_low, 1)
-    mean_high = (sum_low[-1] - sum_low) / np.maximum(weight_high, 1)
-    between = weight_low * weight_high * (mean_low - mean_high) ** 2
-    return float(edges[1:][int(np.argmax(between))])
+    """Otsu's threshold (scikit-image's) on a ``bins``-bin histogram, returned as the upper edge of the chosen bin,
+    so that ``values < threshold`` holds that whole bin (skimage itself returns the bin's centre)."""
+    from skimage.filters import threshold_otsu
+
+    counts, edges = np.histogram(np.asarray(values, dtype=np.float64), bins=bins)
+    return float(threshold_otsu(hist=(counts, edges[1:])))  # a constant shift of the bin values leaves the split
 
 
 def ellipsoid_footprint(radius_mm: float, spacing_zyx: Sequence[float]) -> np.ndarray:
