@@ -231,19 +231,14 @@ def body_region(tissue: np.ndarray) -> np.ndarray:
 
 
 def convex_hull_2d(mask: np.ndarray) -> np.ndarray:
-    """The filled convex hull of a 2-D mask (hull of its pixel centres, rasterised with their pixels)."""
-    from PIL import Image, ImageDraw
-    from scipy.spatial import ConvexHull, QhullError
+    """The filled convex hull of a 2-D mask's pixel centres (scikit-image), with the mask itself (a line has none)."""
+    import warnings
 
-    edge = mask & ~ndimage.binary_erosion(mask)
-    points = np.argwhere(edge)[:, ::-1].astype(float)  # (x, y)
-    try:
-        corners = points[ConvexHull(points).vertices]
-    except (QhullError, ValueError):  # fewer than three points, or all on a line
-        return mask.copy()
-    canvas = Image.new("1", (mask.shape[1], mask.shape[0]), 0)
-    ImageDraw.Draw(canvas).polygon([tuple(c) for c in corners], fill=1, outline=1)
-    return np.asarray(canvas, dtype=bool) | mask
+    from skimage.morphology import convex_hull_image
+
+    with warnings.catch_warnings():  # fewer than three points or all on a line: skimage warns and returns nothing
+        warnings.simplefilter("ignore", UserWarning)
+        return convex_hull_image(mask, offset_coordinates=False) | mask
 
 
 def lung_components(mask: np.ndarray, hu: np.ndarray, voxel_ml: float,
