@@ -29,6 +29,18 @@ def pyplot():
     return plt
 
 
+def rendered(figure):
+    """The figure drawn into an RGB PIL image (8-bit, what every viewer shows), then closed."""
+    from PIL import Image
+
+    try:
+        figure.canvas.draw()
+        size = figure.canvas.get_width_height()
+        return Image.frombuffer("RGBA", size, figure.canvas.buffer_rgba()).convert("RGB")
+    finally:
+        pyplot().close(figure)
+
+
 def _save(figure, path: str | Path) -> Path:
     plt = pyplot()
     path = Path(path)

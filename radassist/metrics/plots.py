@@ -16,7 +16,7 @@ import numpy as np
 from PIL import Image
 
 from radassist.io.atomic import atomic_path
-from radassist.metrics.curves import pyplot
+from radassist.metrics.curves import pyplot, rendered
 from radassist.metrics.froc import PLOT_FP_RANGE, FrocResult, plot_grid, sensitivity_at
 
 WIDTH, HEIGHT = 720, 540
@@ -62,30 +62,25 @@ def draw_froc(result: FrocResult, title: str = "FROC") -> FrocPlot:
     plt = pyplot()
     figure = plt.figure(figsize=(WIDTH / DPI, HEIGHT / DPI), dpi=DPI, facecolor="white")
     axes = figure.add_axes((LEFT / WIDTH, BOTTOM / HEIGHT, 1 - (LEFT + RIGHT) / WIDTH, 1 - (TOP + BOTTOM) / HEIGHT))
-    try:
-        bootstrap = result.bootstrap
-        if bootstrap is not None:
-            axes.fill_between(bootstrap.curve_fps, bootstrap.curve_low, bootstrap.curve_high, color=_rgb(BAND_COLOUR),
-                              linewidth=0, label="bootstrap confidence band")
-        grid = plot_grid()
-        axes.plot(grid, sensitivity_at(result.fps, result.sensitivity_curve, grid), color=_rgb(CURVE_COLOUR),
-                  linewidth=2.2, solid_joinstyle="round", clip_on=False, zorder=3, label="FROC (CPM points marked)")
-        axes.plot(result.rates, result.sensitivities, "o", color=_rgb(CURVE_COLOUR), markersize=6, clip_on=False,
-                  zorder=3)
-        axes.set_xscale("log", base=2)
-        axes.set(xlim=PLOT_FP_RANGE, ylim=(0.0, 1.0), xticks=list(TICK_LABELS), xticklabels=list(TICK_LABELS.values()),
-                 yticks=np.linspace(0.0, 1.0, 11), xlabel="Average number of false positives per scan",
-                 ylabel="Sensitivity", title=f"{title}  (CPM {result.cpm:.3f})")
-        axes.xaxis.set_minor_locator(plt.NullLocator())
-        axes.yaxis.set_major_formatter("{x:.1f}")
-        axes.grid(True, color="0.87")
-        axes.set_axisbelow(True)
-        axes.legend(loc="lower right", fontsize=9, frameon=False)
-        figure.canvas.draw()
-        image = Image.frombuffer("RGBA", figure.canvas.get_width_height(), figure.canvas.buffer_rgba()).convert("RGB")
-    finally:
-        plt.close(figure)
-    return FrocPlot(image)
+    bootstrap = result.bootstrap
+    if bootstrap is not None:
+        axes.fill_between(bootstrap.curve_fps, bootstrap.curve_low, bootstrap.curve_high, color=_rgb(BAND_COLOUR),
+                          linewidth=0, label="bootstrap confidence band")
+    grid = plot_grid()
+    axes.plot(grid, sensitivity_at(result.fps, result.sensitivity_curve, grid), color=_rgb(CURVE_COLOUR),
+              linewidth=2.2, solid_joinstyle="round", clip_on=False, zorder=3, label="FROC (CPM points marked)")
+    axes.plot(result.rates, result.sensitivities, "o", color=_rgb(CURVE_COLOUR), markersize=6, clip_on=False,
+              zorder=3)
+    axes.set_xscale("log", base=2)
+    axes.set(xlim=PLOT_FP_RANGE, ylim=(0.0, 1.0), xticks=list(TICK_LABELS), xticklabels=list(TICK_LABELS.values()),
+             yticks=np.linspace(0.0, 1.0, 11), xlabel="Average number of false positives per scan",
+             ylabel="Sensitivity", title=f"{title}  (CPM {result.cpm:.3f})")
+    axes.xaxis.set_minor_locator(plt.NullLocator())
+    axes.yaxis.set_major_formatter("{x:.1f}")
+    axes.grid(True, color="0.87")
+    axes.set_axisbelow(True)
+    axes.legend(loc="lower right", fontsize=9, frameon=False)
+    return FrocPlot(rendered(figure))
 
 
 def write_froc_png(result: FrocResult, path: str | Path, title: str = "FROC") -> Path:
