@@ -2,7 +2,8 @@
 
 Each block does one thing and names every constructor argument; the convolution unit is MONAI's
 ``Convolution`` and the blocks here only arrange it as the papers' figures do. All blocks export to ONNX with
-dynamic batch and image size (the unpooling of :class:`MaxUnpoolByIndices2d` is a scatter, because torch's ``MaxUnpool2d`` does not export).
+dynamic batch and image size (the unpooling of :class:`MaxUnpoolByIndices2d` is a scatter, because torch's
+``MaxUnpool2d`` does not export).
 """
 
 from __future__ import annotations
