@@ -41,7 +41,8 @@ def rendered(figure):
         pyplot().close(figure)
 
 
-def _save(figure, path: str | Path) -> Path:
+def save_figure(figure, path: str | Path) -> Path:
+    """Write the figure as a PNG on white, atomically, then close it."""
     plt = pyplot()
     path = Path(path)
     try:
@@ -76,7 +77,7 @@ def write_roc_png(curves: Mapping[str, tuple[Sequence[float], Sequence[float], M
     axes.grid(True, color="0.9")
     axes.legend(loc="lower right", fontsize=8)
     figure.tight_layout()
-    return _save(figure, path)
+    return save_figure(figure, path)
 
 
 # -- training -------------------------------------------------------------------------------------------------------
@@ -137,7 +138,7 @@ def write_training_curves(log: str | Path, path: str | Path | None = None, title
     left.set_title(f"{title}: losses")
     right.set_title(f"{title}: validation")
     figure.tight_layout()
-    return _save(figure, path)
+    return save_figure(figure, path)
 
 
 def write_log(rows: Sequence[Mapping[str, object]], path: str | Path) -> Path:
