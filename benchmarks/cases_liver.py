@@ -96,7 +96,7 @@ CASES: list[BenchmarkCase] = [
     BenchmarkCase("liver pipeline, U-Net (16-256 channels, 256x256 slices)", "liver", SIZE,
                   _setup("liver-unet", LIGHT, (256, 256)), _run, backends=("torch", "onnx"), uses_device=True,
                   repeats=3, warmup=1),
-    BenchmarkCase("liver training augmentation (MONAI flips, Rand2DElasticd), 8 slices", "liver",
+    BenchmarkCase("liver training augmentation (flips, rotation, scaling, elastic), 8 slices", "liver",
                   "8 x (3, 512, 512) float32 stacks with their masks, elastic on every one", _augment_setup,
                   _augment_run, repeats=5, warmup=1),
 ]
