@@ -61,6 +61,22 @@ def _run(state: _LiverRun) -> None:
     assert result.labelmap.labels.shape[1:] == CT_SHAPE
 
 
+def _augment_setup(env: CaseEnv) -> tuple[Any, Any, Any]:
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    image = rng.random((3, 512, 512), dtype=np.float32)  # a 2.5-D stack of three windowed slices
+    return image, (image[1] > 0.5).astype(np.uint8), rng
+
+
+def _augment_run(state: tuple[Any, Any, Any]) -> None:
+    from radassist.liver.augment import AugmentConfig, augment_pair
+
+    image, mask, rng = state
+    for _ in range(8):  # one training batch
+        augment_pair(image, mask, rng, AugmentConfig(elastic_probability=1.0))
+
+
 PAPER = (64, 128, 256, 512, 1024)
 LIGHT = (16, 32, 64, 128, 256)
 SIZE = f"{CT_SHAPE[2]}x{CT_SHAPE[1]}x{CT_SHAPE[0]} int16 CT, batch 8"
@@ -80,4 +96,7 @@ CASES: list[BenchmarkCase] = [
     BenchmarkCase("liver pipeline, U-Net (16-256 channels, 256x256 slices)", "liver", SIZE,
                   _setup("liver-unet", LIGHT, (256, 256)), _run, backends=("torch", "onnx"), uses_device=True,
                   repeats=3, warmup=1),
+    BenchmarkCase("liver training augmentation (flips, rotation, scaling, elastic), 8 slices", "liver",
+                  "8 x (3, 512, 512) float32 stacks with their masks, elastic on every one", _augment_setup,
+                  _augment_run, repeats=5, warmup=1),
 ]

@@ -29,6 +29,7 @@ RUNTIME_REQUIREMENTS: tuple[str, ...] = (
     "packaging>=23.0",
     "filelock>=3.12",
     "matplotlib>=3.7",
+    "nibabel>=5.0",
 )
 
 # Distribution name -> the module it installs, where they differ; used when a package (Slicer's own SimpleITK,

@@ -262,3 +262,23 @@ def test_four_dimensional_image_is_refused(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="4-D image"):
         read_volume(path)
 
+
+
+def test_big_endian_nifti_is_scanned(tmp_path: Path) -> None:
+    """The voxel scan reads the header with nibabel, whatever its byte order."""
+    import nibabel
+
+    def save(array: np.ndarray, path: Path) -> None:
+        nibabel.save(nibabel.Nifti1Image(array, np.eye(4), nibabel.Nifti1Header(endianness=">")), path)
+
+    array = np.zeros((5, 4, 3), np.float32)
+    array[1, 2, 0] = np.nan
+    save(array, tmp_path / "nan.nii")
+    assert nibabel.load(tmp_path / "nan.nii").header.endianness == ">"
+    with pytest.raises(InputError, match="1 NaN or infinite"):
+        read_volume(tmp_path / "nan.nii")
+    array[1, 2, 0] = 7.0
+    save(array, tmp_path / "fine.nii")
+    assert read_volume(tmp_path / "fine.nii").array[0, 2, 1] == 7.0
+    with pytest.raises(InputError, match="truncated"):
+        read_volume(cut(tmp_path / "fine.nii", tmp_path / "cut.nii", 0.9))

@@ -1,5 +1,6 @@
-"""Lung-DETR loss parts against values worked out by hand: box conversions, generalised IoU, sigmoid focal loss,
-Hungarian matching, and the set criterion (including slabs without nodules and the auxiliary decoder losses)."""
+"""Lung-DETR loss parts against values worked out by hand: box conversions, generalised IoU and sigmoid focal loss
+(MONAI's, called as the loss calls them), Hungarian matching, and the set criterion (including slabs without
+nodules and the auxiliary decoder losses)."""
 
 from __future__ import annotations
 
@@ -7,10 +8,22 @@ import math
 
 import pytest
 import torch
+from monai.data.box_utils import (
+    box_area,
+    box_giou,
+    box_iou,
+    box_pair_giou,
+    convert_box_mode,
+)
+from monai.losses.focal_loss import sigmoid_focal_loss
 
-from radassist.lung.losses import (DetrLoss, box_area, box_cxcywh_to_xyxy, box_iou, box_xyxy_to_cxcywh,
-                                   generalized_box_iou, paired_generalized_box_iou, sigmoid_focal_loss)
-from radassist.lung.matcher import HungarianMatcher, focal_class_cost, match_cost_matrix, optimal_assignment
+from radassist.lung.losses import DetrLoss, box_cxcywh_to_xyxy, focal_alpha
+from radassist.lung.matcher import (
+    HungarianMatcher,
+    focal_class_cost,
+    match_cost_matrix,
+    optimal_assignment,
+)
 from radassist.lung.model import LungDetrConfig
 
 LN2 = math.log(2)
@@ -20,7 +33,7 @@ def test_box_conversions_round_trip():
     cxcywh = torch.tensor([[0.5, 0.4, 0.2, 0.6], [0.1, 0.9, 0.0, 0.1]])
     xyxy = box_cxcywh_to_xyxy(cxcywh)
     torch.testing.assert_close(xyxy, torch.tensor([[0.4, 0.1, 0.6, 0.7], [0.1, 0.85, 0.1, 0.95]]))
-    torch.testing.assert_close(box_xyxy_to_cxcywh(xyxy), cxcywh)
+    torch.testing.assert_close(convert_box_mode(xyxy, src_mode="xyxy", dst_mode="ccwh"), cxcywh)
     torch.testing.assert_close(box_area(xyxy), torch.tensor([0.12, 0.0]))
 
 
@@ -29,13 +42,12 @@ def test_generalized_iou_by_hand():
     b = torch.tensor([[1.0, 1.0, 3.0, 3.0], [2.0, 0.0, 3.0, 1.0], [1.0, 1.0, 2.0, 2.0]])
     # overlap 1 of union 7 in a 3x3 hull; disjoint in a 3x1 hull; contained 1 in 16
     expected = torch.tensor([1 / 7 - 2 / 9, 0 - 1 / 3, 1 / 16])
-    torch.testing.assert_close(paired_generalized_box_iou(a, b), expected)
-    pairwise = generalized_box_iou(a, b)
+    torch.testing.assert_close(box_pair_giou(a, b), expected)
+    pairwise = box_giou(a, b)
     assert pairwise.shape == (3, 3)
     torch.testing.assert_close(pairwise.diagonal(), expected)
-    torch.testing.assert_close(generalized_box_iou(a, a).diagonal(), torch.ones(3))
-    iou, union = box_iou(a[:1], b[:1])
-    assert iou.item() == pytest.approx(1 / 7) and union.item() == pytest.approx(7)
+    torch.testing.assert_close(box_giou(a, a).diagonal(), torch.ones(3))
+    assert box_iou(a[:1], b[:1]).item() == pytest.approx(1 / 7)
 
 
 def test_sigmoid_focal_loss_by_hand():
@@ -47,14 +59,10 @@ def test_sigmoid_focal_loss_by_hand():
         0.25 * 0.25 ** 2 * -math.log(0.75),     # confident and right: damped 16-fold
         0.75 * 0.75 ** 2 * -math.log(0.25),     # confident and wrong: barely damped
     ])
-    torch.testing.assert_close(sigmoid_focal_loss(logits, targets, 0.25, 2.0), expected)
-    assert sigmoid_focal_loss(logits, targets, reduction="sum").item() == pytest.approx(expected.sum().item())
-    assert sigmoid_focal_loss(logits, targets, reduction="mean").item() == pytest.approx(expected.mean().item())
-    # gamma 0 and no alpha weighting: plain binary cross-entropy
+    torch.testing.assert_close(sigmoid_focal_loss(logits, targets, gamma=2.0, alpha=focal_alpha(0.25)), expected)
+    # gamma 0 and no alpha weighting (a negative alpha in our config): plain binary cross-entropy
     bce = torch.nn.functional.binary_cross_entropy_with_logits(logits, targets, reduction="none")
-    torch.testing.assert_close(sigmoid_focal_loss(logits, targets, alpha=-1, gamma=0.0), bce)
-    with pytest.raises(ValueError, match="reduction"):
-        sigmoid_focal_loss(logits, targets, reduction="max")
+    torch.testing.assert_close(sigmoid_focal_loss(logits, targets, gamma=0.0, alpha=focal_alpha(-1)), bce)
 
 
 def test_match_cost_by_hand():
@@ -105,7 +113,8 @@ def test_set_loss_by_hand():
     focal = 0.25 * 0.25 * LN2 + 0.75 * 0.75 ** 2 * -math.log(0.25)  # matched positive + unmatched negative
     assert losses["loss_ce"].item() == pytest.approx(focal, rel=1e-5)
     assert losses["loss_bbox"].item() == pytest.approx(0.0, abs=1e-6)
-    assert losses["loss_giou"].item() == pytest.approx(0.0, abs=1e-6)
+    # MONAI adds float32's eps (1.2e-7) to the union: a perfect 0.2 x 0.2 box scores IoU 1 - 3e-6
+    assert losses["loss_giou"].item() == pytest.approx(1.19e-7 / 0.04, rel=0.01)
     assert losses["loss"].item() == pytest.approx(2 * focal, rel=1e-5)
     assert set(losses) == {"loss_ce", "loss_bbox", "loss_giou", "loss"}
 
@@ -132,7 +141,7 @@ def test_slabs_without_nodules_only_teach_background():
                "aux_outputs": [{"pred_logits": logits * 2, "pred_boxes": torch.rand(3, 5, 4)}]}
     empty = [{"labels": torch.zeros(0, dtype=torch.int64), "boxes": torch.zeros(0, 4)} for _ in range(3)]
     losses = DetrLoss(config)(outputs, empty)
-    background = sigmoid_focal_loss(logits, torch.zeros_like(logits), 0.25, 2.0, "sum")  # divided by max(0, 1)
+    background = sigmoid_focal_loss(logits, torch.zeros_like(logits), 2.0, 0.25).sum()  # divided by max(0, 1)
     assert losses["loss_ce"].item() == pytest.approx(background.item(), rel=1e-5)
     assert losses["loss_bbox"].item() == 0 and losses["loss_giou"].item() == 0
     assert torch.isfinite(losses["loss"])

@@ -34,13 +34,11 @@ def per_slab(count: int, boxes: dict[int, list[tuple[list[float], float]]]) -> l
     return out
 
 
-def test_box_iou_and_nms():
-    a = np.array([[0, 0, 10, 10], [5, 5, 15, 15], [20, 20, 30, 30]], float)
-    iou = post.box_iou(a, a)
-    assert np.allclose(np.diag(iou), 1.0) and np.isclose(iou[0, 1], 25 / 175) and iou[0, 2] == 0
-    kept = post.nms_2d(np.array([[0, 0, 10, 10], [1, 1, 10, 10], [20, 20, 30, 30]], float),
-                       np.array([0.6, 0.9, 0.5]), 0.5)
-    assert list(kept) == [1, 2]
+def test_duplicates_within_a_slab_are_suppressed_best_first():
+    boxes = [([0, 0, 10, 10], 0.6), ([1, 1, 10, 10], 0.9), ([20, 20, 30, 30], 0.5), ([0, 0, 10, 10], 0.01),
+             ([5, 5, 5, 9], 0.8)]  # IoU 0.81 with the best box; a second, separate box; below min_score; empty
+    kept = post.collect_slab_boxes(per_slab(1, {0: boxes}), post.LinkConfig(min_score=0.05))
+    assert [(b.box.tolist(), b.score) for b in kept] == [([1, 1, 10, 10], 0.9), ([20, 20, 30, 30], 0.5)]
 
 
 def test_boxes_on_neighbouring_slabs_become_one_nodule_in_world_mm():

@@ -96,3 +96,8 @@ def test_bad_inputs_are_refused(labels, scores, message):
         roc_auc(labels, scores)
     with pytest.raises(ValueError, match="method"):
         auc_interval([0, 1], [0.1, 0.2], "jackknife")
+
+
+def test_bootstrap_needs_two_cases_of_each_class():
+    with pytest.raises(ValueError, match="two cases of each class"):
+        bootstrap_interval([1, 0, 0], [0.9, 0.1, 0.2])

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import gzip
-import struct
 from pathlib import Path
 
+import nibabel
 import numpy as np
 import pytest
 import SimpleITK as sitk
@@ -46,13 +45,13 @@ def test_h5_is_read_by_itk_as_fixed_to_moving(tmp_path: Path) -> None:
 def test_nifti_has_dispvect_intent_ras_vectors_and_itk_reads_lps(tmp_path: Path) -> None:
     field = _varying_field()
     path = write_displacement_nifti(field, tmp_path / "field.nii.gz")
-    raw = gzip.open(path).read()
-    assert struct.unpack_from("<i", raw, 0)[0] == 348
-    assert struct.unpack_from("<h", raw, 68)[0] == 1006  # NIFTI_INTENT_DISPVECT
-    # On disk the vectors are RAS: the first component is stored negated.
-    (offset,) = struct.unpack_from("<f", raw, 108)
-    stored = np.frombuffer(raw[int(offset):], dtype=np.float32)  # float32 on disk
-    assert stored[0] == pytest.approx(-field.vectors[0, 0, 0, 0])
+    on_disk = nibabel.load(path)
+    assert on_disk.header["intent_code"] == 1006 and on_disk.header.get_data_dtype() == np.float32  # DISPVECT
+    # On disk the vectors are RAS: the first two components are stored negated, (x, y, z, t, vector) order.
+    assert on_disk.shape == (12, 10, 8, 1, 3)
+    stored = np.asarray(on_disk.dataobj)[3, 2, 1, 0]
+    assert stored == pytest.approx(field.vectors[1, 2, 3] * [-1, -1, 1], abs=FIELD_STEP_MM)
+    assert np.allclose(on_disk.affine, GEOMETRY.ijk_to_ras)
     # ITK reads them back as LPS: the same displacement, whichever way we ask.
     image = sitk.ReadImage(str(path))
     assert np.allclose(sitk.GetArrayFromImage(image), field.vectors, atol=FIELD_STEP_MM)

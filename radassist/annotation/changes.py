@@ -27,7 +27,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from radassist.io.sitk_bridge import array_to_sitk
-from radassist.metrics.surface import surface_distances
+from radassist.metrics.surface import symmetric_surface_distances
 from radassist.results.detections import Detections
 from radassist.results.displacement import DisplacementField
 from radassist.results.labelmap import LabelMap
@@ -115,12 +115,7 @@ def segment_change(name: str, ai_mask: np.ndarray, corrected_mask: np.ndarray, g
     both = int(np.count_nonzero(ai_mask & corrected_mask))
     differing = int(np.count_nonzero(ai_mask ^ corrected_mask))
     dice = 2.0 * both / (ai_voxels + corrected_voxels) if ai_voxels + corrected_voxels else None
-    forward, backward = surface_distances(ai_mask, corrected_mask, geometry.spacing_zyx)
-    if forward.size and backward.size:
-        assd = float((forward.sum() + backward.sum()) / (forward.size + backward.size))
-        hausdorff = float(max(forward.max(), backward.max()))
-    else:
-        assd = hausdorff = None
+    assd, hausdorff = symmetric_surface_distances(ai_mask, corrected_mask, geometry.spacing_zyx)
     if change is None:
         change = "unchanged" if differing == 0 else "edited"
     ai_ml, corrected_ml = ai_voxels * voxel_ml, corrected_voxels * voxel_ml

@@ -29,7 +29,6 @@ from radassist.brain.datasets import SubjectFiles, load_subject, read_anatomy, r
 from radassist.brain.pipeline import BrainImages, BrainPipelineConfig, register_brain_pair
 from radassist.brain.postprocess import TUMOUR_CLASSES
 from radassist.errors import InputError
-from radassist.io.atomic import atomic_path
 from radassist.metrics.registration import (dice, dice_per_label, field_error, intensity_error, mean_dice,
                                             non_positive_jacobian_percent)
 from radassist.results.displacement import DisplacementField
@@ -186,28 +185,26 @@ def evaluate_brain(root: str | Path, config: BrainPipelineConfig | None = None, 
 
 
 def write_evaluation_png(evaluation: BrainEvaluation, path: str | Path) -> Path:
-    """Bars of each averaged score before (grey) and after (blue) registration, one row per score."""
-    from PIL import Image, ImageDraw, ImageFont
+    """Bars of each averaged score before (grey) and after (blue) registration, one row per score, each row
+    scaled to its own largest magnitude (the scores have different units)."""
+    from radassist.metrics.curves import pyplot, save_figure
 
-    keys = sorted({k.rsplit(" ", 1)[0] for k in evaluation.summary if k.endswith((" before", " after"))})
-    rows = [(key, evaluation.summary.get(f"{key} before"), evaluation.summary.get(f"{key} after")) for key in keys]
-    width, row_height, label_width = 760, 40, 300
-    image = Image.new("RGB", (width, 40 + row_height * max(1, len(rows))), (255, 255, 255))
-    draw = ImageDraw.Draw(image)
-    font = ImageFont.load_default()
-    draw.text((10, 10), f"Brain registration: {len(evaluation.pairs)} pair(s), mean before (grey) and after (blue)",
-              fill=(0, 0, 0), font=font)
-    for index, (key, before, after) in enumerate(rows):
-        top = 36 + index * row_height
-        scale = max(abs(v) for v in (before, after) if v is not None) or 1.0
-        draw.text((10, top + 8), key, fill=(0, 0, 0), font=font)
-        for offset, value, colour in ((0, before, (160, 160, 160)), (16, after, (40, 110, 220))):
-            if value is None:
-                continue
-            length = int((width - label_width - 90) * abs(value) / scale)
-            draw.rectangle([label_width, top + offset, label_width + length, top + offset + 12], fill=colour)
-            draw.text((label_width + length + 6, top + offset), f"{value:.3f}", fill=(0, 0, 0), font=font)
-    path = Path(path)
-    with atomic_path(path) as temp:
-        image.save(temp, format="PNG")
-    return path
+    summary = evaluation.summary
+    keys = sorted({k.rsplit(" ", 1)[0] for k in summary if k.endswith((" before", " after"))})
+    scales = [max((abs(summary[f"{k} {when}"]) for when in ("before", "after") if summary.get(f"{k} {when}")
+                   is not None), default=0.0) or 1.0 for k in keys]
+    figure, axes = pyplot().subplots(figsize=(7.6, 0.8 + 0.45 * max(1, len(keys))), dpi=100)
+    for offset, (when, colour) in enumerate((("before", "#a0a0a0"), ("after", "#286edc"))):
+        rows = [r for r, key in enumerate(keys) if summary.get(f"{key} {when}") is not None]
+        values = [summary[f"{keys[r]} {when}"] for r in rows]
+        lengths, ys = [abs(v) / scales[r] for v, r in zip(values, rows)], [r + 0.2 * offset - 0.1 for r in rows]
+        axes.barh(ys, lengths, height=0.2, color=colour, label=when)
+        for y, length, value in zip(ys, lengths, values):
+            axes.text(length + 0.01, y, f"{value:.3f}", va="center", fontsize=7)
+    axes.set_yticks(range(len(keys)), keys, fontsize=8)
+    axes.invert_yaxis()
+    axes.set(xlim=(0, 1.45), xticks=[], title=f"Brain registration: {len(evaluation.pairs)} pair(s), mean before "
+             "and after")
+    axes.legend(loc="upper right", fontsize=8)
+    figure.tight_layout()
+    return save_figure(figure, path)

@@ -12,15 +12,17 @@ Conventions (tensors are ``(batch, channel, z, y, x)``, NumPy order):
 * The **sampling grid** holds, for every fixed voxel, the continuous (z, y, x) index it reads in the moving array.
   Both images are on the same (fixed, working) grid, so the displacement in world mm is
   ``D @ diag(spacing) @ (grid_ijk - ijk)``: ITK's fixed -> moving direction, what DisplacementField stores.
-* The **spatial transformer** samples the moving image trilinearly at the grid (``grid_sample`` with
-  ``align_corners=True``, so index 0 and index n-1 are the end points of [-1, 1]).
+* The **spatial transformer** is MONAI's ``Warp``: it samples the moving image trilinearly at identity + the
+  grid's displacement (``grid_sample`` with ``align_corners=True``: index 0 and n-1 are the ends of [-1, 1]).
 """
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import torch
-import torch.nn.functional as F
+from monai.networks.blocks import Warp
 
 from radassist.results.displacement import DisplacementField
 from radassist.volume import Geometry
@@ -48,13 +50,6 @@ def identity_grid(spatial_shape: tuple[int, int, int], batch: int = 1, device: t
     return grid.unsqueeze(0).expand(batch, -1, -1, -1, -1)
 
 
-def normalized_grid(grid: torch.Tensor) -> torch.Tensor:
-    """(N, 3, z, y, x) voxel indices -> (N, z, y, x, 3) in grid_sample's [-1, 1] (x, y, z) order."""
-    sizes = torch.tensor(grid.shape[2:], device=grid.device, dtype=grid.dtype).view(1, 3, 1, 1, 1)
-    scaled = 2.0 * grid / (sizes - 1).clamp(min=1) - 1.0
-    return scaled.flip(1).permute(0, 2, 3, 4, 1)
-
-
 def warp(moving: torch.Tensor, grid: torch.Tensor, mode: str = "bilinear",
          padding_mode: str = "border") -> torch.Tensor:
     """3-D spatial transformer: ``moving`` (N, C, z, y, x) sampled at ``grid`` (N, 3, z, y, x) voxel indices.
@@ -63,8 +58,12 @@ def warp(moving: torch.Tensor, grid: torch.Tensor, mode: str = "bilinear",
     """
     if moving.ndim != 5 or grid.ndim != 5 or moving.shape[2:] != grid.shape[2:]:
         raise ValueError(f"moving {tuple(moving.shape)} and grid {tuple(grid.shape)} must be 5-D on the same grid")
-    return F.grid_sample(moving, normalized_grid(grid.to(moving.dtype)), mode=mode, padding_mode=padding_mode,
-                         align_corners=True)
+    grid = grid.to(moving.dtype)
+    displacement = grid - identity_grid(tuple(grid.shape[2:]), grid.shape[0], grid.device, grid.dtype)
+    with warnings.catch_warnings():  # MONAI says each time that it uses torch's grid_sample (it is what we want)
+        warnings.simplefilter("ignore", UserWarning)
+        warper = Warp(mode, padding_mode)  # a new one each call: Warp caches its identity grid by shape only
+    return warper(moving, displacement)
 
 
 def grid_to_displacement(grid: np.ndarray | torch.Tensor, geometry: Geometry) -> DisplacementField:

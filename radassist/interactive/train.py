@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 import torch.nn.functional as F
+from monai.losses import DiceCELoss
 
 from radassist.interactive.model import LiteMedSam
 
@@ -32,18 +33,11 @@ class FinetuneHistory:
     losses: list[float] = field(default_factory=list)
 
 
-def dice_loss(logits: torch.Tensor, target: torch.Tensor, eps: float = 1.0) -> torch.Tensor:
-    probabilities = torch.sigmoid(logits).flatten(1)
-    target = target.flatten(1)
-    overlap = (probabilities * target).sum(1)
-    return (1 - (2 * overlap + eps) / (probabilities.sum(1) + target.sum(1) + eps)).mean()
-
-
 def box_loss(model: LiteMedSam, embeddings: torch.Tensor, boxes: torch.Tensor, masks: torch.Tensor,
              iou_weight: float = 1.0) -> torch.Tensor:
     """Dice + BCE on the logits (B, 1, S, S) against ``masks`` (B, 1, S, S), plus the IoU head's MSE."""
     logits, iou = model.decode(embeddings, boxes)
-    loss = dice_loss(logits, masks) + F.binary_cross_entropy_with_logits(logits, masks)
+    loss = DiceCELoss(sigmoid=True, smooth_nr=1.0, smooth_dr=1.0)(logits, masks)  # soft Dice per mask + BCE
     with torch.no_grad():
         predicted = logits > 0
         inter = (predicted & (masks > 0.5)).flatten(1).sum(1).float()

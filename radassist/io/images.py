@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import gzip
 import shutil
-import struct
 import zlib
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -138,49 +136,34 @@ def _modality_of(image: sitk.Image) -> str | None:
     return None
 
 
-@dataclass(frozen=True)
-class _NiftiLayout:
-    """Where a NIfTI file's voxels are and how they are stored, from its header."""
+def _nifti_header(path: Path):
+    """The file's NIfTI-1 or NIfTI-2 header, read by nibabel (either byte order)."""
+    import nibabel
 
-    data_offset: int
-    data_bytes: int
-    float_dtype: np.dtype | None  # set for floating-point voxels, which may hold NaN/inf
-
-
-def _nifti_layout(path: Path, header: bytes) -> _NiftiLayout:
-    for endian in "<>":
-        if len(header) >= 348 and struct.unpack(f"{endian}i", header[:4])[0] == 348:
-            dims = struct.unpack(f"{endian}8h", header[40:56])
-            datatype, bitpix = struct.unpack(f"{endian}2h", header[70:74])
-            offset = max(int(struct.unpack(f"{endian}f", header[108:112])[0]), 348)
-        elif len(header) >= 540 and struct.unpack(f"{endian}i", header[:4])[0] == 540:
-            datatype, bitpix = struct.unpack(f"{endian}2h", header[12:16])
-            dims = struct.unpack(f"{endian}8q", header[16:80])
-            offset = max(struct.unpack(f"{endian}q", header[168:176])[0], 540)
-        else:
-            continue
-        count = int(np.prod(dims[1:max(1, min(dims[0], 7)) + 1], dtype=np.int64))
-        float_type = {16: "f4", 64: "f8"}.get(datatype)
-        return _NiftiLayout(offset, count * bitpix // 8, np.dtype(endian + float_type) if float_type else None)
-    raise InputError(path, "is not a NIfTI file (no valid NIfTI-1 or NIfTI-2 header)")
+    try:
+        return nibabel.load(path).header
+    except (nibabel.filebasedimages.ImageFileError, OSError, EOFError, ValueError, zlib.error) as exc:
+        raise InputError(path, f"is not a readable NIfTI file ({exc})") from None
 
 
 def _scan_nifti(path: Path) -> None:
     """Check the voxel bytes ourselves: ITK pads a short NIfTI file with zeros and reads NaN as 0."""
+    header = _nifti_header(path)
+    dtype = header.get_data_dtype()
+    data_start = max(int(header.get_data_offset()), header.sizeof_hdr)  # an offset of 0 means right after it
+    data_end = data_start + int(np.prod(header.get_data_shape(), dtype=np.int64)) * dtype.itemsize
     opener = gzip.open if path.name.lower().endswith(".gz") else open
     bad = 0
     try:
         with opener(path, "rb") as handle:
-            chunk = handle.read(max(_CHUNK, 540))
-            layout = _nifti_layout(path, chunk)
-            data_start, data_end = layout.data_offset, layout.data_offset + layout.data_bytes
+            chunk = handle.read(_CHUNK)
             present, pending = 0, b""
             while chunk:
-                if layout.float_dtype is not None:
+                if dtype.kind == "f":  # floating-point voxels may hold NaN/inf
                     # Keep only the voxel bytes of this chunk; carry a partial value over to the next one.
                     pending += chunk[max(data_start - present, 0):max(data_end - present, 0)]
-                    usable = len(pending) - len(pending) % layout.float_dtype.itemsize
-                    values = np.frombuffer(pending[:usable], dtype=layout.float_dtype)
+                    usable = len(pending) - len(pending) % dtype.itemsize
+                    values = np.frombuffer(pending[:usable], dtype=dtype)
                     bad += int(np.count_nonzero(~np.isfinite(values)))
                     pending = pending[usable:]
                 present += len(chunk)

@@ -23,11 +23,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image
 from scipy import ndimage
 
 from radassist.io.atomic import atomic_path
 from radassist.liver.model import TUMOUR_LABEL
+from radassist.metrics.curves import pyplot, rendered
 from radassist.metrics.segmentation import nan_mean
 from radassist.metrics.surface import LitsScores, lits_scores
 from radassist.results.csv_json import plain_json
@@ -148,37 +149,9 @@ def evaluate_case(name: str, reference: np.ndarray, prediction: np.ndarray, spac
 # ------------------------------------------------------------------------------------------------ output
 
 
-def _font(size: int = 13) -> ImageFont.ImageFont:
-    try:
-        return ImageFont.load_default(size=size)
-    except TypeError:
-        return ImageFont.load_default()
-
-
-def draw_evaluation(evaluation: LitsEvaluation, bar_width: int = 14) -> Image.Image:
-    """Per-case Dice bars (liver, tumour) over a 0-1 grid, with the LiTS best per-case liver Dice as a line and
+def draw_evaluation(evaluation: LitsEvaluation) -> Image.Image:
+    """Per-case Dice bars (liver, tumour) on a 0-1 axis, with the LiTS best per-case liver Dice as a line and
     the summary numbers underneath."""
-    colours = {"liver": (221, 130, 101), "tumour": (230, 60, 60)}
-    left, top, height = 60, 40, 300
-    width = max(600, left + 30 + len(evaluation.cases) * (2 * bar_width + 10))
-    image = Image.new("RGB", (width, top + height + 150), (255, 255, 255))
-    draw = ImageDraw.Draw(image)
-    font = _font()
-    draw.text((left, 10), "LiTS evaluation: Dice per case", fill=(20, 20, 20), font=font)
-    for tick in range(11):
-        y = top + height - tick * height / 10
-        draw.line([(left, y), (width - 20, y)], fill=(225, 225, 225))
-        draw.text((left - 34, y - 7), f"{tick / 10:.1f}", fill=(40, 40, 40), font=font)
-    anchor_y = top + height - LITS_ANCHORS["liver_dice_per_case_best"] * height
-    draw.line([(left, anchor_y), (width - 20, anchor_y)], fill=(60, 120, 200), width=1)
-    for index, case in enumerate(evaluation.cases):
-        x = left + 10 + index * (2 * bar_width + 10)
-        for offset, structure in enumerate(("liver", "tumour")):
-            dice = getattr(case, structure).dice
-            if not math.isnan(dice):
-                x0 = x + offset * bar_width
-                draw.rectangle([x0, top + height - dice * height, x0 + bar_width - 2, top + height],
-                               fill=colours[structure])
     summary = evaluation.summary()
     lines = [f"liver: Dice/case {summary['liver']['dice_per_case']:.3f}  global {summary['liver']['dice_global']:.3f}"
              f"  (LiTS best 0.963, blue line)",
@@ -186,13 +159,19 @@ def draw_evaluation(evaluation: LitsEvaluation, bar_width: int = 14) -> Image.Im
              f"{summary['tumour']['dice_global']:.3f}  (LiTS best 0.674-0.739)",
              f"lesions: precision {summary['lesion_detection']['precision']:.3f}  recall "
              f"{summary['lesion_detection']['recall']:.3f}  ({summary['lesion_detection']['reference']} reference)"]
-    for number, line in enumerate(lines):
-        draw.text((left, top + height + 20 + 18 * number), line.replace("nan", "n/a"), fill=(20, 20, 20), font=font)
-    for number, (structure, colour) in enumerate(colours.items()):
-        y = top + height + 80 + 18 * number
-        draw.rectangle([left, y + 2, left + 10, y + 12], fill=colour)
-        draw.text((left + 16, y), structure, fill=(20, 20, 20), font=font)
-    return image
+    figure, axes = pyplot().subplots(figsize=(max(6.4, 1.5 + 0.35 * len(evaluation.cases)), 5.2), dpi=100)
+    positions = np.arange(len(evaluation.cases))
+    for offset, (structure, colour) in enumerate((("liver", "#dd8265"), ("tumour", "#e63c3c"))):
+        dice = [getattr(case, structure).dice for case in evaluation.cases]
+        axes.bar(positions + 0.4 * offset - 0.2, np.nan_to_num(dice), width=0.4, color=colour, label=structure)
+    axes.axhline(LITS_ANCHORS["liver_dice_per_case_best"], color="#3c78c8", linewidth=1, label="LiTS best liver")
+    axes.set_xticks(positions, [case.case for case in evaluation.cases], rotation=90, fontsize=7)
+    axes.set(ylim=(0, 1), yticks=np.linspace(0, 1, 11), ylabel="Dice", title="LiTS evaluation: Dice per case")
+    axes.grid(True, axis="y", color="0.9")
+    axes.legend(loc="lower right", fontsize=8)
+    figure.text(0.01, 0.01, "\n".join(line.replace("nan", "n/a") for line in lines), fontsize=8, va="bottom")
+    figure.subplots_adjust(bottom=0.22)
+    return rendered(figure)
 
 
 def write_evaluation(evaluation: LitsEvaluation, json_path: str | Path, png_path: str | Path) -> None:

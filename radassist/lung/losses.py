@@ -5,8 +5,9 @@ decoder layer's predictions are Hungarian-matched to the ground truth; matched q
 its box, every other query learns "nothing here". Lung-DETR (arXiv:2409.05200) relies on the focal loss (Lin et
 al., ICCV 2017) because most slabs hold no nodule at all: a slab without targets contributes only the focal
 "background" term, and every term is divided by the number of ground-truth boxes in the batch (at least 1).
-We wrote this rather than import a library: the well-kept implementations (torchvision.ops, DETR's repository)
-are either not installable here (torchvision) or not packages at all, and the loss is a few dozen lines.
+The parts are MONAI's: ``sigmoid_focal_loss`` and, from ``monai.data.box_utils``, the box conversions and the
+generalised IoU (computed in float32, whatever the network's precision). The set criterion itself is ours: no
+installable package has DETR's (torchvision is not available on every platform RadAssist supports).
 """
 
 from __future__ import annotations
@@ -16,80 +17,19 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from monai.data.box_utils import box_pair_giou, convert_box_mode
+from monai.losses.focal_loss import sigmoid_focal_loss
 from torch import nn
-
-# --- boxes -------------------------------------------------------------------------------------------------------
 
 
 def box_cxcywh_to_xyxy(boxes: torch.Tensor) -> torch.Tensor:
-    """(..., 4) centre x, centre y, width, height -> (..., 4) x0, y0, x1, y1."""
-    cx, cy, w, h = boxes.unbind(-1)
-    return torch.stack([cx - 0.5 * w, cy - 0.5 * h, cx + 0.5 * w, cy + 0.5 * h], -1)
+    """(N, 4) centre x, centre y, width, height -> (N, 4) x0, y0, x1, y1 (MONAI's "ccwh" to "xyxy")."""
+    return convert_box_mode(boxes, src_mode="ccwh", dst_mode="xyxy")
 
 
-def box_xyxy_to_cxcywh(boxes: torch.Tensor) -> torch.Tensor:
-    """(..., 4) x0, y0, x1, y1 -> (..., 4) centre x, centre y, width, height."""
-    x0, y0, x1, y1 = boxes.unbind(-1)
-    return torch.stack([(x0 + x1) / 2, (y0 + y1) / 2, x1 - x0, y1 - y0], -1)
-
-
-def box_area(boxes: torch.Tensor) -> torch.Tensor:
-    """Area of (..., 4) x0, y0, x1, y1 boxes (0 for inverted ones)."""
-    return (boxes[..., 2] - boxes[..., 0]).clamp(min=0) * (boxes[..., 3] - boxes[..., 1]).clamp(min=0)
-
-
-def box_iou(boxes1: torch.Tensor, boxes2: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Pairwise IoU and union of (N, 4) and (M, 4) xyxy boxes: two (N, M) tensors."""
-    top_left = torch.maximum(boxes1[:, None, :2], boxes2[None, :, :2])
-    bottom_right = torch.minimum(boxes1[:, None, 2:], boxes2[None, :, 2:])
-    intersection = (bottom_right - top_left).clamp(min=0).prod(-1)
-    union = box_area(boxes1)[:, None] + box_area(boxes2)[None, :] - intersection
-    return intersection / union.clamp(min=1e-12), union
-
-
-def generalized_box_iou(boxes1: torch.Tensor, boxes2: torch.Tensor) -> torch.Tensor:
-    """Pairwise generalised IoU (Rezatofighi et al., CVPR 2019) of xyxy boxes: IoU - (hull - union) / hull, (N, M)."""
-    iou, union = box_iou(boxes1, boxes2)
-    top_left = torch.minimum(boxes1[:, None, :2], boxes2[None, :, :2])
-    bottom_right = torch.maximum(boxes1[:, None, 2:], boxes2[None, :, 2:])
-    hull = (bottom_right - top_left).clamp(min=0).prod(-1)
-    return iou - (hull - union) / hull.clamp(min=1e-12)
-
-
-def paired_generalized_box_iou(boxes1: torch.Tensor, boxes2: torch.Tensor) -> torch.Tensor:
-    """Generalised IoU of box i of ``boxes1`` with box i of ``boxes2`` (both (N, 4) xyxy): (N,)."""
-    top_left = torch.maximum(boxes1[:, :2], boxes2[:, :2])
-    bottom_right = torch.minimum(boxes1[:, 2:], boxes2[:, 2:])
-    intersection = (bottom_right - top_left).clamp(min=0).prod(-1)
-    union = box_area(boxes1) + box_area(boxes2) - intersection
-    hull = (torch.maximum(boxes1[:, 2:], boxes2[:, 2:]) - torch.minimum(boxes1[:, :2], boxes2[:, :2])).clamp(min=0)
-    hull_area = hull.prod(-1)
-    return intersection / union.clamp(min=1e-12) - (hull_area - union) / hull_area.clamp(min=1e-12)
-
-
-# --- classification --------------------------------------------------------------------------------------------
-
-
-def sigmoid_focal_loss(logits: torch.Tensor, targets: torch.Tensor, alpha: float = 0.25, gamma: float = 2.0,
-                       reduction: str = "none") -> torch.Tensor:
-    """Focal loss FL(p_t) = -alpha_t (1 - p_t)^gamma log(p_t) on independent sigmoid outputs (Lin et al. 2017).
-
-    ``targets`` are 0/1 of the logits' shape. ``alpha`` weighs positives (1 - alpha the negatives; a negative
-    value disables the weighting); ``gamma`` damps easy examples. ``reduction``: "none", "sum" or "mean".
-    """
-    probability = logits.sigmoid()
-    cross_entropy = F.binary_cross_entropy_with_logits(logits, targets, reduction="none")
-    p_t = probability * targets + (1 - probability) * (1 - targets)
-    loss = cross_entropy * (1 - p_t) ** gamma
-    if alpha >= 0:
-        loss = (alpha * targets + (1 - alpha) * (1 - targets)) * loss
-    if reduction == "none":
-        return loss
-    if reduction == "sum":
-        return loss.sum()
-    if reduction == "mean":
-        return loss.mean()
-    raise ValueError(f"reduction must be 'none', 'sum' or 'mean', got {reduction!r}")
+def focal_alpha(alpha: float) -> float | None:
+    """MONAI's focal ``alpha`` for ours: a negative value disables the class weighting (None for MONAI)."""
+    return alpha if alpha >= 0 else None
 
 
 # --- the set criterion -----------------------------------------------------------------------------------------
@@ -138,11 +78,11 @@ class DetrLoss(nn.Module):
 
         one_hot = torch.zeros_like(logits)
         one_hot[batch_index, query_index, matched_labels] = 1.0
-        loss_ce = sigmoid_focal_loss(logits, one_hot, self.focal_alpha, self.focal_gamma, "sum") / num_boxes
+        loss_ce = sigmoid_focal_loss(logits, one_hot, self.focal_gamma, focal_alpha(self.focal_alpha)).sum() / num_boxes
 
         matched_boxes = boxes[batch_index, query_index]
         loss_bbox = F.l1_loss(matched_boxes, matched_targets, reduction="sum") / num_boxes
-        giou = paired_generalized_box_iou(box_cxcywh_to_xyxy(matched_boxes), box_cxcywh_to_xyxy(matched_targets))
+        giou = box_pair_giou(box_cxcywh_to_xyxy(matched_boxes), box_cxcywh_to_xyxy(matched_targets))
         loss_giou = (1 - giou).sum() / num_boxes
         return {"loss_ce": loss_ce, "loss_bbox": loss_bbox, "loss_giou": loss_giou}
 

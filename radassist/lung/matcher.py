@@ -13,10 +13,12 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+from monai.data.box_utils import box_giou
+from monai.losses.focal_loss import sigmoid_focal_loss
 from scipy.optimize import linear_sum_assignment
 from torch import nn
 
-from radassist.lung.losses import box_cxcywh_to_xyxy, generalized_box_iou
+from radassist.lung.losses import box_cxcywh_to_xyxy, focal_alpha
 
 Target = Mapping[str, torch.Tensor]
 """One image's ground truth: ``labels`` (N,) int64 class indices, ``boxes`` (N, 4) normalised cx, cy, w, h."""
@@ -39,9 +41,8 @@ def focal_class_cost(logits: torch.Tensor, labels: torch.Tensor, alpha: float = 
 
     Low when the query is confident in that class; it is the change in focal loss that the match would cause.
     """
-    probability = logits.sigmoid()
-    positive = alpha * (1 - probability) ** gamma * -(probability + 1e-8).log()
-    negative = (1 - alpha) * probability ** gamma * -(1 - probability + 1e-8).log()
+    positive = sigmoid_focal_loss(logits, torch.ones_like(logits), gamma, focal_alpha(alpha))
+    negative = sigmoid_focal_loss(logits, torch.zeros_like(logits), gamma, focal_alpha(alpha))
     return positive[:, labels] - negative[:, labels]
 
 
@@ -50,7 +51,7 @@ def match_cost_matrix(logits: torch.Tensor, boxes: torch.Tensor, target: Target,
     """The (queries, targets) cost of one image: weighted class, L1 and (negative) GIoU costs."""
     class_cost = focal_class_cost(logits, target["labels"], costs.focal_alpha, costs.focal_gamma)
     l1_cost = torch.cdist(boxes, target["boxes"].to(boxes.dtype), p=1)
-    giou_cost = -generalized_box_iou(box_cxcywh_to_xyxy(boxes), box_cxcywh_to_xyxy(target["boxes"].to(boxes.dtype)))
+    giou_cost = -box_giou(box_cxcywh_to_xyxy(boxes), box_cxcywh_to_xyxy(target["boxes"].to(boxes.dtype)))
     return costs.cost_class * class_cost + costs.cost_bbox * l1_cost + costs.cost_giou * giou_cost
 
 

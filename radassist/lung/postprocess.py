@@ -3,7 +3,7 @@
 Lung-DETR sees a nodule on every slab that holds (most of) it, so one nodule gives a short run of boxes on
 neighbouring slabs. This module
 
-1. removes duplicate boxes within a slab (:func:`nms_2d`),
+1. removes duplicate boxes within a slab (MONAI's ``non_max_suppression``),
 2. links boxes of neighbouring slabs that overlap in-plane into chains (:func:`link_boxes`, union-find),
 3. turns each chain into a :class:`Detection`: centre from the score-weighted box centres and slab heights,
    diameter from the best box (a MIP shows the nodule's widest cross-section), the z-extent covered by the chain's
@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
+from monai.data.box_utils import box_iou, non_max_suppression
 
 from radassist.lung.preprocess import SlabStack
 from radassist.results.detections import Detection
@@ -52,31 +53,6 @@ class SlabBox:
     score: float
 
 
-def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Pairwise IoU of pixel boxes (N, 4) and (M, 4) -> (N, M)."""
-    a = np.asarray(a, dtype=float).reshape(-1, 4)
-    b = np.asarray(b, dtype=float).reshape(-1, 4)
-    x0 = np.maximum(a[:, None, 0], b[None, :, 0])
-    y0 = np.maximum(a[:, None, 1], b[None, :, 1])
-    x1 = np.minimum(a[:, None, 2], b[None, :, 2])
-    y1 = np.minimum(a[:, None, 3], b[None, :, 3])
-    inter = np.clip(x1 - x0, 0, None) * np.clip(y1 - y0, 0, None)
-    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
-    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
-    union = area_a[:, None] + area_b[None, :] - inter
-    return np.where(union > 0, inter / np.maximum(union, 1e-12), 0.0)
-
-
-def nms_2d(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float) -> np.ndarray:
-    """Indices of the boxes kept by greedy non-maximum suppression, best first."""
-    order = np.argsort(-np.asarray(scores, dtype=float), kind="stable")
-    kept: list[int] = []
-    for index in order:
-        if not kept or box_iou(boxes[index], boxes[kept]).max() <= iou_threshold:
-            kept.append(int(index))
-    return np.asarray(kept, dtype=int)
-
-
 def collect_slab_boxes(per_slab: Sequence[BoxesAndScores], config: LinkConfig = LinkConfig()) -> list[SlabBox]:
     """Every slab's boxes above ``min_score``, de-duplicated within the slab."""
     collected = []
@@ -85,7 +61,7 @@ def collect_slab_boxes(per_slab: Sequence[BoxesAndScores], config: LinkConfig = 
         scores = np.asarray(found.scores, dtype=float).reshape(-1)
         valid = (scores >= config.min_score) & (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
         boxes, scores = boxes[valid], scores[valid]
-        for index in nms_2d(boxes, scores, config.nms_iou):
+        for index in non_max_suppression(boxes, scores, config.nms_iou):
             collected.append(SlabBox(slab, boxes[index], float(scores[index])))
     return collected
 

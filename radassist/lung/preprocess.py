@@ -170,17 +170,12 @@ def mask_on_grid(mask: Volume, geometry: Geometry) -> np.ndarray:
 # -- lung mask ----------------------------------------------------------------------------------------------------
 
 def otsu_threshold(values: np.ndarray, bins: int = 256) -> float:
-    """Otsu's threshold: the value that maximises the between-class variance of the histogram."""
-    values = np.asarray(values, dtype=np.float64).ravel()
-    counts, edges = np.histogram(values, bins=bins)
-    centres = (edges[:-1] + edges[1:]) / 2
-    weight_low = np.cumsum(counts)
-    weight_high = weight_low[-1] - weight_low
-    sum_low = np.cumsum(counts * centres)
-    mean_low = sum_low / np.maximum(weight_low, 1)
-    mean_high = (sum_low[-1] - sum_low) / np.maximum(weight_high, 1)
-    between = weight_low * weight_high * (mean_low - mean_high) ** 2
-    return float(edges[1:][int(np.argmax(between))])
+    """Otsu's threshold (scikit-image's) on a ``bins``-bin histogram, returned as the upper edge of the chosen bin,
+    so that ``values < threshold`` holds that whole bin (skimage itself returns the bin's centre)."""
+    from skimage.filters import threshold_otsu
+
+    counts, edges = np.histogram(np.asarray(values, dtype=np.float64), bins=bins)
+    return float(threshold_otsu(hist=(counts, edges[1:])))  # a constant shift of the bin values leaves the split
 
 
 def ellipsoid_footprint(radius_mm: float, spacing_zyx: Sequence[float]) -> np.ndarray:
@@ -236,19 +231,14 @@ def body_region(tissue: np.ndarray) -> np.ndarray:
 
 
 def convex_hull_2d(mask: np.ndarray) -> np.ndarray:
-    """The filled convex hull of a 2-D mask (hull of its pixel centres, rasterised with their pixels)."""
-    from PIL import Image, ImageDraw
-    from scipy.spatial import ConvexHull, QhullError
+    """The filled convex hull of a 2-D mask's pixel centres (scikit-image), with the mask itself (a line has none)."""
+    import warnings
 
-    edge = mask & ~ndimage.binary_erosion(mask)
-    points = np.argwhere(edge)[:, ::-1].astype(float)  # (x, y)
-    try:
-        corners = points[ConvexHull(points).vertices]
-    except (QhullError, ValueError):  # fewer than three points, or all on a line
-        return mask.copy()
-    canvas = Image.new("1", (mask.shape[1], mask.shape[0]), 0)
-    ImageDraw.Draw(canvas).polygon([tuple(c) for c in corners], fill=1, outline=1)
-    return np.asarray(canvas, dtype=bool) | mask
+    from skimage.morphology import convex_hull_image
+
+    with warnings.catch_warnings():  # fewer than three points or all on a line: skimage warns and returns nothing
+        warnings.simplefilter("ignore", UserWarning)
+        return convex_hull_image(mask, offset_coordinates=False) | mask
 
 
 def lung_components(mask: np.ndarray, hu: np.ndarray, voxel_ml: float,

@@ -1,5 +1,7 @@
 """NYU's published GMIC weights (``sample_model_1.p`` .. ``_5.p``, PyTorch state dicts) -> our :class:`Gmic`.
 
+Ours: no library knows GMIC's key names; the table below is read from the published code.
+
 The published network keeps its parts as attributes of one module, so its state dicts use these prefixes
 (read from nyukat/GMIC, ``src/modeling/gmic.py`` and ``modules.py``); the table below says where each lives here:
 

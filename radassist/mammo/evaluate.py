@@ -92,9 +92,10 @@ def saliency_dice(saliency: np.ndarray, mask: np.ndarray, threshold: float = 0.5
 
 
 def _auc(labels: list[int], scores: list[float], config: MammoEvaluationConfig) -> dict[str, Any]:
-    positives = int(sum(labels))
-    if positives == 0 or positives == len(labels):
-        return {"auc": None, "reason": f"needs both classes; {positives} positive of {len(labels)}"}
+    positives, needed = int(sum(labels)), 2 if config.ci_method == "bootstrap" else 1
+    if min(positives, len(labels) - positives) < needed:
+        each = " (two of each for a bootstrap)" if needed == 2 else ""
+        return {"auc": None, "reason": f"needs both classes{each}; {positives} positive of {len(labels)}"}
     return auc_interval(labels, scores, config.ci_method, config.confidence, config.bootstrap_resamples,
                         config.seed).as_dict()
 

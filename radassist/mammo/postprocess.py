@@ -12,11 +12,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageFont
 
-from radassist.io.atomic import atomic_path
 from radassist.results.detections import Detection, Detections
-from radassist.results.preview import draw_edge_letters
+from radassist.results.preview import PixelCanvas
 from radassist.results.tables import ClassifiedImage
 from radassist.volume import Volume
 
@@ -102,66 +100,50 @@ def _grey(image: np.ndarray) -> np.ndarray:
     return np.clip((image - low) / max(high - low, 1e-6) * 255.0, 0, 255)
 
 
-def _resize(array: np.ndarray, size: tuple[int, int], resample: int = Image.BILINEAR) -> np.ndarray:
-    """(rows, cols) float array -> (height, width) = ``size``."""
-    return np.asarray(Image.fromarray(array.astype(np.float32), "F").resize((size[1], size[0]), resample))
-
-
-def _overlay(grey: np.ndarray, heat: np.ndarray, colour: tuple[int, int, int]) -> np.ndarray:
-    alpha = (0.95 * np.clip(heat, 0.0, 1.0))[..., None]
-    return (1 - alpha) * grey[..., None] + alpha * np.array(colour, dtype=float)
-
-
-def _rgb(array: np.ndarray) -> Image.Image:
-    if array.ndim == 2:
-        array = np.repeat(array[..., None], 3, axis=2)
-    return Image.fromarray(np.round(np.clip(array, 0, 255)).astype(np.uint8), "RGB")
+def _tint(heat: np.ndarray, colour: tuple[int, int, int]) -> np.ndarray:
+    """A saliency map as an RGBA layer of ``colour``, opaque where the map is high (0.95 at 1)."""
+    layer = np.zeros((*heat.shape, 4))
+    layer[..., :3], layer[..., 3] = np.array(colour) / 255, 0.95 * np.clip(heat, 0.0, 1.0)
+    return layer
 
 
 def render_visualisation(result: MammoResult, path: str | Path, panel_height: int = 320) -> Path:
     """One row per view: input, patch map, benign and malignant saliency maps, and the patches with their
     attention weights (written atomically)."""
-    font = ImageFont.load_default()
-    title = 16
+    title, gap = 16, 6
     rows = []
     for view in result.views:
         height, width = view.model_input.shape
-        size = (panel_height, max(int(round(panel_height * width / height)), 1))
-        scale = panel_height / height
-        grey = _resize(_grey(view.model_input), size)
-        maps = [_resize(view.prepared.window.to_input(m), size) for m in view.saliency]
-        framed = _rgb(grey)  # the window has the chest wall on the left (preprocess flips right-facing views)
-        draw_edge_letters(ImageDraw.Draw(framed), (0, 0, framed.width, framed.height),
-                          mammogram_letters(False, view.prepared.laterality, view.prepared.view))
-        tiles: list[tuple[str, Image.Image]] = [(f"{view.name} input", framed)]
-        patch_map = _rgb(grey)
-        draw = ImageDraw.Draw(patch_map)
-        for patch in view.patches:
-            top, left = (c * scale for c in patch.window_corner)
-            draw.rectangle([left, top, left + patch.width * scale, top + patch.height * scale], outline=_PATCH,
-                           width=2)
-        tiles.append(("patch map", patch_map))
-        for name, heat, colour in zip(("benign", "malignant"), maps, (_GREEN, _RED)):
+        tile, scale = (max(int(round(panel_height * width / height)), 1), panel_height), panel_height / height
+        grey = [(_grey(view.model_input), "bilinear")]
+        # the window has the chest wall on the left (preprocess flips right-facing views)
+        letters = mammogram_letters(False, view.prepared.laterality, view.prepared.view)
+        boxes = [(patch.window_corner[1] * scale, patch.window_corner[0] * scale, patch.width * scale,
+                  patch.height * scale) for patch in view.patches]
+        row = [(f"{view.name} input", tile, grey, letters, []), ("patch map", tile, grey, None, boxes)]
+        for name, heat, colour in zip(("benign", "malignant"), view.saliency, (_GREEN, _RED)):
             probability = view.probabilities.get(name)
             text = f"SM {name}" + (f" p={probability:.2f}" if probability is not None else "")
-            tiles.append((text, _rgb(_overlay(grey, heat, colour))))
+            row.append((text, tile, grey + [(_tint(view.prepared.window.to_input(heat), colour), "bilinear")],
+                        None, []))
         patch_size = min(panel_height // 2, 160)
-        for patch, pixels in zip(view.patches, view.patch_pixels):
-            tiles.append((f"a{patch.index}={patch.attention:.2f}",
-                          _rgb(_resize(_grey(pixels), (patch_size, patch_size), Image.NEAREST))))
-        rows.append(tiles)
-    width = max(sum(tile.width + 6 for _, tile in tiles) for tiles in rows) + 6
-    canvas = Image.new("RGB", (width, len(rows) * (panel_height + title + 6) + 6), (0, 0, 0))
-    draw = ImageDraw.Draw(canvas)
-    y = 6
-    for tiles in rows:
-        x = 6
-        for text, tile in tiles:
-            draw.text((x, y), text, fill=(255, 255, 255), font=font)
-            canvas.paste(tile, (x, y + title))
-            x += tile.width + 6
-        y += panel_height + title + 6
-    path = Path(path)
-    with atomic_path(path) as temp:
-        canvas.save(temp, format="PNG")
-    return path
+        row += [(f"a{patch.index}={patch.attention:.2f}", (patch_size, patch_size), [(_grey(pixels), "nearest")],
+                 None, []) for patch, pixels in zip(view.patches, view.patch_pixels)]
+        rows.append(row)
+    width = max(sum(size[0] + gap for _, size, *_ in row) for row in rows) + gap
+    canvas = PixelCanvas(width, len(rows) * (panel_height + title + gap) + gap)
+    y = gap
+    for row in rows:
+        x = gap
+        for text, (w, h), layers, letters, boxes in row:
+            canvas.text(x, y, text)
+            for array, interpolation in layers:
+                canvas.image(array, (x, x + w, y + title + h, y + title), interpolation)
+            for left, top, box_width, box_height in boxes:
+                canvas.rectangle(x + left, y + title + top, x + left + box_width, y + title + top + box_height,
+                                 edge=_PATCH, width_px=2)
+            if letters:
+                canvas.letters((x, y + title, w, h), letters)
+            x += w + gap
+        y += panel_height + title + gap
+    return canvas.save(path, []).path

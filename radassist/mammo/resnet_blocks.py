@@ -1,5 +1,8 @@
 """Residual networks for GMIC, built from our own blocks (no torchvision).
 
+Ours, not MONAI's ResNet: the global network is pre-activation (MONAI has post-activation blocks only) and the
+local one takes any number of stages (MONAI's has exactly four), and GMIC's published checkpoints map onto both.
+
 Two families, named so that GMIC's published checkpoints map onto them one module at a time:
 
 * :class:`PreActResNet` -- pre-activation ("v2") ResNet: BN -> ReLU -> conv inside each block, one final

@@ -19,7 +19,8 @@ KEPT_COLUMNS = ("kept", "best")  # a log column that marks the epoch whose weigh
 SKIPPED_COLUMNS = ("epoch", "seconds", "lr", "lr_backbone", "learning_rate", "train_slabs", "train_positive_slabs")
 
 
-def _pyplot():
+def pyplot():
+    """matplotlib.pyplot on the Agg backend (files only, no display)."""
     import matplotlib
 
     matplotlib.use("Agg", force=True)
@@ -28,8 +29,21 @@ def _pyplot():
     return plt
 
 
-def _save(figure, path: str | Path) -> Path:
-    plt = _pyplot()
+def rendered(figure):
+    """The figure drawn into an RGB PIL image (8-bit, what every viewer shows), then closed."""
+    from PIL import Image
+
+    try:
+        figure.canvas.draw()
+        size = figure.canvas.get_width_height()
+        return Image.frombuffer("RGBA", size, figure.canvas.buffer_rgba()).convert("RGB")
+    finally:
+        pyplot().close(figure)
+
+
+def save_figure(figure, path: str | Path) -> Path:
+    """Write the figure as a PNG on white, atomically, then close it."""
+    plt = pyplot()
     path = Path(path)
     try:
         with atomic_path(path) as temp:
@@ -47,7 +61,7 @@ def write_roc_png(curves: Mapping[str, tuple[Sequence[float], Sequence[float], M
     with its confidence interval. Entries with one class only (no curve exists) are listed as such."""
     from radassist.metrics.classification import roc_curve
 
-    plt = _pyplot()
+    plt = pyplot()
     figure, axes = plt.subplots(figsize=(5.6, 5.2))
     axes.plot([0, 1], [0, 1], color="0.7", linestyle="--", linewidth=1, label="chance (AUC 0.5)")
     for name, (labels, scores, result) in curves.items():
@@ -63,7 +77,7 @@ def write_roc_png(curves: Mapping[str, tuple[Sequence[float], Sequence[float], M
     axes.grid(True, color="0.9")
     axes.legend(loc="lower right", fontsize=8)
     figure.tight_layout()
-    return _save(figure, path)
+    return save_figure(figure, path)
 
 
 # -- training -------------------------------------------------------------------------------------------------------
@@ -103,7 +117,7 @@ def write_training_curves(log: str | Path, path: str | Path | None = None, title
     kept_column = next((name for name in KEPT_COLUMNS if name in columns), None)
     kept = [epoch for epoch, row in zip(epochs, rows) if kept_column and _is_kept(row[kept_column])]
 
-    plt = _pyplot()
+    plt = pyplot()
     figure, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
     for axes, group, label in ((left, losses, "training loss"), (right, metrics, "validation")):
         for name, values in group.items():
@@ -124,7 +138,7 @@ def write_training_curves(log: str | Path, path: str | Path | None = None, title
     left.set_title(f"{title}: losses")
     right.set_title(f"{title}: validation")
     figure.tight_layout()
-    return _save(figure, path)
+    return save_figure(figure, path)
 
 
 def write_log(rows: Sequence[Mapping[str, object]], path: str | Path) -> Path:

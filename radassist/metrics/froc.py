@@ -1,5 +1,7 @@
 """LUNA16 FROC and CPM with the challenge's own rules, so our numbers can stand beside published ones.
 
+Ours, not MONAI's FROC: that one scores hits on a labelled mask (CAMELYON16's rules), not LUNA16's distance rule.
+
 The rules follow the official LUNA16 evaluation script (noduleCADEvaluationLUNA16.py), re-implemented here:
 
 * Only scans in the evaluated list count; candidates on other scans are ignored. Each scan keeps at most its

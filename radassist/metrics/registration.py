@@ -8,14 +8,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from radassist.metrics.segmentation import dice, nan_mean  # noqa: F401 (dice: the one Dice, named here too)
 from radassist.results.displacement import DisplacementField
-
-
-def dice(a: np.ndarray, b: np.ndarray) -> float:
-    """2|A and B| / (|A| + |B|) of two boolean masks; NaN when both are empty (nothing to compare)."""
-    a, b = np.asarray(a, dtype=bool), np.asarray(b, dtype=bool)
-    total = int(a.sum()) + int(b.sum())
-    return float("nan") if total == 0 else 2.0 * int(np.count_nonzero(a & b)) / total
 
 
 def label_values(*label_maps: np.ndarray) -> list[int]:
@@ -39,8 +33,7 @@ def dice_per_label(warped: np.ndarray, fixed: np.ndarray, labels: Iterable[int] 
 
 def mean_dice(scores: dict[int, float]) -> float:
     """Mean over labels that were present (NaN scores skipped); NaN when there is none."""
-    values = [v for v in scores.values() if not np.isnan(v)]
-    return float(np.mean(values)) if values else float("nan")
+    return nan_mean(list(scores.values()))
 
 
 @dataclass(frozen=True)

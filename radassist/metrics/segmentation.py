@@ -4,6 +4,8 @@ Everything is computed from one confusion matrix, so the numbers agree with each
 adding the matrices of its images (the "global" scores of the SegNet paper) rather than averaging per image.
 Conventions: rows are the true class, columns the predicted class. A class that is absent from both the truth and
 the prediction has no Dice or IoU (NaN, left out of means) instead of a perfect or a zero score.
+Ours, not MONAI's DiceMetric: that one scores one-hot tensors per batch, while a data set's global score needs
+the summed confusion matrix of label maps (a few counts, no one-hot volume in memory).
 """
 
 from __future__ import annotations

@@ -7,9 +7,10 @@
 * MSD, maximum symmetric surface distance: the largest of those distances (the symmetric Hausdorff distance of
   the surfaces).
 
-A (reference), B (prediction). Surfaces are the mask voxels with a 6-neighbour outside the mask (the
-object's border voxels, as in the LiTS evaluation's reference implementation of surface distances). Distances use
-the voxel spacing, so anisotropic CT is measured in mm. Empty masks: VOE is 0 when both are empty; RVD is NaN
+A (reference), B (prediction). Surfaces and distances are MONAI's (``get_mask_edges``, ``get_surface_distance``):
+the mask voxels with a 6-neighbour outside the mask (the object's border voxels, as in the LiTS evaluation's
+reference implementation), and exact Euclidean distances between voxel centres scaled by the voxel spacing, so
+anisotropic CT is measured in mm. Empty masks: VOE is 0 when both are empty; RVD is NaN
 when the reference is empty; surface distances are NaN when either mask is empty (there is no surface to
 measure from), never a made-up number.
 """
@@ -21,8 +22,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
 import numpy as np
-from scipy import ndimage
-
+from monai.metrics.utils import get_mask_edges, get_surface_distance
 
 
 def _pair(reference: np.ndarray, prediction: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -49,45 +49,42 @@ def relative_volume_difference(reference: np.ndarray, prediction: np.ndarray) ->
 def surface_voxels(mask: np.ndarray) -> np.ndarray:
     """The mask's border voxels: in the mask, with a face neighbour outside it (the array edge counts as outside)."""
     mask = np.asarray(mask, dtype=bool)
-    structure = ndimage.generate_binary_structure(mask.ndim, 1)
-    return mask & ~ndimage.binary_erosion(mask, structure=structure, border_value=0)
+    return get_mask_edges(mask, mask, crop=False)[0]
 
 
 def surface_distances(reference: np.ndarray, prediction: np.ndarray,
                       spacing_zyx: Sequence[float] = (1.0, 1.0, 1.0)) -> tuple[np.ndarray, np.ndarray]:
-    """Distances (mm) from each prediction surface voxel to the reference surface, and the other way round.
-
-    Only the bounding box of both masks (plus one voxel) is searched: every surface voxel lies in it, so the
-    distances are exact and large volumes stay fast.
-    """
+    """Distances (mm) from each prediction surface voxel to the reference surface, and the other way round; both
+    empty when either mask is (MONAI would give inf there). MONAI searches only the box of both masks."""
     reference, prediction = _pair(reference, prediction)
     if not reference.any() or not prediction.any():
         return np.empty(0), np.empty(0)
-    box = ndimage.find_objects((reference | prediction).astype(np.uint8))[0]
-    box = tuple(slice(max(s.start - 1, 0), min(s.stop + 1, n)) for s, n in zip(box, reference.shape))
-    ref_surface, pred_surface = surface_voxels(reference[box]), surface_voxels(prediction[box])
-    spacing = tuple(float(s) for s in spacing_zyx)
-    to_reference = ndimage.distance_transform_edt(~ref_surface, sampling=spacing)
-    to_prediction = ndimage.distance_transform_edt(~pred_surface, sampling=spacing)
-    return to_reference[pred_surface], to_prediction[ref_surface]
+    pred_surface, ref_surface = get_mask_edges(prediction, reference)
+    spacing = [float(s) for s in spacing_zyx]
+    return (np.asarray(get_surface_distance(pred_surface, ref_surface, spacing=spacing), dtype=np.float64),
+            np.asarray(get_surface_distance(ref_surface, pred_surface, spacing=spacing), dtype=np.float64))
+
+
+def symmetric_surface_distances(reference: np.ndarray, prediction: np.ndarray,
+                                spacing_zyx: Sequence[float] = (1.0, 1.0, 1.0)) -> tuple[float, float]:
+    """(ASSD, MSD) in mm: the mean of both directions' distances pooled, and their largest; NaN when either mask
+    is empty."""
+    forward, backward = surface_distances(reference, prediction, spacing_zyx)
+    if forward.size == 0 or backward.size == 0:
+        return math.nan, math.nan
+    return float(np.concatenate([forward, backward]).mean()), float(max(forward.max(), backward.max()))
 
 
 def average_symmetric_surface_distance(reference: np.ndarray, prediction: np.ndarray,
                                        spacing_zyx: Sequence[float] = (1.0, 1.0, 1.0)) -> float:
     """ASSD in mm; NaN when either mask is empty."""
-    forward, backward = surface_distances(reference, prediction, spacing_zyx)
-    if forward.size == 0 or backward.size == 0:
-        return math.nan
-    return float((forward.sum() + backward.sum()) / (forward.size + backward.size))
+    return symmetric_surface_distances(reference, prediction, spacing_zyx)[0]
 
 
 def maximum_symmetric_surface_distance(reference: np.ndarray, prediction: np.ndarray,
                                        spacing_zyx: Sequence[float] = (1.0, 1.0, 1.0)) -> float:
     """MSD (symmetric surface Hausdorff distance) in mm; NaN when either mask is empty."""
-    forward, backward = surface_distances(reference, prediction, spacing_zyx)
-    if forward.size == 0 or backward.size == 0:
-        return math.nan
-    return float(max(forward.max(), backward.max()))
+    return symmetric_surface_distances(reference, prediction, spacing_zyx)[1]
 
 
 @dataclass(frozen=True)
@@ -115,11 +112,6 @@ def lits_scores(reference: np.ndarray, prediction: np.ndarray,
     both = int(np.count_nonzero(reference & prediction))
     sizes = int(np.count_nonzero(reference)), int(np.count_nonzero(prediction))
     dice = 2.0 * both / sum(sizes) if sum(sizes) else math.nan
-    forward, backward = surface_distances(reference, prediction, spacing_zyx)
-    if forward.size and backward.size:
-        assd = float((forward.sum() + backward.sum()) / (forward.size + backward.size))
-        msd = float(max(forward.max(), backward.max()))
-    else:
-        assd = msd = math.nan
+    assd, msd = symmetric_surface_distances(reference, prediction, spacing_zyx)
     return LitsScores(dice, volumetric_overlap_error(reference, prediction),
                       relative_volume_difference(reference, prediction), assd, msd, sizes[0], sizes[1], both)

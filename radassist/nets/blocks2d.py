@@ -1,42 +1,30 @@
 """Small 2-D building blocks that the segmentation networks (U-Net, SegNet, the liver's mU-Net) are assembled from.
 
-Each block does one thing and names every constructor argument, in the style of ``monai.networks.blocks``:
-a networks file then reads like the paper's figure. All blocks export to ONNX with dynamic batch and image size
-(the unpooling of :class:`MaxUnpoolByIndices2d` is a scatter, because torch's ``MaxUnpool2d`` does not export).
+Each block does one thing and names every constructor argument; the convolution unit is MONAI's
+``Convolution`` and the blocks here only arrange it as the papers' figures do. All blocks export to ONNX with
+dynamic batch and image size (the unpooling of :class:`MaxUnpoolByIndices2d` is a scatter, because torch's
+``MaxUnpool2d`` does not export).
 """
 
 from __future__ import annotations
 
 import torch
+from monai.networks.blocks import Convolution
 from torch import nn
 
 
-class ConvNormAct2d(nn.Sequential):
-    """Convolution, then batch normalisation (optional), then ReLU: the unit both U-Net and SegNet repeat.
-
-    Args:
-        in_channels: channels coming in.
-        out_channels: channels going out.
-        kernel_size: square kernel size (odd; the padding keeps the image size).
-        batch_norm: add ``BatchNorm2d`` after the convolution (the convolution then has no bias of its own).
-        activation: apply ReLU at the end; False for a last layer that feeds another block's own activation.
-    """
-
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: int = 3, batch_norm: bool = True,
-                 activation: bool = True) -> None:
-        if kernel_size % 2 != 1:
-            raise ValueError(f"kernel_size must be odd to keep the image size, got {kernel_size}")
-        layers: list[nn.Module] = [nn.Conv2d(in_channels, out_channels, kernel_size, padding=kernel_size // 2,
-                                             bias=not batch_norm)]
-        if batch_norm:
-            layers.append(nn.BatchNorm2d(out_channels))
-        if activation:
-            layers.append(nn.ReLU(inplace=True))
-        super().__init__(*layers)
+def conv_norm_act_2d(in_channels: int, out_channels: int, kernel_size: int = 3, batch_norm: bool = True,
+                     activation: bool = True) -> Convolution:
+    """Convolution (padded to keep the image size; no bias of its own before batch norm), then batch
+    normalisation (optional), then ReLU (optional): the unit U-Net and SegNet repeat, as MONAI's ``Convolution``."""
+    if kernel_size % 2 != 1:
+        raise ValueError(f"kernel_size must be odd to keep the image size, got {kernel_size}")
+    return Convolution(2, in_channels, out_channels, kernel_size=kernel_size, adn_ordering="NA", bias=not batch_norm,
+                       norm="batch" if batch_norm else None, act=("relu", {"inplace": True}) if activation else None)
 
 
 class ConvStack2d(nn.Sequential):
-    """``repeats`` :class:`ConvNormAct2d` units in a row, with optional dropout after them.
+    """``repeats`` :func:`conv_norm_act_2d` units in a row, with optional dropout after them.
 
     Args:
         in_channels: channels coming in.
@@ -53,8 +41,8 @@ class ConvStack2d(nn.Sequential):
             raise ValueError(f"a conv stack needs at least one unit, got repeats={repeats}")
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {dropout}")
-        layers: list[nn.Module] = [ConvNormAct2d(in_channels if index == 0 else out_channels, out_channels,
-                                                 kernel_size, batch_norm) for index in range(repeats)]
+        layers: list[nn.Module] = [conv_norm_act_2d(in_channels if index == 0 else out_channels, out_channels,
+                                                    kernel_size, batch_norm) for index in range(repeats)]
         if dropout > 0:
             layers.append(nn.Dropout2d(dropout))
         super().__init__(*layers)

@@ -8,7 +8,8 @@ the same number of millimetres across and down. Every panel carries the orientat
 (R/L, A/P, S/I; computed from the geometry, so an oblique volume gets the nearest ones), and an optional caption
 says what the picture is (for example that its labels are the reference, not a model's result). Each function
 returns a :class:`Preview` that says where every panel is in the PNG and maps a world point (LPS mm) to its pixel,
-so callers and tests can find things on it.
+so callers and tests can find things on it. Pictures are drawn with matplotlib on a canvas whose units are the
+PNG's pixels, so that arithmetic and the drawing agree to the pixel.
 """
 
 from __future__ import annotations
@@ -20,11 +21,11 @@ from pathlib import Path
 
 import numpy as np
 import SimpleITK as sitk
-from PIL import Image, ImageDraw, ImageFont
 from scipy import ndimage
 
 from radassist.io.atomic import atomic_path
 from radassist.io.sitk_bridge import volume_to_sitk
+from radassist.metrics.curves import pyplot, rendered
 from radassist.results.detections import Detections
 from radassist.results.displacement import DisplacementField
 from radassist.results.labelmap import LabelMap
@@ -44,7 +45,9 @@ CT_SOFT_TISSUE = Window(40.0, 400.0)
 CT_LUNG = Window(-600.0, 1500.0)
 CT_LIVER = Window(60.0, 180.0)
 
-BACKGROUND = (0, 0, 0)
+DPI = 100
+PX = 72.0 / DPI  # one pixel in points (matplotlib's unit for line widths and font sizes)
+FONT_PX = 12
 TEXT_COLOUR = (255, 255, 255)
 BOX_COLOUR = (255, 220, 0)
 GRID_COLOUR = (80, 220, 255)
@@ -58,6 +61,75 @@ MIN_MARK_PX = 14  # a lesion mark is drawn at least this large, so a small lesio
 LUNG_AIR_HU = (-950.0, -500.0)  # what lung parenchyma looks like on CT: the "no findings" preview looks for it
 _WORLD_LETTERS = ("LR", "PA", "SI")  # LPS world axis -> (letter of its + direction, letter of its - direction)
 _CLASS_COLOURS = [(230, 80, 80), (80, 160, 230), (90, 200, 90), (230, 180, 60), (180, 100, 220)]
+
+
+def _unit(colour: Sequence[float]) -> tuple[float, ...]:
+    """A 0-255 colour in matplotlib's 0-1 units."""
+    return tuple(c / 255 for c in colour)
+
+
+class PixelCanvas:
+    """A black matplotlib figure of exact pixel size with one axes over all of it whose data units are the PNG's
+    pixels (x to the right, y down), so images, outlines, boxes and text land where :class:`Panel` says.
+    ``caption`` is written in a strip of CAPTION_HEIGHT pixels at the top (callers start their layout at
+    :attr:`top`); a text wider than the picture widens it."""
+
+    def __init__(self, width: int, height: int, caption: str | None = None) -> None:
+        self.width, self.height = max(int(width), 1), max(int(height), 1)
+        self.top = CAPTION_HEIGHT if caption else 0
+        self.figure = pyplot().figure(figsize=(self.width / DPI, self.height / DPI), dpi=DPI, facecolor="black")
+        self.axes = self.figure.add_axes((0.0, 0.0, 1.0, 1.0))
+        self.axes.set_axis_off()
+        self.axes.set(xlim=(0, self.width), ylim=(self.height, 0), autoscale_on=False)
+        if caption:
+            self.text(MARGIN, 4, caption)
+
+    def image(self, array: np.ndarray, extent: Sequence[float], interpolation: str = "bilinear") -> None:
+        """A grey (uint8) or RGBA (0..1) image stretched over ``extent`` (left, right, bottom, top) pixels."""
+        self.axes.imshow(array, extent=tuple(extent), cmap="gray", vmin=0, vmax=255, interpolation=interpolation,
+                         aspect="auto")
+
+    def text(self, x: float, y: float, text: str, colour: Sequence[int] = TEXT_COLOUR, **kwargs):
+        """``text`` with its top-left corner at (x, y) unless ``ha``/``va`` say otherwise."""
+        kwargs = {"ha": "left", "va": "top", "fontsize": FONT_PX * PX, **kwargs}
+        return self.axes.text(x, y, text, color=_unit(colour), **kwargs)
+
+    def rectangle(self, x0: float, y0: float, x1: float, y1: float, edge: Sequence[int] | None = None,
+                  fill: Sequence[int] | None = None, width_px: float = 1.0) -> None:
+        from matplotlib.patches import Rectangle
+
+        self.axes.add_patch(Rectangle((x0, y0), x1 - x0, y1 - y0, fill=fill is not None,
+                                      facecolor=_unit(fill) if fill else "none", antialiased=False,
+                                      edgecolor=_unit(edge) if edge else "none", linewidth=width_px * PX))
+
+    def letters(self, box: tuple[float, float, float, float], letters: Sequence[str]) -> None:
+        """(left, right, top, bottom) orientation letters inside the edges of the panel ``box`` = (left, top, width,
+        height), in a bright colour with a dark outline so they read on any image. Empty letters are skipped."""
+        from matplotlib import patheffects
+
+        left, top, width, height = box
+        places = ((left + 3, top + height / 2, "left", "center"), (left + width - 3, top + height / 2, "right",
+                  "center"), (left + width / 2, top + 2, "center", "top"),
+                  (left + width / 2, top + height - 2, "center", "bottom"))
+        outline = [patheffects.withStroke(linewidth=3 * PX, foreground="black")]
+        for (x, y, ha, va), letter in zip(places, letters):
+            if letter:
+                self.text(x, y, letter, LETTER_COLOUR, ha=ha, va=va, fontsize=13 * PX, fontweight="bold",
+                          path_effects=outline)
+
+    def save(self, path: str | Path, panels: list[Panel]) -> Preview:
+        """Write the PNG (8-bit RGB, what every viewer shows) atomically, widened to hold its longest text."""
+        renderer = self.figure.canvas.get_renderer()
+        right = max([text.get_window_extent(renderer).x1 + MARGIN for text in self.axes.texts], default=0)
+        if right > self.width:
+            self.width = int(math.ceil(right))
+            self.figure.set_size_inches(self.width / DPI, self.height / DPI)
+            self.axes.set_xlim(0, self.width)
+        image = rendered(self.figure)
+        path = Path(path)
+        with atomic_path(path) as temp:
+            image.save(temp, format="PNG")
+        return Preview(path=path, size=image.size, panels=panels)
 
 
 # -- orientation --------------------------------------------------------------------------------------------------
@@ -127,13 +199,24 @@ class Panel:
             return float(nz - 1 - z), float(x)
         return float(nz - 1 - z), float(y)
 
-    def index_to_pixel(self, row: float, col: float) -> tuple[int, int]:
-        """PNG pixel (x, y) of a continuous (row, col) of the full slice (voxel centres at whole numbers)."""
+    def index_to_xy(self, row: float, col: float) -> tuple[float, float]:
+        """Continuous PNG position (x, y) of a continuous (row, col) of the full slice (voxel centres at whole
+        numbers; pixel x covers [x, x + 1))."""
         rows = self.row_range[1] - self.row_range[0]
         cols = self.col_range[1] - self.col_range[0]
         x = self.left + (col - self.col_range[0] + 0.5) * self.width / cols
         y = self.top + (row - self.row_range[0] + 0.5) * self.height / rows
+        return x, y
+
+    def index_to_pixel(self, row: float, col: float) -> tuple[int, int]:
+        """PNG pixel (x, y) of a continuous (row, col) of the full slice."""
+        x, y = self.index_to_xy(row, col)
         return int(math.floor(x)), int(math.floor(y))
+
+    @property
+    def extent(self) -> tuple[float, float, float, float]:
+        """The panel's (left, right, bottom, top) in pixels: where the displayed rows and columns are drawn."""
+        return self.left, self.left + self.width, self.top + self.height, self.top
 
     def world_to_pixel(self, lps: np.ndarray) -> tuple[int, int]:
         return self.index_to_pixel(*self.display_index(lps))
@@ -145,10 +228,6 @@ class Panel:
     def edge_letters(self) -> tuple[str, str, str, str]:
         """Orientation letters of the (left, right, top, bottom) edges."""
         return edge_letters(self.geometry, self.view)
-
-    def shifted(self, down: int) -> "Panel":
-        return Panel(self.title, self.view, self.slice_index, self.geometry, self.left, self.top + down,
-                     self.width, self.height, self.row_range, self.col_range)
 
 
 @dataclass
@@ -180,36 +259,6 @@ def edge_letters(geometry: Geometry, view: str) -> tuple[str, str, str, str]:
     return _opposite(right), right, _opposite(bottom), bottom
 
 
-def draw_edge_letters(draw: ImageDraw.ImageDraw, box: tuple[int, int, int, int],
-                      letters: Sequence[str], font: ImageFont.ImageFont | None = None) -> None:
-    """Write (left, right, top, bottom) letters inside the edges of the panel ``box`` = (left, top, width,
-    height), in a bright colour with a dark outline so they read on any image. Empty letters are skipped."""
-    font = font or _font(13)
-    left, top, width, height = box
-    places = ((left + 3, top + height // 2, "lm"), (left + width - 3, top + height // 2, "rm"),
-              (left + width // 2, top + 2, "mt"), (left + width // 2, top + height - 2, "mb"))
-    for (x, y, anchor), letter in zip(places, letters):
-        if letter:
-            draw.text((x, y), letter, fill=LETTER_COLOUR, font=font, anchor=anchor, stroke_width=2,
-                      stroke_fill=(0, 0, 0))
-
-
-def _panel_letters(draw: ImageDraw.ImageDraw, panel: "Panel") -> None:
-    draw_edge_letters(draw, (panel.left, panel.top, panel.width, panel.height), panel.edge_letters)
-
-
-def with_caption(canvas: Image.Image, panels: list["Panel"], caption: str | None) -> tuple[Image.Image, list["Panel"]]:
-    """``canvas`` with ``caption`` written in a strip above it (panels moved down with it); unchanged without."""
-    if not caption:
-        return canvas, panels
-    font = _font()
-    width = max(canvas.width, int(ImageDraw.Draw(canvas).textlength(caption, font=font)) + 2 * MARGIN)
-    framed = Image.new("RGB", (width, canvas.height + CAPTION_HEIGHT), BACKGROUND)
-    framed.paste(canvas, (0, CAPTION_HEIGHT))
-    ImageDraw.Draw(framed).text((MARGIN, 4), caption, fill=TEXT_COLOUR, font=font)
-    return framed, [panel.shifted(CAPTION_HEIGHT) for panel in panels]
-
-
 def _view_slice(array: np.ndarray, view: str, index: int) -> np.ndarray:
     """The 2-D display slice of a canonical (z, y, x[, ...]) array."""
     if view == "axial":
@@ -238,49 +287,9 @@ def _window_to_uint8(values: np.ndarray, window: Window | None, reference: np.nd
     return np.round(scaled * 255).astype(np.uint8)
 
 
-def _resize_grey(grey: np.ndarray, width: int, height: int) -> np.ndarray:
-    image = Image.fromarray(grey, mode="L").resize((width, height), Image.Resampling.BILINEAR)
-    return np.repeat(np.asarray(image)[..., None], 3, axis=2).astype(np.float64)
-
-
-def _resize_nearest(values: np.ndarray, width: int, height: int) -> np.ndarray:
-    rows = np.minimum((np.arange(height) + 0.5) * values.shape[0] / height, values.shape[0] - 1).astype(int)
-    cols = np.minimum((np.arange(width) + 0.5) * values.shape[1] / width, values.shape[1] - 1).astype(int)
-    return values[rows][:, cols]
-
-
-def _paint_mask(rgb: np.ndarray, mask: np.ndarray, colour: tuple[int, int, int]) -> None:
-    """Translucent fill plus a solid one-pixel outline in ``colour`` (in place)."""
-    if not mask.any():
-        return
-    colour_array = np.asarray(colour, dtype=np.float64)
-    rgb[mask] = (1 - FILL_OPACITY) * rgb[mask] + FILL_OPACITY * colour_array
-    outline = mask & ~ndimage.binary_erosion(mask, structure=np.ones((3, 3), bool), border_value=0)
-    rgb[outline] = colour_array
-
-
-def _font(size: int = 12) -> ImageFont.ImageFont:
-    try:
-        return ImageFont.load_default(size=size)
-    except TypeError:  # Pillow built without FreeType
-        return ImageFont.load_default()
-
-
-def _colour255(colour: Sequence[float]) -> tuple[int, int, int]:
-    return tuple(int(round(255 * float(c))) for c in colour[:3])
-
-
 def _panel_size(geometry: Geometry, view: str, rows: int, cols: int, px_per_mm: float) -> tuple[int, int]:
     row_mm, col_mm = _view_spacing(geometry, view)
     return max(1, int(round(cols * col_mm * px_per_mm))), max(1, int(round(rows * row_mm * px_per_mm)))
-
-
-def _save(canvas: Image.Image, path: Path, panels: list[Panel], caption: str | None = None) -> Preview:
-    """Write the PNG (8-bit RGB, what every viewer shows) with its caption strip, atomically."""
-    canvas, panels = with_caption(canvas, panels, caption)
-    with atomic_path(path) as temp:
-        canvas.convert("RGB").save(temp, format="PNG")
-    return Preview(path=path, size=canvas.size, panels=panels)
 
 
 def _grid_positions(sizes: list[tuple[int, int]], columns: int, top: int) -> tuple[list[tuple[int, int]], int, int]:
@@ -306,6 +315,32 @@ def _as_volume_on(volume: Volume, geometry: Geometry, interpolator: int = sitk.s
     reference.SetDirection(geometry.direction)
     image = sitk.Cast(volume_to_sitk(volume), sitk.sitkFloat32)
     return sitk.GetArrayFromImage(sitk.Resample(image, reference, sitk.Transform(), interpolator, 0.0))
+
+
+def _caption_top(caption: str | None) -> int:
+    """Where the first row of panels starts: below the caption strip when there is one."""
+    return MARGIN + (CAPTION_HEIGHT if caption else 0)
+
+
+def _title(canvas: PixelCanvas, panel: Panel) -> None:
+    canvas.text(panel.left, panel.top - TITLE_HEIGHT + 3, panel.title)
+
+
+def _paint_masks(canvas: PixelCanvas, panel: Panel, masks: Sequence[tuple[np.ndarray, Sequence[int]]]) -> None:
+    """Each (mask, colour): a translucent fill of the mask's voxels, then (over every fill) a solid outline along
+    their edges, largest mask first, so the outline of a segment inside another (a lung in the body) stays on top
+    where the two share an edge."""
+    left, right, bottom, top = panel.extent
+    for mask, colour in masks:
+        fill = np.zeros((*mask.shape, 4))
+        fill[mask] = (*_unit(colour), FILL_OPACITY)
+        canvas.image(fill, panel.extent, interpolation="nearest")
+    for mask, colour in sorted(masks, key=lambda pair: -int(pair[0].sum())):
+        dx, dy = panel.width / mask.shape[1], panel.height / mask.shape[0]
+        if mask.any():  # one voxel of background around it: an outline closes at the slice's edge
+            canvas.axes.contour(np.pad(mask, 1).astype(np.float32), levels=[0.5], colors=[_unit(colour)],
+                                origin="upper", extent=(left - dx, right + dx, bottom + dy, top - dy),
+                                linewidths=PX, antialiased=False)
 
 
 # -- segmentation -------------------------------------------------------------------------------------------------
@@ -340,33 +375,33 @@ def preview_labelmap(volume: Volume, labelmap: LabelMap, path: str | Path, windo
     px_per_mm = panel_mm_to_px or 320.0 / max(extents)
     shapes = {"axial": (ny, nx), "coronal": (nz, nx), "sagittal": (nz, ny)}
     sizes = [_panel_size(geometry, view, *shapes[view], px_per_mm) for view, _ in views]
-    positions, width, bottom = _grid_positions(sizes, columns=3, top=MARGIN)
+    positions, width, bottom = _grid_positions(sizes, columns=3, top=_caption_top(caption))
     shown = [(s, m) for s, m, c in zip(labelmap.segments, masks, counts) if c > 0]
-    font = _font()
-    legend_rows = max(1, len(shown))
-    canvas = Image.new("RGB", (max(width, 200), bottom + legend_rows * 16 + MARGIN), BACKGROUND)
-    draw = ImageDraw.Draw(canvas)
+    canvas = PixelCanvas(max(width, 200), bottom + max(1, len(shown)) * 16 + MARGIN, caption)
     panels = []
     for (view, index), (w, h), (left, top) in zip(views, sizes, positions):
-        grey = _window_to_uint8(_view_slice(image, view, index), window)
-        rgb = _resize_grey(grey, w, h)
-        for segment, mask in shown:
-            _paint_mask(rgb, _resize_nearest(_view_slice(mask, view, index), w, h), _colour255(segment.color))
-        canvas.paste(Image.fromarray(np.round(rgb).astype(np.uint8), "RGB"), (left, top))
         depth = {"axial": nz, "coronal": ny, "sagittal": nx}[view]
-        draw.text((left, top - TITLE_HEIGHT + 3), f"{view} {index + 1}/{depth}", fill=TEXT_COLOUR, font=font)
-        rows, cols = _view_slice(image, view, index).shape
-        panels.append(Panel(view, view, index, geometry, left, top, w, h, (0, rows), (0, cols)))
-        _panel_letters(draw, panels[-1])
+        rows, cols = shapes[view]
+        panel = Panel(f"{view} {index + 1}/{depth}", view, index, geometry, left, top, w, h, (0, rows), (0, cols))
+        panels.append(panel)
+        canvas.image(_window_to_uint8(_view_slice(image, view, index), window), panel.extent)
+        _paint_masks(canvas, panel, [(_view_slice(mask, view, index), _colour255(segment.color))
+                                     for segment, mask in shown])
+        _title(canvas, panel)
+        canvas.letters((left, top, w, h), panel.edge_letters)
     y = bottom
     for segment, mask in shown:
-        draw.rectangle([MARGIN, y + 2, MARGIN + 10, y + 12], fill=_colour255(segment.color))
+        canvas.rectangle(MARGIN, y + 2, MARGIN + 10, y + 12, fill=_colour255(segment.color))
         volume_ml = float(mask.sum()) * geometry.voxel_volume_mm3 / 1000.0
-        draw.text((MARGIN + 16, y), f"{segment.name}  {volume_ml:.1f} ml", fill=TEXT_COLOUR, font=font)
+        canvas.text(MARGIN + 16, y, f"{segment.name}  {volume_ml:.1f} ml")
         y += 16
     if not shown:
-        draw.text((MARGIN, y), "no segments", fill=TEXT_COLOUR, font=font)
-    return _save(canvas, Path(path), panels, caption)
+        canvas.text(MARGIN, y, "no segments")
+    return canvas.save(path, panels)
+
+
+def _colour255(colour: Sequence[float]) -> tuple[int, int, int]:
+    return tuple(int(round(255 * float(c))) for c in colour[:3])
 
 
 # -- detections ---------------------------------------------------------------------------------------------------
@@ -382,17 +417,15 @@ def preview_detections(volume: Volume, detections: Detections, path: str | Path,
     geometry = reorient.geometry
     nz, ny, nx = image.shape
     sx, sy, _ = geometry.spacing
-    findings = detections.sorted().items[:max_findings]
     tiles = []
-    for rank, detection in enumerate(findings, start=1):
+    for rank, detection in enumerate(detections.sorted().items[:max_findings], start=1):
         z, y, x = geometry.world_to_zyx(np.asarray(detection.center))
         half_mm = max(32.0, 1.5 * max(detection.size[0], detection.size[1]))
-        rows = _crop_range(y, half_mm / sy, ny)
-        cols = _crop_range(x, half_mm / sx, nx)
         title = f"#{rank} p={detection.probability:.2f}"
         if detection.diameter_mm is not None:
             title += f" {detection.diameter_mm:.1f}mm"
-        tiles.append((title, int(np.clip(round(z), 0, nz - 1)), rows, cols, detection))
+        tiles.append((title, int(np.clip(round(z), 0, nz - 1)), _crop_range(y, half_mm / sy, ny),
+                      _crop_range(x, half_mm / sx, nx), detection))
     if not tiles:
         tiles.append(("no findings: slice through the most lung", organ_slice(image), (0, ny), (0, nx), None))
         tile_px = max(tile_px, 320)
@@ -400,27 +433,24 @@ def preview_detections(volume: Volume, detections: Detections, path: str | Path,
     for _, _, rows, cols, _ in tiles:
         extent_mm = max((rows[1] - rows[0]) * sy, (cols[1] - cols[0]) * sx)
         sizes.append(_panel_size(geometry, "axial", rows[1] - rows[0], cols[1] - cols[0], tile_px / extent_mm))
-    positions, width, bottom = _grid_positions(sizes, columns=columns, top=MARGIN)
-    canvas = Image.new("RGB", (width, bottom), BACKGROUND)
-    draw = ImageDraw.Draw(canvas)
-    font = _font()
+    positions, width, bottom = _grid_positions(sizes, columns=columns, top=_caption_top(caption))
+    canvas = PixelCanvas(width, bottom, caption)
     panels = []
     thickness = 1 if slab_mm is None else max(1, int(round(slab_mm / geometry.spacing[2])))
     for (title, z_index, rows, cols, detection), (w, h), (left, top) in zip(tiles, sizes, positions):
         first = int(np.clip(z_index - thickness // 2, 0, max(nz - thickness, 0)))
         crop = image[first:first + thickness, rows[0]:rows[1], cols[0]:cols[1]].max(axis=0)
-        canvas.paste(Image.fromarray(_window_to_uint8(crop, window), "L").convert("RGB").resize(
-            (w, h), Image.Resampling.BILINEAR), (left, top))
         panel = Panel(title, "axial", z_index, geometry, left, top, w, h, rows, cols)
         panels.append(panel)
-        draw.text((left, top - TITLE_HEIGHT + 3), title, fill=TEXT_COLOUR, font=font)
+        canvas.image(_window_to_uint8(crop, window), panel.extent)
+        _title(canvas, panel)
         if detection is not None:
             corners = [panel.world_to_pixel(corner) for corner in (detection.box_min, detection.box_max)]
             x0, x1 = sorted(np.clip([c[0] for c in corners], left, left + w - 1))
             y0, y1 = sorted(np.clip([c[1] for c in corners], top, top + h - 1))
-            draw.rectangle([x0, y0, x1, y1], outline=BOX_COLOUR, width=2)
-        _panel_letters(draw, panel)
-    return _save(canvas, Path(path), panels, caption)
+            canvas.rectangle(x0 + 0.5, y0 + 0.5, x1 + 0.5, y1 + 0.5, edge=BOX_COLOUR, width_px=2)
+        canvas.letters((left, top, w, h), panel.edge_letters)
+    return canvas.save(path, panels)
 
 
 def organ_slice(image: np.ndarray, air: tuple[float, float] = LUNG_AIR_HU) -> int:
@@ -464,35 +494,31 @@ def preview_registration(fixed: Volume, moving: Volume, warped: Volume | None, f
     titles = ["fixed", "moving", "warped", "checkerboard", "deformation"]
     px_per_mm = 256.0 / max(rows * geometry.spacing[1], cols * geometry.spacing[0])
     size = _panel_size(geometry, "axial", rows, cols, px_per_mm)
-    positions, width, bottom = _grid_positions([size] * 5, columns=5, top=MARGIN)
-    canvas = Image.new("RGB", (width, bottom), BACKGROUND)
-    draw = ImageDraw.Draw(canvas)
-    font = _font()
-    panels = []
-    for title, grey, (left, top) in zip(titles, greys, positions):
-        canvas.paste(Image.fromarray(grey, "L").convert("RGB").resize(size, Image.Resampling.BILINEAR),
-                     (left, top))
-        draw.text((left, top - TITLE_HEIGHT + 3), title, fill=TEXT_COLOUR, font=font)
-        panels.append(Panel(title, "axial", index, geometry, left, top, size[0], size[1], (0, rows), (0, cols)))
-    _draw_deformation_grid(draw, panels[-1], vectors[index], geometry, grid_lines)
+    positions, width, bottom = _grid_positions([size] * 5, columns=5, top=_caption_top(caption))
+    canvas = PixelCanvas(width, bottom, caption)
+    panels = [Panel(title, "axial", index, geometry, left, top, size[0], size[1], (0, rows), (0, cols))
+              for title, (left, top) in zip(titles, positions)]
+    for panel, grey in zip(panels, greys):
+        canvas.image(grey, panel.extent)
+        _title(canvas, panel)
+    _draw_deformation_grid(canvas, panels[-1], vectors[index], geometry, grid_lines)
     for panel in panels:
-        _panel_letters(draw, panel)
-    return _save(canvas, Path(path), panels, caption)
+        canvas.letters((panel.left, panel.top, panel.width, panel.height), panel.edge_letters)
+    return canvas.save(path, panels)
 
 
-def _draw_deformation_grid(draw: ImageDraw.ImageDraw, panel: Panel, vectors: np.ndarray, geometry: Geometry,
+def _draw_deformation_grid(canvas: PixelCanvas, panel: Panel, vectors: np.ndarray, geometry: Geometry,
                            lines: int) -> None:
     """Grid lines of the fixed slice, each point moved by the in-plane part of its displacement (fixed->moving)."""
     to_index = np.linalg.inv(geometry.direction_matrix @ np.diag(geometry.spacing))
     shift = vectors @ to_index.T  # (rows, cols, 3) displacement in (i, j, k) voxels
     rows, cols = vectors.shape[:2]
     step = max(1, min(rows, cols) // lines)
-    for r in range(0, rows, step):
-        points = [panel.index_to_pixel(r + shift[r, c, 1], c + shift[r, c, 0]) for c in range(cols)]
-        draw.line(points, fill=GRID_COLOUR, width=1)
-    for c in range(0, cols, step):
-        points = [panel.index_to_pixel(r + shift[r, c, 1], c + shift[r, c, 0]) for r in range(rows)]
-        draw.line(points, fill=GRID_COLOUR, width=1)
+    grid_rows, grid_cols = np.meshgrid(np.arange(rows), np.arange(cols), indexing="ij")
+    xs, ys = panel.index_to_xy(grid_rows + shift[..., 1], grid_cols + shift[..., 0])
+    style = {"color": _unit(GRID_COLOUR), "linewidth": PX, "antialiased": False}
+    canvas.axes.plot(xs[::step].T, ys[::step].T, **style)  # one line per grid row
+    canvas.axes.plot(xs[:, ::step], ys[:, ::step], **style)  # one per grid column
 
 
 # -- classification -----------------------------------------------------------------------------------------------
@@ -518,11 +544,8 @@ def preview_classification(image_volume: Volume | Mapping[str, Volume], classifi
         volumes = dict(image_volume)
     if isinstance(overlays, np.ndarray):
         raise ValueError("with several images, give overlays as a mapping image_id -> array")
-    overlays = dict(overlays or {})
-    marks = dict(marks or {})
-    letters = dict(letters or {})
+    overlays, marks, letters = dict(overlays or {}), dict(marks or {}), dict(letters or {})
     by_id = {item.image_id: item for item in classification.images}
-    font = _font()
     tiles = []
     for image_id, volume in volumes.items():
         reorient = _reorientation(volume.geometry)
@@ -531,56 +554,56 @@ def preview_classification(image_volume: Volume | Mapping[str, Volume], classifi
         heat = None
         if image_id in overlays:
             heat = np.asarray(overlays[image_id], dtype=np.float64)
-            heat = heat.reshape(volume.shape) if heat.size == volume.array.size else None
-            if heat is None:
+            if heat.size != volume.array.size:
                 raise ValueError(f"overlay for {image_id!r} must have the image's shape {volume.shape}")
-            heat = reorient.apply(heat)[index]
+            heat = reorient.apply(heat.reshape(volume.shape))[index]
+        mark = None
+        if image_id in marks:
+            mark = reorient.apply(np.asarray(marks[image_id]).reshape(volume.shape).astype(bool))[index]
         rows, cols = image.shape[1:]
         geometry = reorient.geometry
         px_per_mm = panel_px / max(rows * geometry.spacing[1], cols * geometry.spacing[0])
-        tiles.append((image_id, image[index], heat, geometry, index,
+        tiles.append((image_id, image[index], heat, mark, geometry, index,
                       _panel_size(geometry, "axial", rows, cols, px_per_mm)))
     class_names = list(dict.fromkeys(n for item in classification.images for n in item.probabilities))
     bar_height = 16 * max(1, len(class_names)) + 4
-    sizes = [(w, h + bar_height) for *_, (w, h) in tiles]
-    positions, width, bottom = _grid_positions(sizes, columns=4, top=MARGIN)
+    positions, width, bottom = _grid_positions([(w, h + bar_height) for *_, (w, h) in tiles], columns=4,
+                                               top=_caption_top(caption))
     group_lines = [_group_text(g) for g in classification.groups]
-    canvas = Image.new("RGB", (max(width, 240), bottom + 16 * len(group_lines) + MARGIN), BACKGROUND)
-    draw = ImageDraw.Draw(canvas)
+    canvas = PixelCanvas(max(width, 240), bottom + 16 * len(group_lines) + MARGIN, caption)
     panels = []
-    for (image_id, slice_, heat, geometry, index, (w, h)), (left, top) in zip(tiles, positions):
-        rgb = _resize_grey(_window_to_uint8(slice_, window), w, h)
-        if heat is not None:
-            alpha = 0.5 * np.clip(_resize_nearest(heat, w, h), 0.0, 1.0)[..., None]
-            rgb = (1 - alpha) * rgb + alpha * np.array([255.0, 0.0, 0.0])
-        canvas.paste(Image.fromarray(np.round(rgb).astype(np.uint8), "RGB"), (left, top))
-        draw.text((left, top - TITLE_HEIGHT + 3), image_id, fill=TEXT_COLOUR, font=font)
+    for (image_id, slice_, heat, mark, geometry, index, (w, h)), (left, top) in zip(tiles, positions):
         panel = Panel(image_id, "axial", index, geometry, left, top, w, h, (0, slice_.shape[0]), (0, slice_.shape[1]))
         panels.append(panel)
-        if image_id in marks:
-            mask = np.asarray(marks[image_id]).reshape(volumes[image_id].shape).astype(bool)
-            _draw_marks(draw, panel, _reorientation(volumes[image_id].geometry).apply(mask)[index])
-        draw_edge_letters(draw, (left, top, w, h), letters.get(image_id) or panel.edge_letters)
-        _draw_probability_bars(draw, by_id.get(image_id), class_names, left, top + h + 4, w, font)
-    y = bottom
-    for line in group_lines:
-        draw.text((MARGIN, y), line, fill=TEXT_COLOUR, font=font)
-        y += 16
-    return _save(canvas, Path(path), panels, caption)
+        canvas.image(_window_to_uint8(slice_, window), panel.extent)
+        if heat is not None:
+            red = np.zeros((*heat.shape, 4))
+            red[..., 0], red[..., 3] = 1.0, 0.5 * np.clip(heat, 0.0, 1.0)
+            canvas.image(red, panel.extent, interpolation="nearest")
+        if mark is not None:
+            _draw_marks(canvas, panel, mark)
+        _title(canvas, panel)
+        canvas.letters((left, top, w, h), letters.get(image_id) or panel.edge_letters)
+        _draw_probability_bars(canvas, by_id.get(image_id), class_names, left, top + h + 4, w)
+    for number, line in enumerate(group_lines):
+        canvas.text(MARGIN, bottom + 16 * number, line)
+    return canvas.save(path, panels)
 
 
-def _draw_marks(draw: ImageDraw.ImageDraw, panel: Panel, mask: np.ndarray) -> None:
+def _draw_marks(canvas: PixelCanvas, panel: Panel, mask: np.ndarray) -> None:
     """A ring around each connected region of ``mask`` (a 2-D slice of the panel), never smaller than
     MIN_MARK_PX, with a small gap so the lesion itself stays visible."""
+    from matplotlib.patches import Circle
+
     labels, count = ndimage.label(mask)
     for region in ndimage.find_objects(labels)[:count]:
         if region is None:
             continue
-        x0, y0 = panel.index_to_pixel(region[0].start, region[1].start)
-        x1, y1 = panel.index_to_pixel(region[0].stop - 1, region[1].stop - 1)
-        cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
+        x0, y0 = panel.index_to_xy(region[0].start, region[1].start)
+        x1, y1 = panel.index_to_xy(region[0].stop - 1, region[1].stop - 1)
         radius = max(abs(x1 - x0), abs(y1 - y0), MIN_MARK_PX) / 2 + 4
-        draw.ellipse([cx - radius, cy - radius, cx + radius, cy + radius], outline=MARK_COLOUR, width=2)
+        canvas.axes.add_patch(Circle(((x0 + x1) / 2, (y0 + y1) / 2), radius, fill=False,
+                                     edgecolor=_unit(MARK_COLOUR), linewidth=2 * PX))
 
 
 def _group_text(group: ClassifiedImage) -> str:
@@ -588,10 +611,10 @@ def _group_text(group: ClassifiedImage) -> str:
     return f"{group.image_id}: {values}"
 
 
-def _draw_probability_bars(draw: ImageDraw.ImageDraw, item: ClassifiedImage | None, class_names: list[str],
-                           left: int, top: int, width: int, font: ImageFont.ImageFont) -> None:
+def _draw_probability_bars(canvas: PixelCanvas, item: ClassifiedImage | None, class_names: list[str],
+                           left: int, top: int, width: int) -> None:
     if item is None:
-        draw.text((left, top), "not classified", fill=TEXT_COLOUR, font=font)
+        canvas.text(left, top, "not classified")
         return
     label_width = min(90, width // 2)
     bar_width = max(1, width - label_width - 40)
@@ -599,11 +622,10 @@ def _draw_probability_bars(draw: ImageDraw.ImageDraw, item: ClassifiedImage | No
         if name not in item.probabilities:
             continue
         p = item.probabilities[name]
-        y = top + 16 * row
-        draw.text((left, y), name[:14], fill=TEXT_COLOUR, font=font)
-        x0 = left + label_width
-        draw.rectangle([x0, y + 3, x0 + bar_width, y + 12], outline=(90, 90, 90))
+        y, x0 = top + 16 * row, left + label_width
+        canvas.text(left, y, name[:14])
+        canvas.rectangle(x0, y + 3, x0 + bar_width + 1, y + 13, edge=(90, 90, 90))
         if p > 0:
-            draw.rectangle([x0, y + 3, x0 + max(1, int(round(p * bar_width))), y + 12],
-                           fill=_CLASS_COLOURS[row % len(_CLASS_COLOURS)])
-        draw.text((x0 + bar_width + 4, y), f"{p:.2f}", fill=TEXT_COLOUR, font=font)
+            canvas.rectangle(x0, y + 3, x0 + max(1, int(round(p * bar_width))) + 1, y + 13,
+                             fill=_CLASS_COLOURS[row % len(_CLASS_COLOURS)])
+        canvas.text(x0 + bar_width + 4, y, f"{p:.2f}")

@@ -10,30 +10,26 @@ moving image, which is what ITK's DisplacementFieldTransform means and what Slic
 * ``.nii.gz`` (float32) with intent code 1006 (NIFTI_INTENT_DISPVECT): NIfTI defines vectors in its RAS world, and ITK's
   NIfTI reader (SimpleITK 2.5, checked by a round trip in the tests) negates the first two components of a
   DISPVECT image when reading, turning RAS vectors into LPS. So this writer stores (-ux, -uy, uz); ITK, Slicer
-  and NIfTI tools then all read the displacement right. (SimpleITK cannot set the intent itself: ITK refuses to
-  write DISPVECT from a variable-length vector image, so the image is written with ITK and the intent code is set
-  in the NIfTI-1 header afterwards.) Vectors in files with any other intent (ANTs writes 1007) are taken as LPS,
-  which is what ITK-based tools write.
+  and NIfTI tools then all read the displacement right. The file is written by nibabel (SimpleITK cannot set the
+  intent: ITK refuses to write DISPVECT from a variable-length vector image). Vectors in files with any other
+  intent (ANTs writes 1007) are taken as LPS, which is what ITK-based tools write.
 """
 
 from __future__ import annotations
 
 import gzip
-import struct
 from pathlib import Path
 
 import numpy as np
 import SimpleITK as sitk
 
 from radassist.errors import InputError
-from radassist.io.atomic import atomic_path, full_suffix, temporary_folder
+from radassist.io.atomic import atomic_path, full_suffix
 from radassist.io.sitk_bridge import array_to_sitk, geometry_of, sitk_to_volume, volume_to_sitk
 from radassist.results.displacement import DisplacementField
 from radassist.volume import Volume
 
 NIFTI_INTENT_DISPVECT = 1006
-_NIFTI1_HEADER_SIZE = 348
-_INTENT_CODE_OFFSET = 68
 _INTERPOLATORS = {"linear": sitk.sitkLinear, "nearest": sitk.sitkNearestNeighbor, "bspline": sitk.sitkBSpline,
                   "label": sitk.sitkLabelGaussian}
 _TRANSFORM_SUFFIXES = (".h5", ".hdf5", ".tfm", ".txt", ".mat")
@@ -91,32 +87,24 @@ def _write_h5(field: DisplacementField, path: Path) -> None:
                              compression="gzip", compression_opts=6, shuffle=True, chunks=True)
 
 
-def _set_nifti1_intent(raw: bytearray, intent_code: int, source: Path) -> None:
-    (header_size,) = struct.unpack_from("<i", raw, 0)
-    if header_size != _NIFTI1_HEADER_SIZE:  # big-endian or NIfTI-2: not what this ITK build writes for a field
-        raise RuntimeError(f"{source}: expected a little-endian NIfTI-1 header from ITK, got size {header_size}")
-    struct.pack_into("<h", raw, _INTENT_CODE_OFFSET, intent_code)
-
-
 def write_displacement_nifti(field: DisplacementField, path: str | Path) -> Path:
     """Write ``.nii.gz`` (or ``.nii``) with intent 1006 and RAS vectors, as explained in the module docstring."""
+    import nibabel
+
     path = Path(path)
     suffix = full_suffix(path).lower()
     if suffix not in (".nii.gz", ".nii"):
         raise ValueError(f"{path}: a NIfTI displacement field must end in .nii.gz or .nii")
     ras_vectors = stored_vectors(field.vectors) * np.array([-1.0, -1.0, 1.0], dtype=np.float32)
-    image = array_to_sitk(ras_vectors, field.geometry, is_vector=True)
-    with temporary_folder(prefix="radassist-nifti-") as folder:
-        plain = Path(folder) / "field.nii"
-        sitk.WriteImage(image, str(plain))
-        raw = bytearray(plain.read_bytes())
-    _set_nifti1_intent(raw, NIFTI_INTENT_DISPVECT, plain)
-    with atomic_path(path) as temp:
-        if suffix == ".nii.gz":
-            with gzip.open(temp, "wb", compresslevel=6) as handle:
-                handle.write(raw)
-        else:
-            temp.write_bytes(bytes(raw))
+    affine = field.geometry.ijk_to_ras
+    image = nibabel.Nifti1Image(ras_vectors.transpose(2, 1, 0, 3)[:, :, :, None, :], affine)  # (x, y, z, t, vector)
+    image.set_qform(affine, code=1)  # scanner coordinates, as ITK writes them
+    image.set_sform(affine, code=1)
+    image.header.set_intent(NIFTI_INTENT_DISPVECT)
+    image.header.set_xyzt_units("mm")
+    with atomic_path(path) as temp, (gzip.open(temp, "wb", compresslevel=6) if suffix == ".nii.gz"
+                                     else open(temp, "wb")) as handle:
+        image.to_stream(handle)
     return path
 
 

@@ -14,11 +14,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image
 
 from radassist.errors import InputError
 from radassist.io.atomic import atomic_path
 from radassist.lung.infection.dataset import SliceDataset, fit_dataset
+from radassist.metrics.curves import pyplot, rendered
 from radassist.metrics.segmentation import SegmentationScores, confusion_matrix
 from radassist.runtime.progress import Progress
 from radassist.runtime.slicewise import plan_fit, unfit_slices
@@ -68,31 +69,22 @@ def evaluation_document(scores: SegmentationScores, names: Sequence[str], model:
 
 def confusion_png(scores: SegmentationScores, title: str = "Lung infection: confusion matrix") -> Image.Image:
     """A row-normalised confusion matrix (rows = truth) with counts and percentages in every cell."""
-    names = scores.class_names
-    n = len(names)
-    cell, left, top = 96, 150, 60
-    width, height = left + n * cell + 20, top + n * cell + 40
-    canvas = Image.new("RGB", (width, height), (255, 255, 255))
-    draw = ImageDraw.Draw(canvas)
-    font = ImageFont.load_default()
-    draw.text((10, 8), title, fill=(0, 0, 0), font=font)
-    draw.text((left, top - 20), "predicted class ->", fill=(0, 0, 0), font=font)
-    draw.text((10, top - 20), "true class", fill=(0, 0, 0), font=font)
-    rows = scores.confusion.astype(np.float64)
+    names, counts = scores.class_names, scores.confusion
+    rows = counts.astype(np.float64)
     totals = rows.sum(axis=1, keepdims=True)
     shares = np.divide(rows, totals, out=np.zeros_like(rows), where=totals > 0)
-    for t in range(n):
-        draw.text((10, top + t * cell + cell // 2 - 6), names[t][:22], fill=(0, 0, 0), font=font)
-        for p in range(n):
-            shade = int(round(255 * (1.0 - shares[t, p])))
-            box = (left + p * cell, top + t * cell, left + (p + 1) * cell - 2, top + (t + 1) * cell - 2)
-            draw.rectangle(box, fill=(shade, shade, 255), outline=(120, 120, 120))
-            ink = (255, 255, 255) if shares[t, p] > 0.5 else (0, 0, 0)
-            draw.text((box[0] + 6, box[1] + 30), f"{int(scores.confusion[t, p])}", fill=ink, font=font)
-            draw.text((box[0] + 6, box[1] + 46), f"{100 * shares[t, p]:.1f} %", fill=ink, font=font)
-    for p in range(n):
-        draw.text((left + p * cell + 4, top + n * cell + 6), names[p][:15], fill=(0, 0, 0), font=font)
-    return canvas
+    size = 2.0 + 1.0 * len(names)
+    figure, axes = pyplot().subplots(figsize=(size + 1.0, size), dpi=100)
+    axes.imshow(shares, cmap="Blues", vmin=0.0, vmax=1.0)
+    for (t, p), share in np.ndenumerate(shares):
+        axes.text(p, t, f"{int(counts[t, p])}\n{100 * share:.1f} %", ha="center", va="center", fontsize=8,
+                  color="white" if share > 0.5 else "black")
+    ticks = np.arange(len(names))
+    axes.set_xticks(ticks, [name[:15] for name in names], rotation=30, ha="right")
+    axes.set_yticks(ticks, [name[:22] for name in names])
+    axes.set(xlabel="predicted class", ylabel="true class", title=title)
+    figure.tight_layout()
+    return rendered(figure)
 
 
 def write_evaluation(document: dict[str, Any], scores: SegmentationScores, json_path: str | Path,
