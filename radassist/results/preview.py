@@ -497,3 +497,11 @@ def _draw_probability_bars(draw: ImageDraw.ImageDraw, item: ClassifiedImage | No
             draw.rectangle([x0, y + 3, x0 + max(1, int(round(p * bar_width))), y + 12],
                            fill=_CLASS_COLOURS[row % len(_CLASS_COLOURS)])
         draw.text((x0 + bar_width + 4, y), f"{p:.2f}", fill=TEXT_COLOUR, font=font)
+
+
+def paint_labels(grey: np.ndarray, labels: np.ndarray, colours: dict[int, tuple[int, int, int]]) -> np.ndarray:
+    """A (y, x) 8-bit grey picture as RGB with each label value filled and outlined in its colour (0..255)."""
+    rgb = np.repeat(np.asarray(grey, dtype=np.float64)[..., None], 3, axis=2)
+    for value, colour in colours.items():
+        _paint_mask(rgb, np.asarray(labels) == value, colour)
+    return np.clip(np.round(rgb), 0, 255).astype(np.uint8)

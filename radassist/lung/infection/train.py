@@ -10,6 +10,11 @@ Under torchrun every process trains a DDP copy on its share of each epoch's slic
 the global batch is ``batch_size`` times the number of processes), the micro-steps before an optimiser step of
 an accumulation group run without gradient all-reduce, and losses and validation scores are summed over the
 processes, so every process returns the same network and history.
+
+For a few dozen real slices (the 50 COVID-SemiSeg slices) the defaults are not enough: ``augment``
+(:class:`~radassist.lung.infection.augment.SliceAugment`, rotations, flips, scaling, elastic, intensity, a training
+window) and a decaying learning rate (``lr_schedule="poly"``) are what make a network trained from scratch on a
+CPU generalise; benchmarks/INFECTION_REAL.md has the runs.
 """
 
 from __future__ import annotations
@@ -26,14 +31,15 @@ from torch import nn
 
 from radassist.annotation.retrain import InitWeights, check_init
 from radassist.errors import InputError
+from radassist.lung.infection.augment import SliceAugment, augment_batch
 from radassist.lung.infection.dataset import SliceDataset, fit_dataset
 from radassist.lung.infection.losses import WeightedCrossEntropyLoss, class_frequencies, weights_from_frequencies
 from radassist.lung.infection.model import ARCHITECTURES, class_names, default_label_table
-from radassist.lung.infection.preprocess import LUNG_WINDOW
+from radassist.lung.infection.preprocess import DISPLAY_PERCENTILES, LUNG_WINDOW
 from radassist.metrics.segmentation import SegmentationScores, confusion_matrix
 from radassist.runtime.best_weights import BestWeights
-from radassist.runtime.distributed import (accumulation_plan, accumulation_step, all_reduce_sum, global_mean,
-                                           init_distributed, rank_order, shard, wrap_ddp)
+from radassist.runtime.distributed import (accumulation_plan, accumulation_step, all_reduce_sum, get_rank,
+                                           global_mean, init_distributed, rank_order, shard, wrap_ddp)
 from radassist.runtime.progress import Progress
 from radassist.runtime.registry import get_architecture, make_config
 from radassist.runtime.slicewise import class_argmax
@@ -54,6 +60,10 @@ class InfectionTrainConfig:
     validation_fraction: float = 0.16  # 84/16 split of the 100 slices (Saood and Hatem 2021)
     seed: int = 0
     window: tuple[float, float] = LUNG_WINDOW  # recorded in the checkpoint; the data reader applies it
+    normalization: str = "window"  # "window" (CT in HU) or "display-percentile" (8-bit display pictures)
+    display_percentiles: tuple[float, float] = DISPLAY_PERCENTILES  # for "display-percentile"
+    augment: SliceAugment | None = None  # ours; None: the study's plain slices
+    lr_schedule: str = "constant"  # "constant" (the study) or "poly": lr * (1 - epoch / epochs) ** 0.9 (nnU-Net)
 
     def __post_init__(self) -> None:
         if self.architecture not in ARCHITECTURES:
@@ -63,6 +73,43 @@ class InfectionTrainConfig:
                                    "rate positive")
         if not 0.0 <= self.validation_fraction < 1.0:
             raise InputError(None, f"validation fraction must be in [0, 1), got {self.validation_fraction}")
+        if self.normalization not in NORMALIZATIONS:
+            raise InputError(None, f"normalization must be one of {', '.join(NORMALIZATIONS)}, got "
+                                   f"{self.normalization!r}")
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise InputError(None, f"learning-rate schedule must be one of {', '.join(LR_SCHEDULES)}, got "
+                                   f"{self.lr_schedule!r}")
+
+    def input_description(self) -> dict[str, Any]:
+        """What the pipeline must do to an image before the network sees it (the checkpoint's ``input``)."""
+        described: dict[str, Any] = {"imageSize": list(self.image_size), "normalization": self.normalization}
+        if self.normalization == "window":
+            described["window"] = list(self.window)
+        else:
+            described["percentiles"] = list(self.display_percentiles)
+        return described
+
+    def settings(self) -> dict[str, Any]:
+        """The settings as plain JSON (for the checkpoint's provenance)."""
+        plain: dict[str, Any] = {}
+        for key, value in vars(self).items():
+            if key == "model":
+                continue
+            plain[key] = value.to_dict() if isinstance(value, SliceAugment) else (
+                list(value) if isinstance(value, tuple) else value)
+        return plain
+
+
+NORMALIZATIONS = ("window", "display-percentile")
+LR_SCHEDULES = ("constant", "poly")
+POLY_EXPONENT = 0.9  # nnU-Net's polynomial learning-rate decay (Isensee et al., Nature Methods 2021)
+
+
+def learning_rate_at(epoch: int, epochs: int, base: float, schedule: str) -> float:
+    """The learning rate of ``epoch`` (1-based): constant, or decayed polynomially towards 0 at the end."""
+    if schedule == "constant":
+        return base
+    return base * (1.0 - (epoch - 1) / epochs) ** POLY_EXPONENT
 
 
 @dataclass
@@ -92,13 +139,10 @@ class TrainedInfectionModel:
 
     def metadata(self) -> dict[str, Any]:
         """Provenance and the input description the pipeline needs (size, window, normalisation)."""
-        settings = {k: (list(v) if isinstance(v, tuple) else v) for k, v in vars(self.train_config).items()
-                    if k != "model"}
         return {
             "task": "lung-infection-segmentation",
-            "input": {"imageSize": list(self.train_config.image_size), "window": list(self.train_config.window),
-                      "normalization": "window"},
-            "training": settings, "classWeights": [round(float(w), 6) for w in self.class_weights],
+            "input": self.train_config.input_description(),
+            "training": self.train_config.settings(), "classWeights": [round(float(w), 6) for w in self.class_weights],
             "lossFunction": "median-frequency weighted cross-entropy" if self.train_config.balanced_loss
             else "cross-entropy",
             "history": [vars(record) for record in self.history],
@@ -153,8 +197,12 @@ def predict_labels(model: nn.Module, images: np.ndarray, batch_size: int = 8, de
 def fit_network(model: nn.Module, images: np.ndarray, masks: np.ndarray, weights: np.ndarray | None, epochs: int,
                 learning_rate: float, batch_size: int, seed: int = 0, progress: Progress | None = None,
                 device: Any = "cpu", validation: tuple[np.ndarray, np.ndarray] | None = None,
-                class_labels: Sequence[str] | None = None, accumulation_steps: int = 1) -> list[EpochRecord]:
+                class_labels: Sequence[str] | None = None, accumulation_steps: int = 1,
+                augment: SliceAugment | None = None, lr_schedule: str = "constant") -> list[EpochRecord]:
     """Adam on (n, 1, H, W) images and (n, H, W) masks with (weighted) cross-entropy; one record per epoch.
+
+    With ``augment`` every batch is a fresh random draw of its slices (see :mod:`radassist.lung.infection.augment`),
+    otherwise the slices as they are. ``lr_schedule`` "poly" lowers the learning rate every epoch.
 
     With ``validation``, ``model`` ends with the weights of the epoch with the best validation mean Dice (its
     record is marked ``kept``); without, with the last epoch's.
@@ -170,6 +218,7 @@ def fit_network(model: nn.Module, images: np.ndarray, masks: np.ndarray, weights
     loss_fn = WeightedCrossEntropyLoss(weights).to(device)
     optimiser = torch.optim.Adam(trained.parameters(), lr=learning_rate)
     rng = np.random.default_rng(seed)  # the epoch order: the same on every process
+    draws = np.random.default_rng([seed, get_rank() + 1])  # augmentation: each process its own draws
     x_all, y_all = torch.from_numpy(images), torch.from_numpy(masks.astype(np.int64))
     skip_single = len(images) > 1 and _has_batch_norm(model)
     classes = int(getattr(model, "out_channels", 0) or (weights.size if weights is not None else 2))
@@ -178,12 +227,19 @@ def fit_network(model: nn.Module, images: np.ndarray, masks: np.ndarray, weights
     best = BestWeights()
     for epoch in range(1, epochs + 1):
         trained.train()
+        for group in optimiser.param_groups:
+            group["lr"] = learning_rate_at(epoch, epochs, learning_rate, lr_schedule)
         chunks = _batches(rank_order(rng.permutation(len(images)).tolist()), batch_size, skip_single)
         total, seen = 0.0, 0
         optimiser.zero_grad(set_to_none=True)
         for chosen, (group, final) in zip(chunks, accumulation_plan(len(chunks), accumulation_steps)):
+            if augment is None:
+                x, y = x_all[chosen], y_all[chosen]
+            else:
+                drawn = augment_batch(images[chosen], masks[chosen], draws, augment)
+                x, y = torch.from_numpy(drawn[0]), torch.from_numpy(drawn[1].astype(np.int64))
             with accumulation_step(trained, final):  # forward and backward: DDP's no_sync must cover both
-                loss = loss_fn(trained(x_all[chosen].to(device)), y_all[chosen].to(device))
+                loss = loss_fn(trained(x.to(device)), y.to(device))
                 (loss / group).backward()
             if final:
                 optimiser.step()
@@ -279,7 +335,7 @@ def train_infection(dataset: SliceDataset, config: InfectionTrainConfig = Infect
     validation_data = (images[held_out], masks[held_out]) if held_out else None
     history = fit_network(model, images[train], masks[train], weights, config.epochs, config.learning_rate,
                           config.batch_size, config.seed, progress.sub(0.02, 0.98), device, validation_data, names,
-                          config.accumulation_steps)
+                          config.accumulation_steps, config.augment, config.lr_schedule)
     validation = None
     if validation_data is not None:
         validation = validate(model, WeightedCrossEntropyLoss(weights).to(device), validation_data, names,
