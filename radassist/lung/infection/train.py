@@ -19,7 +19,10 @@ CPU generalise; benchmarks/INFECTION_REAL.md has the runs.
 
 from __future__ import annotations
 
+import csv
+import io
 import math
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,6 +34,7 @@ from torch import nn
 
 from radassist.annotation.retrain import InitWeights, check_init
 from radassist.errors import InputError
+from radassist.io.atomic import atomic_path
 from radassist.lung.infection.augment import SliceAugment, augment_batch
 from radassist.lung.infection.dataset import SliceDataset, fit_dataset
 from radassist.lung.infection.losses import WeightedCrossEntropyLoss, class_frequencies, weights_from_frequencies
@@ -119,6 +123,8 @@ class EpochRecord:
     validation_loss: float | None = None
     validation_mean_dice: float | None = None
     kept: bool = False  # the trained network has this epoch's weights (best validation mean Dice)
+    learning_rate: float | None = None
+    seconds: float = 0.0  # wall time of the epoch, validation included
 
 
 @dataclass
@@ -158,11 +164,32 @@ class TrainedInfectionModel:
         return next((r.epoch for r in self.history if r.kept), None)
 
     def save(self, folder: str | Path) -> Path:
-        """Write the checkpoint (model.safetensors + config.json) into ``folder``."""
+        """Write the checkpoint (model.safetensors + config.json) into ``folder``, and ``train_log.csv`` beside it
+        (one row per epoch; ``kept`` marks the epoch whose weights these are)."""
         from radassist.runtime.checkpoints import save_checkpoint
 
-        return save_checkpoint(self.model, self.architecture, self.config, folder, metadata=self.metadata(),
-                               labels=self.label_table)
+        saved = save_checkpoint(self.model, self.architecture, self.config, folder, metadata=self.metadata(),
+                                labels=self.label_table)
+        self.write_log(Path(folder) / LOG_FILE)
+        return saved
+
+    def write_log(self, path: Path) -> None:
+        def number(value: float | None, digits: int = 6) -> str:
+            return "" if value is None else f"{value:.{digits}f}"
+
+        buffer = io.StringIO()
+        writer = csv.writer(buffer, lineterminator="\n")
+        writer.writerow(LOG_COLUMNS)
+        for r in self.history:
+            writer.writerow([r.epoch, number(r.train_loss), number(r.validation_loss), number(r.validation_mean_dice),
+                             "" if r.learning_rate is None else f"{r.learning_rate:.3g}", number(r.seconds, 3),
+                             int(r.kept)])
+        with atomic_path(path) as temp:
+            temp.write_text(buffer.getvalue(), encoding="utf-8")
+
+
+LOG_FILE = "train_log.csv"
+LOG_COLUMNS = ("epoch", "train_loss", "validation_loss", "validation_mean_dice", "learning_rate", "seconds", "kept")
 
 
 def split_indices(count: int, validation_fraction: float, seed: int) -> tuple[list[int], list[int]]:
@@ -226,9 +253,11 @@ def fit_network(model: nn.Module, images: np.ndarray, masks: np.ndarray, weights
     history: list[EpochRecord] = []
     best = BestWeights()
     for epoch in range(1, epochs + 1):
+        started = time.perf_counter()
         trained.train()
+        rate = learning_rate_at(epoch, epochs, learning_rate, lr_schedule)
         for group in optimiser.param_groups:
-            group["lr"] = learning_rate_at(epoch, epochs, learning_rate, lr_schedule)
+            group["lr"] = rate
         chunks = _batches(rank_order(rng.permutation(len(images)).tolist()), batch_size, skip_single)
         total, seen = 0.0, 0
         optimiser.zero_grad(set_to_none=True)
@@ -246,14 +275,16 @@ def fit_network(model: nn.Module, images: np.ndarray, masks: np.ndarray, weights
                 optimiser.zero_grad(set_to_none=True)
             total += float(loss.detach()) * len(chosen)
             seen += len(chosen)
-        record = EpochRecord(epoch, global_mean(total, seen))
+        record = EpochRecord(epoch, global_mean(total, seen), learning_rate=rate)
         if validation is not None and len(validation[0]):
             record.validation_loss, scores = validate(model, loss_fn, validation, names, batch_size, device)
             dice = scores.mean_dice()
             record.validation_mean_dice = None if math.isnan(dice) else dice
+        record.seconds = time.perf_counter() - started
         history.append(record)
         best.offer(epoch, record.validation_mean_dice, model)
-        progress.update(epoch / epochs, f"epoch {epoch}/{epochs}, loss {record.train_loss:.4f}")
+        dice = "" if record.validation_mean_dice is None else f", validation Dice {record.validation_mean_dice:.3f}"
+        progress.update(epoch / epochs, f"epoch {epoch}/{epochs}, loss {record.train_loss:.4f}{dice}")
     best.restore(model)
     history[(best.epoch or len(history)) - 1].kept = True
     model.eval()
