@@ -195,7 +195,7 @@ def checkpoint(semiseg, tmp_path_factory):
     out = tmp_path_factory.mktemp("semiseg") / "model"
     assert run(["train", "lung-infection", "--data", str(semiseg), "--out", str(out), "--epochs", "2",
                 "--channels", "4", "8", "16", "--image-size", "64", "--crop-size", "32", "--learning-rate", "1e-2",
-                "--lr-schedule", "poly", "--seed", "1"]) == 0
+                "--lr-schedule", "poly", "--seed", "1", "--dice-loss"]) == 0
     return out
 
 
@@ -203,6 +203,7 @@ def test_train_on_the_layout_records_its_intensity_split_and_log(checkpoint):
     config = json.loads((checkpoint / "config.json").read_text())
     metadata = config["metadata"]
     assert metadata["input"]["normalization"] == "display-percentile"
+    assert metadata["lossFunction"] == "median-frequency weighted cross-entropy + soft Dice"
     assert metadata["training"]["augment"]["crop_size"] == [32, 32]
     assert metadata["trainSlices"] == 42 and metadata["validationSlices"] == 8
     summary = json.loads((checkpoint / "result.json").read_text())["summary"]
@@ -267,3 +268,24 @@ def test_a_picture_model_runs_on_a_real_ct(test_data, checkpoint):
     ct = read_volume(test_data / "slicer" / "CTChest4.nrrd")
     result = segment_infection(ct, InfectionModel.from_checkpoint(checkpoint), find_lungs=False)
     assert result.labelmap.labels.shape[-3:] == ct.array.shape
+
+
+def test_perfect_predictions_score_one_and_the_protocol_counts_threshold_zero(semiseg, tmp_path, capsys):
+    """Prediction masks equal to the binary references: per-image Dice 1; the Inf-Net protocol gives
+    (255 * 1 + Dice of everything-positive) / 256 per image, the tool's threshold 0 marking every pixel."""
+    test = read_covid_semiseg(semiseg, "test", "binary")
+    predictions = tmp_path / "predictions"
+    predictions.mkdir()
+    expected = []
+    for name, mask in zip(test.dataset.names, test.dataset.masks):
+        Image.fromarray(mask).save(predictions / f"{name}.png")
+        expected.append((255 + 2 * mask.sum() / (mask.sum() + mask.size)) / 256)
+    out = tmp_path / "scores"
+    assert run(["evaluate", "lung-infection", "--data", str(semiseg / BINARY_TEST), "--predictions",
+                str(predictions), "--out", str(out)]) == 0
+    findings = json.loads((out / "evaluation.json").read_text())["per_image"]["findings"]
+    assert list(findings) == ["infection"]
+    assert findings["infection"]["mean_dice"] == 1.0 and findings["infection"]["mean_specificity"] == 1.0
+    assert findings["infection"]["infnet_protocol"]["label_map"]["dice"] == pytest.approx(np.mean(expected), abs=1e-6)
+    assert findings["infection"]["infnet_protocol"]["probability_map"] is None  # masks carry no probabilities
+    assert "ours: " in capsys.readouterr().out

@@ -31,8 +31,8 @@ class SliceAugment:
     foreground_probability: float = 0.5  # window centred on a labelled pixel (nnU-Net: 1/3 of its patches)
     rotation_degrees: float = 180.0  # uniform in [-r, r]: any orientation
     flip_probability: float = 0.5  # each of left-right and up-down
-    scale_range: tuple[float, float] = (0.75, 1.3)  # > 1 zooms in
-    elastic_probability: float = 0.3
+    scale_range: tuple[float, float] = (0.8, 1.25)  # > 1 zooms in
+    elastic_probability: float = 0.2
     elastic_alpha: float = 30.0  # pixels
     elastic_sigma: float = 6.0  # pixels
     gamma_range: tuple[float, float] = (0.7, 1.5)

@@ -61,6 +61,7 @@ class InfectionTrainConfig:
     accumulation_steps: int = 1  # ours: micro-batches per optimiser step (a larger batch on a small GPU)
     image_size: tuple[int, int] = (512, 512)  # full-resolution input (Saood and Hatem 2021)
     balanced_loss: bool = True  # median-frequency-balanced weighted cross-entropy (Saood and Hatem 2021)
+    dice_loss: bool = False  # ours: add a soft Dice term over the finding classes (the liver recipe's CE + Dice)
     validation_fraction: float = 0.16  # 84/16 split of the 100 slices (Saood and Hatem 2021)
     seed: int = 0
     window: tuple[float, float] = LUNG_WINDOW  # recorded in the checkpoint; the data reader applies it
@@ -149,8 +150,8 @@ class TrainedInfectionModel:
             "task": "lung-infection-segmentation",
             "input": self.train_config.input_description(),
             "training": self.train_config.settings(), "classWeights": [round(float(w), 6) for w in self.class_weights],
-            "lossFunction": "median-frequency weighted cross-entropy" if self.train_config.balanced_loss
-            else "cross-entropy",
+            "lossFunction": ("median-frequency weighted cross-entropy" if self.train_config.balanced_loss
+                             else "cross-entropy") + (" + soft Dice" if self.train_config.dice_loss else ""),
             "history": [vars(record) for record in self.history],
             "best_epoch": self.best_epoch,
             "validation": self.validation.to_dict() if self.validation is not None else None,
@@ -225,11 +226,13 @@ def fit_network(model: nn.Module, images: np.ndarray, masks: np.ndarray, weights
                 learning_rate: float, batch_size: int, seed: int = 0, progress: Progress | None = None,
                 device: Any = "cpu", validation: tuple[np.ndarray, np.ndarray] | None = None,
                 class_labels: Sequence[str] | None = None, accumulation_steps: int = 1,
-                augment: SliceAugment | None = None, lr_schedule: str = "constant") -> list[EpochRecord]:
+                augment: SliceAugment | None = None, lr_schedule: str = "constant",
+                dice_loss: bool = False) -> list[EpochRecord]:
     """Adam on (n, 1, H, W) images and (n, H, W) masks with (weighted) cross-entropy; one record per epoch.
 
     With ``augment`` every batch is a fresh random draw of its slices (see :mod:`radassist.lung.infection.augment`),
-    otherwise the slices as they are. ``lr_schedule`` "poly" lowers the learning rate every epoch.
+    otherwise the slices as they are. ``lr_schedule`` "poly" lowers the learning rate every epoch. ``dice_loss``
+    adds a soft Dice term over the finding classes to the cross-entropy.
 
     With ``validation``, ``model`` ends with the weights of the epoch with the best validation mean Dice (its
     record is marked ``kept``); without, with the last epoch's.
@@ -242,7 +245,7 @@ def fit_network(model: nn.Module, images: np.ndarray, masks: np.ndarray, weights
     device = torch.device(getattr(device, "device", device))
     model.to(device)
     trained = wrap_ddp(model, device)  # the model itself in a single process
-    loss_fn = WeightedCrossEntropyLoss(weights).to(device)
+    loss_fn = training_loss(weights, dice_loss).to(device)
     optimiser = torch.optim.Adam(trained.parameters(), lr=learning_rate)
     rng = np.random.default_rng(seed)  # the epoch order: the same on every process
     draws = np.random.default_rng([seed, get_rank() + 1])  # augmentation: each process its own draws
@@ -289,6 +292,15 @@ def fit_network(model: nn.Module, images: np.ndarray, masks: np.ndarray, weights
     history[(best.epoch or len(history)) - 1].kept = True
     model.eval()
     return history
+
+
+def training_loss(weights: np.ndarray | None, dice_loss: bool) -> nn.Module:
+    """(Weighted) cross-entropy, plus soft Dice over the finding classes when ``dice_loss``."""
+    if not dice_loss:
+        return WeightedCrossEntropyLoss(weights)
+    from radassist.liver.losses import CrossEntropyDiceLoss
+
+    return CrossEntropyDiceLoss(class_weights=None if weights is None else torch.as_tensor(weights))
 
 
 def _batches(order: Sequence[int], batch_size: int, skip_single: bool) -> list[list[int]]:
@@ -366,10 +378,10 @@ def train_infection(dataset: SliceDataset, config: InfectionTrainConfig = Infect
     validation_data = (images[held_out], masks[held_out]) if held_out else None
     history = fit_network(model, images[train], masks[train], weights, config.epochs, config.learning_rate,
                           config.batch_size, config.seed, progress.sub(0.02, 0.98), device, validation_data, names,
-                          config.accumulation_steps, config.augment, config.lr_schedule)
+                          config.accumulation_steps, config.augment, config.lr_schedule, config.dice_loss)
     validation = None
     if validation_data is not None:
-        validation = validate(model, WeightedCrossEntropyLoss(weights).to(device), validation_data, names,
+        validation = validate(model, training_loss(weights, config.dice_loss).to(device), validation_data, names,
                               config.batch_size, device)[1]
     progress.update(1.0, "training finished")
     return TrainedInfectionModel(model.cpu(), name, arch_config, label_table,
