@@ -202,6 +202,9 @@ def add_train_arguments(task: str, parser: argparse.ArgumentParser) -> None:
                              "of them centred on a finding; default: whole slices")
     parser.add_argument("--lr-schedule", choices=("constant", "poly"), default="constant",
                         help="learning rate: constant (the study) or poly, decaying to 0 (nnU-Net)")
+    parser.add_argument("--time-limit", type=float, default=None, metavar="MINUTES",
+                        help="stop before an epoch that would end after this many minutes (the best epoch so far "
+                             "is kept; result.json says how many epochs ran)")
     add_finetune_arguments(parser)
     add_device_arguments(parser)
 
@@ -279,7 +282,7 @@ def run_train(task: str, args: argparse.Namespace) -> int:
                                   dice_loss=args.dice_loss,
                                   validation_fraction=args.validation_fraction, seed=args.seed,
                                   normalization="display-percentile" if semiseg else "window", augment=augment,
-                                  lr_schedule=args.lr_schedule)
+                                  lr_schedule=args.lr_schedule, time_limit_minutes=args.time_limit)
     with main_rank_folder(args.out) as out, command_run(out, f"train {task}", args) as (output, record):
         with record.timed("read"):
             if semiseg:
@@ -300,7 +303,7 @@ def run_train(task: str, args: argparse.Namespace) -> int:
                           "validation_slice_names": trained.validation_names,
                           "class_weights": [round(float(w), 6) for w in trained.class_weights],
                           "final_train_loss": trained.history[-1].train_loss,
-                          "kept_epoch": trained.best_epoch,
+                          "epochs_run": len(trained.history), "kept_epoch": trained.best_epoch,
                           "classes_without_pixels": missing, "validation_mean_dice": dice,
                           "finetuned_from": trained.finetuned_from}
         registered = register_result(args, trained.model, trained.architecture, trained.config, task,

@@ -69,6 +69,7 @@ class InfectionTrainConfig:
     display_percentiles: tuple[float, float] = DISPLAY_PERCENTILES  # for "display-percentile"
     augment: SliceAugment | None = None  # ours; None: the study's plain slices
     lr_schedule: str = "constant"  # "constant" (the study) or "poly": lr * (1 - epoch / epochs) ** 0.9 (nnU-Net)
+    time_limit_minutes: float | None = None  # ours: stop before an epoch that would end after this (a safety net)
 
     def __post_init__(self) -> None:
         if self.architecture not in ARCHITECTURES:
@@ -227,12 +228,13 @@ def fit_network(model: nn.Module, images: np.ndarray, masks: np.ndarray, weights
                 device: Any = "cpu", validation: tuple[np.ndarray, np.ndarray] | None = None,
                 class_labels: Sequence[str] | None = None, accumulation_steps: int = 1,
                 augment: SliceAugment | None = None, lr_schedule: str = "constant",
-                dice_loss: bool = False) -> list[EpochRecord]:
+                dice_loss: bool = False, time_limit: float | None = None) -> list[EpochRecord]:
     """Adam on (n, 1, H, W) images and (n, H, W) masks with (weighted) cross-entropy; one record per epoch.
 
     With ``augment`` every batch is a fresh random draw of its slices (see :mod:`radassist.lung.infection.augment`),
     otherwise the slices as they are. ``lr_schedule`` "poly" lowers the learning rate every epoch. ``dice_loss``
-    adds a soft Dice term over the finding classes to the cross-entropy.
+    adds a soft Dice term over the finding classes to the cross-entropy. With ``time_limit`` (seconds) training
+    stops early when another epoch as long as the last one would end after it (fewer records than ``epochs``).
 
     With ``validation``, ``model`` ends with the weights of the epoch with the best validation mean Dice (its
     record is marked ``kept``); without, with the last epoch's.
@@ -255,6 +257,7 @@ def fit_network(model: nn.Module, images: np.ndarray, masks: np.ndarray, weights
     names = list(class_labels or [str(c) for c in range(classes)])
     history: list[EpochRecord] = []
     best = BestWeights()
+    began = time.perf_counter()
     for epoch in range(1, epochs + 1):
         started = time.perf_counter()
         trained.train()
@@ -288,10 +291,17 @@ def fit_network(model: nn.Module, images: np.ndarray, masks: np.ndarray, weights
         best.offer(epoch, record.validation_mean_dice, model)
         dice = "" if record.validation_mean_dice is None else f", validation Dice {record.validation_mean_dice:.3f}"
         progress.update(epoch / epochs, f"epoch {epoch}/{epochs}, loss {record.train_loss:.4f}{dice}")
+        if time_limit is not None and _out_of_time(time.perf_counter() - began, record.seconds, time_limit):
+            break
     best.restore(model)
     history[(best.epoch or len(history)) - 1].kept = True
     model.eval()
     return history
+
+
+def _out_of_time(elapsed: float, last_epoch: float, limit: float) -> bool:
+    """Whether another epoch like the last would end after ``limit`` seconds; the same answer on every process."""
+    return global_mean(float(elapsed + last_epoch > limit), 1) > 0
 
 
 def training_loss(weights: np.ndarray | None, dice_loss: bool) -> nn.Module:
@@ -378,7 +388,8 @@ def train_infection(dataset: SliceDataset, config: InfectionTrainConfig = Infect
     validation_data = (images[held_out], masks[held_out]) if held_out else None
     history = fit_network(model, images[train], masks[train], weights, config.epochs, config.learning_rate,
                           config.batch_size, config.seed, progress.sub(0.02, 0.98), device, validation_data, names,
-                          config.accumulation_steps, config.augment, config.lr_schedule, config.dice_loss)
+                          config.accumulation_steps, config.augment, config.lr_schedule, config.dice_loss,
+                          None if config.time_limit_minutes is None else 60.0 * config.time_limit_minutes)
     validation = None
     if validation_data is not None:
         validation = validate(model, training_loss(weights, config.dice_loss).to(device), validation_data, names,
