@@ -200,6 +200,8 @@ def add_train_arguments(task: str, parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--crop-size", type=int, default=None,
                         help="with --augment: train on windows of this size (square) cut from the slices, half "
                              "of them centred on a finding; default: whole slices")
+    parser.add_argument("--intensity-augment", choices=("full", "mild", "off"), default="full",
+                        help="with --augment: how much gamma, contrast, brightness and noise vary")
     parser.add_argument("--lr-schedule", choices=("constant", "poly"), default="constant",
                         help="learning rate: constant (the study) or poly, decaying to 0 (nnU-Net)")
     parser.add_argument("--time-limit", type=float, default=None, metavar="MINUTES",
@@ -273,8 +275,8 @@ def run_train(task: str, args: argparse.Namespace) -> int:
     augmenting = semiseg if args.augment is None else args.augment
     if args.crop_size is not None and not augmenting:
         raise InputError(None, "--crop-size needs --augment (the training windows are part of the augmentation)")
-    augment = SliceAugment(crop_size=None if args.crop_size is None else (args.crop_size, args.crop_size)) \
-        if augmenting else None
+    augment = SliceAugment(crop_size=None if args.crop_size is None else (args.crop_size, args.crop_size)
+                           ).with_intensity(args.intensity_augment) if augmenting else None
     config = InfectionTrainConfig(architecture=arch, model=overrides, epochs=args.epochs,
                                   learning_rate=args.learning_rate, batch_size=args.batch_size,
                                   accumulation_steps=args.accumulation,

@@ -15,7 +15,7 @@ stay labels). Inputs are network-ready slices (0..1); outside the slice the imag
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from scipy import ndimage
@@ -50,6 +50,12 @@ class SliceAugment:
                 raise ValueError(f"{name} must be 0 < low <= high, got {(low, high)}")
         if self.crop_size is not None and min(self.crop_size) < 1:
             raise ValueError(f"crop_size must be positive, got {self.crop_size}")
+
+    def with_intensity(self, preset: str) -> "SliceAugment":
+        """The same geometry with the intensity changes of ``preset`` (:data:`INTENSITY_PRESETS`)."""
+        if preset not in INTENSITY_PRESETS:
+            raise ValueError(f"intensity preset must be one of {', '.join(INTENSITY_PRESETS)}, got {preset!r}")
+        return replace(self, **INTENSITY_PRESETS[preset])
 
     def to_dict(self) -> dict:
         return {name: (list(value) if isinstance(value, tuple) else value) for name, value in vars(self).items()}
@@ -117,3 +123,12 @@ def augment_batch(images: np.ndarray, masks: np.ndarray, rng: np.random.Generato
     pairs = [augment_slice(image[0], mask, rng, config) for image, mask in zip(images, masks)]
     return (np.stack([p[0] for p in pairs])[:, np.newaxis].astype(np.float32),
             np.stack([p[1] for p in pairs]).astype(np.uint8))
+
+
+# How strongly intensities vary: "full" is the default above; "mild" keeps more of the grey-value difference between
+# ground glass and consolidation; "off" changes geometry only.
+INTENSITY_PRESETS: dict[str, dict] = {
+    "full": {"gamma_range": (0.7, 1.5), "contrast_range": (0.75, 1.25), "brightness": 0.1, "noise_std": 0.03},
+    "mild": {"gamma_range": (0.85, 1.2), "contrast_range": (0.9, 1.1), "brightness": 0.03, "noise_std": 0.02},
+    "off": {"gamma_range": (1.0, 1.0), "contrast_range": (1.0, 1.0), "brightness": 0.0, "noise_std": 0.0},
+}
