@@ -16,7 +16,7 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	touch $@
 
 demo: venv
-	$(BIN)/radassist demo --out $(OUT)
+	$(BIN)/radassist demo --out $(OUT) --overwrite
 
 # Optional outside tools some tests use when present: Debian's dicom3tools (dciodvfy validates DICOM SEG files).
 # Installed when apt-get can (root on Debian/Ubuntu); otherwise those tests skip and say why.

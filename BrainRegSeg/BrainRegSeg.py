@@ -1,5 +1,7 @@
 """BrainRegSeg: joint brain MRI registration and tumour segmentation, as a Slicer module over the RadAssist engine."""
 
+from __future__ import annotations
+
 import os
 import sys
 from typing import Any
@@ -12,11 +14,12 @@ if os.path.isdir(os.path.join(_CHECKOUT_ROOT, "radassist")) and _CHECKOUT_ROOT n
 
 import slicer
 from slicer import vtkMRMLScalarVolumeNode, vtkMRMLSegmentationNode, vtkMRMLTransformNode
-from slicer.parameterNodeWrapper import parameterNodeWrapper
 from slicer.ScriptedLoadableModule import ScriptedLoadableModule, ScriptedLoadableModuleTest
 
-from radassist.runtime.progress import Progress
-from radassist.slicer import panel
+from radassist.slicer import compat
+from radassist.slicer.compat import parameterNodeWrapper
+
+panel = compat.load_panel()  # on a Slicer older than 5.10 the panel only says which Slicer RadAssist needs
 
 SEQUENCE_NAMES = {"flair": "FLAIR", "t1": "T1", "t1ce": "T1ce", "t2": "T2"}
 
@@ -62,7 +65,7 @@ class BrainRegSegLogic(panel.RadAssistLogic):
     parameterNodeClass = BrainRegSegParameterNode
     requiredInputs = {"fixedVolume": "a fixed MRI", "movingVolume": "a moving MRI"}
     taskTitle = "brain registration and tumour segmentation"
-    pipelineModule = "radassist.brain.pipeline"
+    sampleKind = "brain"
     serverTask = "brain-register"
     engine = "auto"  # set by the widget's engine selector
 
@@ -77,21 +80,10 @@ class BrainRegSegLogic(panel.RadAssistLogic):
         moving, fixed = paired_sequences([slots[i] + slots[i + 1] for i in range(0, len(slots), 2)])
         return moving, fixed, parameterNode.fixedVolume, parameterNode.movingVolume
 
-    def compute(self, inputs: Any, device: str, progress: Progress) -> Any:
-        from radassist.brain.pipeline import BrainPipelineConfig, find_joint_model, model_channels, register_brain_pair
-        from radassist.runtime.device import choose_device
+    def taskRequest(self, inputs: Any) -> Any:
+        """Fixed then moving sequences for the brain-register task; its files come back as the result."""
+        from radassist.slicer.task_requests import brain_request
 
-        moving, fixed, fixedNode, movingNode = inputs
-        torchDevice = choose_device(device).device
-        loaded = None if self.engine == "classic" else find_joint_model(None, torchDevice)
-        config = BrainPipelineConfig(engine=self.engine, channels=model_channels(loaded) if loaded else None)
-        result = register_brain_pair(moving, fixed, config, progress, loaded.model if loaded else None, torchDevice)
-        result.report.metadata["modelSource"] = str(loaded.path or "") if loaded else ""
-        return result, fixedNode, movingNode, fixed.images
-
-    def remoteRequest(self, inputs: Any) -> Any:
-        """Fixed then moving sequences for the server's brain-register; its files come back as the local result."""
-        from radassist.slicer.remote_tasks import brain_request
         moving, fixed, fixedNode, movingNode = inputs
         return brain_request(fixed.images, moving.images, self.engine,
                              lambda result: (result, fixedNode, movingNode, fixed.images))
@@ -106,8 +98,9 @@ class BrainRegSegLogic(panel.RadAssistLogic):
         name = movingNode.GetName()
         transform = nodes.displacement_to_transform_node(result.field, f"{name} to {fixedNode.GetName()}")
         transform.CreateDefaultDisplayNodes()
-        transform.GetDisplayNode().SetRegionNode(fixedNode)
-        transform.GetDisplayNode().SetVisualizationModeToGrid()  # shown when the user turns its visibility on
+        display = transform.GetDisplayNode()
+        display.SetAndObserveRegionNode(fixedNode)
+        display.SetVisualizationMode(display.VIS_MODE_GRID)  # shown when the user turns its visibility on
         warped = [nodes.volume_to_node(volume, f"{name} warped {sequence}")
                   for sequence, volume in result.warped.items()]
         target = parameterNode.outputSegmentation if parameterNode is not None else None
@@ -124,11 +117,6 @@ class BrainRegSegLogic(panel.RadAssistLogic):
             {"fixed": fixedNode}, tumours["fixed"], images=fixedImages)
         self.showVolume(warped[0], tumours.get("fixed"))
         return result.status_line()
-
-    def makeSample(self, seed: int, progress: Progress) -> Any:
-        from radassist.synthetic.brain import make_brain_pair
-
-        return panel.build_sample("brain MRI pair", make_brain_pair, seed, progress)
 
     def showSample(self, sample: Any, parameterNode=None) -> panel.LoadedSample:
         """Every sequence of both brains, their tumour labels and the true deformation; FLAIRs become the inputs."""
@@ -147,9 +135,13 @@ class BrainRegSegLogic(panel.RadAssistLogic):
                                                            f"{name} moving tumour (ground truth)")
         transform = nodes.displacement_to_transform_node(sample.deformation,
                                                          f"{name} fixed to moving (ground truth)")
-        if parameterNode is not None:
+        if parameterNode is not None:  # FLAIR first, then every other sequence in its own slot: both engines run
             parameterNode.fixedVolume = fixedNode
             parameterNode.movingVolume = movingNode
+            others = [sequence for sequence in sample.fixed if sequence != "flair" and sequence in sample.moving]
+            for slot, sequence in zip(("2", "3", "4"), others):
+                setattr(parameterNode, f"fixedVolume{slot}", volumes[f"fixed {sequence}"])
+                setattr(parameterNode, f"movingVolume{slot}", volumes[f"moving {sequence}"])
         self.showVolume(fixedNode, fixedLabels)
         return panel.LoadedSample(
             volumes=volumes,
@@ -173,10 +165,9 @@ class BrainRegSegTest(ScriptedLoadableModuleTest):
         slicer.mrmlScene.Clear()
 
     def runTest(self) -> None:
-        self.setUp()
-        self.test_sample_nodes()
-        self.setUp()
-        self.test_apply_needs_inputs()
+        for test in (self.test_sample_nodes, self.test_apply_needs_inputs, self.test_panel_workflow):
+            self.setUp()
+            test()
 
     def test_sample_nodes(self) -> None:
         import numpy as np
@@ -212,3 +203,34 @@ class BrainRegSegTest(ScriptedLoadableModuleTest):
         fixed = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", "any fixed MRI")
         moving = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", "any moving MRI")
         panel.check_apply_follows_inputs(self, "BrainRegSeg", {"fixedVolume": fixed, "movingVolume": moving})
+
+    def test_panel_workflow(self) -> None:
+        """As a user: the sample; classical registration in its job process (the grid transform over the fixed
+        image, warped volumes; no tumour, so nothing to review); then the joint engine with imported weights (an
+        untrained network that calls everything tumour, in a private models folder: the path is what is checked),
+        review, export, cancel."""
+        import tempfile
+        from pathlib import Path
+
+        from radassist.runtime.plumbing_weights import tumour_everywhere_brain_weights
+        from radassist.runtime.registry import import_model
+        from radassist.slicer import self_test
+
+        widget = self_test.widget_of("BrainRegSeg")
+        self_test.load_sample_through_panel(self, widget)
+        widget.ui.engineComboBox.currentIndex = widget.ui.engineComboBox.findText("classic")
+        self_test.apply_through_panel(self, widget, "classic engine")
+        display = widget._parameterNode.outputTransform.GetDisplayNode()
+        self.assertIs(display.GetRegionNode(), widget._parameterNode.fixedVolume)
+        self.assertEqual(display.GetVisualizationMode(), display.VIS_MODE_GRID)
+        self.assertTrue([n for n in slicer.util.getNodesByClass("vtkMRMLScalarVolumeNode")
+                         if " warped " in n.GetName()])
+        self.assertEqual(widget.reviewSection.table.rowCount, 0)
+        with self_test.scratch_models_folder() as models:
+            import_model("brain-joint", tumour_everywhere_brain_weights(models / "joint.pt"))
+            widget.ui.engineComboBox.currentIndex = widget.ui.engineComboBox.findText("joint")
+            self_test.apply_through_panel(self, widget, "joint engine")
+            with tempfile.TemporaryDirectory() as folder:
+                self_test.review_and_export(self, widget, Path(folder) / "dataset")
+            self_test.cancel_through_panel(self, widget, "vtkMRMLGridTransformNode")
+        self.delayDisplay("Brain panel workflow checked")

@@ -1,6 +1,8 @@
 """LiverSeg: liver and liver-tumour segmentation on abdominal CT (mU-Net), as a Slicer module over the RadAssist
 engine."""
 
+from __future__ import annotations
+
 import os
 import sys
 from typing import Any
@@ -13,11 +15,12 @@ if os.path.isdir(os.path.join(_CHECKOUT_ROOT, "radassist")) and _CHECKOUT_ROOT n
 
 import slicer
 from slicer import vtkMRMLScalarVolumeNode, vtkMRMLSegmentationNode, vtkMRMLTableNode
-from slicer.parameterNodeWrapper import parameterNodeWrapper
 from slicer.ScriptedLoadableModule import ScriptedLoadableModule, ScriptedLoadableModuleTest
 
-from radassist.runtime.progress import Progress
-from radassist.slicer import panel
+from radassist.slicer import compat
+from radassist.slicer.compat import parameterNodeWrapper
+
+panel = compat.load_panel()  # on a Slicer older than 5.10 the panel only says which Slicer RadAssist needs
 
 
 class LiverSeg(ScriptedLoadableModule):
@@ -52,7 +55,7 @@ class LiverSegLogic(panel.RadAssistLogic):
     parameterNodeClass = LiverSegParameterNode
     requiredInputs = {"inputVolume": "an abdominal CT"}
     taskTitle = "liver segmentation"
-    pipelineModule = "radassist.liver.pipeline"
+    sampleKind = "liver"
     serverTask = "liver-segment"
     architecture = "munet"  # set by the panel's architecture selector
     modelPath = ""  # a checkpoint folder from 'radassist train liver'; empty: the installed model
@@ -62,22 +65,13 @@ class LiverSegLogic(panel.RadAssistLogic):
         return {"volume": nodes.volume_from_node(parameterNode.inputVolume), "arch": self.architecture,
                 "model": self.modelPath or None}
 
-    def compute(self, inputs: dict, device: str, progress: Progress) -> Any:
-        from radassist.liver.pipeline import segment_liver
-        from radassist.liver.weights import load_liver_model
-        from radassist.runtime.device import choose_device
-        choice = choose_device(device)
-        model = load_liver_model(inputs["arch"], inputs["model"], choice.device)
-        return segment_liver(inputs["volume"], model, progress=progress, device=choice.device)
-
-    def remoteRequest(self, inputs: dict) -> Any:
-        """The CT and architecture for the server's liver-segment (which runs its own installed model)."""
-        from radassist.errors import InputError
-        from radassist.slicer.remote_tasks import RemoteRequest, liver_options
+    def taskRequest(self, inputs: dict) -> Any:
+        """The CT, architecture and (optionally) a checkpoint folder of the user's for the liver-segment task."""
         from radassist.slicer.result_files import read_liver_segment
-        if inputs["model"]:
-            raise InputError(inputs["model"], "a local checkpoint cannot run on the server; clear it or run here")
-        return RemoteRequest([inputs["volume"]], liver_options(inputs["arch"]), read_liver_segment)
+        from radassist.slicer.task_requests import TaskRequest, liver_options
+
+        options = liver_options(inputs["arch"]) | ({"model": inputs["model"]} if inputs["model"] else {})
+        return TaskRequest([inputs["volume"]], options, read_liver_segment)
 
     def showResult(self, result: Any, parameterNode=None) -> str:
         """The segmentation (in the Segment Editor, ready for correction) and the measurements table."""
@@ -94,7 +88,7 @@ class LiverSegLogic(panel.RadAssistLogic):
         self.showVolume(volumeNode, segmentation)
         editor = slicer.modules.segmenteditor.widgetRepresentation().self().editor
         editor.setSegmentationNode(segmentation)
-        getattr(editor, "setSourceVolumeNode", getattr(editor, "setMasterVolumeNode", None))(volumeNode)
+        editor.setSourceVolumeNode(volumeNode)
         return (f"{self.showReport(result.report, parameterNode)} Correct it in Segment Editor if needed, then "
                 f"press Quantify ({result.backend}, {result.seconds:.1f} s).")
 
@@ -109,16 +103,11 @@ class LiverSegLogic(panel.RadAssistLogic):
     @staticmethod
     def showReport(report, parameterNode) -> str:
         """The measurements into the output table; returns their one-line summary."""
-        from radassist.commands.liver import summary_line
+        from radassist.liver.quantify import summary_line
         from radassist.slicer import nodes
         name = f"{parameterNode.inputVolume.GetName()} liver measurements"
         parameterNode.outputTable = nodes.report_to_table_node(report, name, parameterNode.outputTable)
         return summary_line(report.summary).capitalize() + "."
-
-    def makeSample(self, seed: int, progress: Progress) -> Any:
-        from radassist.synthetic.abdomen import make_abdomen_ct
-
-        return panel.build_sample("abdominal CT", make_abdomen_ct, seed, progress)
 
     @staticmethod
     def tumourReport(sample: Any):
@@ -173,11 +162,13 @@ class LiverSegTest(ScriptedLoadableModuleTest):
         slicer.mrmlScene.Clear()
 
     def runTest(self) -> None:
-        for test in (self.test_sample_nodes, self.test_apply_needs_input, self.test_quantify_ground_truth):
+        for test in (self.test_sample_nodes, self.test_apply_needs_input, self.test_quantify_ground_truth,
+                     self.test_panel_workflow):
             self.setUp()
             test()
 
     def test_quantify_ground_truth(self) -> None:
+        from radassist.liver.quantify import quantify_labelmap
         from radassist.synthetic.abdomen import make_abdomen_ct
         phantom = make_abdomen_ct(2)
         logic = LiverSegLogic()
@@ -186,7 +177,9 @@ class LiverSegTest(ScriptedLoadableModuleTest):
         parameterNode.outputSegmentation = loaded.ground_truth["labels"]
         logic.quantify(parameterNode)
         table = parameterNode.outputTable
-        self.assertEqual(table.GetNumberOfRows(), 1 + len(phantom.tumours))
+        # the liver, then one row per tumour as it lies in the image (tumours that touch are one)
+        expected = quantify_labelmap(phantom.labels, phantom.volume).report()
+        self.assertEqual(table.GetNumberOfRows(), len(expected.rows))
         volume = table.GetTable().GetColumnByName("volume_ml").GetValue(0)
         self.assertAlmostEqual(volume, phantom.labels.labels.astype(bool).sum() * 1.28e-3, places=2)
 
@@ -212,3 +205,28 @@ class LiverSegTest(ScriptedLoadableModuleTest):
     def test_apply_needs_input(self) -> None:
         volume = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", "any CT")
         panel.check_apply_follows_inputs(self, "LiverSeg", {"inputVolume": volume})
+
+    def test_panel_workflow(self) -> None:
+        """As a user: the sample, a U-Net checkpoint folder of one's own (an untrained one that calls everything
+        liver: the path from the panel to the job and back is what is checked), the result in Segment Editor,
+        review, export, cancel."""
+        import tempfile
+        from pathlib import Path
+
+        from radassist.runtime.plumbing_weights import liver_everywhere_checkpoint
+        from radassist.slicer import self_test
+
+        widget = self_test.widget_of("LiverSeg")
+        with tempfile.TemporaryDirectory() as folder:
+            checkpoint = liver_everywhere_checkpoint(Path(folder) / "liver-unet")
+            self_test.load_sample_through_panel(self, widget)
+            widget.ui.architectureComboBox.currentIndex = widget.ui.architectureComboBox.findText("unet")
+            widget.ui.modelPathLineEdit.currentPath = str(checkpoint)
+            self_test.apply_through_panel(self, widget, "Correct it in Segment Editor")
+            editor = slicer.modules.segmenteditor.widgetRepresentation().self().editor
+            self.assertIs(editor.segmentationNode(), widget._parameterNode.outputSegmentation)
+            record = self_test.review_and_export(self, widget, Path(folder) / "dataset")
+            self.assertEqual(record["model"]["architecture"], "liver-unet")
+            self_test.cancel_through_panel(self, widget, "vtkMRMLSegmentationNode")
+        self.delayDisplay("Liver panel workflow checked")
+

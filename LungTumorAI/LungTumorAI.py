@@ -1,5 +1,7 @@
 """LungTumorAI: lung nodule detection on chest CT (Lung-DETR), as a Slicer module over the RadAssist engine."""
 
+from __future__ import annotations
+
 import os
 import sys
 from typing import Any
@@ -13,11 +15,12 @@ if os.path.isdir(os.path.join(_CHECKOUT_ROOT, "radassist")) and _CHECKOUT_ROOT n
 import numpy as np
 import slicer
 from slicer import vtkMRMLScalarVolumeNode, vtkMRMLTableNode
-from slicer.parameterNodeWrapper import parameterNodeWrapper
 from slicer.ScriptedLoadableModule import ScriptedLoadableModule, ScriptedLoadableModuleTest
 
-from radassist.runtime.progress import Progress
-from radassist.slicer import panel
+from radassist.slicer import compat
+from radassist.slicer.compat import parameterNodeWrapper
+
+panel = compat.load_panel()  # on a Slicer older than 5.10 the panel only says which Slicer RadAssist needs
 
 
 class LungTumorAI(ScriptedLoadableModule):
@@ -54,14 +57,9 @@ class LungTumorAILogic(panel.RadAssistLogic):
     parameterNodeClass = LungTumorAIParameterNode
     requiredInputs = {"inputVolume": "a chest CT"}
     taskTitle = "lung nodule detection"
-    pipelineModule = "radassist.lung.pipeline"
+    sampleKind = "lung"
     serverTask = "lung-detect"
     engine = "detr"  # set by the panel's engine selector: "detr" (Lung-DETR) or "classic"
-
-    def makeSample(self, seed: int, progress: Progress) -> Any:
-        from radassist.synthetic.chest import make_chest_ct
-
-        return panel.build_sample("chest CT", make_chest_ct, seed, progress)
 
     def showSample(self, sample: Any, parameterNode=None) -> panel.LoadedSample:
         """The CT, its lungs as a segmentation and one ROI per true nodule; the CT becomes the input."""
@@ -84,21 +82,13 @@ class LungTumorAILogic(panel.RadAssistLogic):
         return {"volume": nodes.volume_from_node(parameterNode.inputVolume), "engine": self.engine,
                 "threshold": parameterNode.scoreThresholdPercent / 100.0}
 
-    def compute(self, inputs: dict, device: str, progress: Progress) -> Any:
-        """The same engine call as 'radassist lung detect' (worker thread, no MRML)."""
-        from radassist.lung.pipeline import LungDetectionConfig, detect_nodules, load_detr_model
-        from radassist.runtime.device import choose_device
-
-        config = LungDetectionConfig(score_threshold=inputs["threshold"])
-        model = load_detr_model(device=choose_device(device)) if inputs["engine"] == "detr" else None
-        return detect_nodules(inputs["volume"], config, progress, engine=inputs["engine"], model=model)
-
-    def remoteRequest(self, inputs: dict) -> Any:
-        """The CT, engine and threshold for the server's lung-detect (which runs its own installed model)."""
-        from radassist.slicer.remote_tasks import RemoteRequest, lung_detect_options
+    def taskRequest(self, inputs: dict) -> Any:
+        """The CT, engine and threshold for the lung-detect task (Lung-DETR needs its installed weights)."""
         from radassist.slicer.result_files import read_lung_detect
-        options = lung_detect_options(inputs["engine"], inputs["threshold"])
-        return RemoteRequest([inputs["volume"]], options, read_lung_detect)
+        from radassist.slicer.task_requests import TaskRequest, lung_detect_options
+
+        return TaskRequest([inputs["volume"]], lung_detect_options(inputs["engine"], inputs["threshold"]),
+                           read_lung_detect)
 
     def showResult(self, result: Any, parameterNode=None) -> str:
         """One ROI per nodule and the nodule table (RAS for Slicer users; the ROI column links rows to boxes)."""
@@ -138,13 +128,24 @@ class LungTumorAIWidget(panel.RadAssistWidget):
 
     def setup(self) -> None:
         super().setup()
-        from radassist.lung.pipeline import detr_weights_installed
-
         from radassist.slicer.infection_section import InfectionSection
 
-        self.ui.engineComboBox.currentIndex = 0 if detr_weights_installed() else 1
+        self.chooseDefaultEngine()
         self.ui.resultsTableView.connect("clicked(QModelIndex)", self.onResultClicked)
         self.infectionSection = InfectionSection(self)  # issue #5: the infection part of the lung panel
+
+    def chooseDefaultEngine(self) -> None:
+        """Lung-DETR when its weights are installed, else the classical detector (known once packages are in)."""
+        detr = False
+        if self.dependencySection.ready():
+            from radassist.lung.pipeline import detr_weights_installed
+
+            detr = detr_weights_installed()
+        self.ui.engineComboBox.currentIndex = 0 if detr else 1
+
+    def onDependenciesReady(self) -> None:
+        super().onDependenciesReady()
+        self.chooseDefaultEngine()
 
     def cleanup(self) -> None:
         if getattr(self, "infectionSection", None) is not None:
@@ -171,7 +172,8 @@ class LungTumorAITest(ScriptedLoadableModuleTest):
         slicer.mrmlScene.Clear()
 
     def runTest(self) -> None:
-        for test in (self.test_sample_nodes, self.test_apply_needs_input, self.test_detect_on_sample):
+        for test in (self.test_sample_nodes, self.test_apply_needs_input, self.test_detect_on_sample,
+                     self.test_panel_workflow):
             self.setUp()
             test()
 
@@ -198,15 +200,37 @@ class LungTumorAITest(ScriptedLoadableModuleTest):
         panel.check_apply_follows_inputs(self, "LungTumorAI", {"inputVolume": volume})
 
     def test_detect_on_sample(self) -> None:
-        """The classical engine through the panel's three steps: ROIs and table rows match, rows jump."""
+        """The classical engine in its job process: ROIs and table rows match, rows jump."""
         logic = LungTumorAILogic()
         logic.engine = "classic"
         parameterNode = logic.getParameterNode()
         logic.loadSample(3, parameterNode)
-        result = logic.compute(logic.gatherInputs(parameterNode), "cpu", Progress())
-        status = logic.showResult(result, parameterNode)
-        self.assertGreater(len(result), 0, status)
+        status = logic.runTask(parameterNode, "cpu")
+        rois = slicer.util.getNodesByClass("vtkMRMLMarkupsROINode")
+        found = [roi for roi in rois if roi.GetName().startswith("Nodule ")]
+        self.assertGreater(len(found), 0, status)
         table = parameterNode.outputTable
-        self.assertEqual(table.GetNumberOfRows(), len(result))
+        self.assertEqual(table.GetNumberOfRows(), len(found))
         self.assertTrue(logic.jumpToNodule(table.GetCellText(0, table.GetColumnIndex("roi"))))
         self.delayDisplay(status)
+
+    def test_panel_workflow(self) -> None:
+        """As a user: the sample, classical detection in its job process, a row jumps, review, export, cancel."""
+        import tempfile
+        from pathlib import Path
+
+        from radassist.slicer import self_test
+
+        widget = self_test.widget_of("LungTumorAI")
+        self_test.load_sample_through_panel(self, widget)
+        widget.ui.engineComboBox.currentIndex = 1  # the classical detector: no weights needed
+        self_test.apply_through_panel(self, widget, "classical detector")
+        table = widget._parameterNode.outputTable
+        self.assertGreater(table.GetNumberOfRows(), 0)
+        self.assertTrue(widget.logic.jumpToNodule(table.GetCellText(0, table.GetColumnIndex("roi"))))
+        with tempfile.TemporaryDirectory() as folder:
+            record = self_test.review_and_export(self, widget, Path(folder) / "dataset")
+            self.assertIn("classic", str(record["model"]))  # the provenance names the engine that made the boxes
+        self_test.cancel_through_panel(self, widget, "vtkMRMLMarkupsROINode")
+        self.delayDisplay("Lung panel workflow checked")
+

@@ -1,5 +1,7 @@
 """MammoGMIC: screening mammogram classification (GMIC), as a Slicer module over the RadAssist engine."""
 
+from __future__ import annotations
+
 import os
 import sys
 from typing import Any
@@ -12,11 +14,12 @@ if os.path.isdir(os.path.join(_CHECKOUT_ROOT, "radassist")) and _CHECKOUT_ROOT n
 
 import slicer
 from slicer import vtkMRMLScalarVolumeNode, vtkMRMLTableNode
-from slicer.parameterNodeWrapper import parameterNodeWrapper
 from slicer.ScriptedLoadableModule import ScriptedLoadableModule, ScriptedLoadableModuleTest
 
-from radassist.runtime.progress import Progress
-from radassist.slicer import panel
+from radassist.slicer import compat
+from radassist.slicer.compat import parameterNodeWrapper
+
+panel = compat.load_panel()  # on a Slicer older than 5.10 the panel only says which Slicer RadAssist needs
 
 # Parameter -> GMIC's name of the view it holds.
 VIEW_PARAMETERS = {"lccVolume": "L-CC", "rccVolume": "R-CC", "lmloVolume": "L-MLO", "rmloVolume": "R-MLO"}
@@ -62,12 +65,8 @@ class MammoGMICLogic(panel.RadAssistLogic):
     anyOfInputs = {"lccVolume": "the L-CC view", "rccVolume": "the R-CC view", "lmloVolume": "the L-MLO view",
                    "rmloVolume": "the R-MLO view"}  # an exam: the four views, or any subset of them
     taskTitle = "mammogram classification"
-    pipelineModule = "radassist.mammo.pipeline"
+    sampleKind = "mammo"
     serverTask = "mammo-classify"
-
-    def makeSample(self, seed: int, progress: Progress) -> Any:
-        from radassist.synthetic.mammo import make_mammogram_exam
-        return panel.build_sample("mammogram exam", make_mammogram_exam, seed, progress)
 
     @staticmethod
     def viewVolumes(exam: Any) -> dict:
@@ -106,20 +105,11 @@ class MammoGMICLogic(panel.RadAssistLogic):
         return {"volumes": {VIEW_PARAMETERS[p]: nodes.volume_from_node(n) for p, n in views.items()},
                 "tta": int(parameterNode.tta)}
 
-    def compute(self, inputs: dict, device: str, progress: Progress) -> Any:
-        """Every installed GMIC model (an ensemble when several); none installed: an error saying how to get one."""
-        from radassist.mammo.pipeline import classify_volumes
-        from radassist.slicer.result_files import mammo_display
-        return mammo_display(*classify_volumes(inputs["volumes"], device=device, tta=inputs["tta"], progress=progress))
-
-    def remoteRequest(self, inputs: dict) -> Any:
-        from radassist.slicer.remote_tasks import mammo_request
+    def taskRequest(self, inputs: dict) -> Any:
+        """The views as 16-bit PNGs named after their view, for the mammo-classify task (every installed GMIC
+        model, an ensemble when several); the answer is placed back on the views' own grids."""
+        from radassist.slicer.task_requests import mammo_request
         return mammo_request(inputs["volumes"], inputs["tta"])
-
-    def computeRemotely(self, settings: Any, request: Any, progress: Progress) -> Any:
-        """The views go as 16-bit PNGs (the server's mammography task reads DICOM or PNG), named after their view."""
-        from radassist.slicer.remote_tasks import run_mammo_and_read
-        return run_mammo_and_read(settings.client(), request, progress)
 
     def showResult(self, result: Any, parameterNode=None) -> str:
         """Probabilities table, saliency maps as coloured overlays (benign green, malignant red), patch ROIs."""
@@ -180,10 +170,9 @@ class MammoGMICTest(ScriptedLoadableModuleTest):
         slicer.mrmlScene.Clear()
 
     def runTest(self) -> None:
-        self.setUp()
-        self.test_sample_nodes()
-        self.setUp()
-        self.test_apply_needs_any_view()
+        for test in (self.test_sample_nodes, self.test_apply_needs_any_view, self.test_panel_workflow):
+            self.setUp()
+            test()
 
     def test_sample_nodes(self) -> None:
         from radassist.synthetic.mammo import make_mammogram_exam
@@ -213,3 +202,28 @@ class MammoGMICTest(ScriptedLoadableModuleTest):
         """Apply waits for a view; any one of the four (or more) is an exam the engine classifies."""
         view = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", "R-MLO")
         panel.check_apply_follows_inputs(self, "MammoGMIC", {"rmloVolume": view})
+
+    def test_panel_workflow(self) -> None:
+        """As a user: GMIC weights imported (untrained here, in a private models folder: the published ones are
+        AGPL and not shipped), the sample, classification in its job process, table, overlays and patches,
+        review with confirmed labels, export, cancel."""
+        import tempfile
+        from pathlib import Path
+
+        from radassist.runtime.plumbing_weights import untrained_gmic_weights
+        from radassist.runtime.registry import import_model
+        from radassist.slicer import self_test
+
+        with self_test.scratch_models_folder() as models:
+            import_model("gmic-1", untrained_gmic_weights(models / "gmic-untrained.pt"))
+            widget = self_test.widget_of("MammoGMIC")
+            widget.modelsSection.refresh()
+            self_test.load_sample_through_panel(self, widget)
+            self_test.apply_through_panel(self, widget, "GMIC (")
+            self.assertGreaterEqual(widget._parameterNode.outputTable.GetNumberOfRows(), 4)
+            self.assertTrue([n for n in slicer.util.getNodesByClass("vtkMRMLMarkupsROINode") if "patch" in n.GetName()])
+            with tempfile.TemporaryDirectory() as folder:
+                self_test.review_and_export(self, widget, Path(folder) / "dataset")
+            self_test.cancel_through_panel(self, widget, "vtkMRMLTableNode")
+        self.delayDisplay("Mammography panel workflow checked")
+

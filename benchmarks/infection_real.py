@@ -92,7 +92,7 @@ def run(name: str, data: Path, runs: Path, threads: int, train_arguments: list[s
     with LoadSampler() as load:
         seconds = _radassist(["train", "lung-infection", "--data", str(data), "--out", str(model), "--device", "cpu",
                               "--threads", str(threads), *train_arguments], log)
-    evaluate_seconds = _radassist(["evaluate", "lung-infection", "--data", str(data), "--checkpoint", str(model),
+    evaluate_seconds = _radassist(["evaluate", "lung-infection", "--data", str(data), "--model", str(model),
                                    "--out", str(folder / "evaluation"), "--device", "cpu", "--threads",
                                    str(threads)], log)
     train_record = json.loads((model / "result.json").read_text())["summary"]
@@ -119,6 +119,11 @@ def _cell(value: float | None) -> str:
     return "" if value is None else f"{value:.3f}"
 
 
+def _protocol(test: dict[str, Any], finding: str) -> str:
+    """A finding's Inf-Net-protocol Dice (label map), empty when the run did not score it (binary runs)."""
+    return _cell(test[finding]["infnet_dice_label_map"]) if finding in test else ""
+
+
 def table(runs: Path) -> str:
     """Markdown rows: run, minutes, load, kept epoch, validation Dice, test Dice (Inf-Net protocol, label map) per
     finding, and our standard per-image infection Dice / sensitivity / specificity."""
@@ -128,12 +133,10 @@ def table(runs: Path) -> str:
         test = r["test"]
         infection = test["infection"]
 
-        def protocol(finding: str) -> str:
-            return _cell(test[finding]["infnet_dice_label_map"]) if finding in test else ""
 
         lines.append(f"| {r['name']} | {r['train_seconds'] / 60:.1f} | {r['load_average_1min']['mean']:.1f} | "
-                     f"{r['kept_epoch']} | {_cell(r['validation_mean_dice'])} | {protocol('infection')} | "
-                     f"{protocol('ground-glass opacity')} | {protocol('consolidation')} | "
+                     f"{r['kept_epoch']} | {_cell(r['validation_mean_dice'])} | {_protocol(test, 'infection')} | "
+                     f"{_protocol(test, 'ground-glass opacity')} | {_protocol(test, 'consolidation')} | "
                      f"{_cell(infection['mean_dice'])} / {_cell(infection['mean_sensitivity'])} / "
                      f"{_cell(infection['mean_specificity'])} |")
     return "\n".join(lines)

@@ -10,6 +10,8 @@ already finished. So :func:`run_batch`
 * skips a case that is done: its ``result.json`` exists and every output it lists is there. Running the same
   command again resumes; failed cases are tried again;
 * records a failing case (``failures.csv``, ``batch_report.json``) and goes on with the next;
+* writes ``predictions.csv``: every finished case in one file, for the cohort's analysis (nodules in the
+  LUNA16 submission columns; for the other tasks one row per case with its result.json summary);
 * under ``torchrun --nproc-per-node N`` (one or several nodes) splits the cases that are not done across the
   processes, each case on exactly one; rank 0 decides what is done, and writes the summary once every rank has
   finished its share.
@@ -41,6 +43,8 @@ from radassist.runtime.run_record import RunRecord
 RESULT_FILE = "result.json"
 REPORT_FILE = "batch_report.json"
 FAILURES_FILE = "failures.csv"
+PREDICTIONS_FILE = "predictions.csv"
+LUNA16, SUMMARY = "luna16", "summary"  # how a task's cases are combined into predictions.csv
 FAILURE_COLUMNS = ("id", "input", "rank", "error_type", "message")
 PATH_COLUMNS = ("path", "input", "image", "file")
 CASE_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
@@ -86,6 +90,7 @@ class BatchTask:
     run_case: CaseRunner
     arguments: Mapping[str, Any] = field(default_factory=dict)  # the task options, recorded in each result.json
     columns: ListColumns = field(default_factory=ListColumns)  # what its case list holds
+    predictions: str = SUMMARY  # LUNA16: each case's nodules.csv; SUMMARY: one row per case from result.json
 
 
 @dataclass
@@ -257,7 +262,7 @@ def run_case(task: BatchTask, case: CaseInput, out: Path, rank: int = 0,
     started = time.perf_counter()
     arguments = argparse.Namespace(**(dict(task.arguments) | {"input": case.path, "out": folder}))
     try:
-        with command_run(folder, task.command, arguments) as (output, record):
+        with command_run(folder, task.command, arguments, overwrite=True) as (output, record):  # the batch's own
             record.inputs = [str(case.path)]
             task.run_case(case, output, record, progress)
     except (Cancelled, KeyboardInterrupt):
@@ -275,6 +280,44 @@ def run_case(task: BatchTask, case: CaseInput, out: Path, rank: int = 0,
 
 
 # -- the cohort ------------------------------------------------------------------------------------------------------
+
+def _flat(summary: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """A result.json summary as CSV cells: numbers and text as they are, nested mappings as ``key.sub``."""
+    cells: dict[str, Any] = {}
+    for key, value in summary.items():
+        if isinstance(value, Mapping):
+            cells.update(_flat(value, f"{prefix}{key}."))
+        elif value is None or isinstance(value, (str, int, float, bool)):
+            cells[f"{prefix}{key}"] = value
+    return cells
+
+
+def write_predictions(report: BatchReport, out: Path, kind: str = SUMMARY) -> Path:
+    """``predictions.csv``: the finished cases (done now or before) in list order, in one file. LUNA16: the rows
+    of every case's ``nodules.csv`` (seriesuid, coordX, coordY, coordZ, probability, diameter_mm: the LUNA16
+    submission columns); SUMMARY: ``case`` and the scalar values of each case's result.json summary."""
+    from radassist.results.csv_json import read_detections_csv, write_detections_csv
+
+    finished = [case for case in report.cases if case.status in ("done", "skipped")]
+    path = out / PREDICTIONS_FILE
+    if kind == LUNA16:
+        groups = [group for case in finished if (out / case.case_id / "nodules.csv").is_file()
+                  for group in read_detections_csv(out / case.case_id / "nodules.csv").values()]
+        return write_detections_csv(groups, path)
+    rows = []
+    for case in finished:
+        record = out / case.case_id / RESULT_FILE
+        summary = json.loads(record.read_text(encoding="utf-8")).get("summary", {}) if record.is_file() else {}
+        rows.append({"case": case.case_id, **_flat(summary if isinstance(summary, Mapping) else {})})
+    columns = list(dict.fromkeys(name for row in rows for name in row)) or ["case"]
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, columns, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    with atomic_path(path) as temp:
+        temp.write_text(buffer.getvalue(), encoding="utf-8")
+    return path
+
 
 def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
@@ -330,10 +373,11 @@ def run_batch(task: BatchTask, inputs: str | Path | Sequence[CaseInput], out: st
                              get_world_size(), ordered, started, _now())
         if main:
             write_batch_report(report, out)
+            write_predictions(report, out, task.predictions)
         barrier()  # every rank returns once the summary is written
     return report
 
 
-__all__ = ["BatchReport", "BatchTask", "CaseInput", "CaseOutcome", "FAILURES_FILE", "ListColumns", "REPORT_FILE",
-           "case_id_for",
-           "check_unique_ids", "is_case_done", "read_case_list", "run_batch", "run_case", "write_batch_report"]
+__all__ = ["BatchReport", "BatchTask", "CaseInput", "CaseOutcome", "FAILURES_FILE", "LUNA16", "ListColumns",
+           "PREDICTIONS_FILE", "REPORT_FILE", "SUMMARY", "case_id_for", "check_unique_ids", "is_case_done",
+           "read_case_list", "run_batch", "run_case", "write_batch_report", "write_predictions"]

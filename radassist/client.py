@@ -10,7 +10,6 @@ FastAPI, so a Slicer workstation needs only requests.
 from __future__ import annotations
 
 import os
-import tempfile
 import time
 import zipfile
 from collections.abc import Sequence
@@ -20,7 +19,7 @@ from typing import Any
 import requests
 
 from radassist.errors import InputError, RadAssistError
-from radassist.io.atomic import RunOutput
+from radassist.io.atomic import RunOutput, refuse_non_empty, temporary_folder
 from radassist.runtime import paths
 from radassist.runtime.progress import Cancelled, Progress
 
@@ -160,7 +159,7 @@ class RadAssistClient:
         for path in inputs:
             if not path.exists():
                 raise InputError(path, "does not exist")
-        with tempfile.TemporaryDirectory(prefix="radassist-upload-") as scratch:
+        with temporary_folder(prefix="radassist-upload-") as scratch:
             handles = []
             try:
                 parts = []
@@ -207,16 +206,17 @@ class RadAssistClient:
                 raise ServerError(f"job {job_id} did not finish within {timeout_s:g} s (it goes on on the server)")
             time.sleep(poll_interval_s)
 
-    def download(self, job_id: str, folder: str | Path) -> list[Path]:
-        """Put the job's result files into ``folder``: all of them, or none when anything goes wrong."""
+    def download(self, job_id: str, folder: str | Path, overwrite: bool = False) -> list[Path]:
+        """Put the job's result files into ``folder``: all of them, or none when anything goes wrong. A folder
+        that already holds files is refused unless ``overwrite``."""
         response = self._request("GET", f"/jobs/{job_id}/result", stream=True)
-        with tempfile.TemporaryDirectory(prefix="radassist-download-") as scratch:
+        with temporary_folder(prefix="radassist-download-") as scratch:
             archive = Path(scratch) / "result.zip"
             with open(archive, "wb") as handle:
                 for chunk in response.iter_content(_CHUNK):
                     handle.write(chunk)
             try:
-                with zipfile.ZipFile(archive) as zipped, RunOutput(folder) as output:
+                with zipfile.ZipFile(archive) as zipped, RunOutput(folder, overwrite=overwrite) as output:
                     for info in zipped.infolist():
                         if info.is_dir():
                             continue
@@ -232,12 +232,15 @@ class RadAssistClient:
         return sorted(published.published)
 
     def run(self, task: str, inputs: Sequence[str | Path], options: dict[str, Any] | None, out: str | Path,
-            progress: Progress | None = None, keep_on_server: bool = False) -> list[Path]:
-        """Submit, wait, download into ``out``; the job is deleted on the server afterwards unless kept."""
+            progress: Progress | None = None, keep_on_server: bool = False, overwrite: bool = False) -> list[Path]:
+        """Submit, wait, download into ``out``; the job is deleted on the server afterwards unless kept. A
+        non-empty ``out`` is refused before anything is sent, unless ``overwrite``."""
+        if not overwrite:
+            refuse_non_empty(Path(out))
         job = self.submit(task, inputs, options)
         try:
             self.wait(job["id"], progress)
-            return self.download(job["id"], out)
+            return self.download(job["id"], out, overwrite)
         finally:
             if not keep_on_server:
                 try:
@@ -261,21 +264,3 @@ def _is_loopback_url(url: str) -> bool:
     from urllib.parse import urlsplit
 
     return (urlsplit(url).hostname or "") in ("127.0.0.1", "localhost", "::1")
-
-
-def run_on_volumes(client: RadAssistClient, task: str, volumes: Sequence[Any], options: dict[str, Any] | None,
-                   out: str | Path, progress: Progress | None = None) -> list[Path]:
-    """Run ``task`` on in-memory Volumes (a Slicer panel's inputs): each is sent as NRRD named after its source.
-
-    The files land in ``out`` exactly as :meth:`RadAssistClient.run` puts them there.
-    """
-    from radassist.io import write_volume
-
-    with tempfile.TemporaryDirectory(prefix="radassist-send-") as scratch:
-        paths_sent = []
-        for index, volume in enumerate(volumes):
-            stem = Path(volume.source.path or f"volume{index}").name.split(".")[0] or f"volume{index}"
-            target = Path(scratch) / str(index) / f"{stem}.nrrd"
-            write_volume(volume, target)
-            paths_sent.append(target)
-        return client.run(task, paths_sent, options, out, progress)

@@ -35,4 +35,5 @@ class DownloadError(RadAssistError):
     def __init__(self, url: str, problem: str) -> None:
         self.url = url
         self.problem = problem
+        self.model_id: str | None = None  # the catalogue model the file belongs to, when known
         super().__init__(problem)

@@ -11,11 +11,12 @@ RUNTIME_REQUIREMENTS: tuple[str, ...] = (
     "torch>=2.1",
     "monai>=1.3",
     "SimpleITK>=2.3",
+    "h5py>=3.8",
     "numpy>=1.24",
     "scipy>=1.10",
     "scikit-image>=0.21",
     "pydicom>=2.4",
-    "highdicom>=0.28",
+    "highdicom>=0.22",
     "slicerio>=1.0",
     "pynrrd>=1.0",
     "onnx>=1.15",
@@ -27,6 +28,7 @@ RUNTIME_REQUIREMENTS: tuple[str, ...] = (
     "jsonschema>=4.20",
     "packaging>=23.0",
     "filelock>=3.12",
+    "matplotlib>=3.7",
 )
 
 # Distribution name -> the module it installs, where they differ; used when a package (Slicer's own SimpleITK,

@@ -1,7 +1,7 @@
-"""Fine-tuning helpers: `--init` resolves a checkpoint folder, a bare weights file or an installed catalogue model;
-a fine-tuned network is registered as a new model version with its metrics. End to end: a poor model's result is
-corrected and exported, a tiny network fine-tuned from it on the export segments the case better, and the new
-version is in the catalogue."""
+"""Fine-tuning helpers: `--model` (formerly `--init`) resolves a checkpoint folder, a bare weights file or an
+installed catalogue model; a fine-tuned network is registered as a new model version with its metrics. End to end: a
+poor model's result is corrected and exported, a tiny network fine-tuned from it on the export segments the case
+better, and the new version is in the catalogue."""
 
 from __future__ import annotations
 

@@ -39,7 +39,7 @@ def test_run_output_publishes_everything_or_nothing(tmp_path: Path) -> None:
     out.mkdir()
     (out / "mine.txt").write_text("kept")
     with pytest.raises(ValueError):
-        with RunOutput(out) as run:
+        with RunOutput(out, overwrite=True) as run:
             run.path("a.txt").write_text("a")
             raise ValueError("bad input found half way")
     assert [p.name for p in out.iterdir()] == ["mine.txt"]  # a folder that was there stays, with what it held

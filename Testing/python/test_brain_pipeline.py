@@ -264,7 +264,9 @@ def test_tumour_labels_from_seg_nrrd_and_brats_values(tmp_path, pair):
     write_seg_nrrd(labelmap, tmp_path / "tumour.seg.nrrd")
     assert np.array_equal(read_tumour_labels(tmp_path / "tumour.seg.nrrd").flattened(), classes)
     write_volume(pair.fixed["flair"].with_array(pair.fixed_labels.flattened()), tmp_path / "seg.nii.gz")
-    assert np.array_equal(read_tumour_labels(tmp_path / "seg.nii.gz").flattened(), classes)
+    from_volume = read_tumour_labels(tmp_path / "seg.nii.gz")  # BraTS values are kept, named by their edition
+    assert np.array_equal(from_volume.flattened(), pair.fixed_labels.flattened())
+    assert np.array_equal(brats_to_classes(from_volume.flattened()), classes)
     write_volume(pair.fixed["flair"].with_array(np.zeros(classes.shape, np.uint8)), tmp_path / "empty.nii.gz")
     with pytest.raises(InputError, match="empty"):
         read_tumour_labels(tmp_path / "empty.nii.gz")

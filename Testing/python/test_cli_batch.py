@@ -68,9 +68,15 @@ def test_batch_writes_what_detect_writes_records_failures_and_resumes(cohort, tm
     assert code == 1, stderr  # one case failed
     assert "3 case(s): 2 done now, 0 already done (skipped), 1 failed" in stdout
     assert "failed: patient-b" in stdout and "broken.nrrd" in stdout
-    assert sorted(p.name for p in out.iterdir()) == ["batch_report.json", "failures.csv", "patient-a", "patient-c"]
+    assert sorted(p.name for p in out.iterdir()) == ["batch_report.json", "failures.csv", "patient-a", "patient-c",
+                                                     "predictions.csv"]
     with (out / "failures.csv").open() as handle:
         assert [row["id"] for row in csv.DictReader(handle)] == ["patient-b"]
+    combined = (out / "predictions.csv").read_text().splitlines()  # every finished case's nodules, LUNA16 columns
+    assert combined[0] == "seriesuid,coordX,coordY,coordZ,probability,diameter_mm"
+    assert combined[1:] == [line for case in ("patient-a", "patient-c")
+                            for line in (out / case / "nodules.csv").read_text().splitlines()[1:]]
+    assert len(combined) > 1
 
     single = tmp_path / "single"  # the same scan through `radassist lung detect`: the same files and findings
     code, _, stderr = run(capsys, "lung", "detect", str(cohort / "ct5.nrrd"), "--out", str(single), "--engine",
@@ -93,6 +99,9 @@ def test_batch_writes_what_detect_writes_records_failures_and_resumes(cohort, tm
     assert (out / "failures.csv").read_text().strip() == "id,input,rank,error_type,message"
     summary = json.loads((out / "batch_report.json").read_text())
     assert summary["counts"] == {"total": 3, "done": 1, "skipped": 2, "failed": 0}
+    combined = (out / "predictions.csv").read_text().splitlines()  # the resumed run combines all three, in order
+    assert combined[1:] == [line for case in ("patient-a", "patient-b", "patient-c")
+                            for line in (out / case / "nodules.csv").read_text().splitlines()[1:]]
 
 
 @pytest.mark.parametrize("extra, message", [
@@ -104,7 +113,7 @@ def test_bad_options_exit_2_before_anything_is_written(cohort, tmp_path, capsys,
     listing.write_text(f"{cohort / 'ct5.nrrd'}\n")
     out = tmp_path / "out"
     code, _, stderr = run(capsys, "batch", "lung", "--inputs", str(listing), "--out", str(out), *extra)
-    assert code == 2 and message in stderr and "radassist batch: error:" in stderr
+    assert code == 2 and message in stderr and "radassist batch lung: error:" in stderr
     assert not out.exists()
 
 

@@ -66,6 +66,10 @@ def test_batch_brain_register_writes_what_register_writes_records_failures_and_r
     with (out / "failures.csv").open() as handle:
         assert [row["id"] for row in csv.DictReader(handle)] == ["b"]
     assert sorted(p.name for p in (out / "a").iterdir()) == BRAIN_FILES and not (out / "b").exists()
+    with (out / "predictions.csv").open() as handle:  # one row per finished pair: its result.json summary
+        rows = list(csv.DictReader(handle))
+    summary = json.loads((out / "a" / "result.json").read_text())["summary"]
+    assert [row["case"] for row in rows] == ["a"] and rows[0]["engine"] == summary["engine"] == "classic"
 
     single = tmp_path / "single"  # the same pair through `radassist brain register`
     code, _, stderr = run(capsys, "brain", "register", brains / "pair_0_moving" / "pair_0_moving_t1ce.nii.gz",

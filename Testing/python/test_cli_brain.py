@@ -17,6 +17,7 @@ from radassist.commands import brain as brain_commands
 from radassist.io import read_volume
 from radassist.results import read_displacement, read_seg_nrrd
 from radassist.synthetic.brain import BrainPhantomConfig
+from readable_outputs import assert_curves
 
 SMALL = BrainPhantomConfig(shape=(40, 56, 48), spacing=(3.0, 3.0, 3.0))
 
@@ -44,7 +45,7 @@ def _intent_code(path: Path) -> int:
 def test_register_classic_writes_every_result_slicer_reads(data, tmp_path):
     out = tmp_path / "out"
     code = run_cli(["brain", "register", str(data / "pair_0_moving"), str(data / "pair_0_fixed"), "--out", str(out),
-                    "--engine", "classic", "--device", "cpu"])
+                    "--engine", "classic", "--device", "cpu", "--field-format", "both"])
     assert code == 0
     names = {p.name for p in out.iterdir()}
     assert set(brain_commands.OUTPUTS) | {"result.json", "warped_t1.nii.gz", "warped_t1ce.nii.gz",
@@ -57,7 +58,8 @@ def test_register_classic_writes_every_result_slicer_reads(data, tmp_path):
     error = np.linalg.norm(h5.vectors - truth.vectors, axis=-1)[brain].mean()
     assert error < 0.3 * np.linalg.norm(truth.vectors, axis=-1)[brain].mean()
     fixed_tumour = read_seg_nrrd(out / "tumour_fixed.seg.nrrd")
-    assert [s.name for s in fixed_tumour.segments] == ["tumour necrosis", "oedema", "enhancing tumour"]
+    assert [s.name for s in fixed_tumour.segments] == ["necrotic and non-enhancing tumour core", "oedema",
+                                                      "enhancing tumour"]  # values 1, 2, 4: BraTS 2017-2020
     assert fixed_tumour.segments[1].terminology.type.value == "79654002"  # SNOMED CT Edema
     report = json.loads((out / "report.json").read_text())
     assert report["summary"]["engine"] == "classic" and report["summary"]["folding_percent"] == 0.0
@@ -89,16 +91,17 @@ def test_bad_input_exits_2_and_writes_nothing(data, tmp_path, capsys):
 def test_train_then_register_with_the_checkpoint_then_evaluate(data, tmp_path):
     model_dir = tmp_path / "model"
     code = run_cli(["train", "brain", "--data", str(data), "--out", str(model_dir), "--epochs", "2",
-                    "--features", "4", "8", "--crop", "32", "32", "32", "--channels", "flair", "t1ce",
+                    "--features", "4", "8", "--crop", "32", "32", "32", "--sequences", "flair", "t1ce",
                     "--validation-subjects", "0", "--device", "cpu"])
     assert code == 0
     config = json.loads((model_dir / "config.json").read_text())
     assert config["architecture"] == "brain-joint" and config["metadata"]["channels"] == ["flair", "t1ce"]
     assert len(json.loads((model_dir / "history.json").read_text())) == 2
+    assert_curves(model_dir)
 
     out = tmp_path / "joint"
     code = run_cli(["brain", "register", str(data / "pair_1_moving"), str(data / "pair_1_fixed"), "--out", str(out),
-                    "--checkpoint", str(model_dir), "--device", "cpu"])
+                    "--model", str(model_dir), "--device", "cpu"])
     assert code == 0
     report = json.loads((out / "report.json").read_text())
     assert report["summary"]["engine"] == "joint"
@@ -162,7 +165,7 @@ def test_register_with_the_onnx_backend_matches_torch(data, tmp_path, monkeypatc
     for backend in ("torch", "onnx"):
         out = tmp_path / backend
         code = run_cli(["brain", "register", str(data / "pair_0_moving"), str(data / "pair_0_fixed"), "--out",
-                        str(out), "--checkpoint", str(checkpoint), "--engine", "joint", "--backend", backend,
+                        str(out), "--model", str(checkpoint), "--engine", "joint", "--backend", backend,
                         "--device", "cpu"])
         assert code == 0
         fields[backend] = read_displacement(out / "transform.h5").vectors

@@ -76,7 +76,7 @@ def test_liver_from_a_dicom_series_writes_msd_and_dicom_seg(test_data, tmp_path,
     ai, corrected = _liver_files(tmp_path, geometry, grow=40)
     out = tmp_path / "dataset"
     assert run(["export", "liver", "--image", str(series), "--ai-result", str(ai), "--corrected", str(corrected),
-                "--out", str(out), "--annotator", "Jane Doe", "--model-id", "liver-unet"]) == 0
+                "--out", str(out), "--annotator", "Jane Doe", "--model", "liver-unet"]) == 0
     assert f"exported {series_uid} as v1" in capsys.readouterr().out
     assert (out / f"imagesTr/{series_uid}_0000.nii.gz").is_file() and (out / f"labelsTr/{series_uid}.nii.gz").is_file()
     seg = out / f"dicomseg/{series_uid}.dcm"

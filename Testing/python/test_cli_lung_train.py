@@ -17,11 +17,12 @@ from radassist.commands import TASK_MODULES, lung_train, train_evaluate
 from radassist.errors import RadAssistError
 from radassist.synthetic.chest import ChestPhantomConfig
 from radassist.synthetic.datasets import write_dataset
+from readable_outputs import assert_curves
 
 CHEST = ChestPhantomConfig(shape=(40, 96, 128), spacing=(1.6, 1.6, 3.0), nodule_count=(2, 3),
                            nodule_diameter_mm=(8.0, 20.0))
-TINY = ("--config", "tiny", "--batch-size", "4", "--accumulation", "1", "--lr", "2e-3", "--lr-backbone", "2e-3",
-        "--device", "cpu", "--threads", "1")
+TINY = ("--config", "tiny", "--batch-size", "4", "--accumulation", "1", "--learning-rate", "2e-3",
+        "--learning-rate-backbone", "2e-3", "--device", "cpu", "--threads", "1")
 
 
 def radassist(*argv: str) -> int:
@@ -62,8 +63,9 @@ def test_help_lists_the_recipe_options(capsys):
         radassist("train", "lung", "--help")
     assert done.value.code == 0
     text = capsys.readouterr().out
-    for option in ("--data", "--out", "--epochs", "--batch-size", "--accumulation", "--lr", "--lr-backbone",
-                   "--config", "--resume", "--seed", "--device", "--threads", "--model-id", "--lr-step", "--lr-gamma"):
+    for option in ("--data", "--out", "--epochs", "--batch-size", "--accumulation", "--learning-rate",
+                   "--learning-rate-backbone", "--config", "--resume", "--seed", "--device", "--threads", "--model-id",
+                   "--learning-rate-step", "--learning-rate-gamma", "--model"):
         assert option in text
     assert "12.7 %" in text and "StepLR" in text
 
@@ -86,6 +88,7 @@ def test_train_then_resume_then_the_model_is_listed(luna, cache, tmp_path, model
     record = json.loads((out / "result.json").read_text())
     assert record["summary"]["resumed_from_epoch"] == 1 and record["summary"]["cache"]["reused"] == 3
     assert log_epochs(out) == [1, 2]
+    assert_curves(out)
     capsys.readouterr()
 
     assert radassist("models", "list", "--json") == 0
@@ -100,7 +103,8 @@ def test_a_second_run_into_the_same_folder_needs_resume(luna, cache, tmp_path, m
     before = (out / "checkpoints" / "last.pt").read_bytes()
     capsys.readouterr()
     assert radassist("train", "lung", "--data", luna, "--out", out, "--epochs", 1, "--no-register", *TINY) == 2
-    assert "--resume" in capsys.readouterr().err
+    error = capsys.readouterr().err
+    assert "not empty" in error and "--resume to continue the run saved there, or --overwrite" in error
     assert (out / "checkpoints" / "last.pt").read_bytes() == before
 
 
@@ -131,7 +135,7 @@ def _saved_network(folder: Path, architecture: str, config, seed: int, **metadat
 
 
 def test_init_starts_from_the_given_weights_and_registers_a_new_version(luna, cache, tmp_path, model_home, capsys):
-    """--init with no --config takes the checkpoint's network; with a vanishing learning rate the best checkpoint's
+    """--model with no --config takes the checkpoint's network; with a vanishing learning rate the best checkpoint's
     parameters are the starting ones; --register-as keeps it as the next version of the base model."""
     import torch
 
@@ -142,9 +146,9 @@ def test_init_starts_from_the_given_weights_and_registers_a_new_version(luna, ca
     base = _saved_network(tmp_path / "base", "lung-detr", model_preset("tiny"), 5, modelId="lung-base",
                           modelVersion="1.0.0")
     out = tmp_path / "tuned"
-    assert radassist("train", "lung", "--data", luna, "--out", out, "--epochs", 1, "--init", base, "--register-as",
-                     "lung-base", "--lr", "1e-12", "--lr-backbone", "1e-12", "--batch-size", "4", "--accumulation",
-                     "1", "--device", "cpu", "--threads", "1", "--cache-dir", cache) == 0
+    assert radassist("train", "lung", "--data", luna, "--out", out, "--epochs", 1, "--model", base, "--register-as",
+                     "lung-base", "--learning-rate", "1e-12", "--learning-rate-backbone", "1e-12", "--batch-size", "4",
+                     "--accumulation", "1", "--device", "cpu", "--threads", "1", "--cache-dir", cache) == 0
     assert "registered as model lung-base 1.1.0" in capsys.readouterr().out
     best = load_checkpoint(out / "best")
     start = dict(load_checkpoint(base).model.named_parameters())
@@ -162,8 +166,8 @@ def test_init_starts_from_the_given_weights_and_registers_a_new_version(luna, ca
 
     # a resumed run keeps recording where the fine-tuning started (from its saved state)
     assert radassist("train", "lung", "--data", luna, "--out", out, "--epochs", 2, "--resume", "--no-register",
-                     "--lr", "1e-12", "--lr-backbone", "1e-12", "--batch-size", "4", "--accumulation", "1",
-                     "--device", "cpu", "--threads", "1", "--cache-dir", cache) == 0
+                     "--learning-rate", "1e-12", "--learning-rate-backbone", "1e-12", "--batch-size", "4",
+                     "--accumulation", "1", "--device", "cpu", "--threads", "1", "--cache-dir", cache) == 0
     assert json.loads((out / "result.json").read_text())["summary"]["finetuned_from"] == started
 
 
@@ -175,10 +179,10 @@ def test_init_that_does_not_fit_is_refused_and_nothing_is_written(luna, tmp_path
     other = _saved_network(tmp_path / "other", "monai-unet", MonaiUNetConfig(spatial_dims=2, channels=(8, 16),
                                                                              strides=(2,)), 0)
     out = tmp_path / "out"
-    for options, message in ((["--init", other], "is a monai-unet network; this training needs lung-detr"),
-                             (["--init", base, "--config", "paper"], "the training asks for"),
-                             (["--init", base, "--resume"], "a resumed run continues from its own saved weights"),
-                             (["--init", base, "--register-as", "x-model", "--model-id", "y"], "leave out")):
+    for options, message in ((["--model", other], "is a monai-unet network; this training needs lung-detr"),
+                             (["--model", base, "--config", "paper"], "the training asks for"),
+                             (["--model", base, "--resume"], "a resumed run continues from its own saved weights"),
+                             (["--model", base, "--register-as", "x-model", "--model-id", "y"], "leave out")):
         assert radassist("train", "lung", "--data", luna, "--out", out, "--epochs", 1, *options) == 2
         assert message in capsys.readouterr().err
         assert not [p for p in out.rglob("*") if p.is_file()]
@@ -186,8 +190,8 @@ def test_init_that_does_not_fit_is_refused_and_nothing_is_written(luna, tmp_path
 
 def test_the_learning_rate_schedule_is_set_from_the_command_line(luna, cache, tmp_path, model_home):
     out = tmp_path / "run"
-    assert radassist("train", "lung", "--data", luna, "--out", out, "--epochs", 3, "--lr-step", 2, "--lr-gamma", 0.5,
-                     "--no-register", "--cache-dir", cache, *TINY) == 0
+    assert radassist("train", "lung", "--data", luna, "--out", out, "--epochs", 3, "--learning-rate-step", 2,
+                     "--learning-rate-gamma", 0.5, "--no-register", "--cache-dir", cache, *TINY) == 0
     with open(out / "train_log.csv", newline="") as handle:
         rates = [(float(row["lr"]), float(row["lr_backbone"])) for row in csv.DictReader(handle)]
     assert rates == [pytest.approx((2e-3, 2e-3))] * 2 + [pytest.approx((1e-3, 1e-3))]

@@ -20,6 +20,7 @@ from radassist.commands import mammo, train_evaluate
 from radassist.errors import RadAssistError
 from radassist.synthetic.datasets import write_dataset
 from radassist.synthetic.mammo import MammoPhantomConfig, write_png
+from readable_outputs import assert_readable_png
 
 MODEL = json.dumps(dict(global_filters=4, global_blocks=[1, 1, 1], global_strides=[1, 2, 2], post_processing_dim=16,
                         cam_size=[12, 8], top_t_percent=5.0, num_patches=3, crop_shape=[48, 48], local_filters=4,
@@ -154,4 +155,5 @@ def test_evaluate_reports_aucs_with_intervals_and_saliency_dice(checkpoint, data
                                          result["ci_low"] <= result["auc"] <= result["ci_high"]), key
     with (out / "evaluation.csv").open() as handle:
         assert len(list(csv.DictReader(handle))) == 8
+    assert_readable_png(out / "roc.png")
     assert "AUC" in capsys.readouterr().out

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from radassist.cli import main
+from radassist.runtime.paths import bundled_catalog
 from radassist.runtime.registry import build_model
 
 SMALL = {"spatial_dims": 2, "out_channels": 3, "channels": [4, 8], "strides": [2], "num_res_units": 1}
@@ -48,7 +49,7 @@ def list_rows(capsys, *extra):
 def test_list_shows_the_catalogue_with_status(cache, capsys):
     rows = list_rows(capsys)
     assert rows["lung-detr"]["status"] == "planned"
-    assert rows["gmic-3"]["status"] == "not installed" and rows["gmic-3"]["licence"] == "AGPL-3.0-or-later"
+    assert rows["gmic-3"]["status"] == "not installed" and rows["gmic-3"]["licence"] == "AGPL-3.0-only"
     code, out, _ = run(capsys, "models", "list", "--task", "liver")
     assert code == 0 and "liver-unet" in out and "gmic" not in out and "planned" in out
     code, _, err = run(capsys, "models", "list", "--task", "kidney")
@@ -116,8 +117,11 @@ def test_wrong_shape_lists_the_key(cache, capsys, unet_file):
     assert "user-liver-segmentation-monai-unet" not in list_rows(capsys)
 
 
-def test_weights_for_a_user_import_catalogue_model(cache, capsys, tmp_path):
-    """A file the user fetched for a catalogue model is checked to be plain weights and installed as that model."""
+def test_weights_for_a_catalogue_model_fetched_by_hand(cache, capsys, tmp_path, monkeypatch):
+    """A file the user fetched for a catalogue model is checked to be plain weights of the right shapes and its hash
+    (here: a site catalogue naming the blob id of the file this test makes) before it is installed as that model."""
+    import subprocess
+
     from test_mammo_mapping import published_state  # a state dict with the published GMIC names and shapes
 
     wrong = tmp_path / "not_gmic.p"
@@ -126,20 +130,26 @@ def test_weights_for_a_user_import_catalogue_model(cache, capsys, tmp_path):
     assert code == 2 and "not_gmic.p" in err and "missing" in err
     published = tmp_path / "sample_model_3.p"
     torch.save(published_state(), published)
+    blob = subprocess.run(["git", "hash-object", str(published)], capture_output=True, text=True).stdout.strip()
+    site = json.loads(bundled_catalog().read_text())
+    entry = next(m for m in site["models"] if m["id"] == "gmic-3")
+    entry["files"][0]["gitBlobSha1"] = blob
+    (tmp_path / "site.json").write_text(json.dumps({"catalogueVersion": 1, "models": [entry]}))
+    monkeypatch.setenv("RADASSIST_CATALOGS", str(tmp_path / "site.json"))
     code, out, err = run(capsys, "models", "import", "gmic-3", str(published))
     assert code == 0, err
     folder = cache / "models" / "gmic-3" / "1.0.0"
     assert (folder / "sample_model_3.p").read_bytes() == published.read_bytes()
     assert list_rows(capsys)["gmic-3"]["status"] == "installed"
     code, out, _ = run(capsys, "models", "verify", "gmic-3")
-    assert code == 0 and "sample_model_3.p: present" in out
+    assert code == 0 and "sample_model_3.p: ok, git blob id matches" in out
 
 
-def test_install_explains_planned_and_user_import_models(cache, capsys):
+def test_install_explains_planned_models_and_asks_for_licences(cache, capsys):
     code, _, err = run(capsys, "models", "install", "liver-unet")
     assert code == 2 and "not yet published" in err and "radassist models import liver-segmentation" in err
-    code, _, err = run(capsys, "models", "install", "gmic-3")
-    assert code == 2 and "github.com/nyukat/GMIC" in err and "radassist models import gmic-3 FILE" in err
+    code, _, err = run(capsys, "models", "install", "gmic-3")  # no terminal to ask on (see test_gmic_install)
+    assert code == 2 and "GNU Affero General Public License" in err and "--accept-license" in err
     code, _, err = run(capsys, "models", "install", "no-such-model")
     assert code == 2 and "no model 'no-such-model'" in err
 

@@ -143,20 +143,22 @@ def test_liver_and_mammo_commands_run_remotely_and_report_server_errors(tmp_path
 
 
 def test_in_memory_volumes_run_remotely_under_their_own_names(tmp_path: Path):
-    from radassist.client import run_on_volumes
-    from radassist.io import read_volume
-
+    """A panel's volumes go to the server as NRRD under their own name only (no local path), through a job."""
     import dataclasses
+    import sys
 
+    from radassist.io import read_volume
+    from radassist.slicer.task_requests import TaskRequest, run_request
     from radassist.volume import SourceInfo
 
     volume = dataclasses.replace(small_volume(11), source=SourceInfo(path="/data/patient 7/scan.nii.gz"))
-    with running_server(tmp_path) as (url, _):
-        written = run_on_volumes(RadAssistClient(url, token=TOKEN), "convert", [volume], {}, tmp_path / "out")
-    assert sorted(p.name for p in written) == ["result.json", "volume.nrrd"]
-    np.testing.assert_array_equal(read_volume(tmp_path / "out" / "volume.nrrd").array, volume.array)
-    assert '"scan.nrrd"' in (tmp_path / "out" / "result.json").read_text()  # sent under its own name only
-
+    request = TaskRequest([volume], {}, lambda folder: sorted(p.name for p in folder.iterdir()), "convert")
+    with running_server(tmp_path / "server") as (url, _):
+        written = run_request(request, tmp_path / "job", sys.executable, "cpu", server_url=url, token=TOKEN)
+    assert written == ["result.json", "volume.nrrd"]
+    out = tmp_path / "job" / "output"
+    np.testing.assert_array_equal(read_volume(out / "volume.nrrd").array, volume.array)
+    assert '"scan.nrrd"' in (out / "result.json").read_text()  # sent under its own name only
 
 def test_consent_text_names_images_server_and_risks():
     from radassist.client import upload_consent_text

@@ -30,7 +30,7 @@ def test_this_environment_meets_every_runtime_requirement():
     statuses = deps.check_requirements()
     assert [s.requirement for s in statuses] == list(RUNTIME_REQUIREMENTS)
     assert [s for s in statuses if not s.ok] == []
-    assert deps.ensure_dependencies() == deps.InstallOutcome()  # nothing to do: Slicer is never touched
+    assert deps.install_plan(deps.unmet_requirements()).empty  # nothing to do
 
 
 def test_installed_version_agrees_with_pip_metadata():
@@ -78,7 +78,11 @@ def test_install_plan_sends_torch_to_the_pytorch_extension():
     unmet = deps.unmet_requirements(["torch>=999", "numpy>=999", "radassist-no-such-package>=1"])
     plan = deps.install_plan(unmet)
     assert plan.torch_requirement == "torch>=999"
-    assert plan.pip_requirements == ["numpy>=999", "radassist-no-such-package>=1"]
+    # numpy is there at another version: Slicer's, never upgraded; only what is missing goes to pip
+    assert plan.pip_requirements == ["radassist-no-such-package>=1"]
+    assert [status.name for status in deps.conflicts(unmet)] == ["numpy"]
+    assert "numpy" in deps.conflict_text(deps.conflicts(unmet)) and "never changes" in deps.conflict_text(
+        deps.conflicts(unmet))
     assert deps.torch_version_requirement(plan.torch_requirement) == ">=999"
     text = deps.confirmation_text(unmet)
     for requirement in ("torch>=999", "numpy>=999", "radassist-no-such-package>=1", "not installed"):
@@ -91,3 +95,21 @@ def test_install_plan_sends_torch_to_the_pytorch_extension():
 def test_help_text_for_a_missing_pytorch_extension_names_what_to_do():
     message = deps.PYTORCH_EXTENSION_HELP.format(requirement="torch>=2.1")
     assert "torch>=2.1" in message and "Extensions Manager" in message and "PyTorch" in message
+
+
+def test_pip_runs_under_pins_of_everything_installed(tmp_path):
+    pins = deps.installed_pins()
+    assert f"numpy=={importlib.metadata.version('numpy')}" in pins
+    assert all(pin.count("==") == 1 for pin in pins)
+    arguments = deps.pip_install_arguments(["slicerio>=1.0"], str(tmp_path / "constraints.txt"))
+    assert arguments[:3] == ["install", "--constraint", str(tmp_path / "constraints.txt")]
+    assert arguments[-1] == "slicerio>=1.0"
+
+
+def test_a_pip_failure_is_one_sentence_with_the_package_and_pip_reason():
+    log = ("Collecting slicerio>=1.0\n"
+           "ERROR: Could not find a version that satisfies the requirement pynrrd>=99 (from versions: 1.0.0)\n"
+           "ERROR: No matching distribution found for pynrrd>=99\n")
+    text = deps.pip_failure_text(log, ["slicerio>=1.0", "pynrrd>=99"])
+    assert text == "Installing pynrrd failed: No matching distribution found for pynrrd>=99"
+    assert deps.pip_failure_text("", ["monai>=1.3"]) == "Installing monai failed: pip gave no reason"

@@ -217,7 +217,8 @@ def test_radassist_train_under_torchrun_writes_one_checkpoint_from_rank_zero(tmp
                           env=env, capture_output=True, text=True, timeout=240)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-6000:]
     assert done.stdout.count("trained liver-unet on") == 1  # rank 0 alone prints
-    assert sorted(p.name for p in out.iterdir()) == ["config.json", "model.safetensors", "result.json", "train_log.csv"]
+    assert sorted(p.name for p in out.iterdir()) == ["config.json", "model.safetensors", "result.json", "train_log.csv",
+                                                     "training_curves.png"]
     record = json.loads((out / "result.json").read_text())
     assert record["command"] == "train liver" and len(record["summary"]["validation_cases"]) == 1
 

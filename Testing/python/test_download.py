@@ -246,14 +246,18 @@ def test_planned_model_says_it_is_not_published() -> None:
 
 
 def test_user_import_model_explains_where_to_get_it_and_accepts_an_import(tmp_path: Path) -> None:
-    entry = load_catalog().get("gmic-2")
+    entry = copy.deepcopy(json.loads(bundled_catalog().read_text())["models"][0])
+    entry.update(id="site-import", status="user-import", obtain="Ask the lab for weights.bin.",
+                 files=[{"name": "weights.bin", "format": "safetensors", "sha256": PAYLOAD_SHA}])
+    catalogue = tmp_path / "site.json"
+    catalogue.write_text(json.dumps({"catalogueVersion": 1, "models": [entry]}))
+    entry = load_catalog([catalogue]).get("site-import")
     with pytest.raises(ModelUnavailable) as caught:
         install_model(entry)
     message = str(caught.value)
-    assert "sample_model_2.p" in message and "https://github.com/nyukat/GMIC" in message
-    assert str(installed_path(entry)) in message
-    checkpoint = tmp_path / "sample_model_2.p"
-    checkpoint.write_bytes(b"a checkpoint the user downloaded")
+    assert "Ask the lab for weights.bin." in message and str(installed_path(entry)) in message
+    checkpoint = tmp_path / "weights.bin"
+    checkpoint.write_bytes(PAYLOAD)
     imported = import_model_file(entry, checkpoint)
-    assert imported == installed_path(entry) / "sample_model_2.p"
+    assert imported == installed_path(entry) / "weights.bin"
     assert install_model(entry) == installed_path(entry)

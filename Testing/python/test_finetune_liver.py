@@ -1,6 +1,6 @@
 """The annotation loop closed for liver, through the real commands: a base model segments a case from a scanner it
 never saw, the annotator's correction is exported (MSD), `radassist train liver --data ORIGINAL --data EXPORT
---init BASE --register-as ID` fine-tunes from the base on the original set mixed with the export, and the corrected
+--model BASE --register-as ID` fine-tunes from the base on the original set mixed with the export, and the corrected
 case is segmented better (Dice against the corrected labels, scored by `radassist evaluate liver`). The start is in
 the new checkpoint, the result is a new catalogue version with its validation metrics, and weights that do not fit
 the liver network are refused before any data is read."""
@@ -93,7 +93,7 @@ def test_fine_tuning_on_the_export_segments_the_corrected_case_better(original, 
     assert split_by_case(np.arange(3), 0.34, 1) == ([1, 2], [0])
     tuned = tmp_path / "tuned"
     capsys.readouterr()
-    assert cli.main(["train", "liver", "--data", str(original), "--data", str(root), "--init", str(base),
+    assert cli.main(["train", "liver", "--data", str(original), "--data", str(root), "--model", str(base),
                      "--register-as", "tiny-liver", "--out", str(tuned), "--epochs", "10",
                      "--validation-fraction", "0.34", "--seed", "1", *RECIPE]) == 0
     assert "registered as model tiny-liver 1.0.0" in capsys.readouterr().out
@@ -134,11 +134,11 @@ def test_weights_that_do_not_fit_are_refused_before_reading_data(base, tmp_path,
                             tmp_path / "other")
     missing = tmp_path / "no-data"  # never read: the refusal comes first
     out = tmp_path / "out"
-    for options, message in ((["--init", str(other)], "is a monai-unet network; this training needs liver-munet"),
-                             (["--init", str(base), "--channels", "8,16"], "channels"),
-                             (["--init", str(base), "--arch", "munet"], "is a liver-unet network"),
-                             (["--init", str(tmp_path / "nothing")], "neither a file nor a model"),
-                             (["--init", str(base), "--register-as", "Bad_Id"], "must be lower-case")):
+    for options, message in ((["--model", str(other)], "is a monai-unet network; this training needs liver-munet"),
+                             (["--model", str(base), "--channels", "8,16"], "channels"),
+                             (["--model", str(base), "--arch", "munet"], "is a liver-unet network"),
+                             (["--model", str(tmp_path / "nothing")], "neither a file nor a model"),
+                             (["--model", str(base), "--register-as", "Bad_Id"], "must be lower-case")):
         capsys.readouterr()
         assert cli.main(["train", "liver", "--data", str(missing), "--out", str(out), *options, *RECIPE]) == 2
         assert message in capsys.readouterr().err
@@ -153,7 +153,7 @@ def test_fine_tuning_starts_from_the_init_weights_even_from_a_bare_file(original
     tiny_step = ["--epochs", "1", "--validation-fraction", "0", "--keep-empty-fraction", "1", "--no-augment",
                  "--learning-rate", "1e-12", "--device", "cpu", "--threads", "1", "--arch", "unet", "--channels",
                  "8,16,32", "--image-size", "32", "--window", "abdominal"]
-    assert cli.main(["train", "liver", "--data", str(original), "--out", str(tmp_path / "from-file"), "--init",
+    assert cli.main(["train", "liver", "--data", str(original), "--out", str(tmp_path / "from-file"), "--model",
                      str(weights), *tiny_step]) == 0
     assert cli.main(["train", "liver", "--data", str(original), "--out", str(tmp_path / "fresh"), *tiny_step]) == 0
     start = dict(load_checkpoint(base).model.named_parameters())

@@ -19,6 +19,7 @@ from radassist.lung.infection.synthetic import InfectionPhantomConfig, make_infe
 from radassist.results import write_seg_nrrd
 from radassist.synthetic.chest import ChestPhantomConfig
 from radassist.volume import SourceInfo, Volume
+from readable_outputs import assert_curves
 
 SMALL = InfectionPhantomConfig(chest=ChestPhantomConfig(shape=(16, 48, 48), spacing=(6.5, 6.5, 15.0),
                                                         nodule_count=(0, 0), vessel_generations=3,
@@ -77,6 +78,7 @@ def checkpoint(nifti_data, tmp_path_factory):
 def test_train_writes_a_checkpoint_with_label_table_weights_and_input(checkpoint):
     config = json.loads((checkpoint / "config.json").read_text())
     assert config["architecture"] == "lung-infection-unet"
+    assert_curves(checkpoint)
     assert config["config"]["channels"] == [4, 8] and config["config"]["out_channels"] == 4
     assert [label["name"] for label in config["labels"]] == ["ground-glass opacity", "consolidation",
                                                              "pleural effusion"]
@@ -96,7 +98,7 @@ def test_segment_a_ct_and_write_seg_nrrd_report_and_preview(phantoms, checkpoint
     ct = write_volume(phantom.volume, tmp_path / "chest.nrrd")
     lungs = write_seg_nrrd(phantom.lungs, tmp_path / "lungs.seg.nrrd")
     out = tmp_path / "out"
-    code = run(["lung", "infection", str(ct), "--out", str(out), "--checkpoint", str(checkpoint), "--lungs",
+    code = run(["lung", "infection", str(ct), "--out", str(out), "--model", str(checkpoint), "--lungs",
                 str(lungs), "--device", "cpu"])
     assert code == 0
     segmentation = slicerio.read_segmentation(str(out / "infection.seg.nrrd"))
@@ -147,7 +149,7 @@ def test_png_slices_train_and_evaluate_with_perfect_predictions(phantoms, tmp_pa
 
 def test_evaluate_a_checkpoint_on_nifti_data(nifti_data, checkpoint, tmp_path):
     out = tmp_path / "scores"
-    assert run(["evaluate", "lung-infection", "--data", str(nifti_data), "--checkpoint", str(checkpoint),
+    assert run(["evaluate", "lung-infection", "--data", str(nifti_data), "--model", str(checkpoint),
                 "--out", str(out), "--device", "cpu"]) == 0
     document = json.loads((out / "evaluation.json").read_text())
     assert document["slices"] == 32
@@ -161,7 +163,7 @@ def test_bad_inputs_exit_with_code_2_and_nothing_written(phantoms, checkpoint, t
     mr = Volume(phantoms[0].volume.array, phantoms[0].volume.spacing, source=SourceInfo(modality="MR"))
     image = write_volume(Volume(np.full((4, 16, 16), 300, np.int16)), tmp_path / "not-ct.nrrd")
     out = tmp_path / "out"
-    assert run(["lung", "infection", str(image), "--out", str(out), "--checkpoint", str(checkpoint),
+    assert run(["lung", "infection", str(image), "--out", str(out), "--model", str(checkpoint),
                 "--device", "cpu"]) == 2
     assert "not-ct.nrrd: does not look like a CT in Hounsfield units" in capsys.readouterr().out
     assert not any(p.name.endswith((".seg.nrrd", ".json")) for p in out.rglob("*"))

@@ -20,7 +20,6 @@ from radassist.commands import lung_infection, train_evaluate
 from radassist.errors import InputError, RadAssistError
 from radassist.lung.infection.augment import SliceAugment, augment_slice
 from radassist.lung.infection.covid_semiseg import is_covid_semiseg, read_covid_semiseg
-from radassist.lung.infection.dataset import SliceDataset
 from radassist.lung.infection.evaluate import predict_dataset, score_columns
 from radassist.lung.infection.pipeline import InfectionModel, segment_infection, segment_picture
 from radassist.lung.infection.preprocess import InfectionInput, display_to_unit
@@ -214,7 +213,7 @@ def test_train_on_the_layout_records_its_intensity_split_and_log(checkpoint):
 
 def test_evaluate_prints_our_rows_beside_the_published_table(semiseg, checkpoint, tmp_path, capsys):
     out = tmp_path / "evaluation"
-    assert run(["evaluate", "lung-infection", "--data", str(semiseg), "--checkpoint", str(checkpoint),
+    assert run(["evaluate", "lung-infection", "--data", str(semiseg), "--model", str(checkpoint),
                 "--out", str(out)]) == 0
     printed = capsys.readouterr().out
     assert "published: Inf-Net" in printed and "0.682" in printed and "ours: lung-infection-unet" in printed
@@ -238,7 +237,7 @@ def test_a_picture_is_segmented_as_evaluation_segments_it(semiseg, checkpoint, t
     """`lung infection PICTURE` applies the checkpoint's intensity handling: the same labels as evaluation."""
     picture_path = semiseg / "TestingSet" / "MultiClassInfection-Test" / "Imgs" / "21.jpg"
     out = tmp_path / "picture"
-    assert run(["lung", "infection", str(picture_path), "--checkpoint", str(checkpoint), "--out", str(out)]) == 0
+    assert run(["lung", "infection", str(picture_path), "--model", str(checkpoint), "--out", str(out)]) == 0
     labels = np.asarray(Image.open(out / "infection_labels.png"))
     model = InfectionModel.from_checkpoint(checkpoint)
     test = read_covid_semiseg(semiseg, "test", intensity=model.input)

@@ -21,6 +21,7 @@ from radassist.runtime.catalog import load_catalog
 from radassist.runtime.onnx_backend import assert_onnx_parity
 from radassist.runtime.registry import build_model, make_config
 from radassist.synthetic.abdomen import AbdomenPhantomConfig, make_abdomen_ct
+from readable_outputs import assert_curves
 
 TINY = {"channels": (8, 16, 32)}
 PHANTOM = AbdomenPhantomConfig(shape=(16, 48, 64), spacing=(4.4, 4.4, 12.0), tumour_count=(1, 2),
@@ -145,6 +146,7 @@ def test_training_returns_the_best_validated_epoch_and_logs_every_epoch(two_case
     assert np.array_equal(again.confusion, trained.validation.confusion)
 
     trained.save(tmp_path / "checkpoint")
+    assert_curves(tmp_path / "checkpoint")
     with open(tmp_path / "checkpoint" / "train_log.csv", newline="") as stream:
         rows = list(csv.DictReader(stream))
     assert [int(r["epoch"]) for r in rows] == [1, 2, 3, 4]

@@ -14,7 +14,7 @@ from radassist.errors import InputError
 from radassist.io import read_mammogram
 from radassist.io.mammogram import Mammogram
 from radassist.mammo.model import Gmic, GmicConfig
-from radassist.mammo.pipeline import (MammoConfig, WeightsMissing, _upsample, classify_exam, classify_volumes,
+from radassist.mammo.pipeline import (MammoConfig, WeightsMissing, _upsample, classify_exam,
                                       load_gmic)
 from radassist.mammo.postprocess import patch_detections, render_visualisation, saliency_volume
 from radassist.mammo.preprocess import augmented_windows
@@ -172,18 +172,27 @@ def test_without_weights_the_message_says_how_to_get_them():
     with pytest.raises(WeightsMissing, match="radassist models import gmic-3 sample_model_3.p"):
         load_gmic("gmic-3")
     with pytest.raises(WeightsMissing, match="radassist train mammo"):
-        classify_volumes({})
+        classify_exam([], [])
     with pytest.raises(InputError, match="not a mammogram classifier"):
         load_gmic("lung-detr")
 
 
-def test_weights_imported_as_gmic_1_run_as_gmic_1(tmp_path, exam):
-    """`radassist models import gmic-1 FILE` installs a state dict; load_gmic finds it by id."""
+def test_weights_imported_as_gmic_1_run_as_gmic_1(tmp_path, exam, monkeypatch):
+    """`radassist models import gmic-1 FILE` installs a state dict; load_gmic finds it by id. The file must have the
+    git blob id the catalogue names (upstream's, for the shipped entry): a site catalogue names this file's."""
+    import json
+
+    from radassist.runtime.download import file_git_blob_id
+    from radassist.runtime.paths import bundled_catalog
     from radassist.runtime.registry import import_model
 
     torch.manual_seed(0)
     weights = tmp_path / "sample_model_1.p"
     torch.save(Gmic(GmicConfig.for_published_model(1)).state_dict(), weights)
+    entry = next(m for m in json.loads(bundled_catalog().read_text())["models"] if m["id"] == "gmic-1")
+    entry["files"][0]["gitBlobSha1"] = file_git_blob_id(weights)
+    (tmp_path / "site.json").write_text(json.dumps({"catalogueVersion": 1, "models": [entry]}))
+    monkeypatch.setenv("RADASSIST_CATALOGS", str(tmp_path / "site.json"))
     import_model("gmic-1", weights)
     runner = load_gmic("gmic-1")
     assert (runner.model_id, runner.input_size, runner.config.top_t_percent) == ("gmic-1", (2944, 1920), 2.0)

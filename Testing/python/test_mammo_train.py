@@ -21,6 +21,7 @@ from radassist.mammo.train import MammoTrainConfig, load_examples, save_trained,
 from radassist.metrics.classification import roc_auc
 from radassist.synthetic.datasets import write_dataset
 from radassist.synthetic.mammo import MammoPhantomConfig
+from readable_outputs import assert_curves
 
 MODEL = dict(global_filters=4, global_blocks=(1, 1, 1), global_strides=(1, 2, 2), post_processing_dim=16,
              cam_size=(12, 8), top_t_percent=5.0, num_patches=3, crop_shape=(48, 48), local_filters=4,
@@ -226,7 +227,7 @@ def test_masks_in_the_model_window_frame_are_put_back_on_the_image(trained, data
 
 def test_fine_tuning_starts_from_the_init_checkpoint_on_data_mixed_with_an_export(trained, data, tmp_path,
                                                                                    monkeypatch, capsys):
-    """`radassist train mammo --data ORIGINAL --data EXPORT --init CHECKPOINT --register-as ID`: the network and the
+    """`radassist train mammo --data ORIGINAL --data EXPORT --model CHECKPOINT --register-as ID`: the network and the
     training window come from the checkpoint, the corrected exam replaces its original, and with a vanishing
     learning rate the kept network is the starting one."""
     from radassist import cli
@@ -241,7 +242,7 @@ def test_fine_tuning_starts_from_the_init_checkpoint_on_data_mixed_with_an_expor
     export_mammography(export, exam.exam, {view.name: view.path for view in exam.views},
                        {"L": {"benign": 1, "malignant": 1}, "R": {"benign": 0, "malignant": 0}})
     out = tmp_path / "tuned"
-    assert cli.main(["train", "mammo", "--data", str(data), "--data", str(export), "--init", str(base),
+    assert cli.main(["train", "mammo", "--data", str(data), "--data", str(export), "--model", str(base),
                      "--register-as", "gmic-tuned", "--out", str(out), "--epochs", "1", "--batch-size", "4",
                      "--learning-rate", "1e-12", "--beta", "1e-5", "--validation-fraction", "0", "--no-augment",
                      "--device", "cpu", "--threads", "1"]) == 0
@@ -255,6 +256,7 @@ def test_fine_tuning_starts_from_the_init_checkpoint_on_data_mixed_with_an_expor
     assert tuned.metadata["data"] == [str(data), str(export)]
     record = json.loads((out / "result.json").read_text())
     assert record["summary"]["exams"] == 3 and record["summary"]["train_images"] == 12
+    assert_curves(out)
     entry = load_catalog().get("gmic-tuned")
     assert (entry.version, entry.task, entry.architecture) == ("1.0.0", "mammography-classification", "gmic")
     installed = load_checkpoint(installed_path(entry))
@@ -272,9 +274,9 @@ def test_init_that_does_not_fit_gmic_is_refused(trained, tmp_path, monkeypatch, 
     unet = MonaiUNetConfig(spatial_dims=2, channels=(8, 16), strides=(2,))
     other = save_checkpoint(build_model("monai-unet", unet), "monai-unet", unet, tmp_path / "other")
     out = tmp_path / "out"
-    for options, message in ((["--init", str(other)], "is a monai-unet network; this training needs gmic"),
-                             (["--init", str(base), "--config", '{"top_t_percent": 10.0}'], "top_t_percent 5.0"),
-                             (["--init", "gmic-1"], "is not installed")):
+    for options, message in ((["--model", str(other)], "is a monai-unet network; this training needs gmic"),
+                             (["--model", str(base), "--config", '{"top_t_percent": 10.0}'], "top_t_percent 5.0"),
+                             (["--model", "gmic-1"], "is not installed")):
         assert cli.main(["train", "mammo", "--data", str(tmp_path / "unread"), "--out", str(out), *options]) == 2
         assert message in capsys.readouterr().err
         assert not out.exists()

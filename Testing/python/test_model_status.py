@@ -19,7 +19,7 @@ from radassist.errors import DownloadError, InputError, OutputError, RadAssistEr
 from radassist.runtime import model_status, paths
 from radassist.runtime.catalog import load_catalog
 from radassist.runtime.device import DeviceInfo, decide_device
-from radassist.runtime.download import ModelUnavailable, install_model
+from radassist.runtime.download import LicenceConsentRequired, ModelUnavailable, install_model
 from radassist.runtime.model_status import (
     INSTALLED,
     NEEDS_IMPORT,
@@ -80,12 +80,17 @@ def test_every_catalogue_model_has_one_row_with_its_status(cache):
     assert detr.folder == cache / "models" / "lung-detr" / "0.1.0" and not detr.has_files
 
     gmic = by_id["gmic-3"]
-    assert gmic.status == NEEDS_IMPORT and gmic.licence == "AGPL-3.0-or-later"
+    assert gmic.status == NOT_INSTALLED and gmic.licence == "AGPL-3.0-only" and gmic.consent_required
     assert gmic.size_bytes is None and gmic.size_text == "?"
     assert gmic.title == catalog.get("gmic-3").title
     record = gmic.as_json()
-    assert record["status"] == NOT_INSTALLED and record["state"] == NEEDS_IMPORT  # --json stays compatible
+    assert record["status"] == NOT_INSTALLED and record["state"] == NOT_INSTALLED
     assert record["path"] is None and record["folder"] == str(gmic.folder) and record["size"] is None
+    ensemble = by_id["gmic-ensemble"]
+    assert ensemble.members == tuple(f"gmic-{n}" for n in range(1, 6)) and ensemble.status == NOT_INSTALLED
+    actions = model_status.row_actions(ensemble)
+    assert actions.can_install and "gmic-1, gmic-2" in actions.install_tip and "accept" in actions.install_tip
+    assert not actions.can_remove and actions.import_target == "mammography-classification"
 
 
 def test_a_task_prefix_selects_its_tasks(cache):
@@ -121,18 +126,37 @@ def test_an_imported_unet_is_installed_sized_and_removable(cache, unet_file):
         model_status.remove_model("../etc")
 
 
-def test_a_file_put_in_place_by_hand_installs_a_needs_import_model(cache):
-    row = rows_by_id()["gmic-3"]
+USER_IMPORT_ENTRY = {"id": "site-import", "status": "user-import",
+                     "obtain": "Ask the site's imaging lab for weights.pt (licensed to the site only).",
+                     "files": [{"name": "weights.pt", "format": "pytorch-state-dict"}]}
+
+
+def test_a_file_put_in_place_by_hand_installs_a_needs_import_model(cache, tmp_path, monkeypatch):
+    site_catalogue(tmp_path, monkeypatch, USER_IMPORT_ENTRY)
+    row = rows_by_id()["site-import"]
+    assert row.status == NEEDS_IMPORT
     actions = model_status.row_actions(row)
-    assert not actions.can_install and actions.import_target == "gmic-3"
+    assert not actions.can_install and actions.import_target == "site-import"
     assert not actions.can_remove and "nothing installed" in actions.remove_tip
     row.folder.mkdir(parents=True)
-    (row.folder / "sample_model_3.p").write_bytes(b"x" * 3000)
-    row = rows_by_id()["gmic-3"]
+    (row.folder / "weights.pt").write_bytes(b"x" * 3000)
+    row = rows_by_id()["site-import"]
     assert row.status == INSTALLED and row.size_bytes == 3000 and row.size_text == "2.9 KiB"
     assert model_status.row_actions(row).can_remove
-    assert model_status.remove_model("gmic-3", "1.0.0") == [row.folder]
-    assert rows_by_id()["gmic-3"].status == NEEDS_IMPORT
+    assert model_status.remove_model("site-import", row.version) == [row.folder]
+    assert rows_by_id()["site-import"].status == NEEDS_IMPORT
+
+
+def test_a_gmic_checkpoint_is_downloaded_after_consent_or_put_in_place_by_hand(cache):
+    row = rows_by_id()["gmic-3"]
+    actions = model_status.row_actions(row)
+    assert actions.can_install and actions.install_tip.startswith("Show its licence (AGPL-3.0-only) and ask you")
+    assert actions.import_target == "gmic-3"
+    row.folder.mkdir(parents=True)
+    (row.folder / "sample_model_3.p").write_bytes(b"x" * 3000)
+    assert rows_by_id()["gmic-3"].status == INSTALLED  # size is all a listing checks; loading checks the blob id
+    with pytest.raises(InputError, match="gmic-ensemble has no files of its own"):
+        model_status.remove_model("gmic-ensemble")
 
 
 def test_an_available_model_downloads_and_an_offline_one_says_what_to_do(cache, tmp_path, monkeypatch, unet_file):
@@ -211,15 +235,27 @@ def test_planned_models_point_to_import_in_the_words_of_each_frontend(cache, tmp
     assert not model_status.row_actions(row).can_install
 
 
-def test_models_the_user_must_fetch_explain_where_and_how_to_import(cache):
-    entry = model_status.find_entry("gmic-3")
+def test_models_the_user_must_fetch_explain_where_and_how_to_import(cache, tmp_path, monkeypatch):
+    site_catalogue(tmp_path, monkeypatch, USER_IMPORT_ENTRY)
+    entry = model_status.find_entry("site-import")
     with pytest.raises(ModelUnavailable) as caught:
         install_model(entry)
     cli = model_status.install_failure_text(entry, caught.value, Frontend.CLI)
-    assert "github.com/nyukat/GMIC" in cli and cli.endswith("'radassist models import gmic-3 FILE'")
+    assert "Ask the site's imaging lab" in cli and cli.endswith("'radassist models import site-import FILE'")
     panel = model_status.install_failure_text(entry, caught.value, Frontend.PANEL)
-    assert "github.com/nyukat/GMIC" in panel and panel.endswith("select gmic-3 and click Import.")
+    assert "Ask the site's imaging lab" in panel and panel.endswith("select site-import and click Import.")
     assert model_status.row_actions(None).import_target is None
+
+
+def test_a_licence_not_yet_accepted_is_explained_to_each_frontend(cache):
+    entry = model_status.find_entry("gmic-3")
+    with pytest.raises(LicenceConsentRequired) as caught:
+        install_model(entry)
+    cli = model_status.install_failure_text(entry, caught.value, Frontend.CLI)
+    assert "AGPL-3.0-only" in cli and "--accept-license" in cli
+    panel = model_status.install_failure_text(entry, caught.value, Frontend.PANEL)
+    assert panel == "gmic-3 1.0.0 is published under AGPL-3.0-only: click Install again and accept the licence to " \
+                    "download it."
 
 
 # --- devices -----------------------------------------------------------------------------------------------------

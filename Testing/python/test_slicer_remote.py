@@ -9,11 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from radassist.client import RadAssistClient
 from radassist.errors import InputError
 from radassist.results.detections import Detection, Detections
 from radassist.server.tasks import TASKS
-from radassist.slicer import remote_tasks as rt
+from radassist.slicer import task_requests as rt
 from radassist.slicer.inputs import chosen, missing_inputs
 from radassist.slicer.result_files import mammo_png_pixels, png_grid, read_lung_detect, regrid_detections
 from radassist.slicer.settings_store import MappingStore, RemoteSettings
@@ -139,18 +138,22 @@ def test_boxes_on_the_png_grid_land_on_the_same_pixels_of_the_node_grid():
 # -- a real server --------------------------------------------------------------------------------------------------
 
 def test_nodules_found_on_the_server_equal_the_local_ones(tmp_path: Path):
-    """The panel's remote path (send, run, read back) gives the Detections a local run gives, ready for showResult."""
+    """The panel's job on a server (send, run, read back) gives the Detections of the same job run here and of the
+    engine called directly, ready for showResult."""
+    import sys
+
     from radassist.lung.pipeline import LungDetectionConfig, detect_nodules
     from radassist.synthetic.chest import ChestPhantomConfig, make_chest_ct
 
     phantom = make_chest_ct(1, ChestPhantomConfig(shape=(48, 128, 160), spacing=(1.6, 1.6, 2.5)))
     volume = dataclasses.replace(phantom.volume, source=dataclasses.replace(phantom.volume.source, path="chest ct"))
     local = detect_nodules(volume, LungDetectionConfig(score_threshold=0.3), engine="classic")
-    with running_server(tmp_path) as (url, _):
-        client = RadAssistClient(url, token=TOKEN)
-        request_options = rt.lung_detect_options("classic", 0.3)
-        remote = rt.run_and_read(client, rt.LUNG_DETECT, [volume], request_options, read_lung_detect)
-    assert remote.engine == local.engine == "classic"
+    request = rt.TaskRequest([volume], rt.lung_detect_options("classic", 0.3), read_lung_detect, rt.LUNG_DETECT)
+    here = rt.run_request(request, tmp_path / "here", sys.executable, "cpu")
+    with running_server(tmp_path / "server") as (url, _):
+        remote = rt.run_request(request, tmp_path / "there", sys.executable, "cpu", server_url=url, token=TOKEN)
+    assert remote.engine == local.engine == here.engine == "classic"
+    assert [d.center for d in here.items] == [d.center for d in remote.items]
     assert remote.metadata["score_threshold"] == 0.3 and remote.metadata["model"] is None
     assert len(remote) == len(local) > 0
     for mine, theirs in zip(local.items, remote.items):

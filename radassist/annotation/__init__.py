@@ -9,7 +9,7 @@ and the pieces fine-tuning needs.
   (:mod:`~radassist.annotation.store` does the locking and the transaction);
 * :mod:`~radassist.annotation.dicom_seg`: DICOM Segmentation referencing the source series;
 * :mod:`~radassist.annotation.stats`: ``radassist dataset stats``;
-* :mod:`~radassist.annotation.retrain` and :mod:`~radassist.annotation.mix`: ``--init`` weights, registering a
+* :mod:`~radassist.annotation.retrain` and :mod:`~radassist.annotation.mix`: ``--model`` weights, registering a
   fine-tuned model version, and mixing an export with the original training set;
 * :mod:`~radassist.annotation.msd`: reading an MSD / nnU-Net export (and handing it to the liver training).
 """

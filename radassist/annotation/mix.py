@@ -19,14 +19,13 @@ import json
 import os
 import re
 import shutil
-import tempfile
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from radassist.errors import InputError
-from radassist.io.atomic import RunOutput
+from radassist.io.atomic import RunOutput, temporary_folder
 
 MIX_TASKS = ("lung", "liver", "brain", "mammo")
 
@@ -179,7 +178,7 @@ def training_data(task: str, folders: Sequence[str | Path]) -> Iterator[Path]:
     if len(folders) == 1:
         yield Path(folders[0])
         return
-    with tempfile.TemporaryDirectory(prefix="radassist-mix-") as temporary:
+    with temporary_folder(prefix="radassist-mix-") as temporary:
         mixed = Path(folders[0])
         for number, export in enumerate(folders[1:], start=1):
             mixed = mix_datasets(task, mixed, export, Path(temporary) / f"mix{number}")

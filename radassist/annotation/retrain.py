@@ -1,6 +1,6 @@
 """Fine-tuning from exported corrections: where the starting weights come from, and where the result goes.
 
-* :func:`resolve_init` turns ``--init MODEL_ID_OR_FILE`` into weights: a checkpoint folder, a weights file
+* :func:`resolve_init` turns ``--model MODEL_ID_OR_FILE`` into weights: a checkpoint folder, a weights file
   (safetensors or a torch.save state dict, fitted to the task's architecture), or a catalogue model id
   (``ID`` or ``ID@VERSION``) that is installed. Every file's sha256 is recorded, and checked where the
   catalogue or the checkpoint names one.
@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import re
 import shutil
-import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -24,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from radassist.annotation.provenance import ModelInfo
 from radassist.errors import InputError
+from radassist.io.atomic import make_temp_dir
 from radassist.runtime import paths as runtime_paths
 
 if TYPE_CHECKING:
@@ -102,7 +102,7 @@ def _from_weights_file(path: Path, architecture: str | None, config: Any, source
 
 
 def resolve_init(reference: str | Path, architecture: str | None = None, config: Any = None) -> InitWeights:
-    """The weights ``--init`` names (see the module docstring). ``architecture``/``config`` size a bare weights
+    """The weights ``--model`` names (see the module docstring). ``architecture``/``config`` size a bare weights
     file; a checkpoint or catalogue entry brings its own. InputError says what is missing and how to get it."""
     from radassist.runtime.catalog import installed_path, load_catalog
     from radassist.runtime.checkpoints import CONFIG_NAME
@@ -117,7 +117,7 @@ def resolve_init(reference: str | Path, architecture: str | None = None, config:
     try:
         entry = load_catalog().get(model_id, version or None)
     except KeyError as error:
-        raise InputError(None, f"--init {text}: neither a file nor a model of the catalogue ({error.args[0]})") \
+        raise InputError(None, f"--model {text}: neither a file nor a model of the catalogue ({error.args[0]})") \
             from None
     folder = installed_path(entry)
     weights = [f for f in entry.files if f.format in ("safetensors", "pytorch-state-dict")]
@@ -126,7 +126,7 @@ def resolve_init(reference: str | Path, architecture: str | None = None, config:
         return _from_checkpoint(folder, text, expected, entry.id, entry.version)
     present = [f for f in weights if (folder / f.name).is_file()]
     if not present:
-        raise InputError(None, f"--init {text}: model {entry.label} is not installed; install it with 'radassist "
+        raise InputError(None, f"--model {text}: model {entry.label} is not installed; install it with 'radassist "
                                f"models install {entry.id}' or import weights with 'radassist models import "
                                f"{entry.id} FILE'")
     from radassist.runtime.checkpoints import sha256_file
@@ -145,13 +145,13 @@ def check_init(init: InitWeights, architecture: str, overrides: Mapping[str, Any
     from radassist.runtime.registry import config_to_dict, make_config
 
     if init.architecture != architecture:
-        raise InputError(None, f"--init {init.source}: is a {init.architecture} network; this training needs "
+        raise InputError(None, f"--model {init.source}: is a {init.architecture} network; this training needs "
                                f"{architecture}")
     current = config_to_dict(init.config)
     wanted = config_to_dict(make_config(architecture, {**current, **dict(overrides or {})}))
     different = sorted(name for name in wanted if wanted[name] != current.get(name))
     if different:
-        raise InputError(None, f"--init {init.source}: its network has "
+        raise InputError(None, f"--model {init.source}: its network has "
                                + ", ".join(f"{name} {current.get(name)}" for name in different)
                                + "; the training asks for "
                                + ", ".join(f"{name} {wanted[name]}" for name in different)
@@ -230,7 +230,7 @@ def register_finetuned(network: "nn.Module", architecture: str, config: Any, *, 
     when = datetime.now(timezone.utc)
     data = [str(Path(p).resolve()) for p in training_data]
     folder.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".radassist-tmp-", dir=folder.parent))
+    staging = make_temp_dir(folder.parent)
     run = dict(metadata or {})
     try:
         save_checkpoint(network, architecture, config, staging, labels=template.labels, metadata={

@@ -26,6 +26,7 @@ import numpy as np
 from radassist.brain.pipeline import BrainImages
 from radassist.brain.postprocess import tumour_labelmap
 from radassist.brain.preprocess import brats_to_classes, modality_of, ordered_modalities
+from radassist.reorient import array_on_grid_of
 from radassist.errors import InputError
 from radassist.io.images import read_volume, volume_suffix
 from radassist.results.labelmap import LabelMap
@@ -153,23 +154,19 @@ def read_layout(root: str | Path, layout: str = "auto") -> tuple[str, list[Subje
 
 def read_tumour_classes(path: Path, reference: Volume) -> np.ndarray:
     """BraTS tumour labels of ``path`` as network classes, checked to lie on ``reference``'s grid."""
-    labels = read_volume(path)
-    if not labels.geometry.same_grid(reference.geometry, tolerance=1e-3):
-        raise InputError(path, "the tumour labels are not on the grid of the subject's images")
+    labels = array_on_grid_of(read_volume(path), reference.geometry, "tumour label map")
     try:
-        return brats_to_classes(np.rint(labels.array).astype(np.int64))
+        return brats_to_classes(np.rint(labels).astype(np.int64))
     except ValueError as error:
         raise InputError(path, str(error)) from None
 
 
 def read_mask(path: Path, reference: Volume) -> np.ndarray:
     """A brain mask file as a boolean array on ``reference``'s grid; an empty mask is refused."""
-    mask = read_volume(path)
-    if not mask.geometry.same_grid(reference.geometry, tolerance=1e-3):
-        raise InputError(path, "the brain mask is not on the grid of the subject's images")
-    if not np.any(mask.array):
+    mask = array_on_grid_of(read_volume(path), reference.geometry, "brain mask")
+    if not np.any(mask):
         raise InputError(path, "the brain mask is empty")
-    return mask.array != 0
+    return mask != 0
 
 
 def load_subject(files: SubjectFiles, channels: Sequence[str] | None = None,
@@ -191,13 +188,18 @@ def load_subject(files: SubjectFiles, channels: Sequence[str] | None = None,
     return BrainImages(images=images, brain_mask=brain, tumour=tumour)
 
 
-def read_brain_input(path: str | Path, with_tumour: bool = True) -> BrainImages:
-    """The CLI's input: one image file (its sequence guessed from the name, else 'image') or a subject folder."""
+def read_brain_input(path: str | Path, with_tumour: bool = True, convention: str = "auto") -> BrainImages:
+    """The CLI's input: one image file (its sequence guessed from the name, else 'image') or a subject folder, whose
+    tumour labels keep their values, named by their BraTS edition (``convention``)."""
     path = Path(path)
     if not path.exists():
         raise InputError(path, "does not exist")
     if path.is_dir():
-        return load_subject(find_subject_files(path), with_tumour=with_tumour)
+        files = find_subject_files(path)
+        images = load_subject(files, with_tumour=False)
+        if with_tumour and files.tumour is not None:
+            images.tumour = read_tumour_labels(files.tumour, convention)
+        return images
     volume = read_volume(path)
     return BrainImages(images={modality_of(path.name) or "image": volume})
 
@@ -237,9 +239,11 @@ def _segment_class(segment) -> int:
     return next((klass for word, klass in _CLASS_BY_NAME if word in name), 1)
 
 
-def read_tumour_labels(path: str | Path) -> LabelMap:
-    """Tumour labels from a ``.seg.nrrd`` (segments matched by terminology or name) or a label volume with BraTS
-    values (0, 1, 2, 3, 4), as a label map of network classes. An empty label map is refused."""
+def read_tumour_labels(path: str | Path, convention: str = "auto") -> LabelMap:
+    """Tumour labels from a ``.seg.nrrd`` (segments matched to network classes by terminology or name) or a label
+    volume with BraTS values, kept as they are and named by their edition's ``convention``
+    (:mod:`radassist.brain.labels`). An empty label map is refused."""
+    from radassist.brain.labels import brats_labelmap
     from radassist.io.atomic import full_suffix
     from radassist.results.seg_nrrd import read_seg_nrrd
 
@@ -249,16 +253,17 @@ def read_tumour_labels(path: str | Path) -> LabelMap:
         classes = np.zeros(segmentation.geometry.shape, dtype=np.uint8)
         for segment in segmentation.segments:
             classes[segmentation.mask(segment)] = _segment_class(segment)
-        geometry = segmentation.geometry
+        if not classes.any():
+            raise InputError(path, "the tumour label map is empty")
+        labelmap = tumour_labelmap(classes, segmentation.geometry, origin=str(path))
     else:
         volume = read_volume(path)
         try:
-            classes = brats_to_classes(np.rint(volume.array).astype(np.int64))
+            labelmap = brats_labelmap(volume.array, volume.geometry, convention)
         except ValueError as error:
             raise InputError(path, str(error)) from None
-        geometry = volume.geometry
-    if not classes.any():
-        raise InputError(path, "the tumour label map is empty")
-    labelmap = tumour_labelmap(classes, geometry, origin=str(path))
+        if not labelmap.labels.any():
+            raise InputError(path, "the tumour label map is empty")
+        labelmap.metadata["origin"] = str(path)
     labelmap.source.path = str(path)
     return labelmap

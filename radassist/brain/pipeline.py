@@ -8,7 +8,8 @@ benchmarks; neither reads nor writes files:
   pass. The moving sequences are first resampled onto the fixed grid (identity in world space), so the network's
   sampling grid is in fixed voxel indices and converts exactly to LPS millimetres. The network runs on torch or
   ONNX Runtime (``BrainPipelineConfig.backend``, :mod:`radassist.brain.inference`).
-* ``classic``: SimpleITK affine + B-spline (:mod:`radassist.brain.classic`) with the tumour left out of the metric;
+* ``classic``: affine + coarse-to-fine free-form registration (:mod:`radassist.brain.classic`) with the tumour left
+  out of the similarity;
   the tumour comes from given label maps, or from the joint network when one is given.
 
 ``auto`` takes ``joint`` when a network is passed in and ``classic`` otherwise. :func:`find_joint_model` is the one
@@ -29,8 +30,8 @@ import SimpleITK as sitk
 from radassist.brain.classic import ClassicConfig, register_classic
 from radassist.runtime.memory import reuse_freed_memory
 from radassist.brain.postprocess import jacobian_determinant, registration_report, tumour_labelmap
-from radassist.brain.preprocess import (MODALITIES, brain_mask_from, network_box, ordered_modalities,
-                                        resample_onto, resampled_geometry, zscore_in_brain)
+from radassist.brain.preprocess import (MODALITIES, background_value, brain_mask_from, network_box,
+                                        ordered_modalities, resample_onto, resampled_geometry, zscore_in_brain)
 from radassist.errors import InputError
 from radassist.results.displacement import DisplacementField
 from radassist.results.labelmap import LabelMap
@@ -143,11 +144,11 @@ def check_pair(moving: BrainImages, fixed: BrainImages) -> None:
 # -- shared steps -------------------------------------------------------------------------------------------------
 
 def _brain(images: BrainImages, grid_volume: Volume | None = None) -> np.ndarray:
-    """The brain mask on the reference grid: the given one, or where any sequence is non-zero."""
+    """The brain mask on the reference grid: the given one, or where any sequence differs from its background."""
     if images.brain_mask is not None:
         return np.asarray(images.brain_mask, dtype=bool)
     reference = images.reference.geometry
-    arrays = [resample_onto(v, reference).array for v in images.images.values()]
+    arrays = [resample_onto(v, reference, default=background_value(v.array)).array for v in images.images.values()]
     mask = brain_mask_from(arrays)
     if not mask.any():
         raise InputError(_label(images.reference, "image"), "is zero everywhere: no brain to register")
@@ -172,7 +173,9 @@ def _finish(field_: DisplacementField, moving: BrainImages, fixed: BrainImages, 
             fixed_tumour: LabelMap | None, moving_tumour: LabelMap | None, progress: Progress,
             extra: Mapping[str, Any] | None = None) -> BrainRegistrationResult:
     progress.update(0.0, "warping the moving images")
-    warped = {name: warp_volume(volume, field_) for name, volume in moving.images.items()}
+    # out-of-view voxels take each image's own background (about -3.6 for z-scored BraTS), not 0
+    warped = {name: warp_volume(volume, field_, default_value=background_value(volume.array))
+              for name, volume in moving.images.items()}
     progress.update(0.6, "Jacobian determinant")
     determinant = jacobian_determinant(field_)
     brain = _brain(fixed) if fixed.reference.geometry.same_grid(field_.geometry) else None
@@ -226,8 +229,10 @@ def predict_joint(model: Any, moving: BrainImages, fixed: BrainImages, config: B
     if config.working_spacing_mm is not None:
         geometry = resampled_geometry(geometry, config.working_spacing_mm)
     progress.update(0.05, "resampling onto the fixed grid")
-    fixed_arrays = [resample_onto(fixed.images[c], geometry).array for c in channels]
-    moving_arrays = [resample_onto(moving.images[c], geometry).array for c in channels]
+    fixed_arrays = [resample_onto(fixed.images[c], geometry, default=background_value(fixed.images[c].array)).array
+                    for c in channels]
+    moving_arrays = [resample_onto(moving.images[c], geometry, default=background_value(moving.images[c].array)).array
+                     for c in channels]
     fixed_brain = resample_onto(Volume.from_geometry(_brain(fixed).astype(np.uint8), fixed.reference.geometry),
                                 geometry, sitk.sitkNearestNeighbor).array > 0
     moving_brain = brain_mask_from(moving_arrays)
@@ -330,7 +335,7 @@ def _register_checked_pair(moving: BrainImages, fixed: BrainImages, config: Brai
     result = register_classic(moving_volume, fixed_volume, config.classic, classic_progress, **masks)
     extra = {"registration_channel": channel,
              "tumour_excluded": fixed_tumour is not None or moving_tumour is not None,
-             **{f"{stage}_stop": info["stop"] for stage, info in result.stages.items()}}
+             **{f"{stage}_loss": info["loss"][-1] for stage, info in result.stages.items()}}
     return _finish(result.field, moving, fixed, engine, fixed_tumour, moving_tumour, progress.sub(0.85, 1.0), extra)
 
 

@@ -17,10 +17,6 @@ from radassist.volume import Geometry, Volume
 MODALITIES = ("flair", "t1", "t1ce", "t2")
 """Sequence names RadAssist uses, in the order channels are stacked when nothing else says otherwise."""
 
-# BraTS label values -> network classes: 1 necrosis and 3 non-enhancing core (BraTS 2012-2016) -> 1,
-# 2 oedema -> 2, 4 enhancing tumour -> 3 (the paper's 4 classes).
-BRATS_TO_CLASS = {0: 0, 1: 1, 2: 2, 3: 1, 4: 3}
-
 _MODALITY_PATTERNS = (  # first match wins: T1ce before T1, FLAIR before T2 ("t2flair")
     ("flair", re.compile(r"flair", re.I)),
     ("t1ce", re.compile(r"(^|[^a-z0-9])t1[-_ ]?(ce|c|gd|post|contrast)([^a-z]|$)", re.I)),
@@ -44,24 +40,39 @@ def ordered_modalities(names: Sequence[str]) -> list[str]:
     return known + sorted(n for n in names if n not in MODALITIES)
 
 
-def brats_to_classes(labels: np.ndarray) -> np.ndarray:
-    """BraTS label values (0, 1, 2, 3, 4) -> the network's classes (0, 1, 2, 3); ValueError on other values."""
-    labels = np.asarray(labels)
-    values = np.unique(labels)
-    unknown = [v for v in values.tolist() if v not in BRATS_TO_CLASS]
-    if unknown:
-        raise ValueError(f"label values {unknown} are not BraTS labels (0, 1, 2, 3, 4)")
-    lookup = np.zeros(max(BRATS_TO_CLASS) + 1, dtype=np.uint8)
-    for value, klass in BRATS_TO_CLASS.items():
-        lookup[value] = klass
-    return lookup[labels.astype(np.int64)]
+def brats_to_classes(labels: np.ndarray, convention: str = "auto") -> np.ndarray:
+    """BraTS label values -> the network's classes (0, 1, 2, 3) under a label convention
+    (:mod:`radassist.brain.labels`); ValueError on values the convention does not use."""
+    from radassist.brain.labels import brats_classes
+
+    return brats_classes(labels, convention)
+
+
+def border_values(array: np.ndarray) -> np.ndarray:
+    """The voxels on the six faces of a 3-D array: what lies outside the anatomy in a skull-stripped image."""
+    array = np.asarray(array)
+    faces = [array[0], array[-1], array[:, 0], array[:, -1], array[:, :, 0], array[:, :, -1]]
+    return np.concatenate([np.ravel(face) for face in faces])
+
+
+def background_value(array: np.ndarray) -> float:
+    """The value a skull-stripped image shows outside the brain: the most common value on its border when it covers
+    at least half of it (0 for most files, about -3.6 for BraTS images z-scored in the brain), else the border's
+    1st percentile (an image that was not skull-stripped: noise, no constant background)."""
+    border = border_values(array)
+    values, counts = np.unique(border, return_counts=True)
+    if counts.max() * 2 >= border.size:
+        return float(values[np.argmax(counts)])
+    return float(np.percentile(border, 1))
 
 
 def brain_mask_from(arrays: Sequence[np.ndarray]) -> np.ndarray:
-    """Skull-stripped sequences are exactly 0 outside the brain: the brain is where any sequence is not."""
+    """Skull-stripped sequences hold one constant value outside the brain (their border's): the brain is where any
+    sequence differs from it. Never "non-zero": z-scored images have a non-zero background."""
     mask = np.zeros(np.shape(arrays[0]), dtype=bool)
     for array in arrays:
-        mask |= np.asarray(array) != 0
+        array = np.asarray(array)
+        mask |= array != np.asarray(background_value(array), dtype=array.dtype)
     return mask
 
 

@@ -12,6 +12,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from radassist.commands.options import add_model_option
+from radassist.commands.run_context import KEEPS_OUT
 from radassist.errors import InputError
 from radassist.io.json_files import read_json
 
@@ -39,8 +41,8 @@ def _common_arguments(parser: argparse.ArgumentParser, ai_help: str, corrected_h
                         help="dataset folder (created if needed; a new version is added for a case exported before)")
     parser.add_argument("--case", help="case name in the dataset (default: from the image)")
     parser.add_argument("--annotator", default=None, help="who corrected the result (default: the login name)")
-    parser.add_argument("--model-id", metavar="ID[@VERSION]|CHECKPOINT",
-                        help="the model that made the AI result: catalogue id or checkpoint folder")
+    add_model_option(parser, "the model that made the AI result: catalogue id (ID or ID@VERSION) or checkpoint "
+                             "folder", old=("--model-id",))
     parser.add_argument("--model-version", help="its version (default: from the catalogue or checkpoint)")
     parser.add_argument("--weights-sha256", help="sha256 of its weights (default: from the catalogue or checkpoint)")
 
@@ -87,7 +89,7 @@ def register(commands: argparse._SubParsersAction, formatter: type[argparse.Help
                               "confirmed labels: JSON {\"L\": {\"benign\": 0, \"malignant\": 0}, \"R\": {...}}")
             parser.add_argument("--mask", action="append", default=[], metavar="VIEW:KIND=PNG",
                                 help="a lesion mask drawn on a view, KIND benign or malignant (repeatable)")
-        parser.set_defaults(handler=run_export)
+        parser.set_defaults(handler=run_export, **{KEEPS_OUT: True})  # exports add versions, never overwrite
 
     dataset = commands.add_parser("dataset", help="look at an exported dataset", formatter_class=formatter,
                                   description="Commands on dataset folders written by 'radassist export'.")
@@ -145,7 +147,7 @@ def read_boxes(path: Path, series_uid: str):
 def _model(args: argparse.Namespace):
     from radassist.annotation.provenance import model_info_for
 
-    return model_info_for(args.model_id, args.model_version, args.weights_sha256)
+    return model_info_for(args.model, args.model_version, args.weights_sha256)
 
 
 def _annotator(args: argparse.Namespace) -> str:

@@ -2,11 +2,13 @@
 
 Each batch task is a single-scan command run over a list: ``lung`` is ``radassist lung detect``, ``liver`` is
 ``radassist liver segment``, ``lung-infection`` is ``radassist lung infection`` and ``brain-register`` is
-``radassist brain register`` (its list is a CSV with ``moving`` and ``fixed`` columns). The task options are that command's own (copied from its parser, with the same
-defaults and checks), the model is loaded once per process, and every case folder holds the files that command
-writes. Cases already done are skipped, failing cases are recorded in failures.csv and batch_report.json, and
-under ``torchrun --nproc-per-node N -m radassist.cli batch ...`` the cases are split across the processes (one GPU
-each). Exit code 0 when every case is done, 1 when some failed, 2 for a bad list or bad options.
+``radassist brain register`` (its list is a CSV with ``moving`` and ``fixed`` columns). The task options are that
+command's own (copied from its parser, with the same defaults and checks), the model is loaded once per process, and
+every case folder holds the files that command writes. Cases already done are skipped, failing cases are recorded in
+failures.csv and batch_report.json, and under ``torchrun --nproc-per-node N -m radassist.cli batch ...`` the cases
+are split across the processes (one GPU each). All finished cases are also combined in OUT/predictions.csv (nodules
+in the LUNA16 submission columns; one row per case with its result.json summary for the other tasks). Exit code 0
+when every case is done, 1 when some failed, 2 for a bad list or bad options.
 """
 
 from __future__ import annotations
@@ -17,13 +19,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from radassist.batch import ListColumns
+from radassist.batch import LUNA16, ListColumns
 from radassist.commands.inputs import load_input_volume
-from radassist.commands.run_context import plain_arguments
+from radassist.commands.run_context import KEEPS_OUT, plain_arguments
 
 # not copied from the task command: the list gives the inputs (and series), the batch its --out; a batch runs
 # here (under torchrun when several GPUs or nodes share it), so the remote-server options do not apply
-NOT_COPIED = ("help", "input", "out", "series", "server", "token_file")
+NOT_COPIED = ("help", "input", "out", "overwrite", "series", "server", "token_file")
 
 
 @dataclass(frozen=True)
@@ -66,7 +68,7 @@ def _lung_task(args: argparse.Namespace) -> Any:
             lung.write_outputs(volume, detections, output)
         record.summary = lung.run_summary(detections, choice)
 
-    return BatchTask("lung", "lung detect", run_case, plain_arguments(args))
+    return BatchTask("lung", "lung detect", run_case, plain_arguments(args), predictions=LUNA16)
 
 
 def _liver_task(args: argparse.Namespace) -> Any:
@@ -75,6 +77,7 @@ def _liver_task(args: argparse.Namespace) -> Any:
     from radassist.errors import InputError
     from radassist.liver.pipeline import LiverSegmentationConfig, segment_liver
     from radassist.liver.postprocess import PostprocessConfig
+    from radassist.commands.options import model_folder
     from radassist.liver.preprocess import check_ct
     from radassist.liver.weights import load_liver_model
     from radassist.runtime.device import device_from_args
@@ -82,7 +85,7 @@ def _liver_task(args: argparse.Namespace) -> Any:
     if args.batch_size < 1:
         raise InputError(None, "--batch-size must be at least 1")
     device = device_from_args(args)
-    model = load_liver_model(args.arch, args.model, device.device)
+    model = load_liver_model(args.arch, model_folder(args.model), device.device)
     backend = model.backend(args.backend, device)
     config = LiverSegmentationConfig(batch_size=args.batch_size,
                                      postprocess=PostprocessConfig(min_tumour_volume_ml=args.min_tumour_ml))
@@ -108,19 +111,20 @@ INFECTION_COLUMNS = ListColumns(optional=("lungs",))
 def _lung_infection_task(args: argparse.Namespace) -> Any:
     from radassist.batch import BatchTask
     from radassist.commands import lung_infection
+    from radassist.commands.options import model_folder
     from radassist.lung.infection.pipeline import load_infection_model
     from radassist.runtime.device import device_from_args
 
     lung_infection.check_batch_size(args.batch_size)
     choice = device_from_args(args)
-    model = load_infection_model(args.arch, args.checkpoint, choice.device)
+    model = load_infection_model(args.arch, model_folder(args.model), choice.device)
 
     def run_case(case, output, record, progress) -> None:
         lungs_file = case.fields.get("lungs") or None
         with record.timed("read"):
             volume = load_input_volume(_case_arguments(case))
             lungs = lung_infection.read_lungs(Path(lungs_file)) if lungs_file else None
-        lung_infection.segment_and_write(volume, lungs, model, args.engine, choice, args.batch_size, progress,
+        lung_infection.segment_and_write(volume, lungs, model, args.backend, choice, args.batch_size, progress,
                                          output, record)
         record.inputs = [str(case.path)] + ([lungs_file] if lungs_file else [])
 
@@ -211,7 +215,7 @@ def register(commands: argparse._SubParsersAction, formatter: type[argparse.Help
                           else f"case list: {listing}")
         task.add_argument("--out", type=Path, required=True, help="output folder: one sub-folder per case")
         _copy_task_options(_command_parser(spec, formatter), task, spec.per_case)
-        task.set_defaults(handler=run_batch_command)
+        task.set_defaults(handler=run_batch_command, **{KEEPS_OUT: True})  # resumable: its folder is its own
 
 
 def run_batch_command(args: argparse.Namespace) -> int:
@@ -227,7 +231,8 @@ def run_batch_command(args: argparse.Namespace) -> int:
             report = run_batch(task, args.inputs, args.out, progress)
         done, skipped, failed = report.count("done"), report.count("skipped"), report.count("failed")
         print(f"{len(report.cases)} case(s): {done} done now, {skipped} already done (skipped), {failed} failed; "
-              f"wrote {args.out / 'batch_report.json'}" + (f" and {args.out / 'failures.csv'}" if failed else ""))
+              f"wrote {args.out / 'predictions.csv'} (every finished case in one file), "
+              f"{args.out / 'batch_report.json'}" + (f" and {args.out / 'failures.csv'}" if failed else ""))
         for case in report.failed:
             print(f"  failed: {case.case_id}: {case.message}")
     return 1 if report.failed else 0

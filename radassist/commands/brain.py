@@ -10,6 +10,7 @@ import argparse
 import json
 from pathlib import Path
 
+from radassist.commands.options import add_model_option, deprecated_alias, model_folder
 from radassist.commands.run_context import command_run
 from radassist.errors import InputError
 
@@ -20,7 +21,7 @@ TRAIN_HELP = {
              "(one folder per case with *_flair, *_t1, *_t1ce, *_t2 and *_seg NIfTI files) or an OASIS-style\n"
              "folder (one image + anatomical labels per subject: registration-only pairs). Subjects are paired at\n"
              "random each epoch. Writes a RadAssist checkpoint (model.safetensors + config.json), history.json\n"
-             "and result.json to --out; use it with 'radassist brain register --checkpoint OUT'.",
+             "and result.json to --out; use it with 'radassist brain register --model OUT'.",
 }
 EVALUATE_HELP = {
     "brain": "Register pairs of a BraTS, OASIS-style or synthetic ('radassist synth brain') folder and score them\n"
@@ -29,6 +30,7 @@ EVALUATE_HELP = {
              "known deformation (mean, 95th percentile), intensity error and non-positive Jacobian percentage.\n"
              "Writes evaluation.json, evaluation.png and result.json to --out.",
 }
+FIELD_FORMATS = ("h5", "nifti", "both")
 OUTPUTS = ("transform.h5", "displacement.nii.gz", "warped.nii.gz", "tumour_moving.seg.nrrd", "tumour_fixed.seg.nrrd",
            "jacobian.nii.gz", "report.json", "report.csv", "registration.png")
 
@@ -38,13 +40,15 @@ def _engine_arguments(parser: argparse.ArgumentParser) -> None:
 
     parser.add_argument("--engine", choices=("auto", "joint", "classic"), default="auto",
                         help="joint network, classical SimpleITK registration, or auto (joint when its weights "
-                             "are installed or --checkpoint is given, else classic)")
-    parser.add_argument("--checkpoint", type=Path, help="joint-network checkpoint folder (default: the installed "
-                                                        "catalogue model brain-joint)")
-    parser.add_argument("--channels", nargs="+", metavar="SEQ",
-                        help="sequences the joint network reads, in its order (default: from the checkpoint)")
-    parser.add_argument("--registration-channel", metavar="SEQ",
+                             "are installed or --model is given, else classic)")
+    add_model_option(parser, "joint network: a catalogue model id or checkpoint folder (default: the installed "
+                             "catalogue model brain-joint)", old=("--checkpoint",))
+    parser.add_argument("--sequences", nargs="+", metavar="SEQ",
+                        help="MRI sequences the joint network reads, in its order (default: from the checkpoint)")
+    parser.add_argument("--registration-sequence", metavar="SEQ",
                         help="classic engine: sequence that drives the metric (default: t1ce, t1, t2 or flair)")
+    deprecated_alias(parser, "--channels", "--sequences")
+    deprecated_alias(parser, "--registration-channel", "--registration-sequence")
     add_device_arguments(parser)
 
 
@@ -58,8 +62,9 @@ def register(commands: argparse._SubParsersAction, formatter: type[argparse.Help
         "register", help="register MOVING to FIXED and segment the tumour", formatter_class=formatter,
         description="MOVING and FIXED are each an image file or a folder of sequences (flair, t1, t1ce, t2; a\n"
                     "BraTS case folder works, its *_seg labels are used as the tumour). Writes to --out:\n"
-                    "  transform.h5          ITK displacement field transform, fixed -> moving, LPS (Slicer loads it)\n"
-                    "  displacement.nii.gz   the same field as a NIfTI vector image (intent 1006)\n"
+                    "  transform.h5          ITK displacement field transform, fixed -> moving, LPS, float32, compressed\n"
+                    "                        (Slicer loads it); --field-format nifti writes displacement.nii.gz instead\n"
+                    "                        (a NIfTI vector image, intent 1006), both writes the two\n"
                     "  warped.nii.gz         the moving image resampled onto the fixed grid (warped_<seq> for others)\n"
                     "  tumour_fixed.seg.nrrd, tumour_moving.seg.nrrd   tumour segmentations (when known)\n"
                     "  jacobian.nii.gz       Jacobian determinant of the transform (<= 0: folding)\n"
@@ -70,12 +75,20 @@ def register(commands: argparse._SubParsersAction, formatter: type[argparse.Help
     parser.add_argument("--out", type=Path, required=True, help="output folder (created if needed)")
     parser.add_argument("--fixed-labels", type=Path, help="fixed tumour labels (.seg.nrrd, or BraTS label values)")
     parser.add_argument("--moving-labels", type=Path, help="moving tumour labels (.seg.nrrd, or BraTS values)")
-    parser.add_argument("--fixed-brain-mask", type=Path, help="fixed brain mask (default: non-zero voxels)")
-    parser.add_argument("--moving-brain-mask", type=Path, help="moving brain mask (default: non-zero voxels)")
+    parser.add_argument("--label-convention", choices=("auto", "brats2015", "brats2017", "brats2021"),
+                        default="auto",
+                        help="what BraTS label values mean: 2015 (1 necrosis, 2 oedema, 3 non-enhancing, 4 "
+                             "enhancing), 2017-2020 (1 NCR/NET, 2 ED, 4 ET), 2021+ (1 NCR, 2 ED, 3 ET); auto tells "
+                             "them apart by the values present")
+    parser.add_argument("--fixed-brain-mask", type=Path, help="fixed brain mask (default: voxels that differ from the image's border value)")
+    parser.add_argument("--moving-brain-mask", type=Path, help="moving brain mask (default: voxels that differ from the image's border value)")
     _engine_arguments(parser)
     parser.add_argument("--backend", choices=("torch", "onnx"), default="torch",
                         help="inference engine for the joint network (ONNX Runtime exports the model once and "
                              "caches it)")
+    parser.add_argument("--field-format", choices=FIELD_FORMATS, default="h5",
+                        help="the deformation as transform.h5 (ITK transform), displacement.nii.gz (NIfTI vector "
+                             "image) or both; float32 and compressed either way")
     parser.set_defaults(handler=run_register)
 
 
@@ -89,12 +102,12 @@ def _write_json(document, path: Path) -> None:
 
 # -- register -----------------------------------------------------------------------------------------------------
 
-def _images(path: Path, labels: Path | None, brain_mask: Path | None):
+def _images(path: Path, labels: Path | None, brain_mask: Path | None, convention: str = "auto"):
     from radassist.brain.datasets import read_brain_input, read_mask, read_tumour_labels
 
-    images = read_brain_input(path)
+    images = read_brain_input(path, convention=convention)
     if labels is not None:
-        images.tumour = read_tumour_labels(labels)
+        images.tumour = read_tumour_labels(labels, convention)
     if brain_mask is not None:
         images.brain_mask = read_mask(brain_mask, images.reference)
     return images
@@ -112,16 +125,17 @@ def _name_single_images(moving, fixed) -> None:
 def _joint_model(args: argparse.Namespace, device):
     from radassist.brain.pipeline import find_joint_model
 
-    if args.engine == "classic" and args.checkpoint is None:
+    if args.engine == "classic" and args.model is None:
         return None
-    return find_joint_model(args.checkpoint, device.device)
+    return find_joint_model(model_folder(args.model), device.device)
 
 
 def _pipeline_config(args: argparse.Namespace, loaded):
     from radassist.brain.pipeline import BrainPipelineConfig, model_channels
 
-    channels = tuple(args.channels) if args.channels else (model_channels(loaded) if loaded is not None else None)
-    return BrainPipelineConfig(engine=args.engine, channels=channels, registration_channel=args.registration_channel)
+    channels = tuple(args.sequences) if args.sequences else (model_channels(loaded) if loaded is not None else None)
+    return BrainPipelineConfig(engine=args.engine, channels=channels,
+                               registration_channel=args.registration_sequence)
 
 
 def run_register(args: argparse.Namespace) -> int:
@@ -131,21 +145,22 @@ def run_register(args: argparse.Namespace) -> int:
     from radassist.runtime.progress import tqdm_progress
 
     device = device_from_args(args)
-    moving = _images(args.moving, args.moving_labels, args.moving_brain_mask)
-    fixed = _images(args.fixed, args.fixed_labels, args.fixed_brain_mask)
+    moving = _images(args.moving, args.moving_labels, args.moving_brain_mask, args.label_convention)
+    fixed = _images(args.fixed, args.fixed_labels, args.fixed_brain_mask, args.label_convention)
     _name_single_images(moving, fixed)
     loaded = _joint_model(args, device)
     config = replace(_pipeline_config(args, loaded), backend=args.backend)
     with command_run(args.out, "brain register", args) as (output, record):
         record.inputs = [str(args.moving), str(args.fixed)]
         with tqdm_progress("brain register") as progress:
-            result, written = register_and_write(moving, fixed, config, loaded, device, progress, output, record)
+            result, written = register_and_write(moving, fixed, config, loaded, device, progress, output, record,
+                                                 args.field_format)
     print(result.status_line())
     print(f"wrote {', '.join(written)} to {args.out}")
     return 0
 
 
-def register_and_write(moving, fixed, config, loaded, device, progress, output, record):
+def register_and_write(moving, fixed, config, loaded, device, progress, output, record, field_format="h5"):
     """Register the pair and write the command's files into ``output`` with the record's summary: what the CLI,
     the server and the batch all do, so their files are the same. Returns (result, names written)."""
     from radassist.brain.pipeline import register_brain_pair
@@ -154,13 +169,14 @@ def register_and_write(moving, fixed, config, loaded, device, progress, output, 
         result = register_brain_pair(moving, fixed, config, progress, None if loaded is None else loaded.model,
                                      device.device)
     with record.timed("write"):
-        written = write_registration(result, output)
+        written = write_registration(result, output, field_format)
     record.summary = {**result.report.summary, "outputs": written}
     return result, written
 
 
-def write_registration(result, output) -> list[str]:
-    """Every file of a registration result into a RunOutput; returns the names written."""
+def write_registration(result, output, field_format: str = "h5") -> list[str]:
+    """Every file of a registration result into a RunOutput; returns the names written. The field is written once
+    (``h5``: transform.h5, ``nifti``: displacement.nii.gz) unless ``both`` are asked for."""
     from radassist.io import write_volume
     from radassist.results import (preview_registration, write_displacement_nifti, write_itk_displacement_h5,
                                    write_report, write_seg_nrrd)
@@ -171,8 +187,12 @@ def write_registration(result, output) -> list[str]:
         names.append(name)
         return output.path(name)
 
-    write_itk_displacement_h5(result.field, path("transform.h5"))
-    write_displacement_nifti(result.field, path("displacement.nii.gz"))
+    if field_format not in FIELD_FORMATS:
+        raise InputError(None, f"field format must be one of {FIELD_FORMATS}, got {field_format!r}")
+    if field_format in ("h5", "both"):
+        write_itk_displacement_h5(result.field, path("transform.h5"))
+    if field_format in ("nifti", "both"):
+        write_displacement_nifti(result.field, path("displacement.nii.gz"))
     first = result.sequence
     for name, volume in result.warped.items():
         write_volume(volume, path("warped.nii.gz" if name == first else f"warped_{name}.nii.gz"))
@@ -202,21 +222,21 @@ def add_train_arguments(task: str, parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", type=Path, required=True, help="BraTS or OASIS-style folder (one folder per subject)")
     parser.add_argument("--out", type=Path, required=True, help="checkpoint folder to write")
     parser.add_argument("--layout", choices=("auto", "brats", "oasis"), default="auto", help="data layout")
-    parser.add_argument("--channels", nargs="+", metavar="SEQ",
-                        help="sequences to train on (default: the --init checkpoint's, else all shared)")
+    parser.add_argument("--sequences", nargs="+", metavar="SEQ",
+                        help="MRI sequences to train on (default: the --model checkpoint's, else all shared)")
     parser.add_argument("--epochs", type=int, default=d["epochs"], help="maximum epochs (early stopping ends sooner)")
     parser.add_argument("--batch-size", type=int, default=d["batch_size"],
                         help="pairs per step (per process under torchrun)")
     parser.add_argument("--accumulation", type=int, default=1,
                         help="batches per optimiser step (gradient accumulation)")
-    parser.add_argument("--lr", type=float, default=d["learning_rate"], help="Adam learning rate")
+    parser.add_argument("--learning-rate", type=float, default=d["learning_rate"], help="Adam learning rate")
     parser.add_argument("--crop", type=int, nargs=3, default=list(d["crop_size"]), metavar=("Z", "Y", "X"),
                         help="training crop in voxels")
     parser.add_argument("--features", type=int, nargs="+",
-                        help=f"features per level (default: {' '.join(map(str, d['features']))}, or the --init "
+                        help=f"features per level (default: {' '.join(map(str, d['features']))}, or the --model "
                              f"network's)")
     parser.add_argument("--merge", choices=("subtract", "add", "concatenate"),
-                        help=f"how the two images' codes are merged (default: {d['merge']}, or the --init "
+                        help=f"how the two images' codes are merged (default: {d['merge']}, or the --model "
                              f"network's)")
     parser.add_argument("--alpha", type=float, default=d["alpha"], help="weight of the gradient regulariser")
     parser.add_argument("--beta", type=float, default=d["beta"], help="weight of the segmentation loss")
@@ -224,10 +244,12 @@ def add_train_arguments(task: str, parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="pairing, crop and initialisation seed")
     add_finetune_arguments(parser)
     add_device_arguments(parser)
+    deprecated_alias(parser, "--channels", "--sequences")
+    deprecated_alias(parser, "--lr", "--learning-rate")
 
 
 def _init_channels(init) -> list[str] | None:
-    """The sequences a checkpoint folder given to --init was trained on (recorded by 'radassist train brain')."""
+    """The sequences a checkpoint folder given to --model was trained on (recorded by 'radassist train brain')."""
     from radassist.runtime.checkpoints import CONFIG_NAME, read_checkpoint_config
 
     source = None if init is None else Path(init.source).expanduser()
@@ -241,7 +263,7 @@ def _init_channels(init) -> list[str] | None:
 
 
 def _train_model_config(args: argparse.Namespace, channels, init):
-    """The network to train: the options' settings over the --init network's (or the paper's defaults)."""
+    """The network to train: the options' settings over the --model network's (or the paper's defaults)."""
     from dataclasses import replace
 
     from radassist.brain.model import BrainJointConfig
@@ -265,6 +287,7 @@ def run_train(task: str, args: argparse.Namespace) -> int:
     from radassist.brain.postprocess import TUMOUR_CLASSES
     from radassist.brain.train import BrainTrainConfig, prepare_subject, subject_channels, train_brain
     from radassist.commands.finetune_options import register_result, resolve_init_option
+    from radassist.metrics.curves import log_and_curves
     from radassist.runtime.checkpoints import save_checkpoint
     from radassist.runtime.device import device_from_args
     from radassist.runtime.distributed import main_rank_folder  # under torchrun: rank 0 writes --out
@@ -273,7 +296,7 @@ def run_train(task: str, args: argparse.Namespace) -> int:
     device = device_from_args(args)
     layout, files = read_layout(args.data, args.layout)
     init = resolve_init_option(args, ARCHITECTURE_NAME)
-    wanted = args.channels or _init_channels(init)
+    wanted = args.sequences or _init_channels(init)
     subjects = [load_subject(f, wanted) for f in files]
     channels = subject_channels(subjects, wanted)
     prepared = [prepare_subject(f.name, s, channels) for f, s in zip(files, subjects)]
@@ -281,7 +304,7 @@ def run_train(task: str, args: argparse.Namespace) -> int:
     train_set, validation = prepared[:len(prepared) - held], prepared[len(prepared) - held:]
     try:
         model_config = _train_model_config(args, channels, init)
-        config = BrainTrainConfig(epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.lr,
+        config = BrainTrainConfig(epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.learning_rate,
                                   accumulation_steps=args.accumulation, crop_size=tuple(args.crop),
                                   loss=JointLossConfig(alpha=args.alpha, beta=args.beta), seed=args.seed)
     except ValueError as error:
@@ -297,6 +320,8 @@ def run_train(task: str, args: argparse.Namespace) -> int:
                                   "finetunedFrom": result.finetuned_from},
                         labels=TUMOUR_CLASSES)
         _write_json([asdict(r) for r in result.history], output.path("history.json"))
+        log_and_curves([asdict(r) | {"kept": r.epoch == result.best_epoch} for r in result.history],
+                       output.staging, "joint registration + segmentation")
         record.summary = {"best_epoch": result.best_epoch, "best_validation_loss": result.best_validation_loss,
                           "epochs": len(result.history), "channels": list(channels), "subjects": len(prepared),
                           "finetuned_from": result.finetuned_from}

@@ -1,5 +1,5 @@
-"""`--init MODEL_ID_OR_FILE` and `--register-as ID[@VERSION]` of the training commands: fine-tune from a model and
-save the result as a new version in the local catalogue.
+"""`--model MODEL_ID_OR_FILE` (formerly --init) and `--register-as ID[@VERSION]` of the training commands: fine-tune
+from a model and save the result as a new version in the local catalogue.
 
 The work is :func:`radassist.annotation.retrain.resolve_init` and :func:`~radassist.annotation.retrain.
 register_finetuned`; this module is the command-line side they share: the options, an early check of the id (so a
@@ -22,9 +22,11 @@ MIX_HELP = ("repeat --data to train on a data set together with exported correct
 
 
 def add_finetune_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--init", metavar="MODEL_ID_OR_FILE",
-                        help="fine-tune from these weights: a catalogue model id (ID or ID@VERSION), a checkpoint "
-                             "folder or a weights file; the network must be the one this training builds")
+    from radassist.commands.options import add_model_option
+
+    add_model_option(parser, "fine-tune from this model: a catalogue model id (ID or ID@VERSION), a checkpoint "
+                             "folder or a weights file; the network must be the one this training builds",
+                     old=("--init",))
     parser.add_argument("--register-as", metavar="ID[@VERSION]",
                         help="also save the trained model in the local catalogue as model ID (version: the next "
                              "free one unless given), so 'radassist models list' and the pipelines find it")
@@ -45,14 +47,14 @@ def registration_target(args: argparse.Namespace) -> tuple[str, str | None] | No
 
 
 def resolve_init_option(args: argparse.Namespace, architecture: str, config: Any = None) -> Any:
-    """The InitWeights --init names (None without it); ``architecture``/``config`` size a bare weights file.
+    """The InitWeights --model names (None without it); ``architecture``/``config`` size a bare weights file.
     --register-as is checked here too, before any training."""
     registration_target(args)
-    if not getattr(args, "init", None):
+    if not getattr(args, "model", None):
         return None
     from radassist.annotation.retrain import resolve_init
 
-    return resolve_init(args.init, architecture, config)
+    return resolve_init(args.model, architecture, config)
 
 
 def register_result(args: argparse.Namespace, network: Any, architecture: str, config: Any, task: str,

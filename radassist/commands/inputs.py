@@ -50,14 +50,53 @@ def describe(volume: Volume) -> dict:
     }
 
 
+_AXIS_LETTERS = ("LR", "PA", "SI")  # LPS world axis -> (letter of +, letter of -)
+
+
+def orientation_code(direction: tuple[float, ...]) -> str:
+    """Where the i, j, k voxel axes point, as three letters ("LPS": i to the patient's left, j posterior, k
+    superior); a lower-case letter marks an axis that is oblique (more than 1 degree off the nearest one)."""
+    matrix = np.asarray(direction, dtype=float).reshape(3, 3)
+    letters = []
+    for column in matrix.T:
+        world = int(np.argmax(np.abs(column)))
+        letter = _AXIS_LETTERS[world][0 if column[world] > 0 else 1]
+        letters.append(letter if abs(column[world]) > np.cos(np.radians(1.0)) else letter.lower())
+    return "".join(letters)
+
+
+def summary_lines(volume: Volume, name: str) -> list[str]:
+    """What `radassist inspect` prints for people: grid, spacing, extent, placement, orientation, values, source."""
+    array = volume.array
+    nz, ny, nx = array.shape
+    sx, sy, sz = volume.spacing
+    source = volume.source
+    described = ", ".join(part for part in (source.modality, source.series_description) if part)
+    lines = [f"{name}" + (f": {described}" if described else "")]
+    lines.append(f"  grid        {nx} x {ny} x {nz} voxels (x, y, z), {array.dtype}")
+    lines.append(f"  spacing     {sx:g} x {sy:g} x {sz:g} mm; extent {nx * sx:.1f} x {ny * sy:.1f} x {nz * sz:.1f} mm")
+    lines.append(f"  origin      ({', '.join(f'{v:.2f}' for v in volume.origin)}) mm, LPS")
+    lines.append(f"  orientation {orientation_code(volume.direction)} (voxel axes i, j, k point to these sides of "
+                 f"the patient)")
+    lines.append(f"  values      min {float(array.min()):g}, max {float(array.max()):g}, mean "
+                 f"{float(array.mean()):.4g}")
+    if source.series_instance_uid:
+        lines.append(f"  series      {source.series_instance_uid} ({len(source.sop_instance_uids)} files)")
+    if source.patient_id:
+        lines.append(f"  patient     {source.patient_id}")
+    return lines
+
+
 def register(commands: argparse._SubParsersAction, formatter: type[argparse.HelpFormatter]) -> None:
     inspect = commands.add_parser(
         "inspect", help="show an image's geometry and metadata, or list a DICOM folder's series",
         formatter_class=formatter,
-        description="Read an image file or DICOM folder and print its grid, LPS geometry, Slicer's IJK-to-RAS "
-                    "matrix and DICOM identifiers. For a DICOM folder, --list-series lists every series.")
+        description="Read an image file or DICOM folder and print a short summary: grid, spacing, extent, LPS "
+                    "placement and orientation, value range and DICOM identifiers. --json prints everything as "
+                    "JSON, with Slicer's IJK-to-RAS matrix. For a DICOM folder, --list-series lists every series.")
     add_input_arguments(inspect)
     inspect.add_argument("--list-series", action="store_true", help="list the DICOM series in the folder and stop")
+    inspect.add_argument("--json", action="store_true", help="print machine-readable JSON instead of the summary")
     inspect.set_defaults(handler=run_inspect)
 
     convert = commands.add_parser(
@@ -79,12 +118,20 @@ def run_inspect(args: argparse.Namespace) -> int:
         series = list_series(args.input)
         if not series:
             raise InputError(args.input, "contains no DICOM series")
+        if args.json:
+            print(json.dumps([{"series_instance_uid": s.series_instance_uid, "slices": s.slice_count,
+                               "modality": s.modality, "description": s.series_description} for s in series],
+                             indent=2))
+            return 0
         for s in series:
             print(f"{s.series_instance_uid}  {s.slice_count:>4} slices  {s.modality or '?':<3} "
                   f"{s.series_description or ''}")
         return 0
     volume = load_input_volume(args, require_3d=False)
-    print(json.dumps(describe(volume), indent=2))
+    if args.json:
+        print(json.dumps(describe(volume) | {"orientation": orientation_code(volume.direction)}, indent=2))
+    else:
+        print("\n".join(summary_lines(volume, str(args.input))))
     return 0
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from radassist.commands.inputs import add_input_arguments, load_input_volume
+from radassist.commands.options import add_model_option, flat_widths, model_folder, widths
 from radassist.commands.remote_option import add_remote_option
 from radassist.commands.run_context import command_run
 from radassist.errors import InputError
@@ -22,7 +23,7 @@ TRAIN_HELP = {"liver": "Train U-Net or mU-Net on a LiTS-layout folder (volume-N.
                        "Writes a checkpoint folder that 'radassist liver segment --model' runs, with the "
                        "weights of the epoch with the best mean validation Dice of liver and tumour, and "
                        "train_log.csv (loss, validation Dice and seconds per epoch). Fine-tune with "
-                       "--init (a model id, checkpoint folder or weights file; the start is recorded in the "
+                       "--model (a model id, checkpoint folder or weights file; the start is recorded in the "
                        "checkpoint) and keep the result as a new catalogue version with --register-as."}
 EVALUATE_HELP = {"liver": "Score liver and tumour segmentations on a LiTS-layout folder: Dice per case and global, "
                           "VOE, RVD, ASSD and MSD for liver and tumour, and lesion-wise detection precision and "
@@ -47,8 +48,8 @@ def register(commands: argparse._SubParsersAction, formatter: type[argparse.Help
     add_input_arguments(segment)
     segment.add_argument("--out", type=Path, required=True, help="output folder (created if needed)")
     segment.add_argument("--arch", choices=("munet", "unet"), default="munet", help="network architecture")
-    segment.add_argument("--model", type=Path, help="trained checkpoint folder (from 'radassist train liver'); "
-                                                    "default: the installed model of --arch")
+    add_model_option(segment, "catalogue model id or trained checkpoint folder (from 'radassist train liver'); "
+                              "default: the installed model of --arch")
     segment.add_argument("--backend", choices=("torch", "onnx"), default="torch", help="inference engine")
     segment.add_argument("--batch-size", type=int, default=8, help="slices per network call")
     segment.add_argument("--min-tumour-ml", type=float, default=0.05, help="drop tumours smaller than this (mL)")
@@ -91,7 +92,7 @@ def run_segment(args: argparse.Namespace) -> int:
     volume = load_input_volume(args)
     check_ct(volume, str(args.input))
     device = device_from_args(args)
-    model = load_liver_model(args.arch, args.model, device.device)  # before any output: no weights, no folder
+    model = load_liver_model(args.arch, model_folder(args.model), device.device)  # before any output
     config = LiverSegmentationConfig(batch_size=args.batch_size,
                                      postprocess=PostprocessConfig(min_tumour_volume_ml=args.min_tumour_ml))
     with command_run(args.out, "liver segment", args) as (output, record):
@@ -117,15 +118,9 @@ def write_outputs(volume: Any, result: Any, output: Any) -> None:
                      centre_lps=result.largest_tumour_center)
 
 
-def summary_line(summary: dict) -> str:
-    """One line of a quantification summary (the CLI prints it, the Slicer panel shows it)."""
-    burden = summary.get("tumour_burden_percent")
-    return (f"liver {summary['liver_volume_ml']:.1f} mL, {summary['tumour_count']} tumour(s), "
-            f"{summary['total_tumour_volume_ml']:.2f} mL of tumour"
-            + (f", tumour burden {burden:.2f} %" if burden is not None else ""))
-
-
 def print_summary(summary: dict) -> None:
+    from radassist.liver.quantify import summary_line
+
     print(summary_line(summary))
 
 
@@ -220,18 +215,19 @@ def add_train_arguments(task: str, parser: argparse.ArgumentParser) -> None:
                         help="LiTS-layout folder or an MSD export ('radassist export liver'); " + MIX_HELP)
     parser.add_argument("--out", type=Path, required=True, help="checkpoint folder to write")
     parser.add_argument("--arch", choices=("munet", "unet"), help="network architecture (default: munet, or the "
-                                                                  "--init network's)")
+                                                                  "--model network's)")
     parser.add_argument("--epochs", type=int, default=50)
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--learning-rate", type=float, default=1e-4, help="Adam learning rate")
     parser.add_argument("--image-size", type=int, help="slices are padded square and resized to this (default: 512, "
-                                                       "or the --init checkpoint's)")
-    parser.add_argument("--channels", help="feature channels per level, e.g. 32,64,128,256 (default: the "
-                                           "paper's 64,...,1024, or the --init network's)")
+                                                       "or the --model checkpoint's)")
+    parser.add_argument("--channels", type=widths, nargs="+", metavar="N",
+                        help="feature channels per level, e.g. 32 64 128 256 or 32,64,128,256 (default: the paper's "
+                             "64,...,1024, or the --model network's)")
     parser.add_argument("--window", help="CT window: seed (-1024..1024 HU), abdominal (-200..250 HU) or LOW,HIGH "
-                                         "(default: seed, or the --init checkpoint's)")
+                                         "(default: seed, or the --model checkpoint's)")
     parser.add_argument("--context-slices", type=int, help="2.5-D: neighbouring slices per side (default: 0, or "
-                                                           "the --init network's)")
+                                                           "the --model network's)")
     parser.add_argument("--validation-fraction", type=float, default=0.2, help="share of cases held out")
     parser.add_argument("--keep-empty-fraction", type=float, default=0.2, help="share of liver-free slices used")
     parser.add_argument("--no-augment", action="store_true", help="train without augmentation")
@@ -241,7 +237,7 @@ def add_train_arguments(task: str, parser: argparse.ArgumentParser) -> None:
 
 
 def _train_settings(args: argparse.Namespace, model: dict[str, Any]) -> tuple[Any, Any]:
-    """(LiverTrainConfig, InitWeights or None): the options, with what they leave out taken from the --init
+    """(LiverTrainConfig, InitWeights or None): the options, with what they leave out taken from the --model
     checkpoint (architecture, context, window, slice size), so fine-tuning prepares slices as its base was
     trained; the network must fit (else InputError before any data is read)."""
     from radassist.commands.finetune_options import resolve_init_option
@@ -282,12 +278,8 @@ def run_train(task: str, args: argparse.Namespace) -> int:
     from radassist.runtime.distributed import main_rank_folder  # under torchrun: rank 0 writes --out
     from radassist.runtime.progress import tqdm_progress
 
-    model: dict[str, Any] = {}
-    if args.channels:
-        try:
-            model["channels"] = tuple(int(c) for c in args.channels.split(","))
-        except ValueError:
-            raise InputError(None, f"--channels must be numbers separated by commas, got {args.channels!r}") from None
+    channels = flat_widths(args.channels)
+    model: dict[str, Any] = {"channels": channels} if channels else {}
     config, init = _train_settings(args, model)
     folders = data_folders(args)
     device = device_from_args(args)
@@ -332,7 +324,7 @@ def add_evaluate_arguments(task: str, parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", type=Path, required=True, help="LiTS-layout folder with the reference labels")
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--predictions", type=Path, help="folder of predicted label maps (segmentation-N.nii[.gz])")
-    source.add_argument("--model", type=Path, help="checkpoint folder: segment every case with it")
+    add_model_option(parser, "catalogue model id or checkpoint folder: segment every case with it", group=source)
     parser.add_argument("--out", type=Path, required=True, help="output folder (created if needed)")
     parser.add_argument("--detection-iou", type=float, default=0.5,
                         help="IoU above which a predicted lesion detects a reference lesion")
@@ -375,7 +367,7 @@ def run_evaluate(task: str, args: argparse.Namespace) -> int:
         from radassist.liver.weights import load_liver_model
         from radassist.runtime.device import device_from_args
 
-        model = load_liver_model("munet", args.model, device_from_args(args).device)
+        model = load_liver_model("munet", model_folder(args.model), device_from_args(args).device)
     elif not args.predictions.is_dir():
         raise InputError(args.predictions, "is not a folder of predicted label maps")
     scored = []

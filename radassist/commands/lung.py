@@ -102,7 +102,9 @@ def write_outputs(volume, detections, output) -> None:
     write_roi_markups(detections, output.path("nodules.mrk.json"))
     write_detections_csv(detections, output.path("nodules.csv"))
     preview_detections(volume, detections, output.path("nodules.png"),
-                       slab_mm=float(detections.metadata.get("slab_thickness_mm", 7.5)))
+                       slab_mm=float(detections.metadata.get("slab_thickness_mm", 7.5)),
+                       caption=f"lung nodules found by the {detections.engine} detector, most probable first "
+                               f"({len(detections)} in total; p = probability)")
 
 
 def run_summary(detections, choice) -> dict:

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from radassist.commands.inputs import add_input_arguments, load_input_volume
+from radassist.commands.options import add_model_option, deprecated_alias, flat_widths, model_folder, widths
 from radassist.commands.run_context import command_run
 from radassist.errors import InputError
 from radassist.runtime.device import add_device_arguments
@@ -50,11 +51,13 @@ def register_infection(lung_subcommands: argparse._SubParsersAction,
     add_input_arguments(parser)
     parser.add_argument("--out", type=Path, required=True, help="output folder")
     parser.add_argument("--arch", choices=ARCH_CHOICES, default="unet", help="which installed catalogue model")
-    parser.add_argument("--checkpoint", type=Path, help="a trained checkpoint folder (instead of the catalogue)")
+    add_model_option(parser, "a catalogue model id or a trained checkpoint folder (default: the installed "
+                             "catalogue model of --arch)", old=("--checkpoint",))
     parser.add_argument("--lungs", type=Path,
                         help="the lungs as a segmentation (.seg.nrrd with right/left lung segments); default: "
                              "found by the lung preprocessing")
-    parser.add_argument("--engine", choices=("torch", "onnx"), default="torch", help="inference engine")
+    parser.add_argument("--backend", choices=("torch", "onnx"), default="torch", help="inference engine")
+    deprecated_alias(parser, "--engine", "--backend")
     parser.add_argument("--batch-size", type=int, default=8, help="slices per network call")
     add_device_arguments(parser)
     parser.set_defaults(handler=run_infection)
@@ -77,9 +80,9 @@ def run_infection(args: argparse.Namespace) -> int:
             lungs = read_lungs(args.lungs) if args.lungs else None
         choice = device_from_args(args)
         with record.timed("load model"):
-            model = load_infection_model(args.arch, args.checkpoint, choice.device)
+            model = load_infection_model(args.arch, model_folder(args.model), choice.device)
         with tqdm_progress("lung infection") as progress:
-            result = segment_and_write(volume, lungs, model, args.engine, choice, args.batch_size, progress,
+            result = segment_and_write(volume, lungs, model, args.backend, choice, args.batch_size, progress,
                                        output, record)
         record.inputs = [str(args.input)] + ([str(args.lungs)] if args.lungs else [])
     print(f"{result.status_line()}; wrote {args.out / 'infection.seg.nrrd'}")
@@ -95,8 +98,8 @@ def run_picture(args: argparse.Namespace) -> int:
     from radassist.results import write_report
     from radassist.runtime.device import device_from_args
 
-    if args.lungs is not None or args.engine != "torch":
-        raise InputError(args.input, "is a picture: --lungs and --engine onnx are for CT volumes")
+    if args.lungs is not None or args.backend != "torch":
+        raise InputError(args.input, "is a picture: --lungs and --backend onnx are for CT volumes")
     if not args.input.is_file():
         raise InputError(args.input, "does not exist" if not args.input.exists() else "is not a file")
     with command_run(args.out, "lung infection", args) as (output, record):
@@ -104,7 +107,7 @@ def run_picture(args: argparse.Namespace) -> int:
             picture = read_picture(args.input)
         choice = device_from_args(args)
         with record.timed("load model"):
-            model = load_infection_model(args.arch, args.checkpoint, choice.device)
+            model = load_infection_model(args.arch, model_folder(args.model), choice.device)
         with record.timed("segment"):
             result = segment_picture(picture, model, choice.device, str(args.input))
         report = result.report(model.name)
@@ -176,7 +179,7 @@ def add_train_arguments(task: str, parser: argparse.ArgumentParser) -> None:
     add_layout_arguments(parser)
     parser.add_argument("--out", type=Path, required=True, help="output folder: the checkpoint and result.json")
     parser.add_argument("--arch", choices=ARCH_CHOICES,
-                        help="network (default: unet, or the --init model's)")
+                        help="network (default: unet, or the --model network's)")
     parser.add_argument("--epochs", type=int, default=50, help="passes over the training slices")
     parser.add_argument("--learning-rate", type=float, default=3e-5, help="Adam learning rate")
     parser.add_argument("--batch-size", type=int, default=4,
@@ -184,9 +187,9 @@ def add_train_arguments(task: str, parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--accumulation", type=int, default=1,
                         help="batches per optimiser step (gradient accumulation)")
     parser.add_argument("--image-size", type=int, default=512, help="network input size (square)")
-    parser.add_argument("--channels", type=int, nargs="+",
-                        help="feature channels per level (default: the paper's: U-Net 64..1024, SegNet VGG-16; "
-                             "with --init: the model's own)")
+    parser.add_argument("--channels", type=widths, nargs="+", metavar="N",
+                        help="feature channels per level, e.g. 16 32 64 128 256 or 16,32,64,128,256 (default: the "
+                             "paper's: U-Net 64..1024, SegNet VGG-16; with --model: the model's own)")
     parser.add_argument("--plain-ce", action="store_true",
                         help="plain cross-entropy instead of the median-frequency-balanced one")
     parser.add_argument("--dice-loss", action="store_true",
@@ -230,23 +233,24 @@ def data_layout(args: argparse.Namespace) -> str:
 
 
 def _train_architecture(args: argparse.Namespace, init) -> str:
-    """--arch, else the --init network's, else unet."""
+    """--arch, else the --model network's, else unet."""
     from radassist.lung.infection.model import ARCHITECTURES
 
     if args.arch is not None or init is None:
         return args.arch or "unet"
     by_name = {name: arch for arch, name in ARCHITECTURES.items()}
     if init.architecture not in by_name:
-        raise InputError(None, f"--init {init.source}: is a {init.architecture} network, not a lung infection "
+        raise InputError(None, f"--model {init.source}: is a {init.architecture} network, not a lung infection "
                                f"network ({', '.join(ARCHITECTURES.values())})")
     return by_name[init.architecture]
 
 
 def _network_overrides(args: argparse.Namespace, arch: str) -> dict:
-    """The network settings the options give (none: the paper's network, or the --init network's own)."""
-    overrides: dict = {"channels": tuple(args.channels)} if args.channels else {}
-    if args.channels and arch == "segnet":
-        overrides["convs_per_stage"] = (2, 2, 3, 3, 3, 3, 3)[:len(args.channels)]
+    """The network settings the options give (none: the paper's network, or the --model network's own)."""
+    channels = flat_widths(args.channels)
+    overrides: dict = {"channels": channels} if channels else {}
+    if channels and arch == "segnet":
+        overrides["convs_per_stage"] = (2, 2, 3, 3, 3, 3, 3)[:len(channels)]
     return overrides
 
 
@@ -256,7 +260,8 @@ def run_train(task: str, args: argparse.Namespace) -> int:
     from radassist.lung.infection.augment import SliceAugment
     from radassist.lung.infection.dataset import read_dataset
     from radassist.lung.infection.model import ARCHITECTURES, default_label_table
-    from radassist.lung.infection.train import InfectionTrainConfig, absent_classes, train_infection
+    from radassist.lung.infection.train import LOG_FILE, InfectionTrainConfig, absent_classes, train_infection
+    from radassist.metrics.curves import write_training_curves
     from radassist.runtime.device import device_from_args
     from radassist.runtime.distributed import main_rank_folder  # under torchrun: rank 0 writes --out
     from radassist.runtime.progress import tqdm_progress
@@ -298,6 +303,8 @@ def run_train(task: str, args: argparse.Namespace) -> int:
         with record.timed("write"):
             assert output.staging is not None
             trained.save(output.staging)
+            # save() wrote train_log.csv beside the checkpoint; the curves are drawn from it
+            write_training_curves(output.staging / LOG_FILE, title=f"{trained.architecture} (lung infection)")
         dice = None if trained.validation is None else trained.validation.to_dict()["mean_dice_foreground"]
         record.inputs = [str(args.data)]
         record.summary = {"architecture": trained.architecture, "layout": layout, "slices": len(dataset),
@@ -331,7 +338,9 @@ def add_evaluate_arguments(task: str, parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, required=True,
                         help="output folder: evaluation.json, per_image.csv, confusion_matrix.png, best_worst.png")
     source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("--checkpoint", type=Path, help="run this trained checkpoint on the data's slices")
+    add_model_option(parser, "run this model (catalogue id or checkpoint folder) on the data's slices",
+                     group=source)
+    deprecated_alias(parser, "--checkpoint", "--model")
     source.add_argument("--predictions", type=Path,
                         help="folder of prediction masks (class values) named like the ground truth")
     parser.add_argument("--batch-size", type=int, default=8, help="slices per network call")
@@ -361,7 +370,7 @@ def _checkpoint_evaluation(args: argparse.Namespace, layout: str, record) -> _Sc
     from radassist.runtime.progress import tqdm_progress
 
     choice = device_from_args(args)
-    model = InfectionModel.from_checkpoint(args.checkpoint, choice.device)
+    model = InfectionModel.from_checkpoint(model_folder(args.model), choice.device)
     num_classes = int(getattr(model.network, "out_channels", len(model.label_table) + 1))
     names = infection_model.class_names(model.label_table, num_classes)
     with record.timed("read"):
@@ -370,8 +379,8 @@ def _checkpoint_evaluation(args: argparse.Namespace, layout: str, record) -> _Sc
             data = covid_semiseg.read_covid_semiseg(args.data, "test", classes, model.input)
             dataset, pictures = data.dataset, data.pictures
             if dataset.max_label >= num_classes:
-                raise InputError(args.checkpoint, f"has {num_classes} classes, but the {classes} masks of "
-                                                  f"{data.split.folder} hold label {dataset.max_label}")
+                raise InputError(model_folder(args.model), f"has {num_classes} classes, but the {classes} masks "
+                                                           f"of {data.split.folder} hold label {dataset.max_label}")
         else:
             dataset = read_dataset(args.data, num_classes, model.input.window, model.input)
             pictures = [np.round(np.clip(image, 0, 1) * 255).astype(np.uint8) for image in dataset.images]
@@ -425,7 +434,7 @@ def run_evaluate(task: str, args: argparse.Namespace) -> int:
     if layout != covid_semiseg.LAYOUT and args.classes is not None:
         raise InputError(None, "--classes is for the covid-semiseg layout")
     with command_run(args.out, f"evaluate {task}", args) as (output, record):
-        scored = (_checkpoint_evaluation if args.checkpoint is not None else _prediction_folder_evaluation)(
+        scored = (_checkpoint_evaluation if args.model is not None else _prediction_folder_evaluation)(
             args, layout, record)
         labels = scored.predictions.labels if isinstance(scored.predictions, SlicePredictions) \
             else scored.predictions

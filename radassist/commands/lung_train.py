@@ -10,6 +10,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from radassist.commands.options import deprecated_alias
 from radassist.commands.run_context import command_run
 from radassist.runtime.device import add_device_arguments
 
@@ -26,7 +27,7 @@ TRAIN_HELP = {
             "split.json, slab_cache/ (prepared slabs, reused by later runs), best/ (the checkpoint with the best\n"
             "validation F1) and result.json. The best checkpoint is installed as user model --model-id (replacing\n"
             "an earlier training of the same id), so 'radassist lung detect --engine detr --model ID' uses it.\n"
-            "Fine-tuning from exported corrections: --init (a model id, checkpoint folder or weights file; the\n"
+            "Fine-tuning from exported corrections: --model (a model id, checkpoint folder or weights file; the\n"
             "start is recorded in best/'s metadata) with --data EXPORT (or --data LUNA16 --data EXPORT to mix\n"
             "them); --register-as ID keeps the best checkpoint as the next version of ID in the catalogue, with\n"
             "its validation F1 and CPM.",
@@ -44,16 +45,17 @@ def add_train_arguments(task: str, parser: argparse.ArgumentParser) -> None:
                         help="model size: the paper's Lung-DETR (ResNet-50, 300 queries, 6+6 layers; the default) "
                              "or a tiny one (0.24 M parameters) that checks the whole run end to end in minutes on "
                              "a CPU; it had not learned to find phantom nodules after 14 CPU epochs "
-                             "(benchmarks/TRAINING_CPU.md); with --init: the --init network's")
+                             "(benchmarks/TRAINING_CPU.md); with --model: the --model network's")
     parser.add_argument("--epochs", type=int, default=50, help="total epochs (a resumed run counts earlier ones)")
     parser.add_argument("--batch-size", type=int, default=6, help="slabs per forward pass (paper: 6)")
     parser.add_argument("--accumulation", type=int, default=6,
                         help="forward passes per optimiser step (paper: gradient accumulation 6)")
-    parser.add_argument("--lr", type=float, default=1e-4, help="AdamW learning rate (paper: 1e-4)")
-    parser.add_argument("--lr-backbone", type=float, default=1e-5, help="backbone learning rate (paper: 1e-5)")
-    parser.add_argument("--lr-step", type=int, default=10, metavar="EPOCHS",
+    parser.add_argument("--learning-rate", type=float, default=1e-4, help="AdamW learning rate (paper: 1e-4)")
+    parser.add_argument("--learning-rate-backbone", type=float, default=1e-5,
+                        help="backbone learning rate (paper: 1e-5)")
+    parser.add_argument("--learning-rate-step", type=int, default=10, metavar="EPOCHS",
                         help="epochs between the StepLR learning-rate drops (paper: 10); a resumed run keeps its own")
-    parser.add_argument("--lr-gamma", type=float, default=0.1,
+    parser.add_argument("--learning-rate-gamma", type=float, default=0.1,
                         help="factor of each learning-rate drop (paper: 0.1); a resumed run keeps its own")
     parser.add_argument("--seed", type=int, default=0,
                         help="seed of the split, slab sampling, augmentation, batch order and initial weights")
@@ -66,11 +68,14 @@ def add_train_arguments(task: str, parser: argparse.ArgumentParser) -> None:
                         help="where prepared slabs are kept (default: OUT/slab_cache); share it between runs")
     add_finetune_arguments(parser)
     add_device_arguments(parser)
+    for old, new in (("--lr", "--learning-rate"), ("--lr-backbone", "--learning-rate-backbone"),
+                     ("--lr-step", "--learning-rate-step"), ("--lr-gamma", "--learning-rate-gamma")):
+        deprecated_alias(parser, old, new)
 
 
 def _model_settings(args: argparse.Namespace) -> tuple[Any, Any, str | None]:
     """(LungDetrConfig, InitWeights or None, id for the old-style install or None), checked before any data is
-    read: --register-as replaces the --model-id install, and --config must agree with the --init network."""
+    read: --register-as replaces the --model-id install, and --config must agree with the --model network."""
     from radassist.commands.finetune_options import resolve_init_option
     from radassist.errors import InputError
     from radassist.lung.model import ARCHITECTURE_NAME
@@ -109,8 +114,9 @@ def run_train(task: str, args: argparse.Namespace) -> int:
     with training_data("lung", folders) as data, main_rank_folder(args.out) as out, \
             command_run(out, f"train {task}", args) as (_, record):
         config = LungTrainConfig(data=data, out=args.out, model=model, epochs=args.epochs,
-                                 batch_size=args.batch_size, accumulation_steps=args.accumulation, lr=args.lr,
-                                 lr_backbone=args.lr_backbone, lr_step_epochs=args.lr_step, lr_gamma=args.lr_gamma,
+                                 batch_size=args.batch_size, accumulation_steps=args.accumulation,
+                                 lr=args.learning_rate, lr_backbone=args.learning_rate_backbone,
+                                 lr_step_epochs=args.learning_rate_step, lr_gamma=args.learning_rate_gamma,
                                  seed=args.seed, resume=args.resume, model_id=install,
                                  device=args.device, threads=args.threads, min_gpu_memory_gb=args.min_gpu_memory,
                                  mixed_precision=args.mixed_precision, cache_dir=args.cache_dir)

@@ -19,14 +19,16 @@ TRAIN_HELP = {"mammo": "Train GMIC on an exam list (exam_list.json or exam_list.
                        "benign/malignant labels; 'radassist synth mammo' writes one) with image-level labels only: "
                        "BCE on the global, local and fusion outputs plus beta x saliency L1, and a random search "
                        "over learning rate and beta. Writes a checkpoint folder that 'radassist mammo classify "
-                       "--model' runs. Fine-tune with --init (a model id such as gmic-1, a checkpoint folder or a "
+                       "--model' runs. Fine-tune with --model (a model id such as gmic-1, a checkpoint folder or a "
                        "weights file; the start is recorded in the checkpoint) and keep the result as a new "
                        "catalogue version with --register-as."}
 EVALUATE_HELP = {"mammo": "Classify every exam of an exam list with GMIC and score it: ROC AUC with confidence "
                           "intervals for benign and malignant at image and breast level, and saliency Dice against "
-                          "the lesion masks listed. Writes evaluation.json, evaluation.csv and result.json."}
-MODEL_HELP = ("catalogue id (gmic-1 .. gmic-5 once imported) or checkpoint folder from 'radassist train mammo'; "
-              "repeat for an ensemble (default: gmic-1)")
+                          "the lesion masks listed. Writes evaluation.json, evaluation.csv, roc.png (the ROC curves "
+                          "with their AUCs) and result.json."}
+MODEL_HELP = ("catalogue id (gmic-1 .. gmic-5, or gmic-ensemble for the five averaged, once installed with "
+              "'radassist models install') or checkpoint folder from 'radassist train mammo'; repeat for an ensemble "
+              "of your own (default: gmic-1)")
 
 
 def register(commands: argparse._SubParsersAction, formatter: type[argparse.HelpFormatter]) -> None:
@@ -41,7 +43,8 @@ def register(commands: argparse._SubParsersAction, formatter: type[argparse.Help
                     "saliency_benign.nrrd and saliency_malignant.nrrd on the view's grid and patches.mrk.json "
                     "(one ROI per patch; its probability is the patch's attention weight), gmic.png (input, patch "
                     "map, saliency maps, patches with attention) and result.json. GMIC's published weights are "
-                    "not shipped: 'radassist models import gmic-1 sample_model_1.p' installs them.")
+                    "not shipped: 'radassist models install gmic-1' (or gmic-ensemble) downloads them once you "
+                    "accept their licence.")
     classify.add_argument("files", type=Path, nargs="+", metavar="FILE", help="mammogram views (DICOM or PNG)")
     classify.add_argument("--out", type=Path, required=True, help="output folder (created if needed)")
     classify.add_argument("--model", action="append", metavar="ID_OR_DIR", help=MODEL_HELP)
@@ -101,9 +104,9 @@ def read_exam(files: list[Path], lateralities: list[str] | None, views: list[str
 
 def load_models(models: list[str] | None, backend: str, device: Any) -> list[Any]:
     """The networks to run (an ensemble when several); WeightsMissing says how to get weights."""
-    from radassist.mammo.pipeline import load_gmic
+    from radassist.mammo.pipeline import expand_models, load_gmic
 
-    return [load_gmic(model, backend, device) for model in (models or [None])]
+    return [load_gmic(model, backend, device) for model in expand_models(models)]
 
 
 def write_outputs(result: Any, output: Any) -> None:
@@ -173,9 +176,9 @@ def add_train_arguments(task: str, parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--beta", type=float, help="fix the saliency L1 weight (default: searched in "
                                                    "10^-5.5 .. 10^-3.5)")
     parser.add_argument("--image-size", type=int, nargs=2, metavar=("ROWS", "COLS"),
-                        help="training window (default: the published 2944 1920, or the --init checkpoint's)")
+                        help="training window (default: the published 2944 1920, or the --model checkpoint's)")
     parser.add_argument("--config", help="GMIC architecture fields as JSON, e.g. '{\"global_filters\": 8}' "
-                                         "(default: the published network, or the --init network)")
+                                         "(default: the published network, or the --model network)")
     parser.add_argument("--validation-fraction", type=float, default=0.2, help="share of exams held out")
     parser.add_argument("--no-augment", action="store_true", help="train without window shifts and flips")
     parser.add_argument("--seed", type=int, default=0)
@@ -199,7 +202,7 @@ def _model_fields(text: str | None) -> dict[str, Any]:
 
 def _train_settings(args: argparse.Namespace) -> tuple[Any, Any]:
     """(MammoTrainConfig, InitWeights or None), checked before any image is read: the --config fields must be
-    GMIC's and agree with the --init network; the window defaults to the --init checkpoint's."""
+    GMIC's and agree with the --model network; the window defaults to the --model checkpoint's."""
     from radassist.commands.finetune_options import resolve_init_option
     from radassist.mammo.train import MammoTrainConfig, network_config
 
@@ -220,6 +223,7 @@ def run_train(task: str, args: argparse.Namespace) -> int:
     from radassist.commands.finetune_options import data_folders, register_result
     from radassist.mammo.datasets import read_exam_list
     from radassist.mammo.train import save_trained, train_from_exams, trained_metadata
+    from radassist.metrics.curves import log_and_curves
     from radassist.runtime.device import device_from_args
     from radassist.runtime.distributed import main_rank_folder  # under torchrun: rank 0 writes --out
     from radassist.runtime.progress import tqdm_progress
@@ -233,8 +237,13 @@ def run_train(task: str, args: argparse.Namespace) -> int:
         record.inputs = [str(folder) for folder in folders]
         with record.timed("train"), tqdm_progress("train mammo") as progress:
             result = train_from_exams(exams, config, device.device, progress, init)
-        save_trained(result, config, output.staging, folders)
+        save_trained(result, config, output.staging, folders, Path(args.out).name)  # named as the user named it
         chosen = result.chosen
+        epochs = len(chosen.train_loss)  # the chosen trial's network after its last epoch is the one kept
+        log_and_curves([{"epoch": number + 1, "train_loss": loss,
+                         "validation_loss": chosen.validation_loss[number] if number < len(chosen.validation_loss)
+                         else None, "kept": number + 1 == epochs} for number, loss in enumerate(chosen.train_loss)],
+                       output.staging, f"GMIC, trial {result.best + 1}")
         record.summary = {"exams": len(exams), "train_images": result.train_images,
                           "validation_images": result.validation_images, "trials": len(result.trials),
                           "learning_rate": chosen.learning_rate, "beta": chosen.beta,
@@ -246,7 +255,8 @@ def run_train(task: str, args: argparse.Namespace) -> int:
                                                     record.summary["final_validation_loss"])) if value is not None}
         metrics.update(result.validation_auc)
         registered = register_result(args, result.model, "gmic", result.config, task, metrics, init,
-                                     metadata=trained_metadata(result, config, output.staging, folders))
+                                     metadata=trained_metadata(result, config, output.staging, folders,
+                                                               Path(args.out).name))
         record.summary["registered_model"] = registered
     print(f"trained GMIC on {result.train_images} images; chosen trial {result.best + 1}/{len(result.trials)} "
           f"(learning rate {chosen.learning_rate:.3g}, beta {chosen.beta:.3g}), final loss {chosen.train_loss[-1]:.4f}")
@@ -276,6 +286,7 @@ def run_evaluate(task: str, args: argparse.Namespace) -> int:
     from radassist.mammo.datasets import read_exam_list
     from radassist.mammo.evaluate import MammoEvaluationConfig, evaluate_exams, evaluation_report
     from radassist.mammo.pipeline import MammoConfig
+    from radassist.metrics.curves import write_roc_png
     from radassist.results import write_report
     from radassist.runtime.device import device_from_args
     from radassist.runtime.progress import tqdm_progress
@@ -289,6 +300,8 @@ def run_evaluate(task: str, args: argparse.Namespace) -> int:
             evaluation = evaluate_exams(exams, runners, MammoConfig(tta=args.tta), scoring, progress)
         report = evaluation_report(evaluation, " + ".join(r.model_id for r in runners))
         write_report(report, output.path("evaluation.json"), output.path("evaluation.csv"))
+        write_roc_png(roc_inputs(evaluation), output.path("roc.png"),
+                      title=f"GMIC ({' + '.join(r.model_id for r in runners)}) on {len(exams)} exam(s)")
         record.summary = report.summary
     for name, result in evaluation.auc.items():
         if result.get("auc") is None:
@@ -300,5 +313,19 @@ def run_evaluate(task: str, args: argparse.Namespace) -> int:
         if values["images"]:
             print(f"{kind:9s} saliency Dice {values['mean_dice']:.3f} (soft {values['mean_soft_dice']:.3f}) on "
                   f"{values['images']} image(s)")
-    print(f"wrote evaluation.json and evaluation.csv to {args.out}")
+    print(f"wrote evaluation.json, evaluation.csv and roc.png to {args.out}")
     return 0
+
+
+def roc_inputs(evaluation: Any) -> dict[str, tuple[list[int], list[float], dict[str, Any]]]:
+    """(labels, scores, AUC result) of every curve evaluate_exams scored, by the names its AUCs have."""
+    from radassist.mammo.pipeline import CLASS_NAMES
+
+    curves = {}
+    for kind in CLASS_NAMES:
+        curves[f"image {kind}"] = ([s.labels[kind] for s in evaluation.images],
+                                   [s.probabilities[kind] for s in evaluation.images], evaluation.auc[f"image {kind}"])
+        curves[f"breast {kind}"] = ([b[f"{kind}_label"] for b in evaluation.breasts],
+                                    [b[f"{kind}_probability"] for b in evaluation.breasts],
+                                    evaluation.auc[f"breast {kind}"])
+    return curves

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
-from radassist.errors import InputError, RadAssistError
+from radassist.errors import DownloadError, InputError, RadAssistError
 from radassist.runtime import model_status, paths
 from radassist.runtime.catalog import PLANNED, USER_IMPORT, Catalog, ModelEntry, installed_path
 from radassist.runtime.catalog import load_catalog
@@ -26,10 +27,17 @@ def register(commands: argparse._SubParsersAction, formatter: type[argparse.Help
     listing.add_argument("--json", action="store_true", help="print machine-readable JSON")
     listing.set_defaults(handler=run_list)
 
-    install = actions.add_parser("install", help="download a model's weights and check their sha256",
-                                 formatter_class=formatter)
+    install = actions.add_parser(
+        "install", help="download a model's weights and check their hashes", formatter_class=formatter,
+        description="Download a catalogue model's files and check each one's hash (sha256, or the git blob id "
+                    "its repository lists) before it is used. A model whose licence must be accepted first (the "
+                    "published GMIC checkpoints, GNU AGPL-3.0) shows the licence and asks; in a script without a "
+                    "terminal, --accept-license says you accept it. An ensemble (gmic-ensemble) installs all its "
+                    "members.")
     install.add_argument("id", metavar="ID", help="model id from 'radassist models list'")
     install.add_argument("--version", help="model version (default: the highest)")
+    install.add_argument("--accept-license", "--accept-licence", dest="accept_license", action="store_true",
+                         help="accept the model's licence without being asked (it is still printed)")
     install.set_defaults(handler=run_install)
 
     imports = actions.add_parser(
@@ -50,7 +58,7 @@ def register(commands: argparse._SubParsersAction, formatter: type[argparse.Help
     imports.add_argument("--title", help="title shown in 'radassist models list'")
     imports.set_defaults(handler=run_import)
 
-    verify = actions.add_parser("verify", help="check installed files against their sha256",
+    verify = actions.add_parser("verify", help="check installed files against their hashes",
                                 formatter_class=formatter)
     verify.add_argument("id", metavar="ID", nargs="?", help="one model (default: every installed model)")
     verify.add_argument("--version", help="model version (default: every installed version)")
@@ -74,6 +82,9 @@ def _entry(catalog: Catalog, model_id: str, version: str | None) -> ModelEntry:
 
 
 def _installed_entries(catalog: Catalog, model_id: str | None, version: str | None) -> list[ModelEntry]:
+    if model_id is not None and model_id in catalog.ids() and catalog.get(model_id).is_ensemble:
+        members = catalog.members(_entry(catalog, model_id, version))  # an ensemble's files are its members'
+        return [entry for member in members for entry in _installed_entries(catalog, member.id, None)]
     entries = [e for e in catalog if (model_id is None or e.id == model_id) and
                (version is None or e.version == version) and installed_path(e).is_dir()]
     if model_id is not None and not entries:
@@ -99,21 +110,56 @@ def run_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def _licence_accepted(entry: ModelEntry, given: bool) -> bool:
+    """Show the licence of a model that needs consent and ask for it on a terminal; ``given``: --accept-license.
+    Without a terminal and without the option the answer is no (a script must say so explicitly)."""
+    from radassist.runtime.download import licence_terms
+
+    terms = licence_terms(entry)
+    print(terms.text, file=sys.stderr)
+    if given:
+        print("\nLicence accepted with --accept-license.", file=sys.stderr)
+        return True
+    if not sys.stdin.isatty():
+        raise RadAssistError(f"model {entry.label} is installed only once you accept its licence ({terms.name}, "
+                             f"printed above); this is not an interactive terminal, so nobody could be asked: "
+                             f"run the command again with --accept-license if you accept it")
+    print(f"\nDo you accept the licence of {entry.label} ({terms.name})? [y/N] ", end="", file=sys.stderr,
+          flush=True)  # with the licence, on stderr: stdout stays the command's result
+    try:
+        answer = input()
+    except EOFError:
+        answer = ""
+    return answer.strip().lower() in ("y", "yes")
+
+
 def run_install(args: argparse.Namespace) -> int:
     from radassist.runtime.download import ModelUnavailable, install_model
     from radassist.runtime.progress import tqdm_progress
 
-    entry = _entry(load_catalog(), args.id, args.version)
+    catalog = load_catalog()
+    entry = _entry(catalog, args.id, args.version)
     if entry.status == PLANNED:
         raise RadAssistError(model_status.planned_help(entry))
+    accepted = False
+    if entry.consent_required and not is_installed(entry):
+        accepted = _licence_accepted(entry, args.accept_license)
+        if not accepted:
+            raise RadAssistError(f"model {entry.label} was not installed: its licence was not accepted")
     try:
         with tqdm_progress(f"installing {entry.label}") as progress:
-            folder = install_model(entry, progress)
+            folder = install_model(entry, progress, accept_licence=accepted, catalog=catalog)
     except ModelUnavailable as error:
         if entry.status == USER_IMPORT:
             raise RadAssistError(model_status.unavailable_help(entry, str(error))) from None
         raise
-    print(f"installed {entry.label} in {folder}")
+    except DownloadError as error:
+        raise DownloadError(error.url, f"{error} Or download it with a browser and run 'radassist models import "
+                                       f"{error.model_id or entry.id} FILE'.") from None
+    if entry.is_ensemble:
+        print(f"installed {entry.label}: {', '.join(m.label for m in catalog.members(entry))} in {folder}")
+    else:
+        print(f"installed {entry.label} in {folder}")
     return 0
 
 
@@ -149,8 +195,10 @@ def run_import(args: argparse.Namespace) -> int:
 
 
 def _verify_entry(entry: ModelEntry) -> list[tuple[str, str, bool]]:
-    """(file, finding, ok) for every file of an installed entry."""
-    from radassist.runtime.checkpoints import CONFIG_NAME, sha256_file
+    """(file, finding, ok) for every file of an installed entry, checked against every hash the catalogue gives
+    (sha256, git blob id), or the sha256 its checkpoint's config.json recorded."""
+    from radassist.runtime.checkpoints import CONFIG_NAME
+    from radassist.runtime.download import HASH_NAMES, file_hashes
 
     folder = installed_path(entry)
     recorded: dict[str, str] = {}
@@ -159,21 +207,28 @@ def _verify_entry(entry: ModelEntry) -> list[tuple[str, str, bool]]:
         try:
             record = json.loads(config_file.read_text(encoding="utf-8"))
             if isinstance(record, dict) and record.get("sha256") and record.get("weights"):
-                recorded[str(record["weights"])] = str(record["sha256"])
+                recorded[str(record["weights"])] = str(record["sha256"]).lower()
         except (json.JSONDecodeError, UnicodeDecodeError):
             pass  # the catalogue's own hash of config.json, if any, reports the damage
     findings = []
     for model_file in entry.files:
         path = folder / model_file.name
-        expected = model_file.sha256 or recorded.get(model_file.name)
+        expected = model_file.hashes or ({"sha256": recorded[model_file.name]} if model_file.name in recorded
+                                         else {})
         if not path.is_file():
             findings.append((model_file.name, "missing", False))
-        elif expected is None:
-            findings.append((model_file.name, "present (no sha256 recorded to check it against)", True))
-        elif sha256_file(path) == expected.lower():
-            findings.append((model_file.name, "ok, sha256 matches", True))
+            continue
+        if not expected:
+            findings.append((model_file.name, "present (no hash recorded to check it against)", True))
+            continue
+        actual = file_hashes(path, expected)
+        wrong = [kind for kind, value in expected.items() if actual[kind] != value]
+        if wrong:
+            findings.append((model_file.name, f"{HASH_NAMES[wrong[0]]} MISMATCH (expected {expected[wrong[0]]})",
+                             False))
         else:
-            findings.append((model_file.name, f"sha256 MISMATCH (expected {expected.lower()})", False))
+            findings.append((model_file.name, f"ok, {' and '.join(HASH_NAMES[k] for k in expected)} "
+                                              f"match{'es' if len(expected) == 1 else ''}", True))
     return findings
 
 
@@ -206,5 +261,12 @@ def run_path(args: argparse.Namespace) -> int:
     if not installed:
         raise InputError(None, f"model {args.id} is not completely installed; run 'radassist models install "
                                f"{args.id}' (or import its weights)")
+    if args.id in catalog.ids() and catalog.get(args.id).is_ensemble:  # one folder per member
+        if not is_installed(catalog.get(args.id)):
+            raise InputError(None, f"model {args.id} is not completely installed; run 'radassist models install "
+                                   f"{args.id}'")
+        for entry in installed:
+            print(installed_path(entry))
+        return 0
     print(installed_path(installed[-1]))
     return 0

@@ -66,7 +66,8 @@ def run_remote(args: argparse.Namespace, task: str, inputs: list[Path], options:
     if getattr(args, "device", "auto") != "auto":
         print("note: --device is ignored with --server; the server decides its devices", file=sys.stderr)
     with tqdm_progress(f"{task} on {client.url}") as progress:
-        written = client.run(task, inputs, options, args.out, progress)
+        written = client.run(task, inputs, options, args.out, progress,
+                             overwrite=bool(getattr(args, "overwrite", False)))
     names = sorted(str(path.relative_to(Path(args.out))) for path in written)
     print(f"ran {task} on {client.url}; wrote {', '.join(names)} to {args.out}")
     return 0

@@ -26,16 +26,18 @@ def register(commands: argparse._SubParsersAction, formatter: type[argparse.Help
                     + layouts)
     parser.add_argument("task", choices=sorted(LAYOUTS), help="which phantom")
     parser.add_argument("--out", type=Path, required=True, help="output folder (created if needed)")
-    parser.add_argument("--cases", type=int, default=2, help="number of cases (pairs for brain, exams for mammo)")
+    parser.add_argument("--cases", type=int, default=2, help="number of cases (pairs for brain, exams for mammo); at most 10000, and no more "
+                                                          "than fit on the disk")
     parser.add_argument("--seed", type=int, default=0, help="random seed; the same seed gives the same data")
     parser.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from radassist.synthetic.datasets import write_dataset
+    from radassist.synthetic.datasets import check_dataset_size, write_dataset
 
     if args.cases < 1:
         raise InputError(None, f"--cases must be at least 1, got {args.cases}")
+    check_dataset_size(args.task, args.cases, args.out)  # before any folder is made
     with command_run(args.out, f"synth {args.task}", args) as (output, record):
         with record.timed("generate"), tqdm_progress(f"synth {args.task}") as progress:
             write_dataset(args.task, output.staging, cases=args.cases, seed=args.seed, progress=progress)

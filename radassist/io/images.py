@@ -11,7 +11,6 @@ from __future__ import annotations
 import gzip
 import shutil
 import struct
-import tempfile
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +19,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from radassist.errors import InputError, OutputError
-from radassist.io.atomic import atomic_path, full_suffix
+from radassist.io.atomic import atomic_path, full_suffix, make_temp_dir
 from radassist.io.dicom import is_dicom_file, read_dicom_series, read_header
 from radassist.io.sitk_bridge import sitk_to_volume, volume_to_sitk
 from radassist.runtime.progress import Progress
@@ -247,7 +246,7 @@ def _write_detached(image: sitk.Image, path: Path, io_name: str, compress: bool)
     """
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        scratch = Path(tempfile.mkdtemp(prefix=".radassist-tmp-", dir=path.parent))
+        scratch = make_temp_dir(path.parent)
     except OSError as exc:
         raise OutputError(path.parent, f"cannot write here ({exc.strerror or exc})") from None
     try:

@@ -1,6 +1,7 @@
 """Put a segmentation onto a CT's voxel grid, exactly, or refuse with a clear message.
 
-Slicer saves a ``.seg.nrrd`` cropped to the segments' extent by default: the same voxel lattice as the CT (same
+A label map stored with its axes in another order or direction (the same voxels) is first put in the CT's order
+(:mod:`radassist.reorient`). Slicer saves a ``.seg.nrrd`` cropped to the segments' extent by default: the same voxel lattice as the CT (same
 spacing and direction, origin shifted by whole voxels), a smaller box. Such a file is padded back onto the CT grid
 without any interpolation. Anything else (other spacing, rotation, half-voxel shifts) is a segmentation made on a
 different image, and measuring it against this CT would be wrong, so it is refused.
@@ -14,16 +15,14 @@ import numpy as np
 
 from radassist.errors import InputError
 from radassist.results.labelmap import LabelMap
+from radassist.reorient import describe_grid, reorient_like
 from radassist.volume import Geometry
 
 TOLERANCE_VOXELS = 1e-3
 
 
 def _describe(geometry: Geometry) -> str:
-    nz, ny, nx = geometry.shape
-    spacing = "x".join(f"{s:g}" for s in geometry.spacing)
-    origin = ", ".join(f"{o:.2f}" for o in geometry.origin)
-    return f"{nx}x{ny}x{nz} voxels of {spacing} mm at ({origin})"
+    return describe_grid(geometry)
 
 
 def voxel_offset(source: Geometry, target: Geometry) -> np.ndarray | None:
@@ -47,6 +46,12 @@ def align_to_grid(labelmap: LabelMap, target: Geometry, path: str | Path | None 
     if labelmap.geometry.same_grid(target):
         return labelmap
     where = path or labelmap.source.path
+    turned = reorient_like(labelmap.labels, labelmap.geometry, target)
+    if turned is not None:  # the same voxels stored in another axis order or direction: put them in the CT's
+        labelmap = LabelMap(labels=turned[0], geometry=turned[1], segments=list(labelmap.segments),
+                            source=labelmap.source, metadata=dict(labelmap.metadata))
+        if labelmap.geometry.same_grid(target):
+            return labelmap
     offset = voxel_offset(labelmap.geometry, target)
     if offset is None:
         raise InputError(where, f"the segmentation is on a grid that does not match the CT"

@@ -123,12 +123,16 @@ class TrainedLiverModel:
         return self.history[(self.best_epoch or len(self.history)) - 1]
 
     def save(self, folder: str | Path) -> Path:
-        """The checkpoint, and ``train_log.csv`` beside it (one row per epoch; ``kept`` marks these weights)."""
+        """The checkpoint, and ``train_log.csv`` beside it (one row per epoch; ``kept`` marks these weights) with
+        its curves in ``training_curves.png``."""
         from radassist.runtime.checkpoints import save_checkpoint
+
+        from radassist.metrics.curves import write_training_curves
 
         saved = save_checkpoint(self.model, self.architecture, self.config, folder, self.metadata(),
                                 default_label_table())
         self.write_log(Path(folder) / LOG_FILE)
+        write_training_curves(Path(folder) / LOG_FILE, title=f"{self.architecture} (liver)")
         return saved
 
     def write_log(self, path: Path) -> None:

@@ -10,8 +10,9 @@ accumulation 6, mixed precision, flips / rotation / brightness / noise augmentat
 * ``best/``: the checkpoint (``model.safetensors`` + ``config.json``) with the best validation F1, written with
   :func:`radassist.runtime.checkpoints.save_checkpoint`, and registered as a user model so
   ``radassist lung detect --engine detr --model ID`` and ``radassist models list`` find it;
-* ``train_log.csv`` (one row per epoch), ``split.json`` (seriesuids of each split, slab counts) and
-  ``tensorboard/`` when the ``tensorboard`` package is installed (it is not a dependency);
+* ``train_log.csv`` (one row per epoch) with its curves in ``training_curves.png``, ``split.json`` (seriesuids
+  of each split, slab counts) and ``tensorboard/`` when the ``tensorboard`` package is installed (it is not a
+  dependency);
 * ``slab_cache/``: the prepared slabs of every scan (see :class:`radassist.lung.datasets.SlabCache`).
 
 Validation F1 is the paper's slab-level score: a predicted box at probability >= 0.5 is a true positive when it
@@ -58,6 +59,7 @@ from radassist.lung.losses import DetrLoss
 from radassist.lung.model import (ARCHITECTURE_NAME, LungDetr, LungDetrConfig, build_lung_detr,
                                   optimizer_parameter_groups, postprocess_outputs)
 from radassist.lung.preprocess import LungMaskConfig, SlabConfig
+from radassist.metrics.curves import write_training_curves
 from radassist.results.detections import Detection
 from radassist.runtime.distributed import (accumulation_step, all_reduce_sum, barrier, init_distributed,
                                            is_main_process, main_process_first, rank_device_preference, rank_order,
@@ -392,7 +394,7 @@ def load_state(path: Path) -> dict[str, Any]:
 
 def saved_model_config(out: str | Path) -> LungDetrConfig:
     """The model config of the run saved in ``out``: what a resumed run continues with when no --config is given
-    (a fine-tuning run's network came from --init, not from a preset)."""
+    (a fine-tuning run's network came from --model, not from a preset)."""
     from radassist.runtime.registry import make_config
 
     return make_config(ARCHITECTURE_NAME, json.loads(load_state(Path(out) / STATE_FILE)["model_config"]))
@@ -505,8 +507,8 @@ def train_lung(config: LungTrainConfig, progress: Progress | None = None,
     progress = progress or Progress()
     if init is not None:
         if config.resume:
-            raise InputError(None, f"--init {init.source}: a resumed run continues from its own saved weights; "
-                                   f"leave out --init (the run keeps recording where it started)")
+            raise InputError(None, f"--model {init.source}: a resumed run continues from its own saved weights; "
+                                   f"leave out --model (the run keeps recording where it started)")
         check_init(init, ARCHITECTURE_NAME, config_to_dict(config.model))
     out = ensure_writable_dir(config.out)
     state_path = out / STATE_FILE
@@ -619,6 +621,7 @@ def train_lung(config: LungTrainConfig, progress: Progress | None = None,
                                 labels={1: "lung nodule"})
             if main:
                 write_log(out / LOG_FILE, history)
+                write_training_curves(out / LOG_FILE, title="Lung-DETR")
                 board.add(record)
                 save_state(state_path, epoch=epoch + 1, model=model, optimizer=optimizer, scheduler=scheduler,
                            scaler=scaler, best=best, history=history, split=split, init=start_weights)

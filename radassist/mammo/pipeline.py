@@ -7,8 +7,10 @@ window with ``tta`` shifted/upside-down windows; several networks (e.g. the five
 averaged as an ensemble. Patches come from the first network's published window, as in the published
 visualisation.
 
-Weights: the published checkpoints are the user's to fetch (AGPL-3.0); ``radassist models import gmic-N FILE``
-installs one, ``radassist train mammo`` trains one. Without weights :func:`load_gmic` raises
+Weights: ``radassist models install gmic-N`` downloads a published checkpoint once the user accepts its licence
+(AGPL-3.0; ``gmic-ensemble`` installs all five, which :func:`expand_models` turns into the five networks whose
+probabilities are averaged, as the authors' ensemble does); ``radassist models import gmic-N FILE`` installs a
+file fetched by hand, ``radassist train mammo`` trains one. Without weights :func:`load_gmic` raises
 :class:`WeightsMissing` saying so: a randomly initialised network never produces a result here.
 """
 
@@ -40,11 +42,12 @@ class WeightsMissing(RadAssistError):
 
 def how_to_get_weights(model_id: str = DEFAULT_MODEL) -> str:
     """What to do when there are no GMIC weights."""
-    number = model_id.rsplit("-", 1)[-1] if model_id.startswith("gmic-") else "1"
+    number = model_id.rsplit("-", 1)[-1] if model_id[-1:].isdigit() and model_id.startswith("gmic-") else "1"
     return (f"no trained GMIC weights are installed for {model_id}. The published checkpoints are not shipped "
-            f"with RadAssist (GNU AGPL-3.0): download models/sample_model_{number}.p from "
-            f"https://github.com/nyukat/GMIC and install it with 'radassist models import {model_id} "
-            f"sample_model_{number}.p', or train your own with 'radassist train mammo --data EXAM_LIST_DIR --out "
+            f"with RadAssist (GNU AGPL-3.0): 'radassist models install {model_id}' shows their licence and, once "
+            f"you accept it, downloads them from https://github.com/nyukat/GMIC (offline: download "
+            f"models/sample_model_{number}.p yourself and run 'radassist models import gmic-{number} "
+            f"sample_model_{number}.p'), or train your own with 'radassist train mammo --data EXAM_LIST_DIR --out "
             f"MODEL_DIR' and pass '--model MODEL_DIR'")
 
 
@@ -158,12 +161,32 @@ def _entry(model_id: str) -> Any:
     return entry
 
 
+def expand_models(models: list[Any] | None) -> list[Any]:
+    """The networks to run for ``models`` (ids, folders, loaded models): an ensemble id such as
+    ``gmic-ensemble`` becomes its members, in order, so their probabilities are averaged; None is the default
+    model."""
+    from radassist.runtime.catalog import load_catalog
+
+    expanded: list[Any] = []
+    catalog = None
+    for model in models or [None]:
+        if isinstance(model, str) and not Path(model).exists():
+            catalog = catalog or load_catalog()
+            if model in catalog.ids() and catalog.get(model).is_ensemble:
+                expanded.extend(member.id for member in catalog.members(_entry(model)))
+                continue
+        expanded.append(model)
+    return expanded
+
+
 def _load_entry(entry: Any) -> tuple[Any, str]:
     """(network, sha256) of an installed catalogue entry: a RadAssist checkpoint folder, or a published
-    ``sample_model_N.p`` (checked against the catalogue's sha256 when it has one, renamed and loaded strictly)."""
+    ``sample_model_N.p`` (checked against the catalogue's hashes: the git blob id upstream lists; renamed and
+    loaded strictly)."""
     from radassist.mammo.checkpoint_mapping import load_published_state_dict
     from radassist.runtime.catalog import installed_path
-    from radassist.runtime.checkpoints import CONFIG_NAME, load_checkpoint, read_weights_file, sha256_file
+    from radassist.runtime.checkpoints import CONFIG_NAME, load_checkpoint, read_weights_file
+    from radassist.runtime.download import check_model_file
     from radassist.runtime.registry import build_from_entry
 
     folder = installed_path(entry)
@@ -171,9 +194,7 @@ def _load_entry(entry: Any) -> tuple[Any, str]:
         loaded = load_checkpoint(folder)
         return loaded.model, loaded.sha256
     weights = folder / entry.files[0].name
-    actual = sha256_file(weights)
-    if entry.files[0].sha256 and actual != entry.files[0].sha256.lower():
-        raise InputError(weights, f"sha256 {actual} does not match the catalogue; import the model again")
+    actual = check_model_file(weights, entry.files[0])  # the catalogue's git blob id / sha256, before unpickling
     content, _ = read_weights_file(weights)
     network = build_from_entry(entry)
     return load_published_state_dict(network, content, weights), actual
@@ -191,6 +212,9 @@ def load_gmic(model: Any = None, backend: str = "torch", device: Any = "cpu",
     cache = Path(cache_dir) if cache_dir is not None else None
     if model is None or (isinstance(model, str) and not Path(model).exists()):
         entry = _entry(model or DEFAULT_MODEL)
+        if entry.is_ensemble:
+            raise InputError(None, f"{entry.id} is an ensemble of {', '.join(entry.members)}: load each of them "
+                                   f"(expand_models) and classify with all of them")
         if not is_installed(entry):
             raise WeightsMissing(how_to_get_weights(entry.id))
         network, sha = _load_entry(entry)
@@ -218,11 +242,12 @@ def load_gmic(model: Any = None, backend: str = "torch", device: Any = "cpu",
 
 
 def installed_models() -> list[str]:
-    """Ids of the installed mammogram classifiers (published imports and the user's own), catalogue order."""
+    """Ids of the installed mammogram classifiers (published checkpoints and the user's own; not ensembles, whose
+    members are listed themselves), catalogue order."""
     from radassist.runtime.catalog import load_catalog
     from radassist.runtime.registry import is_installed
 
-    return [entry.id for entry in load_catalog().for_task(TASK) if is_installed(entry)]
+    return [entry.id for entry in load_catalog().for_task(TASK) if not entry.is_ensemble and is_installed(entry)]
 
 
 # -- results --------------------------------------------------------------------------------------------------------
@@ -372,29 +397,3 @@ def classify_exam(images: list[Mammogram], models: GmicRunner | list[GmicRunner]
                                               "breast_probability": "mean of the breast's CC and MLO views"})
     progress.update(1.0, "done")
     return MammoResult(classification, results, descriptions)
-
-
-def mammogram_from_volume(volume: Any, name: str) -> Mammogram:
-    """A one-slice Volume (a Slicer node's, say) as the Mammogram of view ``name`` ("L-CC", ...)."""
-    if volume.shape[0] != 1:
-        raise InputError(volume.source.path, f"is a {volume.shape[0]}-slice volume; a mammogram is one 2-D image")
-    laterality, view = name.split("-")
-    return Mammogram(volume.array[0], (volume.spacing[1], volume.spacing[0]), laterality, view,
-                     path=volume.source.path or name, source=volume.source)
-
-
-def classify_volumes(volumes: dict[str, Any], models: list[Any] | None = None, device: Any = "auto",
-                     tta: int = 0, progress: Progress | None = None) -> tuple[dict[str, Any], MammoResult]:
-    """Classify views given as Volumes by view name with ``models`` (default: every installed GMIC model, as an
-    ensemble; none installed is :class:`WeightsMissing`). Returns the volumes with the result, so callers can
-    place saliency maps and patches on each view's own grid."""
-    from radassist.runtime.device import choose_device
-
-    if models is None:
-        models = installed_models()
-        if not models:
-            raise WeightsMissing(how_to_get_weights())
-    choice = choose_device(device) if isinstance(device, str) else device
-    runners = [load_gmic(model, "torch", getattr(choice, "device", choice)) for model in models]
-    mammograms = [mammogram_from_volume(volume, name) for name, volume in volumes.items()]
-    return volumes, classify_exam(mammograms, runners, MammoConfig(tta=tta), progress)

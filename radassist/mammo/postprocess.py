@@ -2,7 +2,8 @@
 the view's grid, patches as ROI boxes, and a picture like the published visualisation.
 
 The picture has one row per view: the input window, the patch map, the benign (green) and malignant (red)
-saliency maps over the input, and the K patches titled with their attention weights.
+saliency maps over the input, and the K patches titled with their attention weights. Each view carries its
+orientation letters (:func:`mammogram_letters`).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from radassist.io.atomic import atomic_path
 from radassist.results.detections import Detection, Detections
+from radassist.results.preview import draw_edge_letters
 from radassist.results.tables import ClassifiedImage
 from radassist.volume import Volume
 
@@ -23,6 +25,28 @@ if TYPE_CHECKING:
 
 PATCH_LABEL = "GMIC patch"
 _GREEN, _RED, _PATCH = (0, 200, 60), (230, 30, 30), (40, 150, 255)
+
+
+def mammogram_letters(chest_wall_right: bool, laterality: str | None, view: str | None) -> tuple[str, str, str, str]:
+    """Orientation letters of a displayed mammogram's (left, right, top, bottom) edges: P at the chest wall and A
+    at the nipple (found in the pixels); top and bottom as the standard display has them (IHE Mammography Image
+    profile): an MLO view superior-up, a CC view lateral-up (L up for a left breast). Unknown: left blank."""
+    left, right = ("A", "P") if chest_wall_right else ("P", "A")
+    top = bottom = ""
+    if view and view.upper().endswith("MLO"):
+        top, bottom = "S", "I"
+    elif view and view.upper().startswith(("CC", "XCC")) and laterality in ("L", "R"):
+        top, bottom = laterality, "R" if laterality == "L" else "L"
+    return left, right, top, bottom
+
+
+def letters_of_image(pixels: np.ndarray, laterality: str | None, view: str | None) -> tuple[str, str, str, str]:
+    """:func:`mammogram_letters` for an image as stored (its chest-wall side found as the preprocessing does)."""
+    from radassist.mammo.preprocess import PreprocessConfig, breast_mask, chest_wall_on_right, tissue_threshold
+
+    config = PreprocessConfig()
+    mask = breast_mask(pixels, tissue_threshold(pixels, config.tissue_threshold), config.erosion_px)
+    return mammogram_letters(chest_wall_on_right(mask), laterality, view)
 
 
 def breast_groups(views: list[ViewResult]) -> list[ClassifiedImage]:
@@ -106,7 +130,10 @@ def render_visualisation(result: MammoResult, path: str | Path, panel_height: in
         scale = panel_height / height
         grey = _resize(_grey(view.model_input), size)
         maps = [_resize(view.prepared.window.to_input(m), size) for m in view.saliency]
-        tiles: list[tuple[str, Image.Image]] = [(f"{view.name} input", _rgb(grey))]
+        framed = _rgb(grey)  # the window has the chest wall on the left (preprocess flips right-facing views)
+        draw_edge_letters(ImageDraw.Draw(framed), (0, 0, framed.width, framed.height),
+                          mammogram_letters(False, view.prepared.laterality, view.prepared.view))
+        tiles: list[tuple[str, Image.Image]] = [(f"{view.name} input", framed)]
         patch_map = _rgb(grey)
         draw = ImageDraw.Draw(patch_map)
         for patch in view.patches:

@@ -274,11 +274,12 @@ def train_from_exams(exams: list[ExamRecord], config: MammoTrainConfig, device: 
 
 
 def trained_metadata(result: TrainResult, config: MammoTrainConfig, folder: str | Path,
-                     data: str | Path | list[Path] | None = None) -> dict[str, Any]:
+                     data: str | Path | list[Path] | None = None, model_id: str | None = None) -> dict[str, Any]:
     """What the checkpoint of a run records: the data folder(s), the search and its losses, the input window and
-    the starting weights."""
+    the starting weights; ``model_id`` (default: the folder's name) is what runs of it are reported as."""
     folders = [str(d) for d in data] if isinstance(data, list) else None if data is None else str(data)
-    return {"modelId": Path(folder).name or "gmic-trained", "task": "mammography-classification", "data": folders,
+    return {"modelId": model_id or Path(folder).name or "gmic-trained", "task": "mammography-classification",
+            "data": folders,
             "training": {k: v for k, v in dataclasses.asdict(config).items() if k != "model"},
             "chosenTrial": result.best, "trials": [dataclasses.asdict(t) for t in result.trials],
             "trainImages": result.train_images, "validationImages": result.validation_images,
@@ -287,10 +288,11 @@ def trained_metadata(result: TrainResult, config: MammoTrainConfig, folder: str 
 
 
 def save_trained(result: TrainResult, config: MammoTrainConfig, folder: str | Path,
-                 data: str | Path | list[Path] | None = None) -> Path:
+                 data: str | Path | list[Path] | None = None, model_id: str | None = None) -> Path:
     """Write the chosen network as a RadAssist checkpoint folder that ``radassist mammo classify --model``
     runs, with :func:`trained_metadata`."""
     from radassist.runtime.checkpoints import save_checkpoint
 
     return save_checkpoint(result.model, "gmic", result.config, folder,
-                           metadata=trained_metadata(result, config, folder, data), labels=dict(enumerate(LABELS)))
+                           metadata=trained_metadata(result, config, folder, data, model_id),
+                           labels=dict(enumerate(LABELS)))

@@ -12,7 +12,7 @@ from radassist.volume import Geometry
 
 @dataclass
 class DisplacementField:
-    """``vectors[z, y, x]`` = (dx, dy, dz) in LPS mm: the fixed-image point p maps to p + u(p) in the moving image.
+    """``vectors[z, y, x]`` = (dx, dy, dz) in LPS mm (float32 or float64): the fixed-image point p maps to p + u(p) in the moving image.
 
     This is ITK's resampling direction (fixed -> moving), the one Slicer's grid transforms and ITK's
     DisplacementFieldTransform files use, so resampling the moving image with it yields the warped image.
@@ -23,7 +23,9 @@ class DisplacementField:
     metadata: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        self.vectors = np.asarray(self.vectors, dtype=np.float64)
+        self.vectors = np.asarray(self.vectors)
+        if self.vectors.dtype not in (np.float32, np.float64):  # float32 is kept: a 1 mm brain field is 107 MB so
+            self.vectors = self.vectors.astype(np.float64)      # (what the engines compute and the files hold)
         if self.vectors.shape != (*self.geometry.shape, 3):
             raise ValueError(f"vectors must be {(*self.geometry.shape, 3)}, got {self.vectors.shape}")
         if not np.all(np.isfinite(self.vectors)):

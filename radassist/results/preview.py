@@ -4,8 +4,11 @@ Every view is shown the way radiologists read it, whatever the voxel order on di
 (by axis swaps and flips only, no resampling) so that its axes run towards patient Left, Posterior, Superior.
 Axial views then show the patient's right on the image's left and anterior at the top; coronal and sagittal
 views show superior at the top, and sagittal views anterior on the left. Pixels are scaled so that one pixel is
-the same number of millimetres across and down. Each function returns a :class:`Preview` that says where every
-panel is in the PNG and maps a world point (LPS mm) to its pixel, so callers and tests can find things on it.
+the same number of millimetres across and down. Every panel carries the orientation letters of its four edges
+(R/L, A/P, S/I; computed from the geometry, so an oblique volume gets the nearest ones), and an optional caption
+says what the picture is (for example that its labels are the reference, not a model's result). Each function
+returns a :class:`Preview` that says where every panel is in the PNG and maps a world point (LPS mm) to its pixel,
+so callers and tests can find things on it.
 """
 
 from __future__ import annotations
@@ -47,7 +50,13 @@ BOX_COLOUR = (255, 220, 0)
 GRID_COLOUR = (80, 220, 255)
 FILL_OPACITY = 0.35
 TITLE_HEIGHT = 18
+CAPTION_HEIGHT = 20
 MARGIN = 8
+LETTER_COLOUR = (255, 140, 0)  # orange: apart from the yellow of boxes and marks
+MARK_COLOUR = (255, 255, 0)
+MIN_MARK_PX = 14  # a lesion mark is drawn at least this large, so a small lesion stays visible in a preview
+LUNG_AIR_HU = (-950.0, -500.0)  # what lung parenchyma looks like on CT: the "no findings" preview looks for it
+_WORLD_LETTERS = ("LR", "PA", "SI")  # LPS world axis -> (letter of its + direction, letter of its - direction)
 _CLASS_COLOURS = [(230, 80, 80), (80, 160, 230), (90, 200, 90), (230, 180, 60), (180, 100, 220)]
 
 
@@ -132,6 +141,15 @@ class Panel:
     def contains(self, x: int, y: int) -> bool:
         return self.left <= x < self.left + self.width and self.top <= y < self.top + self.height
 
+    @property
+    def edge_letters(self) -> tuple[str, str, str, str]:
+        """Orientation letters of the (left, right, top, bottom) edges."""
+        return edge_letters(self.geometry, self.view)
+
+    def shifted(self, down: int) -> "Panel":
+        return Panel(self.title, self.view, self.slice_index, self.geometry, self.left, self.top + down,
+                     self.width, self.height, self.row_range, self.col_range)
+
 
 @dataclass
 class Preview:
@@ -140,6 +158,56 @@ class Preview:
     path: Path
     size: tuple[int, int]
     panels: list[Panel] = field(default_factory=list)
+
+
+def _letter(direction: np.ndarray) -> str:
+    """The patient side a world (LPS) direction points to most: L, R, P, A, S or I."""
+    axis = int(np.argmax(np.abs(direction)))
+    return _WORLD_LETTERS[axis][0 if direction[axis] > 0 else 1]
+
+
+def _opposite(letter: str) -> str:
+    return next(pair[1 - pair.index(letter)] for pair in _WORLD_LETTERS if letter in pair)
+
+
+def edge_letters(geometry: Geometry, view: str) -> tuple[str, str, str, str]:
+    """Letters of the (left, right, top, bottom) edges of a displayed slice of ``geometry`` (see _view_slice:
+    axial rows follow +j and columns +i; coronal and sagittal rows run from the last slice to the first)."""
+    columns = geometry.direction_matrix.T  # row a: world direction of array axis i, j, k
+    i, j, k = columns[0], columns[1], columns[2]
+    across, down = {"axial": (i, j), "coronal": (i, -k), "sagittal": (j, -k)}[view]
+    right, bottom = _letter(across), _letter(down)
+    return _opposite(right), right, _opposite(bottom), bottom
+
+
+def draw_edge_letters(draw: ImageDraw.ImageDraw, box: tuple[int, int, int, int],
+                      letters: Sequence[str], font: ImageFont.ImageFont | None = None) -> None:
+    """Write (left, right, top, bottom) letters inside the edges of the panel ``box`` = (left, top, width,
+    height), in a bright colour with a dark outline so they read on any image. Empty letters are skipped."""
+    font = font or _font(13)
+    left, top, width, height = box
+    places = ((left + 3, top + height // 2, "lm"), (left + width - 3, top + height // 2, "rm"),
+              (left + width // 2, top + 2, "mt"), (left + width // 2, top + height - 2, "mb"))
+    for (x, y, anchor), letter in zip(places, letters):
+        if letter:
+            draw.text((x, y), letter, fill=LETTER_COLOUR, font=font, anchor=anchor, stroke_width=2,
+                      stroke_fill=(0, 0, 0))
+
+
+def _panel_letters(draw: ImageDraw.ImageDraw, panel: "Panel") -> None:
+    draw_edge_letters(draw, (panel.left, panel.top, panel.width, panel.height), panel.edge_letters)
+
+
+def with_caption(canvas: Image.Image, panels: list["Panel"], caption: str | None) -> tuple[Image.Image, list["Panel"]]:
+    """``canvas`` with ``caption`` written in a strip above it (panels moved down with it); unchanged without."""
+    if not caption:
+        return canvas, panels
+    font = _font()
+    width = max(canvas.width, int(ImageDraw.Draw(canvas).textlength(caption, font=font)) + 2 * MARGIN)
+    framed = Image.new("RGB", (width, canvas.height + CAPTION_HEIGHT), BACKGROUND)
+    framed.paste(canvas, (0, CAPTION_HEIGHT))
+    ImageDraw.Draw(framed).text((MARGIN, 4), caption, fill=TEXT_COLOUR, font=font)
+    return framed, [panel.shifted(CAPTION_HEIGHT) for panel in panels]
 
 
 def _view_slice(array: np.ndarray, view: str, index: int) -> np.ndarray:
@@ -207,9 +275,11 @@ def _panel_size(geometry: Geometry, view: str, rows: int, cols: int, px_per_mm: 
     return max(1, int(round(cols * col_mm * px_per_mm))), max(1, int(round(rows * row_mm * px_per_mm)))
 
 
-def _save(canvas: Image.Image, path: Path, panels: list[Panel]) -> Preview:
+def _save(canvas: Image.Image, path: Path, panels: list[Panel], caption: str | None = None) -> Preview:
+    """Write the PNG (8-bit RGB, what every viewer shows) with its caption strip, atomically."""
+    canvas, panels = with_caption(canvas, panels, caption)
     with atomic_path(path) as temp:
-        canvas.save(temp, format="PNG")
+        canvas.convert("RGB").save(temp, format="PNG")
     return Preview(path=path, size=canvas.size, panels=panels)
 
 
@@ -240,10 +310,12 @@ def _as_volume_on(volume: Volume, geometry: Geometry, interpolator: int = sitk.s
 
 # -- segmentation -------------------------------------------------------------------------------------------------
 def preview_labelmap(volume: Volume, labelmap: LabelMap, path: str | Path, window: Window | None = CT_SOFT_TISSUE,
-                     panel_mm_to_px: float | None = None, centre_lps: Sequence[float] | None = None) -> Preview:
+                     panel_mm_to_px: float | None = None, centre_lps: Sequence[float] | None = None,
+                     caption: str | None = None) -> Preview:
     """Axial, coronal and sagittal views through the largest segment's centre (or through the world point
-    ``centre_lps``, e.g. a lesion's), segments filled and outlined in their colours, with a legend. The label map
-    is resampled (nearest) onto the volume's grid if needed."""
+    ``centre_lps``, e.g. a lesion's), segments filled and outlined in their colours, with a legend and
+    orientation letters. The label map is resampled (nearest) onto the volume's grid if needed. ``caption``
+    (e.g. "reference segmentation") is written above the views."""
     reorient = _reorientation(volume.geometry)
     image = reorient.apply(volume.array.astype(np.float64))
     masks = []
@@ -285,6 +357,7 @@ def preview_labelmap(volume: Volume, labelmap: LabelMap, path: str | Path, windo
         draw.text((left, top - TITLE_HEIGHT + 3), f"{view} {index + 1}/{depth}", fill=TEXT_COLOUR, font=font)
         rows, cols = _view_slice(image, view, index).shape
         panels.append(Panel(view, view, index, geometry, left, top, w, h, (0, rows), (0, cols)))
+        _panel_letters(draw, panels[-1])
     y = bottom
     for segment, mask in shown:
         draw.rectangle([MARGIN, y + 2, MARGIN + 10, y + 12], fill=_colour255(segment.color))
@@ -293,16 +366,17 @@ def preview_labelmap(volume: Volume, labelmap: LabelMap, path: str | Path, windo
         y += 16
     if not shown:
         draw.text((MARGIN, y), "no segments", fill=TEXT_COLOUR, font=font)
-    return _save(canvas, Path(path), panels)
+    return _save(canvas, Path(path), panels, caption)
 
 
 # -- detections ---------------------------------------------------------------------------------------------------
 def preview_detections(volume: Volume, detections: Detections, path: str | Path,
                        window: Window | None = CT_LUNG, max_findings: int = 12, columns: int = 4,
-                       tile_px: int = 192, slab_mm: float | None = None) -> Preview:
+                       tile_px: int = 192, slab_mm: float | None = None, caption: str | None = None) -> Preview:
     """For each finding (best first), the axial slice through its centre, cropped around it, with its box and
     probability; several findings in a grid. With ``slab_mm``, each tile is instead the maximum-intensity
-    projection of that thickness centred on the finding: the slab a slab-based detector saw it on."""
+    projection of that thickness centred on the finding: the slab a slab-based detector saw it on. Without
+    findings, the axial slice through the most lung (see :func:`organ_slice`) shows what was examined."""
     reorient = _reorientation(volume.geometry)
     image = reorient.view(volume.array)  # only the tiles' crops are read
     geometry = reorient.geometry
@@ -320,7 +394,8 @@ def preview_detections(volume: Volume, detections: Detections, path: str | Path,
             title += f" {detection.diameter_mm:.1f}mm"
         tiles.append((title, int(np.clip(round(z), 0, nz - 1)), rows, cols, detection))
     if not tiles:
-        tiles.append(("no findings", nz // 2, (0, ny), (0, nx), None))
+        tiles.append(("no findings: slice through the most lung", organ_slice(image), (0, ny), (0, nx), None))
+        tile_px = max(tile_px, 320)
     sizes = []
     for _, _, rows, cols, _ in tiles:
         extent_mm = max((rows[1] - rows[0]) * sy, (cols[1] - cols[0]) * sx)
@@ -344,7 +419,15 @@ def preview_detections(volume: Volume, detections: Detections, path: str | Path,
             x0, x1 = sorted(np.clip([c[0] for c in corners], left, left + w - 1))
             y0, y1 = sorted(np.clip([c[1] for c in corners], top, top + h - 1))
             draw.rectangle([x0, y0, x1, y1], outline=BOX_COLOUR, width=2)
-    return _save(canvas, Path(path), panels)
+        _panel_letters(draw, panel)
+    return _save(canvas, Path(path), panels, caption)
+
+
+def organ_slice(image: np.ndarray, air: tuple[float, float] = LUNG_AIR_HU) -> int:
+    """The axial slice (of a canonical z, y, x CT) with the most lung-like voxels: where a chest CT shows the
+    lungs best. The middle slice when no slice has any (not a chest CT in HU)."""
+    counts = np.array([np.count_nonzero((plane >= air[0]) & (plane <= air[1])) for plane in image])
+    return int(np.argmax(counts)) if counts.size and counts.max() > 0 else image.shape[0] // 2
 
 
 def _crop_range(centre: float, half: float, length: int) -> tuple[int, int]:
@@ -358,7 +441,7 @@ def _crop_range(centre: float, half: float, length: int) -> tuple[int, int]:
 # -- registration -------------------------------------------------------------------------------------------------
 def preview_registration(fixed: Volume, moving: Volume, warped: Volume | None, field: DisplacementField,
                          path: str | Path, window: Window | None = None, checker_blocks: int = 8,
-                         grid_lines: int = 16) -> Preview:
+                         grid_lines: int = 16, caption: str | None = None) -> Preview:
     """Fixed, moving, warped, a fixed/warped checkerboard and the deformation grid, all on the field's grid
     (the fixed grid), through its central axial slice. ``window=None`` scales to the fixed image's 1-99 %."""
     if warped is None:
@@ -392,7 +475,9 @@ def preview_registration(fixed: Volume, moving: Volume, warped: Volume | None, f
         draw.text((left, top - TITLE_HEIGHT + 3), title, fill=TEXT_COLOUR, font=font)
         panels.append(Panel(title, "axial", index, geometry, left, top, size[0], size[1], (0, rows), (0, cols)))
     _draw_deformation_grid(draw, panels[-1], vectors[index], geometry, grid_lines)
-    return _save(canvas, Path(path), panels)
+    for panel in panels:
+        _panel_letters(draw, panel)
+    return _save(canvas, Path(path), panels, caption)
 
 
 def _draw_deformation_grid(draw: ImageDraw.ImageDraw, panel: Panel, vectors: np.ndarray, geometry: Geometry,
@@ -413,11 +498,16 @@ def _draw_deformation_grid(draw: ImageDraw.ImageDraw, panel: Panel, vectors: np.
 # -- classification -----------------------------------------------------------------------------------------------
 def preview_classification(image_volume: Volume | Mapping[str, Volume], classification: Classification,
                            path: str | Path, overlays: Mapping[str, np.ndarray] | np.ndarray | None = None,
-                           window: Window | None = None, panel_px: int = 320) -> Preview:
+                           window: Window | None = None, panel_px: int = 320,
+                           marks: Mapping[str, np.ndarray] | None = None,
+                           letters: Mapping[str, Sequence[str]] | None = None, caption: str | None = None) -> Preview:
     """Each image (the middle slice of a volume; a mammogram is one slice) with its class probabilities as bars,
     an optional heat map (values 0..1, the image's shape) in translucent red, and group results underneath.
 
     ``image_volume`` is one Volume (paired with the first classified image) or a mapping image_id -> Volume.
+    ``marks`` (image_id -> mask of the image's shape) ring each connected region, at least MIN_MARK_PX across so
+    a small lesion stays visible. ``letters`` (image_id -> left, right, top, bottom) replaces the orientation
+    letters found from the geometry (a mammogram's come from its view: see radassist.mammo.postprocess).
     """
     if isinstance(image_volume, Volume):
         first_id = classification.images[0].image_id if classification.images else "image"
@@ -429,6 +519,8 @@ def preview_classification(image_volume: Volume | Mapping[str, Volume], classifi
     if isinstance(overlays, np.ndarray):
         raise ValueError("with several images, give overlays as a mapping image_id -> array")
     overlays = dict(overlays or {})
+    marks = dict(marks or {})
+    letters = dict(letters or {})
     by_id = {item.image_id: item for item in classification.images}
     font = _font()
     tiles = []
@@ -463,14 +555,32 @@ def preview_classification(image_volume: Volume | Mapping[str, Volume], classifi
             rgb = (1 - alpha) * rgb + alpha * np.array([255.0, 0.0, 0.0])
         canvas.paste(Image.fromarray(np.round(rgb).astype(np.uint8), "RGB"), (left, top))
         draw.text((left, top - TITLE_HEIGHT + 3), image_id, fill=TEXT_COLOUR, font=font)
-        panels.append(Panel(image_id, "axial", index, geometry, left, top, w, h,
-                            (0, slice_.shape[0]), (0, slice_.shape[1])))
+        panel = Panel(image_id, "axial", index, geometry, left, top, w, h, (0, slice_.shape[0]), (0, slice_.shape[1]))
+        panels.append(panel)
+        if image_id in marks:
+            mask = np.asarray(marks[image_id]).reshape(volumes[image_id].shape).astype(bool)
+            _draw_marks(draw, panel, _reorientation(volumes[image_id].geometry).apply(mask)[index])
+        draw_edge_letters(draw, (left, top, w, h), letters.get(image_id) or panel.edge_letters)
         _draw_probability_bars(draw, by_id.get(image_id), class_names, left, top + h + 4, w, font)
     y = bottom
     for line in group_lines:
         draw.text((MARGIN, y), line, fill=TEXT_COLOUR, font=font)
         y += 16
-    return _save(canvas, Path(path), panels)
+    return _save(canvas, Path(path), panels, caption)
+
+
+def _draw_marks(draw: ImageDraw.ImageDraw, panel: Panel, mask: np.ndarray) -> None:
+    """A ring around each connected region of ``mask`` (a 2-D slice of the panel), never smaller than
+    MIN_MARK_PX, with a small gap so the lesion itself stays visible."""
+    labels, count = ndimage.label(mask)
+    for region in ndimage.find_objects(labels)[:count]:
+        if region is None:
+            continue
+        x0, y0 = panel.index_to_pixel(region[0].start, region[1].start)
+        x1, y1 = panel.index_to_pixel(region[0].stop - 1, region[1].stop - 1)
+        cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
+        radius = max(abs(x1 - x0), abs(y1 - y0), MIN_MARK_PX) / 2 + 4
+        draw.ellipse([cx - radius, cy - radius, cx + radius, cy + radius], outline=MARK_COLOUR, width=2)
 
 
 def _group_text(group: ClassifiedImage) -> str:

@@ -22,12 +22,10 @@ from radassist.errors import InputError
 from radassist.io.atomic import atomic_path
 from radassist.results.labelmap import LabelMap
 from radassist.results.segments import ReviewStatus, Segment
-from radassist.results.terminology import (ANATOMIC_DICOM_MASTER, code_to_list, context_for,
-                                           from_slicer_string)
+from radassist.results.terminology import (ANATOMIC_CONTEXT_KEY, ANATOMIC_DICOM_MASTER, TERMINOLOGY_CONTEXT_KEY,
+                                           code_to_list, context_for, from_slicer_string)
 from radassist.volume import Geometry, SourceInfo
 
-TERMINOLOGY_CONTEXT_KEY = "radassist.terminologyContext"
-ANATOMIC_CONTEXT_KEY = "radassist.anatomicContext"
 _RESERVED_KEYS = {TERMINOLOGY_CONTEXT_KEY, ANATOMIC_CONTEXT_KEY}
 _REFERENCE_GEOMETRY = "Reference image geometry"
 

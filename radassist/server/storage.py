@@ -13,12 +13,11 @@ from __future__ import annotations
 import re
 import shutil
 import stat
-import tempfile
 import zipfile
 from pathlib import Path, PurePosixPath, PureWindowsPath
 
 from radassist.errors import InputError
-from radassist.io.atomic import full_suffix
+from radassist.io.atomic import full_suffix, make_temp_dir
 from radassist.server.settings import ZipLimits
 
 JOB_ID_PATTERN = re.compile(r"^[0-9a-f]{32}$")
@@ -51,7 +50,7 @@ class JobStorage:
     def __init__(self, parent: Path | None = None) -> None:
         if parent is not None:
             parent.mkdir(parents=True, exist_ok=True)
-        self.root = Path(tempfile.mkdtemp(prefix="radassist-server-", dir=parent))
+        self.root = make_temp_dir(parent, prefix="radassist-server-")  # swept by the next start if killed
 
     def folder(self, job_id: str) -> Path:
         """The folder of ``job_id`` (a server-made id; anything else is a programming error)."""

@@ -90,7 +90,7 @@ def _run_liver_segment(inputs: list[TaskInput], options: dict[str, Any], device:
     with record.timed("read"):
         volume = _read_volume(inputs[0], options["series"])
     check_ct(volume, inputs[0].shown)
-    model = load_liver_model(options["arch"], None, device.device)
+    model = load_liver_model(options["arch"], options.get("model"), device.device)
     config = LiverSegmentationConfig(batch_size=options["batch_size"],
                                      postprocess=PostprocessConfig(min_tumour_volume_ml=options["min_tumour_ml"]))
     with record.timed("segment"):
@@ -109,7 +109,9 @@ LIVER_SEGMENT = ServerTask(
              BACKEND,
              OptionSpec("batch_size", int, 8, "slices per network call", minimum=1, maximum=256),
              OptionSpec("min_tumour_ml", float, 0.05, "drop tumours smaller than this (mL)", minimum=0.0,
-                        maximum=1e6)))
+                        maximum=1e6),
+             OptionSpec("model", str, None, "a checkpoint folder from 'radassist train liver' on the computer that "
+                        "runs the task (default: the installed model of the architecture)")))
 
 
 # -------------------------------------------------------------------------------------------------- mammo

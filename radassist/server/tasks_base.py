@@ -49,6 +49,19 @@ class ServerTask:
         return parse_options(self.options, raw)
 
 
+def run_task(task: ServerTask, inputs: list[TaskInput], options: dict[str, Any], device: Any, progress: Progress,
+             results: Path) -> None:
+    """Run one task into ``results`` with its result.json record, as the server and a local job process both do;
+    nothing is left in ``results`` when it fails or is cancelled."""
+    from radassist.commands.run_context import command_run
+
+    arguments = argparse.Namespace(task=task.name, inputs=[item.shown for item in inputs], **options)
+    with command_run(results, task.command, arguments) as (output, record):
+        task.run(inputs, options, device, progress, output, record)
+        record.inputs = [item.shown for item in inputs]
+    progress.check_cancelled()
+
+
 def _read_volume(item: TaskInput, series: str | None = None, require_3d: bool = True) -> Any:
     """Read an uploaded volume or unpacked DICOM series the way the CLI reads its input.
 

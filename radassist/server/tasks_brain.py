@@ -89,8 +89,8 @@ def _run_brain_register(inputs: list[TaskInput], options: dict[str, Any], device
 
     with record.timed("read"):
         moving, fixed = read_pair(inputs, options)
-    args = argparse.Namespace(engine=options["engine"], checkpoint=None, channels=None,
-                              registration_channel=options["registration_channel"])
+    args = argparse.Namespace(engine=options["engine"], model=None, sequences=None,
+                              registration_sequence=options["registration_sequence"])
     with record.timed("load model"):
         loaded = command._joint_model(args, device)
     config = command._pipeline_config(args, loaded)
@@ -111,8 +111,8 @@ BRAIN_REGISTER = ServerTask(
                         choices=SEQUENCES, per_file=True),
              OptionSpec("engine", str, "auto", "joint network, classical registration, or auto (joint when its "
                                                "weights are installed)", choices=("auto", "joint", "classic")),
-             OptionSpec("registration_channel", str, None, "classic engine: the sequence that drives the metric",
-                        choices=SEQUENCES)))
+             OptionSpec("registration_sequence", str, None, "classic engine: the sequence that drives the metric",
+                        choices=SEQUENCES, aliases=("registration_channel",))))
 
 
 __all__ = ["BRAIN_REGISTER", "ROLES", "file_roles", "read_pair"]

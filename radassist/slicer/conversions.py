@@ -28,10 +28,10 @@ import numpy as np
 
 from radassist.results.detections import Detection
 from radassist.results.displacement import DisplacementField
-from radassist.results.seg_nrrd import ANATOMIC_CONTEXT_KEY, TERMINOLOGY_CONTEXT_KEY
 from radassist.results.segments import ReviewStatus, Segment
 from radassist.results.tables import Classification, Report
-from radassist.results.terminology import ANATOMIC_DICOM_MASTER, from_slicer_string, to_slicer_string
+from radassist.results.terminology import (ANATOMIC_CONTEXT_KEY, ANATOMIC_DICOM_MASTER, TERMINOLOGY_CONTEXT_KEY,
+                                          from_slicer_string, to_slicer_string)
 from radassist.volume import Geometry, lps_to_ras, ras_to_lps
 
 # ---------------------------------------------------------------------------------------------------------------

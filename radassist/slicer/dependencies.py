@@ -1,10 +1,12 @@
-"""First-use install of RadAssist's Python requirements into Slicer's Python.
+"""First-use install of RadAssist's Python requirements into Slicer's Python: what is missing, and how to get it.
 
-Slicer ships without PyTorch, MONAI and friends. Before the first run a module calls :func:`ensure_dependencies`:
-it finds what is missing or too old (the pure part, :func:`check_requirements`, runs anywhere), asks the user once,
-installs PyTorch through Slicer's PyTorch extension (so the CUDA build matching the driver is chosen) and the rest
-with ``slicer.util.pip_install``. ``slicer`` is imported only inside the install function, so this file imports
-in plain Python and its checks are tested with pytest.
+Slicer ships without PyTorch, MONAI and friends. The plan (the pure part here, tested in plain Python) says what is
+missing; torch then comes through Slicer's PyTorch extension (it picks the CUDA build that matches the driver) and
+the rest through pip, run in its own process by :mod:`radassist.slicer.dependency_section`.
+
+Rules: a package Slicer bundles (numpy, scipy, SimpleITK, pydicom, requests, vtk...) or that is already installed is
+never installed, upgraded or downgraded; pip runs with a constraints file that pins every installed distribution
+to its installed version, so what it adds must work with them; torch never comes from pip.
 """
 
 from __future__ import annotations
@@ -12,7 +14,6 @@ from __future__ import annotations
 import importlib
 import importlib.metadata
 import importlib.util
-import sys
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -62,10 +63,9 @@ class InstallPlan:
 
 @dataclass
 class InstallOutcome:
-    """What :func:`ensure_dependencies` did; ``restart_needed`` when an upgraded package was already imported."""
+    """What an install did."""
 
     installed: list[str] = field(default_factory=list)
-    restart_needed: bool = False
 
 
 def parse_requirement(text: str) -> Requirement:
@@ -125,19 +125,67 @@ def unmet_requirements(requirements: Iterable[str] = RUNTIME_REQUIREMENTS) -> li
 
 
 def install_plan(unmet: Iterable[RequirementStatus]) -> InstallPlan:
-    """Split unmet requirements between the PyTorch extension (torch) and pip (the rest)."""
+    """Split what is missing between the PyTorch extension (torch) and pip (the rest). A package that is installed
+    at another version is not in the plan: it belongs to Slicer (see :func:`conflicts`)."""
     plan = InstallPlan()
     for status in unmet:
         if status.name == TORCH_DISTRIBUTION:
             plan.torch_requirement = status.requirement
-        else:
+        elif status.installed is None:
             plan.pip_requirements.append(status.requirement)
     return plan
+
+
+def conflicts(unmet: Iterable[RequirementStatus]) -> list[RequirementStatus]:
+    """Requirements met by no installable change: the package is there at a version RadAssist cannot use, and it is
+    Slicer's (or the user's) to keep. torch is not one of them: the PyTorch extension replaces it."""
+    return [status for status in unmet if status.installed is not None and status.name != TORCH_DISTRIBUTION]
+
+
+def conflict_text(found: list[RequirementStatus]) -> str:
+    items = "; ".join(f"{status.name} {status.installed} is installed, RadAssist needs {status.requirement}"
+                      for status in found)
+    return (f"RadAssist cannot run with this Slicer's Python packages ({items}), and it never changes packages "
+            "that Slicer brings: use Slicer 5.10 or later.")
+
+
+def installed_pins() -> list[str]:
+    """``name==version`` for every distribution in this Python: the constraints pip installs under."""
+    pins = {}
+    for distribution in importlib.metadata.distributions():
+        name = distribution.metadata.get("Name")
+        version = distribution.version
+        if not name or not version:
+            continue
+        try:
+            Version(version)
+        except InvalidVersion:
+            continue
+        pins[canonicalize_name(name)] = f"{canonicalize_name(name)}=={version}"
+    return sorted(pins.values())
+
+
+def pip_install_arguments(requirements: Iterable[str], constraints_file: str) -> list[str]:
+    """pip's arguments for the plan: the requirements, under constraints that pin everything already installed."""
+    return ["install", "--constraint", str(constraints_file), "--disable-pip-version-check",
+            "--no-warn-script-location", *requirements]
+
+
+def pip_failure_text(log: str, requirements: Iterable[str]) -> str:
+    """One sentence for the panel: which package failed and pip's own reason (its last ERROR line)."""
+    errors = [line.split("ERROR:", 1)[1].strip() for line in log.splitlines() if "ERROR:" in line]
+    reason = errors[-1] if errors else (log.strip().splitlines()[-1] if log.strip() else "pip gave no reason")
+    names = [parse_requirement(text).name for text in requirements]
+    named = next((name for name in names if name.lower() in " ".join(errors).lower()), None)
+    subject = named or ", ".join(names)
+    return f"Installing {subject} failed: {reason}"
 
 
 def torch_version_requirement(torch_requirement: str) -> str:
     """The bare specifier (``>=2.1``) PyTorchUtils' ``torchVersionRequirement`` expects."""
     return str(parse_requirement(torch_requirement).specifier)
+
+
 
 
 def confirmation_text(unmet: list[RequirementStatus]) -> str:
@@ -148,54 +196,6 @@ def confirmation_text(unmet: list[RequirementStatus]) -> str:
     lines.append("")
     if any(status.name == TORCH_DISTRIBUTION for status in unmet):
         lines.append("PyTorch is installed by Slicer's PyTorch extension, which will confirm the build to use.")
+    lines.append("The others are installed with pip, without changing any package Slicer already has.")
     lines.append("Downloading and installing may take several minutes. Install now?")
     return "\n".join(lines)
-
-
-def _pytorch_utils_logic():
-    """Slicer's PyTorch extension logic, or None when the extension is not installed."""
-    try:
-        import PyTorchUtils
-    except ImportError:
-        return None
-    return PyTorchUtils.PyTorchUtilsLogic()
-
-
-def ensure_dependencies(requirements: Iterable[str] = RUNTIME_REQUIREMENTS) -> InstallOutcome:
-    """Install whatever is missing, after asking the user once. Raises DependencyError when it cannot.
-
-    Runs in Slicer's main thread (it shows a confirmation and pip's progress).
-    """
-    requirements = list(requirements)
-    unmet = unmet_requirements(requirements)
-    outcome = InstallOutcome()
-    if not unmet:
-        return outcome
-    import slicer
-
-    plan = install_plan(unmet)
-    torch_logic = _pytorch_utils_logic() if plan.torch_requirement else None
-    if plan.torch_requirement and torch_logic is None:
-        raise DependencyError(PYTORCH_EXTENSION_HELP.format(requirement=plan.torch_requirement))
-    if not slicer.util.confirmOkCancelDisplay(confirmation_text(unmet), windowTitle="RadAssist: install packages"):
-        raise DependencyError("RadAssist cannot run until its Python packages are installed "
-                              "(installation was declined).")
-    already_imported = {status.name for status in unmet if status.installed is not None
-                        and IMPORT_NAMES.get(status.name, status.name) in sys.modules}
-    if plan.torch_requirement:
-        torch = torch_logic.installTorch(askConfirmation=True,
-                                         torchVersionRequirement=torch_version_requirement(plan.torch_requirement))
-        if torch is None:
-            raise DependencyError("PyTorch installation was declined; RadAssist cannot run without it.")
-        outcome.installed.append(plan.torch_requirement)
-    if plan.pip_requirements:
-        slicer.util.pip_install(plan.pip_requirements)
-        outcome.installed.extend(plan.pip_requirements)
-    importlib.invalidate_caches()
-    still_unmet = unmet_requirements(requirements)
-    if still_unmet:
-        details = "; ".join(f"{s.requirement}: {s.problem}" for s in still_unmet)
-        raise DependencyError(f"some RadAssist requirements are still not met after installing: {details}. "
-                              "Restart Slicer and try again.")
-    outcome.restart_needed = bool(already_imported)
-    return outcome

@@ -1,7 +1,7 @@
 """What a panel's "Export corrected labels..." needs to decide before it calls the engine, without Slicer: which
 exporter a task uses, the case name, the model that made the AI result, and the mammography labels to confirm.
 
-The model is identified the way `radassist export --model-id` does it (:func:`model_info_for`): a catalogue id
+The model is identified the way `radassist export --model` does it (:func:`model_info_for`): a catalogue id
 gets its version and weights sha256 from the catalogue, a checkpoint folder from its config.json; what the run
 itself recorded (a result's metadata, a server's result.json) wins where it is more precise.
 """
@@ -39,7 +39,7 @@ def case_name(text: str, fallback: str = "case") -> str:
 
 def model_info(reference: str | None, version: str = "", weights_sha256: str = "",
                architecture: str = "") -> ModelInfo:
-    """As `radassist export --model-id` resolves it; a reference the catalogue does not know (an in-memory model,
+    """As `radassist export --model` resolves it; a reference the catalogue does not know (an in-memory model,
     a checkpoint folder on a server) keeps what the run recorded instead of failing the export."""
     try:
         found = model_info_for(reference or None, version or None, weights_sha256 or None)

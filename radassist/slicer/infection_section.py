@@ -1,5 +1,6 @@
 """The "Infection" section of the LungTumorAI panel: ground glass, consolidation and pleural effusion on the chest
-CT selected in the panel, with the U-Net or SegNet of issue #5 (the same engine call as `radassist lung infection`).
+CT selected in the panel, with the U-Net or SegNet of issue #5 (the server's and `radassist lung infection`'s task,
+run in its own process like every panel job).
 
 It shares the panel's CT selector, device (Models section), "Where to run" section and review section; it has its
 own button (which becomes Cancel while it runs) and progress bar. The result is a segmentation node (one segment per
@@ -14,28 +15,17 @@ from typing import Any
 import ctk
 import qt
 
-from radassist.runtime.progress import Progress
 from radassist.slicer.worker import SlicerJobRunner
 
 ARCHITECTURES = (("U-Net", "unet"), ("SegNet", "segnet"))
 
 
-def segment_infection_volume(volume: Any, architecture: str, device: str, progress: Progress) -> Any:
-    """Worker thread: the installed catalogue model of ``architecture`` over every slice, as the CLI runs it."""
-    from radassist.lung.infection.pipeline import load_infection_model, segment_infection
-    from radassist.runtime.device import choose_device
-
-    choice = choose_device(device)
-    model = load_infection_model(architecture, None, choice.device)
-    return segment_infection(volume, model, None, device=choice, progress=progress)
-
-
 def infection_request(volume: Any, architecture: str) -> Any:
-    """What the server's lung-infection task is sent, and how its files come back as an InfectionResult."""
-    from radassist.slicer.remote_tasks import LUNG_INFECTION, RemoteRequest, infection_options
+    """The lung-infection task for ``volume``, and how its files come back as an InfectionResult."""
     from radassist.slicer.result_files import read_lung_infection
+    from radassist.slicer.task_requests import LUNG_INFECTION, TaskRequest, infection_options
 
-    return RemoteRequest([volume], infection_options(architecture), read_lung_infection, LUNG_INFECTION)
+    return TaskRequest([volume], infection_options(architecture), read_lung_infection, LUNG_INFECTION)
 
 
 class InfectionSection:
@@ -73,6 +63,7 @@ class InfectionSection:
         self._runner.toggle(self._start)
 
     def _start(self) -> None:
+        from radassist.errors import RadAssistError
         from radassist.slicer import nodes
 
         parameterNode = self.panel._parameterNode
@@ -80,19 +71,19 @@ class InfectionSection:
         if volumeNode is None:
             self.statusLabel.text = "Select a chest CT above first."
             return
-        if not self.panel._dependenciesReady():
+        if not self.panel.dependencySection.require(self.setStatus):
             return
-        volume, architecture = nodes.volume_from_node(volumeNode), self.architecture
-        work = self.panel.remoteWork(lambda: infection_request(volume, architecture), self.panel.logic.computeRemotely)
-        if work is False:
+        try:
+            request = infection_request(nodes.volume_from_node(volumeNode), self.architecture)
+        except RadAssistError as error:
+            self.setStatus(str(error))
             return
-        if work is None:
-            device = self.panel.modelsSection.device if self.panel.modelsSection is not None else "auto"
-            work = lambda progress: segment_infection_volume(volume, architecture, device, progress)  # noqa: E731
-        self.statusLabel.text = "Segmenting infection..."
-        self._runner.start(work, on_success=lambda result: self._show(result, volumeNode),
-                           on_error=lambda error: setattr(self.statusLabel, "text", f"Failed: {error}"),
-                           on_cancelled=lambda: setattr(self.statusLabel, "text", "Cancelled; nothing was added."))
+        self.setStatus("Segmenting infection...")
+        self.panel.startRequest(request, lambda result: self._show(result, volumeNode), "Segmenting infection...",
+                                self._runner)
+
+    def setStatus(self, text: str) -> None:
+        self.statusLabel.text = text
 
     def _show(self, result: Any, volumeNode) -> None:
         """The segmentation node and the report table; the run is kept for review and export."""

@@ -2,9 +2,10 @@
 
 Built in code so a panel adds it with one call, ``ModelsSection(self.layout, task="lung")``. The widget only draws:
 rows, button states and tooltips, advice for failed downloads, device choices and the cache folder all come from
-:mod:`radassist.runtime.model_status`, the same code behind ``radassist models``. Downloads run in a worker thread
-through :class:`SlicerJobRunner` (Install becomes Cancel, a progress bar shows the bytes); an offline failure shows
-where to put the file by hand, in selectable text. The panel reads :attr:`ModelsSection.selectedModelId`,
+:mod:`radassist.runtime.model_status`, the same code behind ``radassist models``. Downloads and imports are
+``radassist models install/import`` commands run in their own process through :class:`SlicerJobRunner` (Install
+becomes Cancel, a progress bar shows the bytes); an offline failure shows where to put the file by hand, in
+selectable text. Until RadAssist's packages are installed the section says so and offers nothing else. The panel reads :attr:`ModelsSection.selectedModelId`,
 :attr:`ModelsSection.selectedModelFolder` and :attr:`ModelsSection.device`, or observes changes with
 :meth:`ModelsSection.addSelectionObserver` and :meth:`ModelsSection.addDeviceObserver`.
 """
@@ -14,15 +15,17 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import ctk
 import qt
 import slicer
 
 from radassist.errors import RadAssistError
-from radassist.runtime import download, model_status, registry
-from radassist.runtime.model_status import Frontend, ModelRow
 from radassist.slicer.worker import SlicerJobRunner
+
+if TYPE_CHECKING:
+    from radassist.runtime.model_status import ModelRow
 
 COLUMNS = ("Model", "Version", "Status", "Size", "Licence")
 SETTINGS_MODELS_FOLDER = "RadAssist/ModelsFolder"
@@ -38,16 +41,17 @@ def _saved_setting(key: str) -> str | None:
 class ModelsSection:
     """A collapsible "Models" section for the models of ``task`` (a catalogue task or a prefix such as "lung").
 
-    ``dependencies_ready`` is the panel's first-use package check; it runs before anything that needs the
-    packages Slicer lacks (reading the catalogue needs jsonschema, importing weights needs torch).
+    ``dependencies`` is the panel's :class:`~radassist.slicer.dependency_section.DependencySection`: the catalogue
+    and the devices are read only once RadAssist's packages are installed.
     """
 
-    def __init__(self, parent_layout, task: str, dependencies_ready: Callable[[], bool] | None = None) -> None:
+    def __init__(self, parent_layout, task: str, dependencies=None) -> None:
         self.task = task
-        self._dependencies_ready = dependencies_ready
+        self._dependencies = dependencies
         self._rows: list[ModelRow] = []
         self._device_values: list[str] = []
         self._load_failed = False
+        self._folder_restored = False
         self._selection_observers: list[Callable[[str | None], None]] = []
         self._device_observers: list[Callable[[str], None]] = []
 
@@ -111,11 +115,11 @@ class ModelsSection:
         layout.addLayout(form)
 
         self._runner = SlicerJobRunner(self.installButton, self.progressBar)
-        _, note = model_status.restore_cache_folder(_saved_setting(SETTINGS_MODELS_FOLDER))
         self.refresh(devices=True)
-        if note:
-            self.setStatus(note)
         parent_layout.addWidget(self.widget)
+
+    def _ready(self) -> bool:
+        return self._dependencies is None or self._dependencies.ready()
 
     # -- what the panel reads ---------------------------------------------------------------------------------
     @property
@@ -137,7 +141,7 @@ class ModelsSection:
     @property
     def device(self) -> str:
         index = self.deviceComboBox.currentIndex
-        return self._device_values[index] if 0 <= index < len(self._device_values) else model_status.AUTO_DEVICE
+        return self._device_values[index] if 0 <= index < len(self._device_values) else "auto"
 
     def addSelectionObserver(self, callback: Callable[[str | None], None]) -> None:
         """Call ``callback(model_id or None)`` whenever the selected model changes."""
@@ -152,8 +156,22 @@ class ModelsSection:
         self._runner.cancel()
 
     # -- filling the widgets ----------------------------------------------------------------------------------
-    def refresh(self, devices: bool = False) -> None:
+    def refresh(self, devices: bool = False) -> None:  # noqa: C901 -- one pass over the section's state
         """Re-read rows and the models folder; ``devices`` also re-lists devices (first use imports torch)."""
+        if not self._ready():
+            self._fillTable([], None)
+            self.folderLabel.text = ""
+            self.setStatus("Install RadAssist's Python packages (top of this panel) to list and install models.")
+            for button in (self.installButton, self.importButton, self.removeButton, self.openFolderButton,
+                           self.changeFolderButton):
+                button.enabled = False
+            return
+        from radassist.runtime import model_status
+
+        if not self._folder_restored:  # first refresh with the packages: the folder Slicer's settings remember
+            _, note = model_status.restore_cache_folder(_saved_setting(SETTINGS_MODELS_FOLDER))
+            self._folder_restored, devices = True, True
+            self.setStatus(note)
         selected = self.selectedModel
         try:
             rows = model_status.model_rows(self.task)
@@ -166,6 +184,7 @@ class ModelsSection:
                 self.setStatus("")  # the problem reported earlier is solved
             self._load_failed = False
         self._fillTable(rows, selected)
+        self.openFolderButton.enabled = True
         folder = model_status.cache_folder()
         self.folderLabel.text = str(folder.models)
         self.folderLabel.toolTip = folder.how_to_change
@@ -175,6 +194,8 @@ class ModelsSection:
         self._updateButtons()
 
     def _fillTable(self, rows: list[ModelRow], selected: ModelRow | None) -> None:
+        from radassist.runtime.model_status import default_row
+
         self._rows = list(rows)
         wasBlocked = self.table.blockSignals(True)
         self.table.clearContents()
@@ -187,13 +208,15 @@ class ModelsSection:
                 self.table.setItem(index, column, item)
         self.table.resizeColumnsToContents()
         same = [i for i, r in enumerate(rows) if selected is not None and r.label == selected.label]
-        keep = same[0] if same else model_status.default_row(rows)
+        keep = same[0] if same else default_row(rows)
         if keep is not None:
             self.table.selectRow(keep)
         self.table.blockSignals(wasBlocked)
         self._notifySelection()
 
     def _fillDevices(self) -> None:
+        from radassist.runtime import model_status
+
         choices = model_status.device_choices()
         current = self.device if self._device_values else _saved_setting(SETTINGS_DEVICE)
         wasBlocked = self.deviceComboBox.blockSignals(True)
@@ -208,6 +231,8 @@ class ModelsSection:
         self.deviceNoteLabel.visible = bool(choices.note)
 
     def _updateButtons(self) -> None:
+        from radassist.runtime import model_status
+
         if self._runner.running:  # Install is the download's Cancel button meanwhile
             self.installButton.enabled = True
             for button in (self.importButton, self.removeButton, self.refreshButton, self.changeFolderButton):
@@ -245,8 +270,6 @@ class ModelsSection:
             callback(value)
 
     def onRefresh(self) -> None:
-        if self._load_failed and self._dependencies_ready is not None and not self._dependencies_ready():
-            return
         self.setStatus("")
         self.refresh(devices=True)
 
@@ -254,64 +277,94 @@ class ModelsSection:
         self._runner.toggle(self._startInstall)
 
     def _startInstall(self) -> None:
+        from radassist.runtime import model_status
+        from radassist.runtime.model_status import Frontend
+        from radassist.slicer import jobs
+
         row = self.selectedModel
-        if row is None or not model_status.row_actions(row).can_install:
-            return
-        if self._dependencies_ready is not None and not self._dependencies_ready():
+        if row is None or not model_status.row_actions(row).can_install or not self._ready():
             return
         try:
             entry = model_status.find_entry(row.id, row.version)
         except RadAssistError as error:
             self.setStatus(str(error))
             return
+        arguments = ["models", "install", row.id, "--version", row.version]
+        if entry.consent_required:  # the licence is shown, and the download starts only once the user accepts it
+            from radassist.runtime.download import licence_terms
+
+            terms = licence_terms(entry)
+            if not slicer.util.confirmOkCancelDisplay(
+                    f"{terms.text}\n\nDo you accept the licence of {terms.model} ({terms.name})?",
+                    windowTitle=f"RadAssist: licence of {terms.model}"):
+                self.setStatus(f"{row.label} was not installed: its licence ({terms.name}) was not accepted.")
+                return
+            arguments.append("--accept-license")
+        try:
+            job = jobs.command_job(*arguments, kind="install")
+        except RadAssistError as error:
+            self.setStatus(str(error))
+            return
         self.setStatus(f"Downloading {row.label}...")
 
-        def finished(folder: Path) -> None:
-            self.setStatus(f"Installed {row.label} in {folder}.")
+        def finished(_output: Path) -> None:
+            jobs.remove_job_folder(job.folder)
+            self.setStatus(f"Installed {row.label}.")
             self.refresh()
 
         def failed(error: BaseException) -> None:
+            jobs.remove_job_folder(job.folder)
             self.setStatus(model_status.install_failure_text(entry, error, Frontend.PANEL))
             self.refresh()
 
         def cancelled() -> None:
+            jobs.remove_job_folder(job.folder)
             self.setStatus(f"Download of {row.label} cancelled; what arrived is kept and Install resumes it.")
             self.refresh()
 
-        self._runner.start(lambda progress: download.install_model(entry, progress), on_success=finished,
-                           on_error=failed, on_cancelled=cancelled)
+        self._runner.start(job, on_success=finished, on_error=failed, on_cancelled=cancelled)
         self._updateButtons()
 
     def onImport(self) -> None:
+        from radassist.runtime import model_status
+        from radassist.slicer import jobs
+
         row = self.selectedModel
-        target = model_status.row_actions(row).import_target
-        if row is None or target is None or self._runner.running:
-            return
-        if self._dependencies_ready is not None and not self._dependencies_ready():
+        target = model_status.row_actions(row).import_target if row is not None else None
+        if row is None or target is None or self._runner.running or not self._ready():
             return
         caption = f"Weights for {row.label}" if target == row.id else f"Weights of your own {row.task} model"
         path = qt.QFileDialog.getOpenFileName(self.widget, caption, str(Path.home()), WEIGHTS_FILTER)
         if not path:
             return
-        self.setStatus(f"Checking and installing {Path(path).name}...")
-        qt.QApplication.setOverrideCursor(qt.Qt.WaitCursor)
-        slicer.app.processEvents()
         try:
-            folder = registry.import_model(target, path)
+            job = jobs.command_job("models", "import", target, str(path), kind="import")
         except RadAssistError as error:
-            self.setStatus(f"Import failed: {error}")
+            self.setStatus(str(error))
             return
-        except Exception as error:  # noqa: BLE001 -- a damaged file can fail inside torch; say so, keep Slicer up
-            logging.exception("RadAssist: importing %s failed", path)
+        self.setStatus(f"Checking and installing {Path(path).name}...")
+
+        def finished(_output: Path) -> None:
+            jobs.remove_job_folder(job.folder)
+            self.setStatus(f"Imported {Path(path).name}.")
+            self.refresh()
+
+        def failed(error: BaseException) -> None:
+            jobs.remove_job_folder(job.folder)
             self.setStatus(f"Import failed: {error}")
-            return
-        finally:
-            qt.QApplication.restoreOverrideCursor()
-        self.setStatus(f"Imported {Path(path).name} into {folder}.")
-        self.refresh()
-        self._select(folder.parent.name, folder.name)
+            self.refresh()
+
+        def cancelled() -> None:
+            jobs.remove_job_folder(job.folder)
+            self.setStatus("Import cancelled.")
+            self.refresh()
+
+        self._runner.start(job, on_success=finished, on_error=failed, on_cancelled=cancelled)
+        self._updateButtons()
 
     def onRemove(self) -> None:
+        from radassist.runtime import model_status
+
         row = self.selectedModel
         if row is None or not model_status.row_actions(row).can_remove or self._runner.running:
             return
@@ -327,6 +380,8 @@ class ModelsSection:
         self.refresh()
 
     def onOpenFolder(self) -> None:
+        from radassist.runtime import model_status
+
         models = model_status.cache_folder().models
         try:
             models.mkdir(parents=True, exist_ok=True)
@@ -336,6 +391,8 @@ class ModelsSection:
         qt.QDesktopServices.openUrl(qt.QUrl.fromLocalFile(str(models)))
 
     def onChangeFolder(self) -> None:
+        from radassist.runtime import model_status
+
         current = model_status.cache_folder().path
         chosen = qt.QFileDialog.getExistingDirectory(self.widget, "Folder for RadAssist models", str(current))
         if not chosen:

@@ -1,19 +1,21 @@
 """What the four RadAssist module panels share, written once: the Widget and Logic base classes and Slicer test helpers.
 
 A module file (LungTumorAI.py, ...) keeps only what differs per task: its typed parameter node, which inputs Apply
-needs, how to build its synthetic sample and which nodes show it. Everything else lives here: loading the .ui,
-binding it to the parameter node (``connectGui`` and the ``SlicerParameterName`` properties in the .ui), enabling
-Apply only when the inputs are set, first-use dependency install, and running jobs in the background with the
-progress bar and the Apply-becomes-Cancel button of :class:`radassist.slicer.worker.SlicerJobRunner`.
+needs, the task request (what to run and how to read its result) and which nodes show the result and the synthetic
+sample. Everything else lives here: loading the .ui, binding it to the parameter node (``connectGui`` and the
+``SlicerParameterName`` properties in the .ui), enabling Apply only when the inputs are set, first-use dependency
+install, and running every task in its own process with the progress bar and the Apply-becomes-Cancel button of
+:class:`radassist.slicer.worker.SlicerJobRunner`.
 
-Threads: a job's ``work`` part runs in a worker thread and touches no MRML; its result is turned into nodes by the
-``finish`` part, which the runner calls in the main thread. The Logic never opens popups; the Widget reports in its
-status label (and an error dialog for failures).
+Processes: the model never runs inside Slicer. ``gatherInputs`` (main thread) turns the selected nodes into Volumes,
+``taskRequest`` says what to run; a job process (:mod:`radassist.slicer.jobs`) runs it here or on a RadAssist server
+and writes Slicer-native files; the request's reader turns them into the result type, and ``showResult`` (main
+thread) makes nodes of it. Local and remote runs share that whole path. The Logic never opens popups; the Widget
+reports in its status label (and an error dialog for failures).
 """
 
 from __future__ import annotations
 
-import importlib.util
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -25,8 +27,6 @@ import vtk
 from slicer.parameterNodeWrapper import Choice
 from slicer.ScriptedLoadableModule import ScriptedLoadableModuleLogic, ScriptedLoadableModuleWidget
 from slicer.util import VTKObservationMixin
-
-from radassist.runtime.progress import Progress
 
 CATEGORY = "RadAssist"
 CONTRIBUTORS = ["RadAssist developers"]
@@ -57,19 +57,20 @@ class LoadedSample:
 
 
 class RadAssistLogic(ScriptedLoadableModuleLogic):
-    """Per-task logic: a subclass sets the class attributes and writes ``makeSample`` and ``showSample``.
+    """Per-task logic: a subclass sets the class attributes and writes the sample and task steps.
 
-    ``makeSample(seed, progress)`` builds the engine's phantom (worker thread, no MRML); ``showSample(sample,
-    parameterNode)`` puts it into the scene (main thread). The task pipeline is the later ``compute`` step: Apply
-    runs it once ``pipelineModule`` is part of the installed engine.
+    ``makeSample(seed)`` builds the engine's phantom and ``showSample(sample, parameterNode)`` puts it into the
+    scene. The task is ``gatherInputs`` (nodes -> Volumes), ``taskRequest`` (what to run, how to read the result
+    folder) and ``showResult`` (result -> nodes, returns the status line); :meth:`runTask` runs the three in one
+    call, waiting for the job (scripts and self-tests).
     """
 
     parameterNodeClass: type = type(None)
     requiredInputs: Mapping[str, str] = {}  # parameter name -> what to ask the user for
     anyOfInputs: Mapping[str, str] = {}  # optional inputs of which at least one must be chosen (mammography views)
     taskTitle: str = ""
-    pipelineModule: str = ""
-    serverTask: str = ""  # the RadAssist server's task Apply runs in Server mode ("" : this computer only)
+    serverTask: str = ""  # the task Apply runs (here or on a RadAssist server)
+    sampleKind: str = ""  # the synthetic sample: a key of radassist.runtime.job_runner.SAMPLE_BUILDERS
     aiRun: Any = None  # the last run, kept by showResult for review and export (radassist.slicer.ai_run.AiRun)
 
     def getParameterNode(self):
@@ -83,45 +84,52 @@ class RadAssistLogic(ScriptedLoadableModuleLogic):
         values = {name: getattr(parameterNode, name) for name in names} if parameterNode is not None else {}
         return missing_inputs(values, self.requiredInputs, self.anyOfInputs)
 
-    def pipelineAvailable(self) -> bool:
-        """Whether the installed engine has this task's pipeline (they arrive task by task)."""
-        try:
-            return importlib.util.find_spec(self.pipelineModule) is not None
-        except ModuleNotFoundError:
-            return False
+    def makeSample(self, seed: int) -> Any:
+        """The engine's phantom for this panel, built in this process (scripts and self-tests; the panel builds it
+        in a job process)."""
+        from radassist.runtime.job_runner import build_sample
 
-    def makeSample(self, seed: int, progress: Progress) -> Any:
-        raise NotImplementedError(f"{type(self).__name__} must build its synthetic sample")
+        return build_sample(self.sampleKind, seed)
 
     def showSample(self, sample: Any, parameterNode=None) -> LoadedSample:
         raise NotImplementedError(f"{type(self).__name__} must put its synthetic sample into the scene")
 
-    # The task itself, in three steps like the sample: gatherInputs (main thread: selected nodes -> Volumes),
-    # compute (worker thread: the pipeline), showResult (main thread: result -> nodes, returns the status line).
-    # A module overrides them when its pipeline lands; until then Apply reports that the pipeline is missing.
     def gatherInputs(self, parameterNode) -> Any:
-        raise NotImplementedError(f"{type(self).__name__} does not run {self.pipelineModule} yet")
+        raise NotImplementedError(f"{type(self).__name__} must gather its inputs")
 
-    def compute(self, inputs: Any, device: str, progress: Progress) -> Any:
-        raise NotImplementedError(f"{type(self).__name__} does not run {self.pipelineModule} yet")
+    def taskRequest(self, inputs: Any) -> Any:
+        """A :class:`radassist.slicer.task_requests.TaskRequest` for ``inputs``."""
+        raise NotImplementedError(f"{type(self).__name__} must say which task it runs")
 
     def showResult(self, result: Any, parameterNode=None) -> str:
-        raise NotImplementedError(f"{type(self).__name__} does not run {self.pipelineModule} yet")
+        raise NotImplementedError(f"{type(self).__name__} must show its result")
 
-    # Server mode: remoteRequest (main thread: what to send and how to read the answer), then computeRemotely
-    # (worker thread) gives showResult the same result type compute gives.
-    def remoteRequest(self, inputs: Any) -> Any:
-        raise NotImplementedError(f"{type(self).__name__} does not run on a server")
+    def request(self, parameterNode) -> Any:
+        """The task request for the parameter node's inputs, with the panel's task filled in."""
+        request = self.taskRequest(self.gatherInputs(parameterNode))
+        request.task = request.task or self.serverTask
+        return request
 
-    def computeRemotely(self, settings: Any, request: Any, progress: Progress) -> Any:
-        from radassist.slicer import remote
+    def runTask(self, parameterNode, device: str = "auto", server=None, timeout_s: float | None = None) -> str:
+        """Run the task to the end in its job process, show the result, return the status line (scripts, tests)."""
+        from radassist.runtime.jobs import JobDone, JobFailed
+        from radassist.slicer import jobs
 
-        return remote.compute_remotely(settings, request.task or self.serverTask, request.volumes, request.options,
-                                       progress, request.read)
+        request = self.request(parameterNode)
+        job = jobs.task_job(request, device, server).start()
+        try:
+            final = job.wait(timeout_s)[-1]
+            if isinstance(final, JobFailed):
+                raise final.error
+            if not isinstance(final, JobDone):
+                raise RuntimeError(f"the {self.taskTitle} job ended without a result")
+            return self.showResult(request.read(final.result), parameterNode)
+        finally:
+            jobs.remove_job_folder(job.folder)
 
     def loadSample(self, seed: int, parameterNode=None) -> LoadedSample:
-        """Build and show the sample in one call, in the calling thread (scripts and self-tests)."""
-        return self.showSample(self.makeSample(seed, Progress()), parameterNode)
+        """Build and show the sample in one call."""
+        return self.showSample(self.makeSample(seed), parameterNode)
 
     @staticmethod
     def showVolume(volumeNode, segmentationNode=None) -> None:
@@ -129,14 +137,6 @@ class RadAssistLogic(ScriptedLoadableModuleLogic):
         slicer.util.setSliceViewerLayers(background=volumeNode, foreground=None, label=None, fit=True)
         if segmentationNode is not None and segmentationNode.GetDisplayNode() is not None:
             segmentationNode.GetDisplayNode().SetVisibility(True)
-
-
-def build_sample(title: str, make: Callable[[int], Any], seed: int, progress: Progress) -> Any:
-    """Run a phantom builder with a start and an end report (builders have no progress of their own)."""
-    progress.update(0.05, f"Building the synthetic {title} (seed {seed})")
-    sample = make(seed)
-    progress.update(1.0, "Adding it to the scene")
-    return sample
 
 
 class RadAssistWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
@@ -153,23 +153,25 @@ class RadAssistWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._parameterNode = None
         self._parameterNodeGuiTag = None
         self._runner = None
+        self.dependencySection = None
         self.modelsSection = None
         self.remoteSection = None
         self.reviewSection = None
 
     # -- life cycle ---------------------------------------------------------------------------------------------
     def setup(self) -> None:
+        from radassist.slicer.dependency_section import DependencySection
         from radassist.slicer.worker import SlicerJobRunner
 
         ScriptedLoadableModuleWidget.setup(self)
+        self.dependencySection = DependencySection(self.layout, on_ready=self.onDependenciesReady)
         uiWidget = slicer.util.loadUI(self.resourcePath(f"UI/{self.moduleName}.ui"))
         self.layout.addWidget(uiWidget)
         self.ui = slicer.util.childWidgetVariables(uiWidget)
         if self.modelTask:
             from radassist.slicer.models_section import ModelsSection
 
-            self.modelsSection = ModelsSection(self.layout, task=self.modelTask,
-                                               dependencies_ready=self._dependenciesReady)
+            self.modelsSection = ModelsSection(self.layout, task=self.modelTask, dependencies=self.dependencySection)
             # One device selector per panel: the Models section's (filled from the runtime) replaces the .ui's.
             self.ui.deviceLabel.hide()
             self.ui.deviceComboBox.hide()
@@ -194,17 +196,20 @@ class RadAssistWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.reviewSection = ReviewSection(self.layout, lambda: self.logic.aiRun,
                                            confirm_labels=self.confirmsLabels)
 
-    def cleanup(self) -> None:
-        if self._runner is not None:
-            self._runner.cancel()
+    def onDependenciesReady(self) -> None:
+        """The installer finished: sections that need the packages fill themselves."""
         if self.modelsSection is not None:
-            self.modelsSection.cancel()
-        if self.remoteSection is not None:
-            self.remoteSection.cancel()
+            self.modelsSection.refresh(devices=True)
+
+    def cleanup(self) -> None:
+        for part in (self._runner, self.dependencySection, self.modelsSection, self.remoteSection):
+            if part is not None:
+                part.cancel()
         self.removeObservers()
 
     def enter(self) -> None:
         self.initializeParameterNode()
+        self.dependencySection.refresh()
         if self.modelsSection is not None:
             self.modelsSection.refresh()  # models may have been installed elsewhere (terminal, another panel)
 
@@ -251,35 +256,82 @@ class RadAssistWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.applyButton.toolTip = (f"Run {self.logic.taskTitle} on the selected inputs" if not missing
                                        else "Select " + ", ".join(missing))
 
+    @property
+    def device(self) -> str:
+        return self.modelsSection.device if self.modelsSection is not None else self._parameterNode.device
+
     # -- actions ------------------------------------------------------------------------------------------------
     def onApplyButton(self) -> None:
         self._runner.toggle(self._startTask)
 
     def onLoadSampleButton(self) -> None:
-        if self._runner.running or not self._dependenciesReady():
+        """Build the synthetic sample in a job process (it takes seconds) and show it."""
+        from radassist.slicer.task_requests import sample_request
+
+        if self._runner.running or not self.dependencySection.require(self.setStatus):
             return
-        seed = int(self._parameterNode.sampleSeed)
-        self._startJob(lambda progress: self.logic.makeSample(seed, progress), self._onSampleReady,
-                       "Loading the synthetic sample...")
+        request = sample_request(self.logic.sampleKind, int(self._parameterNode.sampleSeed))
+        self.startRequest(request, self._onSampleReady, "Building the synthetic sample...", local=True)
+
+    def _onSampleReady(self, sample: Any) -> None:
+        loaded = self.logic.showSample(sample, self._parameterNode)
+        self.setStatus(loaded.summary)
 
     def _startTask(self) -> None:
-        if not self.logic.pipelineAvailable():
-            self.setStatus(f"{self.logic.taskTitle.capitalize()} is not in this RadAssist build yet "
-                           f"({self.logic.pipelineModule} is missing). 'Load synthetic sample' works now.")
-            return
-        if not self._dependenciesReady():
-            return
-        inputs = self.logic.gatherInputs(self._parameterNode)
-        work = self.remoteWork(lambda: self.logic.remoteRequest(inputs), self.logic.computeRemotely)
-        if work is False:
-            return
-        if work is None:
-            device = self.modelsSection.device if self.modelsSection is not None else self._parameterNode.device
-            work = lambda progress: self.logic.compute(inputs, device, progress)  # noqa: E731
-        self._startJob(work, lambda result: self._onTaskDone(result), f"Running {self.logic.taskTitle}...")
+        from radassist.errors import RadAssistError
 
-    def remoteWork(self, makeRequest: Callable[[], Any], compute: Callable[..., Any]):
-        """In Server mode, after the user agreed to send the images: the worker's job; None in local mode; False
+        if not self.dependencySection.require(self.setStatus):
+            return
+        try:
+            request = self.logic.request(self._parameterNode)
+        except RadAssistError as error:
+            self.setStatus(str(error))
+            return
+        self.startRequest(request, lambda result: self._onTaskDone(result), f"Running {self.logic.taskTitle}...",
+                          self._runner)
+
+    def startRequest(self, request: Any, finish: Callable[[Any], None], status: str, runner=None,
+                     local: bool = False) -> bool:
+        """Run ``request`` in a job process (here, or on the server after the user agreed to send the images,
+        unless ``local``); ``finish`` gets what the request's reader makes of the job's files. False when nothing
+        started."""
+        from radassist.errors import RadAssistError
+        from radassist.slicer import jobs
+
+        runner = runner or self._runner
+        server = None if local else self.serverForRun(request)
+        if server is False:
+            return False
+        try:
+            job = jobs.task_job(request, self.device, server or None)
+        except (RadAssistError, OSError) as error:
+            self.setStatus(str(error))
+            return False
+
+        def succeeded(folder: Path) -> None:
+            try:
+                result = request.read(folder)
+            finally:
+                jobs.remove_job_folder(job.folder)
+            self._jobEnded()
+            finish(result)
+
+        def failed(error: BaseException) -> None:
+            jobs.remove_job_folder(job.folder)
+            self._onJobError(error)
+
+        def cancelled() -> None:
+            jobs.remove_job_folder(job.folder)
+            self._onJobCancelled()
+
+        self.setStatus(status)
+        self.ui.loadSampleButton.enabled = False
+        started = runner.start(job, on_success=succeeded, on_error=failed, on_cancelled=cancelled)
+        self.updateApplyButton()
+        return started is not None
+
+    def serverForRun(self, request: Any):
+        """The server settings in Server mode once the user agreed to send the images; None in local mode; False
         when the user declined or the settings are incomplete (the status says so)."""
         from radassist.errors import RadAssistError
         from radassist.slicer import remote
@@ -289,61 +341,35 @@ class RadAssistWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             return None
         try:
             settings.client()  # a missing token or an address without http(s):// is said before anything is sent
-            request = makeRequest()
         except RadAssistError as error:
             self.setStatus(str(error))
             return False
-        names = [Path(str(volume.source.path or "image")).name for volume in request.volumes]
+        from radassist.slicer.task_requests import input_name
+
+        names = [input_name(volume, index) for index, volume in enumerate(request.volumes)]
         if not remote.confirm_upload(slicer.util.mainWindow(), settings.url.strip().rstrip("/"), names):
             self.setStatus("Nothing was sent to the server.")
             return False
-        return lambda progress: compute(settings, request, progress)
+        return settings
 
     def _onTaskDone(self, result: Any) -> None:
         self.setStatus(self.logic.showResult(result, self._parameterNode))
         if self.reviewSection is not None:
             self.reviewSection.newRun()
 
-    def _onSampleReady(self, sample: Any) -> None:
-        loaded = self.logic.showSample(sample, self._parameterNode)
-        self.setStatus(loaded.summary)
-
-    def _startJob(self, work: Callable[[Progress], Any], finish: Callable[[Any], None], status: str) -> None:
-        self.setStatus(status)
-        self.ui.loadSampleButton.enabled = False
-        self._runner.start(work, on_success=lambda result: self._jobEnded(finish, result),
-                           on_error=self._onJobError, on_cancelled=self._onJobCancelled)
-        self.updateApplyButton()
-
-    def _jobEnded(self, finish: Callable[[Any], None], result: Any) -> None:
+    def _jobEnded(self) -> None:
         self.ui.loadSampleButton.enabled = True
         self.updateApplyButton()
-        finish(result)
 
     def _onJobError(self, error: BaseException) -> None:
-        self.ui.loadSampleButton.enabled = True
-        self.updateApplyButton()
+        self._jobEnded()
         self.setStatus(f"Failed: {error}")
-        slicer.util.errorDisplay(f"{self.moduleName} failed: {error}", detailedText=repr(error))
+        details = getattr(error, "details", "") or repr(error)
+        slicer.util.errorDisplay(f"{self.moduleName} failed: {error}", detailedText=details)
 
     def _onJobCancelled(self) -> None:
-        self.ui.loadSampleButton.enabled = True
-        self.updateApplyButton()
+        self._jobEnded()
         self.setStatus("Cancelled; nothing was added to the scene.")
-
-    def _dependenciesReady(self) -> bool:
-        """Install missing Python packages on first use (asks once); False when they are not there."""
-        from radassist.slicer.dependencies import DependencyError, ensure_dependencies
-
-        try:
-            outcome = ensure_dependencies()
-        except DependencyError as error:
-            self.setStatus(str(error))
-            return False
-        if outcome.restart_needed:
-            self.setStatus("Packages were upgraded that Slicer had already loaded: restart Slicer, then try again.")
-            return False
-        return True
 
     def setStatus(self, text: str) -> None:
         self.ui.statusLabel.text = text

@@ -1,26 +1,23 @@
 """Remote mode of the RadAssist panels: local or a server, its URL and token remembered in Slicer's settings,
-a consent prompt before image data leaves the machine, and one call that runs a task there.
+and a consent prompt before image data leaves the machine.
 
-Thin on purpose: the client, the consent wording and the result files are the engine's (radassist.client), so a
-panel gets the very files `radassist ... --server URL` writes and loads them as it loads local results.
+Thin on purpose: the job process runs the task on the server with the engine's client (radassist.client), so a
+panel gets the very files a local run writes and loads them the same way.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from pathlib import Path
+from collections.abc import Sequence
 from typing import Any
 
 import qt
 
 from radassist.client import upload_consent_text
-from radassist.runtime.progress import Progress
-from radassist.slicer.remote_tasks import run_and_read
 from radassist.slicer.settings_store import RemoteSettings
 
 SETTINGS_CONSENTED = "RadAssist/Server/ConsentedURLs"  # servers the user said not to ask about again
 
-__all__ = ["RemoteSettings", "compute_remotely", "confirm_upload"]  # RemoteSettings: settings_store's, re-exported
+__all__ = ["RemoteSettings", "confirm_upload"]  # RemoteSettings: settings_store's, re-exported
 
 
 def _consented() -> list[str]:
@@ -45,10 +42,3 @@ def confirm_upload(parent: Any, url: str, names: Sequence[str]) -> bool:
     if remember.checked:
         qt.QSettings().setValue(SETTINGS_CONSENTED, _consented() + [url])
     return True
-
-
-def compute_remotely(settings: RemoteSettings, task: str, volumes: Sequence[Any], options: dict[str, Any] | None,
-                     progress: Progress, read: Callable[[Path], Any]) -> Any:
-    """Run ``task`` on the server (worker thread, after :func:`confirm_upload` on the main thread) and return what
-    ``read`` makes of its result files: the same result type the local run gives, shown by the same code."""
-    return run_and_read(settings.client(), task, volumes, options, read, progress)

@@ -12,8 +12,7 @@ from typing import Any
 import ctk
 import qt
 
-from radassist.runtime.progress import Progress
-from radassist.slicer.remote_tasks import connection_text
+from radassist.slicer.task_requests import connection_text
 from radassist.slicer.settings_store import RemoteSettings
 from radassist.slicer.worker import SlicerJobRunner
 
@@ -72,23 +71,32 @@ class RemoteSection:
         self._runner.toggle(self._startTest)
 
     def _startTest(self) -> None:
+        """Ask the server for its health and tasks, from a job process like every other network call."""
         from radassist.errors import RadAssistError
+        from radassist.runtime.job_runner import SERVER_CHECK
+        from radassist.slicer import jobs
+        from radassist.slicer.task_requests import TaskRequest, read_server_check
 
+        settings = self.settings
         try:
-            client = self.settings.client()
+            settings.client()
+            job = jobs.task_job(TaskRequest([], {}, read_server_check, SERVER_CHECK), "cpu", settings)
         except RadAssistError as error:
             self.statusLabel.text = str(error)
             return
 
-        def work(progress: Progress) -> str:
-            progress.update(0.2, "health")
-            health = client.health()
-            progress.update(0.6, "info")
-            return connection_text(health, client.info(), self.task)
+        def answered(folder) -> None:
+            health, info = read_server_check(folder)
+            jobs.remove_job_folder(job.folder)
+            self.statusLabel.text = connection_text(health, info, self.task)
 
-        self.statusLabel.text = f"Asking {client.url}..."
-        self._runner.start(work, on_success=lambda text: setattr(self.statusLabel, "text", text),
-                           on_error=lambda error: setattr(self.statusLabel, "text", f"No connection: {error}"))
+        def failed(error: BaseException) -> None:
+            jobs.remove_job_folder(job.folder)
+            self.statusLabel.text = f"No connection: {error}"
+
+        self.statusLabel.text = f"Asking {settings.url.strip()}..."
+        self._runner.start(job, on_success=answered, on_error=failed,
+                           on_cancelled=lambda: jobs.remove_job_folder(job.folder))
 
     def cancel(self) -> None:
         self._runner.cancel()

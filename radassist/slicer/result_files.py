@@ -153,20 +153,6 @@ class MammoDisplay:
     views: dict[str, ViewDisplay]
 
 
-def mammo_display(volumes: Mapping[str, Volume], outcome: Any) -> MammoDisplay:
-    """A local GMIC result (MammoResult) placed on each view's own grid (the Slicer node's)."""
-    from radassist.mammo.pipeline import CLASS_NAMES
-    from radassist.mammo.postprocess import patch_detections, saliency_volume
-
-    views = {}
-    for view in outcome.views:
-        grid = volumes[view.name]
-        views[view.name] = ViewDisplay(
-            {CLASS_NAMES[i]: saliency_volume(view, i, grid) for i in range(view.saliency.shape[0])},
-            patch_detections(view, grid))
-    return MammoDisplay(outcome.classification, views)
-
-
 def regrid_detections(detections: Detections, source: Geometry, target: Geometry) -> Detections:
     """Boxes placed on ``source``'s grid moved to the same voxels of ``target`` (same shape, other placement):
     how a server's boxes on a PNG's 1 mm pixels land on the Slicer node's own grid."""

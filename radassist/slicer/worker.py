@@ -1,8 +1,9 @@
-"""Slicer side of the job runner: run a :class:`BackgroundJob`, keep the GUI alive, show progress, offer Cancel.
+"""Slicer side of a job: start a :class:`~radassist.runtime.process_jobs.ProcessJob`, keep the GUI alive, show its
+progress, offer Cancel.
 
-A qt.QTimer polls the job from the main thread, so results are turned into nodes where MRML lives and the GUI keeps
-repainting while the model runs in a worker thread. While a job runs, the module's Apply button reads "Cancel" and
-cancels the job; afterwards it is restored. Errors go to the caller's ``on_error`` -- nothing here opens a popup.
+A qt.QTimer polls the job's folder from the main thread, so results become nodes where MRML lives while the job
+runs in its own process. While a job runs, the module's button reads "Cancel" and ends the job's process tree;
+afterwards it is restored. Errors go to the caller's ``on_error``; nothing here opens a popup.
 """
 
 from __future__ import annotations
@@ -13,29 +14,27 @@ from typing import Any
 
 import qt
 
-from radassist.runtime.jobs import BackgroundJob, JobCancelled, JobDone, JobFailed, JobProgress
-from radassist.runtime.progress import Progress
+from radassist.runtime.jobs import JobDone, JobFailed, JobProgress
 
 PROGRESS_STEPS = 1000
 
 
 class SlicerJobRunner:
-    """Runs one job at a time for a module widget, driving its Apply button and progress bar."""
+    """Runs one job at a time for a panel section, driving its button and progress bar."""
 
-    def __init__(self, apply_button: qt.QPushButton, progress_bar: qt.QProgressBar, cancel_text: str = "Cancel",
-                 poll_interval_ms: int = 100) -> None:
-        self._button = apply_button
+    def __init__(self, button, progress_bar, cancel_text: str = "Cancel", poll_interval_ms: int = 100) -> None:
+        self._button = button
         self._progress_bar = progress_bar
         self._cancel_text = cancel_text
-        self._idle_text = apply_button.text
-        self._idle_tooltip = apply_button.toolTip
-        self._job: BackgroundJob | None = None
+        self._idle_text = button.text
+        self._idle_tooltip = button.toolTip
+        self._job = None
         self._on_success: Callable[[Any], None] | None = None
         self._on_error: Callable[[BaseException], None] | None = None
         self._on_cancelled: Callable[[], None] | None = None
         self._timer = qt.QTimer()
         self._timer.setInterval(poll_interval_ms)
-        self._timer.timeout.connect(self._poll)
+        self._timer.connect("timeout()", self._poll)
         self._progress_bar.setRange(0, PROGRESS_STEPS)
         self._progress_bar.hide()
 
@@ -43,30 +42,38 @@ class SlicerJobRunner:
     def running(self) -> bool:
         return self._job is not None
 
-    def start(self, fn: Callable[[Progress], Any], on_success: Callable[[Any], None],
-              on_error: Callable[[BaseException], None],
-              on_cancelled: Callable[[], None] | None = None) -> BackgroundJob:
-        """Run ``fn(progress)`` in a worker thread; the callbacks run later in the main thread."""
+    @property
+    def job(self):
+        return self._job
+
+    def start(self, job, on_success: Callable[[Any], None], on_error: Callable[[BaseException], None],
+              on_cancelled: Callable[[], None] | None = None):
+        """Start ``job`` (a ProcessJob, not yet started); the callbacks run later in the main thread."""
         if self._job is not None:
             raise RuntimeError("a RadAssist job is already running")
         self._on_success, self._on_error, self._on_cancelled = on_success, on_error, on_cancelled
         self._idle_text = self._button.text
         self._idle_tooltip = self._button.toolTip
+        try:
+            job.start()
+        except OSError as error:  # PythonSlicer missing or not executable
+            on_error(error)
+            return None
+        self._job = job
         self._button.text = self._cancel_text
         self._button.toolTip = "Stop the running job"
         self._show_progress(0.0, "Starting...")
-        self._job = BackgroundJob(fn).start()
         self._timer.start()
-        return self._job
+        return job
 
     def cancel(self) -> None:
-        """Ask the running job to stop; it ends at its next progress report."""
+        """End the running job's process tree; the panel hears about it at the next poll."""
         if self._job is not None:
             self._job.cancel()
             self._progress_bar.setFormat("Cancelling... %p%")
 
     def toggle(self, start_job: Callable[[], None]) -> None:
-        """Apply-button handler: cancel the running job, or call ``start_job`` (which calls :meth:`start`)."""
+        """Button handler: cancel the running job, or call ``start_job`` (which calls :meth:`start`)."""
         if self.running:
             self.cancel()
         else:
@@ -91,7 +98,7 @@ class SlicerJobRunner:
                 self._finish(event)
                 return
 
-    def _finish(self, event: JobDone | JobFailed | JobCancelled) -> None:
+    def _finish(self, event) -> None:
         self._timer.stop()
         self._job = None
         self._button.text = self._idle_text

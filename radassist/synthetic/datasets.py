@@ -42,6 +42,41 @@ LUNA16_MASK_VALUES = {"right lung": 3, "left lung": 4, "trachea": 5}
 LUNA16_ANNOTATION_COLUMNS = ("seriesuid", "coordX", "coordY", "coordZ", "diameter_mm")
 BRATS_SEQUENCES = ("flair", "t1", "t1ce", "t2")
 EXAM_LIST_COLUMNS = ("path", "exam", "laterality", "view", "benign", "malignant", "benign_mask", "malignant_mask")
+MAX_CASES = 10_000  # a data set is written case by case, but its list of case seeds and its index are in memory
+# bytes one case takes on disk with the default phantom sizes (measured: 1 case of each with seed 0)
+BYTES_PER_CASE = {"lung": 37_200_000, "liver": 26_000_000, "brain": 44_100_000, "mammo": 6_000_000}
+DISK_HEADROOM = 1.1
+
+
+def _existing_parent(path: Path) -> Path:
+    path = Path(path).absolute()
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path
+
+
+def check_dataset_size(task: str, cases: int, out: str | Path, default_sizes: bool = True) -> None:
+    """Refuse a data set that is too many cases to index, or (default phantom sizes) larger than the free space
+    where ``out`` goes, before anything is written: ``synth --cases 1000000000`` must fail at once, not after
+    filling the disk."""
+    if int(cases) < 1:
+        raise InputError(None, f"the number of cases must be at least 1, got {cases}")
+    if int(cases) > MAX_CASES:
+        raise InputError(None, f"{cases} cases is more than the {MAX_CASES} one synthetic data set holds; write "
+                               f"several data sets with different seeds instead")
+    if not default_sizes or task not in BYTES_PER_CASE:
+        return
+    import shutil
+
+    need = int(cases) * BYTES_PER_CASE[task] * DISK_HEADROOM
+    where = _existing_parent(Path(out))
+    try:
+        free = shutil.disk_usage(where).free
+    except OSError:
+        return
+    if need > free:
+        raise InputError(out, f"{cases} synthetic {task} cases need about {need / 1e9:.1f} GB, but only "
+                              f"{free / 1e9:.1f} GB are free on {where}; write fewer cases or choose another folder")
 
 
 def case_seeds(seed: int, cases: int) -> list[int]:
@@ -191,8 +226,7 @@ def write_dataset(task: str, out: Path, cases: int, seed: int, progress: Progres
     """
     if task not in _WRITERS:
         raise InputError(None, f"unknown synthetic task {task!r}; choose one of {', '.join(TASKS)}")
-    if int(cases) < 1:
-        raise InputError(None, f"the number of cases must be at least 1, got {cases}")
+    check_dataset_size(task, cases, out, default_sizes=config is None)
     if int(seed) < 0:
         raise InputError(None, f"the seed must be a non-negative integer, got {seed}")
     progress = progress or Progress()
