@@ -212,7 +212,8 @@ def test_radassist_train_lung_infection_under_torchrun_saves_and_registers_once(
                            "--device", "cpu"], env=_environment(), capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-6000:]
     assert done.stdout.count("registered as model ddp-infection 1.0.0") == 1  # rank 0 alone prints and registers
-    assert sorted(p.name for p in out.iterdir()) == ["config.json", "model.safetensors", "result.json"]
+    assert sorted(p.name for p in out.iterdir()) == ["config.json", "model.safetensors", "result.json",
+                                                     "train_log.csv", "training_curves.png"]
     assert load_catalog().versions("ddp-infection") == ["1.0.0"]
     record = json.loads((out / "result.json").read_text())
     assert record["summary"]["registered_model"] == "ddp-infection 1.0.0"

@@ -123,3 +123,12 @@ def test_gradient_accumulation_equals_the_larger_batch(data):
     accumulated, large, small = weights(4, 2), weights(8, 1), weights(4, 1)
     np.testing.assert_allclose(accumulated, large, rtol=1e-4, atol=1e-6)
     assert not np.allclose(small, large, rtol=1e-4, atol=1e-6)  # without accumulation the steps differ
+
+
+def test_a_time_limit_stops_before_an_epoch_that_would_overrun(data):
+    images, masks = data[0][:8, :, ::2, ::2], data[1][:8, ::2, ::2]
+    _, _, model = build_network("unet", {"channels": (4, 8)}, 4, seed=0)
+    history = fit_network(model, images, masks, None, 5, 1e-2, 4, seed=0, time_limit=1e-6,
+                          validation=(images[:2], masks[:2]))
+    assert len(history) == 1 and history[0].kept and history[0].seconds > 0
+    assert len(fit_network(model, images, masks, None, 3, 1e-2, 4, seed=0, time_limit=3600.0)) == 3

@@ -629,3 +629,19 @@ def _draw_probability_bars(canvas: PixelCanvas, item: ClassifiedImage | None, cl
             canvas.rectangle(x0, y + 3, x0 + max(1, int(round(p * bar_width))) + 1, y + 13,
                              fill=_CLASS_COLOURS[row % len(_CLASS_COLOURS)])
         canvas.text(x0 + bar_width + 4, y, f"{p:.2f}")
+
+
+def paint_labels(grey: np.ndarray, labels: np.ndarray, colours: dict[int, tuple[int, int, int]]) -> np.ndarray:
+    """A (y, x) 8-bit grey picture as RGB with each label value filled (translucent) and outlined (one solid pixel)
+    in its colour (0..255): for pictures assembled pixel for pixel, such as the infection best/worst grid."""
+    from scipy import ndimage
+
+    rgb = np.repeat(np.asarray(grey, dtype=np.float64)[..., None], 3, axis=2)
+    for value, colour in colours.items():
+        mask = np.asarray(labels) == value
+        if not mask.any():
+            continue
+        colour_array = np.asarray(colour, dtype=np.float64)
+        rgb[mask] = (1 - FILL_OPACITY) * rgb[mask] + FILL_OPACITY * colour_array
+        rgb[mask & ~ndimage.binary_erosion(mask, structure=np.ones((3, 3), bool), border_value=0)] = colour_array
+    return np.clip(np.round(rgb), 0, 255).astype(np.uint8)

@@ -7,7 +7,9 @@ Each entry was checked against Slicer's own terminology files
 * ground-glass opacity: (112120, DCM) from CID 6104 "Abnormal Opacity Finding or Feature";
 * enhancing tumour: (C113842, NCIt, "Enhancing Lesion") from CID 7169 "Brain Lesion Segmentation Type";
 * pleural effusion (60046008, SCT) is listed in CID 645; consolidation uses SNOMED CT "Lung consolidation"
-  (95436008) and calcification "Pathologic calcification" (18115005, CID 3802): neither is in a Slicer list.
+  (95436008) and calcification "Pathologic calcification" (18115005, CID 3802): neither is in a Slicer list;
+* lung infection as one class (ground glass or consolidation, the binary COVID-SemiSeg labels): SNOMED CT
+  "Lesion" (52988006) in the lung, the generic morphologically altered structure.
 
 Slicer stores a terminology as one string (see :func:`to_slicer_string`); the context names say which list the
 codes come from, so Slicer can look up the recommended colour and show the entry in its terminology selector.
@@ -91,6 +93,8 @@ CATALOGUE: dict[str, CatalogueEntry] = {entry.key: entry for entry in (
            _rgb(120, 180, 255), DICOM_MASTER, in_slicer_list=False, region=LUNG_CODE),
     _entry("consolidation", MORPHOLOGICALLY_ALTERED, Code("SCT", "95436008", "Lung consolidation"),
            _rgb(255, 140, 60), DICOM_MASTER, in_slicer_list=False, region=LUNG_CODE),
+    _entry("lung infection", MORPHOLOGICALLY_ALTERED, Code("SCT", "52988006", "Lesion"), _rgb(230, 70, 70),
+           DICOM_MASTER, in_slicer_list=False, region=LUNG_CODE),
     _entry("pleural effusion", MORPHOLOGICALLY_ALTERED, Code("SCT", "60046008", "Pleural effusion"),
            _rgb(90, 120, 255), DICOM_MASTER, in_slicer_list=False),
     _entry("breast mass", MORPHOLOGICALLY_ALTERED, Code("SCT", "4147007", "Mass"), _rgb(144, 238, 144),

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from radassist.errors import InputError
-from radassist.lung.infection.preprocess import LUNG_WINDOW, window_to_unit
+from radassist.lung.infection.preprocess import LUNG_WINDOW, InfectionInput, window_to_unit
 from radassist.runtime.slicewise import AxialReorientation, fit_slices, plan_fit
 
 IMAGE_FOLDERS = ("images", "imagesTr", "image")
@@ -107,11 +107,17 @@ def _is_slice_file(path: Path) -> bool:
     return path.is_file() and not name.startswith(".") and (name.endswith(NIFTI_SUFFIXES) or name.endswith(".png"))
 
 
-def read_pair(image_path: Path, mask_path: Path, num_classes: int,
-              window: tuple[float, float] = LUNG_WINDOW) -> tuple[np.ndarray, np.ndarray]:
-    """One pair as (slices, y, x) network input and labels; NIfTI volumes give all their axial slices."""
+def read_pair(image_path: Path, mask_path: Path, num_classes: int, window: tuple[float, float] = LUNG_WINDOW,
+              intensity: InfectionInput | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """One pair as (slices, y, x) network input and labels; NIfTI volumes give all their axial slices.
+
+    ``intensity`` (a model's input description) decides how images become network input; without it PNG slices
+    are taken as already windowed (0..255 -> 0..1) and NIfTI volumes go through ``window``.
+    """
     if image_path.name.lower().endswith(".png"):
-        image = _read_png(image_path, "image")[np.newaxis].astype(np.float32) / 255.0
+        picture = _read_png(image_path, "image")
+        image = (intensity.prepare_picture(picture) if intensity is not None
+                 else picture.astype(np.float32) / 255.0)[np.newaxis]
         mask = _read_png(mask_path, "mask")[np.newaxis]
     else:
         from radassist.io import read_volume
@@ -122,7 +128,8 @@ def read_pair(image_path: Path, mask_path: Path, num_classes: int,
             raise InputError(mask_path, f"has shape {labels.shape} (z, y, x), but its image {image_path.name} has "
                                         f"{volume.shape}")
         reorientation = AxialReorientation.of(volume.geometry)
-        image = window_to_unit(reorientation.to_canonical(volume.array), window)
+        canonical = reorientation.to_canonical(volume.array)
+        image = intensity.prepare_ct(canonical) if intensity is not None else window_to_unit(canonical, window)
         mask = reorientation.to_canonical(labels.array)
     if image.shape != mask.shape:
         raise InputError(mask_path, f"is {mask.shape[-1]}x{mask.shape[-2]} pixels, its image {image_path.name} "
@@ -146,11 +153,12 @@ def _read_png(path: Path, what: str) -> np.ndarray:
         raise InputError(path, f"is not a readable PNG ({error})") from None
 
 
-def read_dataset(folder: str | Path, num_classes: int, window: tuple[float, float] = LUNG_WINDOW) -> SliceDataset:
+def read_dataset(folder: str | Path, num_classes: int, window: tuple[float, float] = LUNG_WINDOW,
+                 intensity: InfectionInput | None = None) -> SliceDataset:
     """Every slice of every pair in ``folder``, named ``<file>`` or ``<file>:<slice>`` for volumes."""
     dataset = SliceDataset()
     for image_path, mask_path in find_pairs(folder):
-        images, masks = read_pair(image_path, mask_path, num_classes, window)
+        images, masks = read_pair(image_path, mask_path, num_classes, window, intensity)
         for index in range(len(images)):
             name = _stem(image_path) if len(images) == 1 else f"{_stem(image_path)}:{index}"
             dataset.add(images[index], masks[index], name)

@@ -8,7 +8,7 @@ of each class and the infected share of each lung. It reads and writes no files.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -19,7 +19,8 @@ from torch import nn
 from radassist.errors import InputError, RadAssistError
 from radassist.lung.infection import model as infection_model
 from radassist.lung.infection.postprocess import infection_labelmap, infection_report
-from radassist.lung.infection.preprocess import LUNG_WINDOW, LungMasks, check_ct, compute_lung_masks, window_to_unit
+from radassist.lung.infection.preprocess import (LUNG_WINDOW, InfectionInput, LungMasks, check_ct,
+                                                 compute_lung_masks)
 from radassist.results.labelmap import LabelMap
 from radassist.results.segments import Segment
 from radassist.results.tables import Report
@@ -29,23 +30,6 @@ from radassist.runtime.slicewise import SliceInference, predict_slices
 from radassist.volume import Volume
 
 Engine = Literal["torch", "onnx"]
-
-
-@dataclass(frozen=True)
-class InfectionInput:
-    """What the network expects: slice size (None: any size, padded to the network's step) and CT window."""
-
-    image_size: tuple[int, int] | None = (512, 512)  # full-resolution slices (Saood and Hatem 2021)
-    window: tuple[float, float] = LUNG_WINDOW
-
-    @classmethod
-    def from_metadata(cls, metadata: Mapping[str, Any] | None) -> "InfectionInput":
-        """Read a checkpoint's ``metadata["input"]`` (written by training); defaults where it is silent."""
-        spec = dict((metadata or {}).get("input") or {})
-        size = spec.get("imageSize")
-        window = spec.get("window")
-        return cls(tuple(int(s) for s in size) if size else cls.image_size,
-                   tuple(float(w) for w in window) if window else LUNG_WINDOW)
 
 
 @dataclass
@@ -177,11 +161,10 @@ def segment_infection(volume: Volume, model: InfectionModel, lungs: LungMasks | 
     check_ct(volume)
     progress.update(0.0, "checking the CT")
     network = _backend(model, engine, device, onnx_cache)
-    window = model.input.window
     multiple = int(getattr(model.network, "size_multiple", 1))
     settings = SliceInference(input_size=model.input.image_size, size_multiple=multiple, batch_size=batch_size,
                               pad_value=-1024.0)
-    prediction = predict_slices(volume, network, lambda raw: window_to_unit(raw, window), settings,
+    prediction = predict_slices(volume, network, model.input.prepare_ct, settings,
                                 progress.sub(0.0, 0.85), device=device)
     segments = model.segments
     labelmap = infection_labelmap(prediction.labels, volume.geometry, segments, volume.source,
@@ -196,6 +179,55 @@ def segment_infection(volume: Volume, model: InfectionModel, lungs: LungMasks | 
     report = infection_report(labelmap, lung_masks, model.name)
     progress.update(1.0, "done")
     return InfectionResult(labelmap, report, lung_masks, prediction.backend)
+
+
+@dataclass
+class PictureResult:
+    """One segmented picture: labels and 8-bit class probabilities at the picture's size, and the segments."""
+
+    labels: np.ndarray  # (y, x) uint8 class values
+    probabilities: np.ndarray  # (classes, y, x) uint8, 0..255
+    segments: list[Segment]
+
+    def pixel_counts(self) -> dict[str, int]:
+        """Pixels of each finding class (a picture has no spacing, so no area in mm^2 or volume in mL)."""
+        return {segment.name: int(np.count_nonzero(self.labels == segment.label_value)) for segment in self.segments}
+
+    def report(self, model_name: str) -> Report:
+        """Pixels and share of the picture per class; no mL or mm^2, since a picture carries no spacing."""
+        total = int(self.labels.size)
+        counts = self.pixel_counts()
+        rows = [{"structure": name, "pixels": count, "percent_of_picture": round(100.0 * count / total, 3)}
+                for name, count in counts.items()]
+        infected = int(np.count_nonzero(self.labels > 0))
+        return Report("Lung infection (picture)", rows,
+                      {"infected_pixels": infected, "infected_percent_of_picture": round(100.0 * infected / total, 3),
+                       "picture_pixels": total},
+                      {"pixels": "pixels", "percent_of_picture": "%"},
+                      {"model": model_name, "note": "a display picture has no pixel spacing: sizes are in pixels"})
+
+
+def segment_picture(picture: np.ndarray, model: InfectionModel, device: Any = "cpu",
+                    name: str | None = None) -> PictureResult:
+    """Segment one display-windowed 8-bit grey picture of a CT slice (a COVID-SemiSeg-style crop), with the
+    intensity handling the model was trained with (:meth:`InfectionInput.prepare_picture`).
+
+    Refused (InputError naming ``name``): a model trained on CT in HU (a picture has no HU to window), and anything
+    but a (y, x) 8-bit picture.
+    """
+    from radassist.lung.infection.predict import predict_prepared
+
+    picture = np.asarray(picture)
+    if picture.ndim != 2 or picture.dtype != np.uint8 or min(picture.shape) < 2:
+        raise InputError(name, f"is a {picture.dtype} array of shape {picture.shape}; a picture to segment is one "
+                               "8-bit grey slice")
+    if not model.input.takes_pictures:
+        raise InputError(name, f"is a display picture without Hounsfield units, but {model.name} was trained on CT "
+                               "in HU; give a CT volume, or a model trained on pictures (radassist train "
+                               "lung-infection --layout covid-semiseg)")
+    predicted = predict_prepared(model.network, [model.input.prepare_picture(picture)], model.input.image_size,
+                                 device=device)
+    return PictureResult(predicted.labels[0], predicted.probabilities[0], model.segments)
 
 
 def _backend(model: InfectionModel, engine: Engine, device: Any, onnx_cache: str | Path | None

@@ -1,6 +1,9 @@
 """What the infection networks see, and the checks that keep other images away from them.
 
 * the lung window (-1350..150 HU, i.e. level -600 / width 1500, the catalogue's input window) scaled to 0..1;
+* for display-windowed 8-bit pictures (the COVID-SemiSeg JPEG crops: no Hounsfield units, every slice shown in
+  its own window), :func:`display_to_unit`: each picture stretched between its own 1st and 99th percentile, so
+  the air in the lungs sits near 0 and soft tissue near 1 whatever window the slice was exported with;
 * :func:`check_ct`: a clear refusal of images that are not CT in Hounsfield units;
 * the two lungs as boolean masks (:class:`LungMasks`): from a label map the user already has, or from the lung
   preprocessing of the nodule module (:mod:`radassist.lung.preprocess`), which is imported only when needed.
@@ -9,7 +12,9 @@
 from __future__ import annotations
 
 import importlib
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -18,6 +23,7 @@ from radassist.results.labelmap import LabelMap
 from radassist.volume import Volume
 
 LUNG_WINDOW = (-1350.0, 150.0)  # HU (low, high): level -600, width 1500 (Resources/models.json input window)
+DISPLAY_PERCENTILES = (1.0, 99.0)  # per-picture stretch of display-windowed 8-bit slices (ours, see display_to_unit)
 AIR_BELOW_HU = -500.0  # a chest CT in HU has air and lung far below this
 RIGHT_LUNG_CODE, LEFT_LUNG_CODE = "3341006", "44029006"  # SNOMED CT "Right lung", "Left lung"
 RIGHT_CODE, LEFT_CODE = "24028007", "7771000"  # SNOMED CT laterality modifiers "Right", "Left"
@@ -29,6 +35,75 @@ def window_to_unit(values: np.ndarray, window: tuple[float, float] = LUNG_WINDOW
     if high <= low:
         raise ValueError(f"window must have low < high, got {window}")
     return ((np.clip(np.asarray(values, dtype=np.float32), low, high) - low) / (high - low)).astype(np.float32)
+
+
+def display_to_unit(picture: np.ndarray, percentiles: tuple[float, float] = DISPLAY_PERCENTILES) -> np.ndarray:
+    """A display-windowed picture (8-bit grey values) as network input: its own ``percentiles`` mapped to 0 and 1.
+
+    Why a per-picture stretch: the COVID-SemiSeg slices were exported in different display windows (the lung's air
+    is grey value 0 in one picture and 80 in another, see benchmarks/INFECTION_REAL.md), and no Hounsfield unit can
+    be recovered from them. The 1st percentile is the darkest air, the 99th the brightest tissue in nearly every
+    crop, so stretching between them puts the same anatomy at similar values. Values outside are clipped. A flat
+    picture (both percentiles equal) maps to zeros.
+    """
+    values = np.asarray(picture, dtype=np.float32)
+    low, high = (float(v) for v in np.percentile(values, percentiles))
+    if high <= low:
+        return np.zeros(values.shape, dtype=np.float32)
+    return np.clip((values - low) / (high - low), 0.0, 1.0).astype(np.float32)
+
+
+NORMALIZATIONS = ("window", "display-percentile")
+
+
+@dataclass(frozen=True)
+class InfectionInput:
+    """What a network expects: slice size (None: any size, padded to the network's step) and intensity handling.
+
+    ``normalization`` "window": CT in Hounsfield units through ``window`` to 0..1 (the study's networks).
+    "display-percentile": networks trained on display-windowed 8-bit pictures (COVID-SemiSeg); a picture goes
+    through :func:`display_to_unit`; a CT in HU is first shown in the lung window as an 8-bit picture, as such
+    pictures are made, then stretched the same way.
+    """
+
+    image_size: tuple[int, int] | None = (512, 512)  # full-resolution slices (Saood and Hatem 2021)
+    window: tuple[float, float] = LUNG_WINDOW
+    normalization: str = "window"
+    percentiles: tuple[float, float] = DISPLAY_PERCENTILES
+
+    def __post_init__(self) -> None:
+        if self.normalization not in NORMALIZATIONS:
+            raise ValueError(f"normalization must be one of {NORMALIZATIONS}, got {self.normalization!r}")
+
+    @classmethod
+    def from_metadata(cls, metadata: Mapping[str, Any] | None) -> "InfectionInput":
+        """Read a checkpoint's ``metadata["input"]`` (written by training); defaults where it is silent."""
+        spec = dict((metadata or {}).get("input") or {})
+        size, window, percentiles = spec.get("imageSize"), spec.get("window"), spec.get("percentiles")
+        return cls(tuple(int(s) for s in size) if size else cls.image_size,
+                   tuple(float(w) for w in window) if window else LUNG_WINDOW,
+                   str(spec.get("normalization") or "window"),
+                   tuple(float(p) for p in percentiles) if percentiles else DISPLAY_PERCENTILES)
+
+    @property
+    def takes_pictures(self) -> bool:
+        """Whether the network was trained on display-windowed 8-bit pictures."""
+        return self.normalization == "display-percentile"
+
+    def prepare_picture(self, picture: np.ndarray) -> np.ndarray:
+        """One (y, x) 8-bit display picture as network input."""
+        if not self.takes_pictures:
+            return np.asarray(picture, dtype=np.float32) / 255.0  # PNG slices already in the lung window
+        return display_to_unit(picture, self.percentiles)
+
+    def prepare_ct(self, slices: np.ndarray) -> np.ndarray:
+        """(n, y, x) CT slices in HU as network input."""
+        unit = window_to_unit(slices, self.window)
+        if not self.takes_pictures:
+            return unit
+        pictures = np.round(unit * 255.0)
+        return np.stack([display_to_unit(picture, self.percentiles) for picture in pictures]) if len(pictures) \
+            else unit
 
 
 def check_ct(volume: Volume, name: str | None = None) -> None:
