@@ -149,8 +149,10 @@ class MammoGMICLogic(panel.RadAssistLogic):
             rois = [roi for roi in slicer.util.getNodesByClass("vtkMRMLMarkupsROINode")
                     if roi.GetName().startswith(f"{view} patch ")]
             if volumeNode is not None and rois:
-                jobs.append(BoxJob(volumeNode, roi_boxes(rois),
-                                   lambda result, v=view, n=volumeNode, r=rois: self.showLesionOutlines(result, v, n, r)))
+                def show(result, v=view, n=volumeNode, r=rois) -> str:
+                    return self.showLesionOutlines(result, v, n, r)
+
+                jobs.append(BoxJob(volumeNode, roi_boxes(rois), show))
         if not jobs:
             raise InputError(None, "Classify the exam first: each patch box GMIC marks becomes a lesion outline.")
         return jobs

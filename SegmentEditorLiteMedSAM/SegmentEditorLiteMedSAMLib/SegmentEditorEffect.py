@@ -31,6 +31,7 @@ class SegmentEditorEffect(AbstractScriptedSegmentEditorEffect):
 
     def setupOptionsFrame(self) -> None:
         from radassist.slicer.box_segmentation import BoxEffectController
+        from radassist.slicer.worker import add_job_controls
 
         frame = qt.QWidget()
         form = qt.QFormLayout(frame)
@@ -42,14 +43,8 @@ class SegmentEditorEffect(AbstractScriptedSegmentEditorEffect):
         self.roiSelector.toolTip = "The box around the object (a Markups ROI; move or resize it, then Apply again)"
         self.roiSelector.setMRMLScene(slicer.mrmlScene)
         form.addRow("Box:", self.roiSelector)
-        self.applyButton = qt.QPushButton("Apply")
-        self.applyButton.toolTip = "Replace the selected segment with the object in the box"
-        form.addRow(self.applyButton)
-        self.progressBar = qt.QProgressBar()
-        form.addRow(self.progressBar)
-        self.statusLabel = qt.QLabel()
-        self.statusLabel.wordWrap = True
-        form.addRow(self.statusLabel)
+        self.applyButton, self.progressBar, self.statusLabel = add_job_controls(
+            form, "Apply", "Replace the selected segment with the object in the box")
         self.scriptedEffect.addOptionsWidget(frame)
         self.controller = BoxEffectController(self.scriptedEffect, self.roiSelector, self.applyButton,
                                               self.progressBar, self.statusLabel)

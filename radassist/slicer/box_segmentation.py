@@ -19,7 +19,7 @@ import ctk
 import qt
 import slicer
 
-from radassist.slicer.worker import SlicerJobRunner
+from radassist.slicer.worker import SlicerJobRunner, add_job_controls
 
 MODEL_TEXT = "LiteMedSAM (Ma et al., MedSAM, Nature Communications 2024)"
 
@@ -116,14 +116,8 @@ class BoxSegmentSection:
         self.widget.text = "Box segmentation (LiteMedSAM)"
         self.widget.collapsed = True
         form = qt.QFormLayout(self.widget)
-        self.segmentButton = qt.QPushButton(button_text)
-        self.segmentButton.toolTip = f"{tooltip} Model: {MODEL_TEXT}; install it in the Models section."
-        form.addRow(self.segmentButton)
-        self.progressBar = qt.QProgressBar()
-        form.addRow(self.progressBar)
-        self.statusLabel = qt.QLabel()
-        self.statusLabel.wordWrap = True
-        form.addRow(self.statusLabel)
+        self.segmentButton, self.progressBar, self.statusLabel = add_job_controls(
+            form, button_text, f"{tooltip} Model: {MODEL_TEXT}; install it in the Models section.")
         self._runner = SlicerJobRunner(self.segmentButton, self.progressBar)
         self._queue: list[BoxJob] = []
         self._lines: list[str] = []
