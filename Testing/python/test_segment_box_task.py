@@ -1,6 +1,6 @@
 """The segment-box task that Slicer's LiteMedSAM effect and buttons run: a job process (the real job runner) on
-the files a panel writes, giving the very segmentation `radassist segment box` gives; its options named and
-defaulted like the CLI's; bad boxes refused before the model loads, with the ROI file named."""
+the files a panel writes, giving the very segmentation `radassist segment box` gives, here or on a server; its
+options named and defaulted like the CLI's; bad boxes refused before the model loads, with the ROI file named."""
 
 from __future__ import annotations
 
@@ -32,7 +32,9 @@ def mammogram():
     return view.to_volume(), view.benign_mask[None]
 
 
-def test_the_job_gives_what_the_command_gives(litemedsam, home, tmp_path):
+def test_the_job_gives_what_the_command_and_the_server_give(litemedsam, home, tmp_path):
+    from server_fixtures import TOKEN, running_server
+
     from radassist.cli import main
     from radassist.results import Detection, Detections, read_seg_nrrd, write_roi_markups
 
@@ -54,6 +56,9 @@ def test_the_job_gives_what_the_command_gives(litemedsam, home, tmp_path):
     assert main(["segment", "box", str(tmp_path / "image.nrrd"), "--roi", str(tmp_path / "box.mrk.json"),
                  "--out", str(tmp_path / "cli")]) == 0
     assert np.array_equal(read_seg_nrrd(tmp_path / "cli" / "segmentation.seg.nrrd").mask("Mass 1"), mask)
+    with running_server(tmp_path / "server") as (url, _):  # a panel set to "Server": the same files come back
+        remote = run_request(request, tmp_path / "remote", sys.executable, "cpu", server_url=url, token=TOKEN)
+    assert np.array_equal(remote.labelmap.mask(remote.labelmap.segments[0]), mask)
 
 
 def test_a_box_off_the_image_is_refused_naming_the_roi_file(home, tmp_path):
