@@ -81,8 +81,8 @@ class BrainRegSegLogic(panel.RadAssistLogic):
         return moving, fixed, parameterNode.fixedVolume, parameterNode.movingVolume
 
     def boxJobs(self, parameterNode) -> list:
-        """"Refine tumours": a box around each part of the fixed image's tumour (all its sub-regions together, the
-        whole tumour), segmented again by LiteMedSAM on the fixed image."""
+        """The boxes of "Refine tumours": a box around each part of the fixed image's tumour (all its sub-regions
+        together, the whole tumour), segmented again by LiteMedSAM on the fixed image."""
         from radassist.slicer.box_segmentation import tumour_box_jobs
 
         return tumour_box_jobs(parameterNode.outputSegmentation, parameterNode.fixedVolume, lambda name: True)

@@ -93,7 +93,8 @@ class LiverSegLogic(panel.RadAssistLogic):
                 f"press Quantify ({result.backend}, {result.seconds:.1f} s).")
 
     def boxJobs(self, parameterNode) -> list:
-        """"Refine tumours": a box around each tumour of the segmentation, segmented again by LiteMedSAM."""
+        """The boxes of "Refine tumours": a box around each tumour of the segmentation, segmented again by
+        LiteMedSAM."""
         from radassist.slicer.box_segmentation import tumour_box_jobs
 
         return tumour_box_jobs(parameterNode.outputSegmentation, parameterNode.inputVolume,

@@ -110,7 +110,8 @@ class LungTumorAILogic(panel.RadAssistLogic):
                f"{result.metadata.get('score_threshold', 0):g}."
 
     def boxJobs(self, parameterNode) -> list:
-        """"Segment nodules": every nodule box still in the table (moved or resized ones as they are now)."""
+        """The boxes of "Segment nodules": every nodule box still in the table (moved or resized ones as they are
+        now)."""
         from radassist.errors import InputError
         from radassist.slicer.box_segmentation import BoxJob, roi_boxes
 

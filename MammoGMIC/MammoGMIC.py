@@ -138,8 +138,8 @@ class MammoGMICLogic(panel.RadAssistLogic):
         return f"GMIC ({result.classification.model}): " + "; ".join(lines)
 
     def boxJobs(self, parameterNode) -> list:
-        """"Outline lesions": each view's patch boxes (GMIC's, or ones the reader moved or drew named like them),
-        one job per view."""
+        """The boxes of "Outline lesions": each view's patch boxes (GMIC's, or ones the reader moved or drew named
+        like them), one job per view."""
         from radassist.errors import InputError
         from radassist.slicer.box_segmentation import BoxJob, roi_boxes
 
