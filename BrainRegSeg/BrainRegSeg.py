@@ -80,6 +80,13 @@ class BrainRegSegLogic(panel.RadAssistLogic):
         moving, fixed = paired_sequences([slots[i] + slots[i + 1] for i in range(0, len(slots), 2)])
         return moving, fixed, parameterNode.fixedVolume, parameterNode.movingVolume
 
+    def boxJobs(self, parameterNode) -> list:
+        """The boxes of "Refine tumours": a box around each part of the fixed image's tumour (all its sub-regions
+        together, the whole tumour), segmented again by LiteMedSAM on the fixed image."""
+        from radassist.slicer.box_segmentation import tumour_box_jobs
+
+        return tumour_box_jobs(parameterNode.outputSegmentation, parameterNode.fixedVolume, lambda name: True)
+
     def taskRequest(self, inputs: Any) -> Any:
         """Fixed then moving sequences for the brain-register task; its files come back as the result."""
         from radassist.slicer.task_requests import brain_request
@@ -153,6 +160,8 @@ class BrainRegSegLogic(panel.RadAssistLogic):
 class BrainRegSegWidget(panel.RadAssistWidget):
     logicClass = BrainRegSegLogic
     modelTask = "brain-registration-segmentation"  # the catalogue task(s) whose models the shared Models section lists
+    boxSegmentButton = ("Refine tumours", "Draw a box around each part of the fixed image's tumour segmentation "
+                                          "and segment the whole tumour again with LiteMedSAM (a new segmentation).")
 
     def setup(self) -> None:
         panel.RadAssistWidget.setup(self)

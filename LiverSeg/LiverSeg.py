@@ -92,6 +92,14 @@ class LiverSegLogic(panel.RadAssistLogic):
         return (f"{self.showReport(result.report, parameterNode)} Correct it in Segment Editor if needed, then "
                 f"press Quantify ({result.backend}, {result.seconds:.1f} s).")
 
+    def boxJobs(self, parameterNode) -> list:
+        """The boxes of "Refine tumours": a box around each tumour of the segmentation, segmented again by
+        LiteMedSAM."""
+        from radassist.slicer.box_segmentation import tumour_box_jobs
+
+        return tumour_box_jobs(parameterNode.outputSegmentation, parameterNode.inputVolume,
+                               lambda name: "tumour" in name.lower() or "tumor" in name.lower())
+
     def quantify(self, parameterNode) -> str:
         """Recompute the measurements from the current (possibly corrected) segmentation."""
         from radassist.liver.quantify import quantify_labelmap
@@ -140,6 +148,8 @@ class LiverSegLogic(panel.RadAssistLogic):
 class LiverSegWidget(panel.RadAssistWidget):
     logicClass = LiverSegLogic
     modelTask = "liver-segmentation"  # the catalogue task(s) whose models the shared Models section lists
+    boxSegmentButton = ("Refine tumours", "Draw a box around each tumour of the segmentation and segment it again "
+                                          "with LiteMedSAM (a new segmentation, one segment per tumour).")
 
     def setup(self) -> None:
         panel.RadAssistWidget.setup(self)

@@ -109,6 +109,45 @@ class LungTumorAILogic(panel.RadAssistLogic):
         return f"{len(rois)} nodule {what.get(result.engine, 'finding(s) of Lung-DETR')} at probability >= " \
                f"{result.metadata.get('score_threshold', 0):g}."
 
+    def boxJobs(self, parameterNode) -> list:
+        """The boxes of "Segment nodules": every nodule box still in the table (moved or resized ones as they are
+        now)."""
+        from radassist.errors import InputError
+        from radassist.slicer.box_segmentation import BoxJob, roi_boxes
+
+        table = parameterNode.outputTable if parameterNode is not None else None
+        volumeNode = parameterNode.inputVolume if parameterNode is not None else None
+        if volumeNode is None or table is None or table.GetColumnIndex("roi") < 0 or not table.GetNumberOfRows():
+            raise InputError(None, "Detect nodules first: each row of the nodule table gives one box to segment.")
+        column = table.GetColumnIndex("roi")
+        rows = [(row, slicer.mrmlScene.GetNodeByID(table.GetCellText(row, column)))
+                for row in range(table.GetNumberOfRows())]
+        rows = [(row, roi) for row, roi in rows if roi is not None]  # boxes the user deleted are left out
+        if not rows:
+            raise InputError(None, "the nodule boxes of the table have been deleted")
+        return [BoxJob(volumeNode, roi_boxes([roi for _, roi in rows]),
+                       lambda result: self.showNoduleSegments(result, rows, parameterNode))]
+
+    def showNoduleSegments(self, result: Any, rows: list, parameterNode) -> str:
+        """One segment per nodule box, and its volume and mean diameter in the nodule table (the measures
+        follow-up guidelines ask for)."""
+        from radassist.slicer import nodes
+        from radassist.slicer.box_segmentation import named_labelmap
+
+        volumeNode = parameterNode.inputVolume
+        labelmap = named_labelmap(result.labelmap, [roi.GetName() for _, roi in rows])
+        segmentation = nodes.labelmap_to_segmentation_node(labelmap, volumeNode,
+                                                           f"{volumeNode.GetName()} nodules (LiteMedSAM)")
+        table = parameterNode.outputTable
+        volumes, diameters = [None] * table.GetNumberOfRows(), [None] * table.GetNumberOfRows()
+        for (row, _), measured in zip(rows, result.report.rows):
+            volumes[row], diameters[row] = measured["volume_ml"], measured["mean_diameter_mm"]
+        nodes.set_table_column(table, "volume", volumes, "mL", "volume of the nodule's LiteMedSAM segment")
+        nodes.set_table_column(table, "mean diameter", diameters, "mm",
+                               "mean of the longest axial diameter and the short axis perpendicular to it")
+        self.showVolume(volumeNode, segmentation)
+        return f"{len(rows)} nodule segment(s) by LiteMedSAM; volume and mean diameter are in the nodule table."
+
     @staticmethod
     def jumpToNodule(roiId: str) -> bool:
         """Centre the slice views on the ROI ``roiId`` where it is now (the user may have moved it)."""
@@ -125,6 +164,8 @@ class LungTumorAIWidget(panel.RadAssistWidget):
     logicClass = LungTumorAILogic
     modelTask = "lung"  # the catalogue task(s) whose models the shared Models section lists
     engines = ("detr", "classic")  # the order of the items in engineComboBox
+    boxSegmentButton = ("Segment nodules", "Turn every nodule box of the table into a nodule segment and add its "
+                                           "volume (mL) and mean diameter (mm) to the nodule table.")
 
     def setup(self) -> None:
         super().setup()

@@ -137,6 +137,36 @@ class MammoGMICLogic(panel.RadAssistLogic):
                  for g in result.classification.groups]
         return f"GMIC ({result.classification.model}): " + "; ".join(lines)
 
+    def boxJobs(self, parameterNode) -> list:
+        """The boxes of "Outline lesions": each view's patch boxes (GMIC's, or ones the reader moved or drew named
+        like them), one job per view."""
+        from radassist.errors import InputError
+        from radassist.slicer.box_segmentation import BoxJob, roi_boxes
+
+        jobs = []
+        for parameter, view in VIEW_PARAMETERS.items():
+            volumeNode = getattr(parameterNode, parameter)
+            rois = [roi for roi in slicer.util.getNodesByClass("vtkMRMLMarkupsROINode")
+                    if roi.GetName().startswith(f"{view} patch ")]
+            if volumeNode is not None and rois:
+                def show(result, v=view, n=volumeNode, r=rois) -> str:
+                    return self.showLesionOutlines(result, v, n, r)
+
+                jobs.append(BoxJob(volumeNode, roi_boxes(rois), show))
+        if not jobs:
+            raise InputError(None, "Classify the exam first: each patch box GMIC marks becomes a lesion outline.")
+        return jobs
+
+    @staticmethod
+    def showLesionOutlines(result: Any, view: str, volumeNode, rois: list) -> str:
+        """One segment per patch box, named after it, in a segmentation of the view."""
+        from radassist.slicer import nodes
+        from radassist.slicer.box_segmentation import named_labelmap
+
+        labelmap = named_labelmap(result.labelmap, [roi.GetName() for roi in rois])
+        nodes.labelmap_to_segmentation_node(labelmap, volumeNode, f"{view} lesion outlines (LiteMedSAM)")
+        return f"{view}: {len(rois)} lesion outline(s)."
+
     def showSample(self, sample: Any, parameterNode=None) -> panel.LoadedSample:
         """One volume node per view (they become the inputs), the true findings and the true labels."""
         from radassist.slicer import nodes
@@ -163,6 +193,8 @@ class MammoGMICWidget(panel.RadAssistWidget):
     logicClass = MammoGMICLogic
     modelTask = "mammography-classification"
     confirmsLabels = True  # the review section asks the reader to confirm each breast's labels before export
+    boxSegmentButton = ("Outline lesions", "Turn each patch box into a lesion outline (LiteMedSAM): one segment per "
+                                           "box, one segmentation per view.")
 
 
 class MammoGMICTest(ScriptedLoadableModuleTest):

@@ -10,7 +10,7 @@ import pytest
 
 from radassist.errors import InputError
 from radassist.interactive.boxes import (BoxPrompt, box_around_mask, box_from_numbers, boxes_from_roi_file,
-                                         parse_box_numbers, voxel_box)
+                                         component_boxes, parse_box_numbers, voxel_box)
 from radassist.interactive.postprocess import clip_to_box, logits_to_mask, mask_box, tightened_box
 from radassist.interactive.preprocess import (IntensityWindow, box_scale, default_window, parse_window,
                                               prepare_slices, resized_shape, window_to_uint8)
@@ -52,6 +52,28 @@ def test_a_box_thinner_than_a_voxel_takes_the_nearest_slice_and_one_outside_is_r
     assert placed.z0 == placed.z1 == 4 and (placed.x0, placed.x1) == (10, 20)
     with pytest.raises(ValueError, match="outside the image"):
         voxel_box(BoxPrompt((100.0, 0.0, 0.0), (120.0, 10.0, 10.0)), geometry)
+
+
+def test_one_box_per_connected_part_largest_first():
+    """How a module turns each tumour of its result into a prompt: parts touching only at a corner are one part
+    (26-connected), parts below min_voxels are left out."""
+    geometry = Geometry((10, 30, 30), (1.0, 1.0, 2.0), (0.0, 0.0, 0.0), FLIPPED)
+    mask = np.zeros(geometry.shape, dtype=bool)
+    mask[2:4, 3:6, 3:6] = True  # 18 voxels
+    mask[4, 6, 6] = True  # touches the first part at a corner
+    mask[5:8, 15:25, 15:25] = True  # 300 voxels
+    mask[9, 0, 29] = True  # one stray voxel
+    boxes = component_boxes(mask, geometry, "Tumour", margin_px=0, min_voxels=2)
+    assert [box.name for box in boxes] == ["Tumour 1", "Tumour 2"]
+    big_part = np.zeros_like(mask)
+    big_part[5:8, 15:25, 15:25] = True
+    assert voxel_box(boxes[0], geometry) == voxel_box(box_around_mask(big_part, geometry), geometry)
+    first_part = np.zeros_like(mask)
+    first_part[2:4, 3:6, 3:6] = True
+    first_part[4, 6, 6] = True
+    assert voxel_box(boxes[1], geometry) == voxel_box(box_around_mask(first_part, geometry), geometry)
+    assert len(component_boxes(mask, geometry)) == 3
+    assert component_boxes(np.zeros_like(mask), geometry) == []
 
 
 def test_command_line_numbers():

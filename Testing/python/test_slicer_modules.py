@@ -15,6 +15,7 @@ from PIL import Image
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 MODULES = ("LungTumorAI", "LiverSeg", "BrainRegSeg", "MammoGMIC")
+EFFECT_MODULES = ("SegmentEditorLiteMedSAM",)  # hidden modules that register a Segment Editor effect
 PANEL = PROJECT_ROOT / "radassist" / "slicer" / "panel.py"
 # Widgets every panel's .ui must have because the shared widget code in panel.py drives them.
 SHARED_WIDGETS = ("applyButton", "loadSampleButton", "progressBar", "statusLabel", "deviceLabel", "deviceComboBox",
@@ -306,7 +307,7 @@ def test_node_selectors_follow_the_scene(module):
 def test_top_level_cmake_adds_every_module_and_the_engine():
     text = cmake_commands(PROJECT_ROOT / "CMakeLists.txt")
     added = re.findall(r"add_subdirectory\(\s*(\w+)\s*\)", text)
-    assert added == list(MODULES)
+    assert added == list(MODULES) + list(EFFECT_MODULES)
     for key in ("EXTENSION_HOMEPAGE", "EXTENSION_CATEGORY", "EXTENSION_CONTRIBUTORS", "EXTENSION_DESCRIPTION",
                 "EXTENSION_ICONURL", "EXTENSION_SCREENSHOTURLS"):
         assert re.search(rf"set\(\s*{key}\s+\"[^\"]+\"", text), key
@@ -338,6 +339,19 @@ def test_module_cmake_names_its_files(module):
     assert re.search(r"slicerMacroBuildScriptedModule\(\s*NAME\s+\$\{MODULE_NAME\}\s+SCRIPTS\s+.*RESOURCES\s+.*"
                      r"WITH_GENERIC_TESTS\s*\)", text, re.S)
     assert re.search(r"slicer_add_python_unittest\(\s*SCRIPT\s+\$\{MODULE_NAME\}\.py\s*\)", text)
+
+
+@pytest.mark.parametrize("module", EFFECT_MODULES)
+def test_effect_module_cmake_installs_the_effect_file(module):
+    """The effect's file is loaded by path at startup (setPythonSource): it must be among the installed scripts."""
+    text = cmake_commands(module_dir(module) / "CMakeLists.txt").replace("${MODULE_NAME}", module)
+    scripts = re.search(r"set\(\s*MODULE_PYTHON_SCRIPTS\s+(.*?)\)", text, re.S).group(1).split()
+    assert scripts == [f"{module}.py", f"{module}Lib/SegmentEditorEffect.py"]
+    for relative in scripts:
+        compile((module_dir(module) / relative).read_text(encoding="utf-8"), relative, "exec")
+    assert re.search(r"slicerMacroBuildScriptedModule\(\s*NAME\s+" + module, text)
+    source = (module_dir(module) / f"{module}.py").read_text(encoding="utf-8")
+    assert f'"{module}Lib"' in source and '"SegmentEditorEffect.py"' in source and "self.parent.hidden = True" in source
 
 
 # -- icons --------------------------------------------------------------------------------------------------------

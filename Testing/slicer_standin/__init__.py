@@ -25,7 +25,8 @@ from slicer_standin.surface import SUPPORTED_RELEASES, Refused, StandInGap, surf
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 MODULES = ("LungTumorAI", "LiverSeg", "BrainRegSeg", "MammoGMIC")
-EXTRA_MODULES: tuple[str, ...] = ()  # hidden helper modules (a Segment Editor effect's), loaded with the four
+# hidden helper modules (a Segment Editor effect's), loaded with the four
+EXTRA_MODULES: tuple[str, ...] = ("SegmentEditorLiteMedSAM",)
 
 __all__ = ["SlicerStandIn", "SUPPORTED_RELEASES", "Refused", "StandInGap", "PROJECT_ROOT", "MODULES"]
 
@@ -54,6 +55,7 @@ class _SlicerModule(types.ModuleType):
                            "qMRMLTableView": sw.qMRMLTableView,
                            "qMRMLSegmentEditorWidget": segment_editor.qMRMLSegmentEditorWidget,
                            "qSlicerSegmentEditorScriptedEffect": segment_editor.qSlicerSegmentEditorScriptedEffect,
+                           "qSlicerSegmentEditorAbstractEffect": segment_editor.qSlicerSegmentEditorAbstractEffect,
                            "qSlicerSegmentEditorEffectFactory": segment_editor.qSlicerSegmentEditorEffectFactory}
             if name in implemented:
                 return implemented[name]

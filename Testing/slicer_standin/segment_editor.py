@@ -77,6 +77,28 @@ class qSlicerSegmentEditorEffectFactory(StrictSlicerQt, QObject):
         return list(self._effects)
 
 
+class _EnumsOfRelease(type):
+    """Class attributes are the release's enum values of the C++ class (what scripts read, e.g.
+    ``slicer.qSlicerSegmentEditorAbstractEffect.ModificationModeSet``); anything else is refused."""
+
+    def __getattr__(cls, name: str):
+        if name.startswith("__"):
+            raise AttributeError(name)
+        enums = active().qt_classes[cls._qt_name].get("enums") or {}
+        if name not in enums:
+            raise Refused(f"{cls._qt_name} has no enum value {name!r} in Slicer {active().release}")
+        return enums[name]
+
+
+class qSlicerSegmentEditorAbstractEffect(metaclass=_EnumsOfRelease):
+    """The effects' C++ base class as a script names it: only its enums (effects are made through the adaptor)."""
+
+    _qt_name = "qSlicerSegmentEditorAbstractEffect"
+
+    def __init__(self, *args) -> None:
+        raise Refused("qSlicerSegmentEditorAbstractEffect is abstract; make a qSlicerSegmentEditorScriptedEffect")
+
+
 class qSlicerSegmentEditorScriptedEffect(StrictSlicerQt, QObject):
     """The adaptor a Python effect talks to as ``self.scriptedEffect``."""
 

@@ -118,37 +118,59 @@ def litemedsam_weights(value: str | None) -> tuple[Path | None, str]:
     return None, str(value)
 
 
-def run_box(args: argparse.Namespace) -> int:
-    from radassist.interactive.embedding_cache import EmbeddingCache
+def box_engine(model: str | None, backend: str = "onnx", int8: bool = False, device: str = "cpu",
+               threads: int | None = None):
+    """The LiteMedSAM engine ``--model`` names (weights loaded and checked before any output is made)."""
     from radassist.interactive.engine import build_engine
-    from radassist.interactive.pipeline import BoxSegmentationConfig, place_boxes, segment_boxes
+    from radassist.interactive.weights import load_litemedsam
+
+    if int8 and backend != "onnx":
+        raise InputError(None, "--int8 runs through ONNX Runtime: use it with --backend onnx")
+    weights, model_id = litemedsam_weights(model)
+    loaded, sha256 = load_litemedsam(weights, model_id=model_id)
+    return build_engine(loaded, sha256, backend, int8, device, threads)
+
+
+def box_config(window: str | None = None, modality: str | None = None, step_mm: float = 3.0,
+               context: float = 3.0):
+    """The run's BoxSegmentationConfig from the command's (and the server task's) options."""
+    from radassist.interactive.pipeline import BoxSegmentationConfig
     from radassist.interactive.preprocess import parse_window
     from radassist.interactive.propagate import PropagationConfig
-    from radassist.interactive.weights import load_litemedsam
+
+    try:
+        parsed = parse_window(window) if window else None
+    except ValueError as error:
+        raise InputError(None, f"--window: {error}") from None
+    if step_mm < 0:
+        raise InputError(None, "--step-mm must be 0 or more")
+    if context < 0:
+        raise InputError(None, "--context must be 0 or more")
+    return BoxSegmentationConfig(window=parsed, modality=modality, context=context,
+                                 propagation=PropagationConfig(step_mm=step_mm))
+
+
+def check_boxes(volume, boxes, source) -> None:
+    """Every box on the image, before the model is loaded; InputError names ``source`` (the ROI file or image)."""
+    from radassist.interactive.pipeline import place_boxes
+
+    try:
+        place_boxes(volume, boxes)
+    except ValueError as error:
+        raise InputError(source, str(error)) from None
+
+
+def run_box(args: argparse.Namespace) -> int:
+    from radassist.interactive.embedding_cache import EmbeddingCache
+    from radassist.interactive.pipeline import segment_boxes
     from radassist.runtime.progress import tqdm_progress
 
     volume = read_image(args.input, args.series)
     boxes = parse_boxes(args, volume)
-    try:
-        place_boxes(volume, boxes)  # every box on the image, before the model is loaded
-    except ValueError as error:
-        raise InputError(args.roi or args.input, str(error)) from None
-    try:
-        window = parse_window(args.window) if args.window else None
-    except ValueError as error:
-        raise InputError(None, f"--window: {error}") from None
-    if args.int8 and args.backend != "onnx":
-        raise InputError(None, "--int8 runs through ONNX Runtime: use it with --backend onnx")
-    weights, model_id = litemedsam_weights(args.model)
-    model, sha256 = load_litemedsam(weights, model_id=model_id)  # before any output: no weights, no folder
-    engine = build_engine(model, sha256, args.backend, args.int8, args.device, args.threads)
+    check_boxes(volume, boxes, args.roi or args.input)
+    config = box_config(args.window, args.modality, args.step_mm, args.context)
+    engine = box_engine(args.model, args.backend, args.int8, args.device, args.threads)  # before any output
     cache = EmbeddingCache(limit_bytes=0) if args.no_cache else EmbeddingCache()
-    if args.step_mm < 0:
-        raise InputError(None, "--step-mm must be 0 or more")
-    if args.context < 0:
-        raise InputError(None, "--context must be 0 or more")
-    config = BoxSegmentationConfig(window=window, modality=args.modality, context=args.context,
-                                   propagation=PropagationConfig(step_mm=args.step_mm))
     with command_run(args.out, "segment box", args) as (output, record):
         record.inputs = [str(args.input)] + ([str(args.roi)] if args.roi else [])
         with record.timed("segment"), tqdm_progress("segment box") as progress:

@@ -188,3 +188,17 @@ def box_around_mask(mask: np.ndarray, geometry: Geometry, margin_px: float = 0.0
         high.append(min(present[-1] + margin, canonical.shape[axis] - 1))
     corners = geometry.zyx_to_world(canonical_to_zyx(np.array([low, high], dtype=float), geometry, reorientation))
     return BoxPrompt(tuple(corners.min(axis=0)), tuple(corners.max(axis=0)), name)
+
+
+def component_boxes(mask: np.ndarray, geometry: Geometry, name: str = DEFAULT_NAME, margin_px: float = 3.0,
+                    margin_slices: int = 0, min_voxels: int = 1) -> list[BoxPrompt]:
+    """One box around each connected part (26-connected) of a (z, y, x) mask, largest first, named ``<name> 1``,
+    ``<name> 2``, ...: how a module turns each tumour of its own result into a box prompt. Parts smaller than
+    ``min_voxels`` are left out."""
+    from scipy import ndimage
+
+    parts, count = ndimage.label(np.asarray(mask, dtype=bool), structure=np.ones((3, 3, 3), dtype=bool))
+    sizes = np.bincount(parts.ravel(), minlength=count + 1)[1:]
+    order = [int(i) + 1 for i in np.argsort(-sizes, kind="stable") if sizes[i] >= max(min_voxels, 1)]
+    return [box_around_mask(parts == label, geometry, margin_px, margin_slices, f"{name} {number}")
+            for number, label in enumerate(order, start=1)]

@@ -19,6 +19,7 @@ from radassist.server.tasks_base import (BACKEND, MAMMOGRAM_SUFFIXES, SERIES, VO
                                          TaskRun, _per_file, _read_volume)
 from radassist.server.tasks_brain import BRAIN_REGISTER
 from radassist.server.tasks_lung_infection import LUNG_INFECTION
+from radassist.server.tasks_segment import SEGMENT_BOX
 
 # -------------------------------------------------------------------------------------------------- convert
 
@@ -147,7 +148,8 @@ MAMMO_CLASSIFY = ServerTask(
              BACKEND))
 
 TASKS: dict[str, ServerTask] = {task.name: task for task in (CONVERT, LUNG_DETECT, LUNG_INFECTION, LIVER_SEGMENT,
-                                                             MAMMO_CLASSIFY, BRAIN_REGISTER)}
+                                                             MAMMO_CLASSIFY, BRAIN_REGISTER,
+                                                             SEGMENT_BOX)}
 
 __all__ = ["BACKEND", "MAMMOGRAM_SUFFIXES", "SERIES", "TASKS", "VOLUME_SUFFIXES", "ServerTask", "TaskInput",
            "TaskRun"]

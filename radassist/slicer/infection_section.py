@@ -15,7 +15,7 @@ from typing import Any
 import ctk
 import qt
 
-from radassist.slicer.worker import SlicerJobRunner
+from radassist.slicer.worker import SlicerJobRunner, add_job_controls
 
 ARCHITECTURES = (("U-Net", "unet"), ("SegNet", "segnet"))
 
@@ -43,14 +43,8 @@ class InfectionSection:
         self.architectureComboBox.toolTip = ("U-Net: best multi-class segmenter; SegNet: best binary one (Saood and "
                                              "Hatem, BMC Medical Imaging 2021)")
         form.addRow("Architecture:", self.architectureComboBox)
-        self.segmentButton = qt.QPushButton("Segment infection")
-        self.segmentButton.toolTip = "Segment the infection classes on the CT selected above"
-        form.addRow(self.segmentButton)
-        self.progressBar = qt.QProgressBar()
-        form.addRow(self.progressBar)
-        self.statusLabel = qt.QLabel()
-        self.statusLabel.wordWrap = True
-        form.addRow(self.statusLabel)
+        self.segmentButton, self.progressBar, self.statusLabel = add_job_controls(
+            form, "Segment infection", "Segment the infection classes on the CT selected above")
         self._runner = SlicerJobRunner(self.segmentButton, self.progressBar)
         self.segmentButton.connect("clicked(bool)", self.onSegment)
         widget.layout.addWidget(self.widget)

@@ -134,6 +134,11 @@ def _oriented_mask(mask: np.ndarray, ijk_to_ras: np.ndarray):
     return image
 
 
+def mask_to_oriented_image(mask: np.ndarray, geometry: Geometry):
+    """A (z, y, x) mask on ``geometry``'s grid as the vtkOrientedImageData the Segment Editor writes into segments."""
+    return _oriented_mask(mask, geometry.ijk_to_ras)
+
+
 def labelmap_to_segmentation_node(labelmap: LabelMap, reference_volume_node, name: str, node=None):
     """One segment per :class:`Segment` (name, colour, terminology, review status), overlaps kept.
 
@@ -292,6 +297,25 @@ def columns_to_table_node(columns: Sequence[conversions.TableColumn], name: str,
             node.SetColumnDescription(column.name, column.description)
     node.Modified()
     return node
+
+
+def set_table_column(node, name: str, values: Sequence[float | None], unit: str = "", description: str = ""):
+    """Put (or replace) the number column ``name`` in a table, one value per row (None: empty, shown as nan)."""
+    if len(values) != node.GetNumberOfRows():
+        raise ValueError(f"{len(values)} values for the {node.GetNumberOfRows()} rows of {_name(node)}")
+    index = node.GetColumnIndex(name)
+    if index >= 0:
+        node.RemoveColumn(index)
+    array = vtk.vtkDoubleArray()
+    array.SetName(name)
+    for value in values:
+        array.InsertNextValue(float("nan") if value is None else float(value))
+    node.AddColumn(array)
+    if unit:
+        node.SetColumnUnitLabel(name, unit)
+    if description:
+        node.SetColumnDescription(name, description)
+    node.Modified()
 
 
 def report_to_table_node(report: Report, name: str, node=None):

@@ -104,6 +104,10 @@ class RadAssistLogic(ScriptedLoadableModuleLogic):
     def showResult(self, result: Any, parameterNode=None) -> str:
         raise NotImplementedError(f"{type(self).__name__} must show its result")
 
+    def boxJobs(self, parameterNode) -> list:
+        """The module's own results as LiteMedSAM box jobs (:class:`radassist.slicer.box_segmentation.BoxJob`)."""
+        raise NotImplementedError(f"{type(self).__name__} offers no box segmentation")
+
     def request(self, parameterNode) -> Any:
         """The task request for the parameter node's inputs, with the panel's task filled in."""
         request = self.taskRequest(self.gatherInputs(parameterNode))
@@ -145,6 +149,9 @@ class RadAssistWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     logicClass: type[RadAssistLogic] = RadAssistLogic
     modelTask: str = ""  # catalogue task (or prefix, e.g. "lung") whose "Models" section the panel shows; "" for none
     confirmsLabels: bool = False  # the review section asks for per-breast labels (mammography)
+    # (button text, tooltip) of the LiteMedSAM section that feeds the module's own results to box-prompted
+    # segmentation (the logic's ``boxJobs``); None for no such section
+    boxSegmentButton: tuple[str, str] | None = None
 
     def __init__(self, parent=None) -> None:
         ScriptedLoadableModuleWidget.__init__(self, parent)
@@ -157,6 +164,7 @@ class RadAssistWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.modelsSection = None
         self.remoteSection = None
         self.reviewSection = None
+        self.boxSection = None
 
     # -- life cycle ---------------------------------------------------------------------------------------------
     def setup(self) -> None:
@@ -178,6 +186,11 @@ class RadAssistWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         uiWidget.setMRMLScene(slicer.mrmlScene)
         self.logic = self.logicClass()
         self._addSharedSections()
+        if self.boxSegmentButton is not None:
+            from radassist.slicer.box_segmentation import BoxSegmentSection
+
+            self.boxSection = BoxSegmentSection(self, *self.boxSegmentButton,
+                                                lambda: self.logic.boxJobs(self._parameterNode))
         self._runner = SlicerJobRunner(self.ui.applyButton, self.ui.progressBar)
 
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
@@ -202,7 +215,7 @@ class RadAssistWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.modelsSection.refresh(devices=True)
 
     def cleanup(self) -> None:
-        for part in (self._runner, self.dependencySection, self.modelsSection, self.remoteSection):
+        for part in (self._runner, self.dependencySection, self.modelsSection, self.remoteSection, self.boxSection):
             if part is not None:
                 part.cancel()
         self.removeObservers()

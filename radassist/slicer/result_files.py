@@ -104,6 +104,15 @@ def read_liver_segment(folder: Path) -> SegmentationRun:
                            float(sum((record.get("timings_s") or {}).values())))
 
 
+def read_segment_box(folder: Path) -> SegmentationRun:
+    """The segment-box task's segmentation (one segment per box, in the ROI file's order) and its report."""
+    record = read_record(folder)
+    summary = record.get("summary") or {}
+    return SegmentationRun(read_segmentation(folder, "segmentation.seg.nrrd"), read_report(folder, "report.json"),
+                           str(summary.get("engine", "LiteMedSAM")),
+                           float(sum((record.get("timings_s") or {}).values())))
+
+
 def read_lung_infection(folder: Path) -> Any:
     """An InfectionResult (no lung masks: the server keeps them) from infection.seg.nrrd and its report."""
     from radassist.lung.infection.pipeline import InfectionResult

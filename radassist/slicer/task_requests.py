@@ -22,6 +22,7 @@ LUNG_INFECTION = "lung-infection"
 LIVER_SEGMENT = "liver-segment"
 BRAIN_REGISTER = "brain-register"
 MAMMO_CLASSIFY = "mammo-classify"
+SEGMENT_BOX = "segment-box"
 
 
 
@@ -210,3 +211,27 @@ def brain_request(fixed: Mapping[str, Volume], moving: Mapping[str, Volume], eng
 
     return TaskRequest(brain_volumes(fixed, moving), brain_options(engine, list(fixed), list(moving)),
                        lambda folder: wrap(read_brain_register(folder, fixed, moving, engine)), BRAIN_REGISTER)
+
+
+def box_roi_writer(boxes: Sequence[Any]) -> Callable[[Sequence[Volume], Path], list[tuple[Path, str]]]:
+    """Writes the image as NRRD and ``boxes`` (BoxPrompts, LPS) as ``boxes.mrk.json``, one ROI per box in order:
+    the two files the segment-box task reads."""
+    from radassist.results import Detection, Detections, write_roi_markups
+
+    def write(volumes: Sequence[Volume], folder: Path) -> list[tuple[Path, str]]:
+        written = write_nrrd_inputs(volumes, folder)
+        path = Path(folder) / "boxes.mrk.json"
+        write_roi_markups(Detections([Detection(box.center_lps, box.size_mm, 1.0, box.name) for box in boxes]), path)
+        return written + [(path, path.name)]
+
+    return write
+
+
+def segment_box_request(volume: Volume, boxes: Sequence[Any], options: Mapping[str, Any] | None = None) -> TaskRequest:
+    """LiteMedSAM on ``volume`` for each box (one segment per box, in order); read back as a SegmentationRun."""
+    from radassist.errors import InputError
+    from radassist.slicer.result_files import read_segment_box
+
+    if not boxes:
+        raise InputError(input_name(volume), "there is no box to segment")
+    return TaskRequest([volume], dict(options or {}), read_segment_box, SEGMENT_BOX, box_roi_writer(list(boxes)))

@@ -19,6 +19,20 @@ from radassist.runtime.jobs import JobDone, JobFailed, JobProgress
 PROGRESS_STEPS = 1000
 
 
+def add_job_controls(form, text: str, tooltip: str):
+    """``(button, progress bar, status label)`` added as rows of ``form``: the button that starts a job (and reads
+    Cancel while it runs), its progress bar and a wrapped status line, as every job section has them."""
+    button = qt.QPushButton(text)
+    button.toolTip = tooltip
+    form.addRow(button)
+    progressBar = qt.QProgressBar()
+    form.addRow(progressBar)
+    statusLabel = qt.QLabel()
+    statusLabel.wordWrap = True
+    form.addRow(statusLabel)
+    return button, progressBar, statusLabel
+
+
 class SlicerJobRunner:
     """Runs one job at a time for a panel section, driving its button and progress bar."""
 
