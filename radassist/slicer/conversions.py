@@ -148,8 +148,9 @@ class RoiBox:
 
 
 def detection_description(detection: Detection) -> str:
-    """The one line a reader sees on the ROI: what, how likely, how big."""
-    text = f"{detection.label}, probability {detection.probability:.2f}"
+    """The one line a reader sees on the ROI: what, how likely (a model's probability) or how it ranks (a
+    heuristic score, never called a probability), how big."""
+    text = f"{detection.label}, {detection.score_name} {detection.probability:.2f}"
     if detection.diameter_mm is not None:
         text += f", diameter {detection.diameter_mm:.1f} mm"
     return text
@@ -459,14 +460,17 @@ def segment_from_slicer(segment_id: str, name: str, color: Sequence[float], term
 
 
 def nodule_table_columns(detections: Any, roi_ids: Sequence[str]) -> list[TableColumn]:
-    """The LungTumorAI nodule table: rank, probability, diameter, centre in RAS (for Slicer users) and the ID of
-    each nodule's ROI node (which links a row to its box)."""
+    """The LungTumorAI nodule table: rank, probability (Lung-DETR) or score (the classical detector's heuristic
+    ranking), diameter, centre in RAS (for Slicer users) and the ID of each nodule's ROI node (which links a row to
+    its box)."""
     from radassist.lung.pipeline import detections_table
 
     rows = detections_table(detections)
+    name = detections.score_name
     ras = [lps_to_ras(d.center) for d in detections.items]
+    meaning = "model probability 0..1" if name == "probability" else "heuristic score 0..1 (ranks, not a probability)"
     columns = [make_column("rank", [r["rank"] for r in rows]),
-               make_column("probability", [r["probability"] for r in rows]),
+               make_column(name, [r[name] for r in rows], description=meaning),
                make_column("diameter", [r["diameter_mm"] for r in rows], unit="mm")]
     columns += [make_column(axis, [round(float(p[i]), 1) for p in ras], unit="mm", description="nodule centre, RAS")
                 for i, axis in enumerate("RAS")]
