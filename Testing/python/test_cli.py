@@ -170,9 +170,11 @@ def test_output_folder_that_cannot_be_written(unwritable_folder: Path, tmp_path:
 # -- the demo: Slicer-loadable files and PNGs ---------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
-def demo_output(tmp_path_factory) -> Path:
+def demo_output(tmp_path_factory, litemedsam_home) -> Path:
     out = tmp_path_factory.mktemp("demo")
-    result = run_cli("demo", "--out", str(out))
+    with pytest.MonkeyPatch.context() as patch:  # the session's model cache: LiteMedSAM is installed there once
+        patch.setenv("RADASSIST_CACHE_DIR", str(litemedsam_home))
+        result = run_cli("demo", "--out", str(out))
     assert result.returncode == 0, result.stderr
     return out
 
@@ -219,6 +221,16 @@ def test_demo_registration_recovers_the_known_deformation(demo_output: Path) -> 
     brain = record["summary"]["brain"]
     assert brain["mean_abs_intensity_error"]["registered"] < 0.5 * brain["mean_abs_intensity_error"]["unregistered"]
     assert brain["field_error_mm_vs_truth"]["mean"] < 0.25 * brain["max_true_displacement_mm"]
+
+
+def test_demo_segments_a_phantom_tumour_from_a_box(demo_output: Path) -> None:
+    interactive = json.loads((demo_output / "result.json").read_text())["summary"]["interactive"]
+    assert interactive["model"].startswith("litemedsam 1.0.0")
+    assert interactive["dice_vs_phantom_truth"] > 0.8
+    assert interactive["volume_ml"] == pytest.approx(interactive["true_volume_ml"], rel=0.3)
+    boxes = json.loads((demo_output / "interactive/tumour_box.mrk.json").read_text())["markups"]
+    segments = slicerio.read_segmentation(str(demo_output / "interactive/segmentation.seg.nrrd"))["segments"]
+    assert [s["name"] for s in segments] == ["liver tumour"] and len(boxes) == 1
 
 
 def test_demo_classical_detector_finds_the_phantom_nodules(demo_output: Path) -> None:

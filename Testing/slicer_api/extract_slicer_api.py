@@ -19,7 +19,8 @@ What is read:
 * Qt classes Slicer scripts use (qMRML widgets, qSlicer application and module classes): what PythonQt exposes
   (properties, slots, signals, Q_INVOKABLE methods).
 * ``slicer.util`` functions with their signatures and classes with their methods; ``slicer.ScriptedLoadableModule``
-  classes; the names ``slicer.parameterNodeWrapper`` exports and the members it adds to a wrapped class.
+  classes; the names ``slicer.parameterNodeWrapper`` exports and the members it adds to a wrapped class; the base
+  class of scripted Segment Editor effects (``SegmentEditorEffects.AbstractScriptedSegmentEditorEffect``).
 * The Python packages the release bundles, with versions, from its SuperBuild requirement files; the Python, Qt and
   VTK versions it builds with.
 """
@@ -48,6 +49,7 @@ VTK_CLASS_FOLDERS = (
 )
 # Folders whose headers define Qt classes PythonQt exposes to scripts.
 QT_CLASS_FOLDERS = ("Libs/MRML/Widgets", "Base/QTCore", "Base/QTGUI", "Modules/Loadable/Segmentations/Widgets",
+                    "Modules/Loadable/Segmentations/EditorEffects",
                     "Modules/Loadable/Markups/Widgets", "Modules/Loadable/Terminologies/Widgets",
                     "Modules/Loadable/SubjectHierarchy/Widgets")
 
@@ -274,6 +276,9 @@ def extract(slicer_root: Path, vtkaddon_root: Path, vtk_python: Path) -> dict:
         "scripted_loadable_module": python_module(python_root / "ScriptedLoadableModule.py"),
         "parameter_node_wrapper": parameter_node_wrapper(python_root / "parameterNodeWrapper"),
         "i18n": python_module(python_root / "i18n.py"),
+        "segment_editor_effects": python_module(slicer_root / "Modules" / "Loadable" / "Segmentations" /
+                                                "EditorEffects" / "Python" / "SegmentEditorEffects" /
+                                                "AbstractScriptedSegmentEditorEffect.py"),
     }
 
 

@@ -25,12 +25,14 @@ from slicer_standin.surface import SUPPORTED_RELEASES, Refused, StandInGap, surf
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 MODULES = ("LungTumorAI", "LiverSeg", "BrainRegSeg", "MammoGMIC")
+EXTRA_MODULES: tuple[str, ...] = ()  # hidden helper modules (a Segment Editor effect's), loaded with the four
 
 __all__ = ["SlicerStandIn", "SUPPORTED_RELEASES", "Refused", "StandInGap", "PROJECT_ROOT", "MODULES"]
 
 
 def _import_node_modules() -> None:
-    from slicer_standin import mrml_markups, mrml_segmentation, mrml_tables_transforms, mrml_volumes  # noqa: F401
+    from slicer_standin import (mrml_markups, mrml_segmentation, mrml_tables_transforms,  # noqa: F401
+                                mrml_volumes, segment_editor)
 
 
 class _SlicerModule(types.ModuleType):
@@ -46,9 +48,13 @@ class _SlicerModule(types.ModuleType):
         if name in surface.classes:
             return mrml_core.node_class(name)
         if name in surface.qt_classes:
+            from slicer_standin import segment_editor
+
             implemented = {"qMRMLNodeComboBox": sw.qMRMLNodeComboBox, "qMRMLWidget": sw.qMRMLWidget,
                            "qMRMLTableView": sw.qMRMLTableView,
-                           "qMRMLSegmentEditorWidget": application.qMRMLSegmentEditorWidget}
+                           "qMRMLSegmentEditorWidget": segment_editor.qMRMLSegmentEditorWidget,
+                           "qSlicerSegmentEditorScriptedEffect": segment_editor.qSlicerSegmentEditorScriptedEffect,
+                           "qSlicerSegmentEditorEffectFactory": segment_editor.qSlicerSegmentEditorEffectFactory}
             if name in implemented:
                 return implemented[name]
             raise StandInGap(f"the stand-in does not implement slicer.{name} (it exists in Slicer "
@@ -163,11 +169,11 @@ class SlicerStandIn:
         self._set_env("RADASSIST_STANDIN_PIP_LOG", str(self.workdir / "pip-log.jsonl"))
         self._set_env("RADASSIST_STANDIN_RELEASE", self.release)
 
-        self.guard = PackageGuard(self.surface, {"radassist", *MODULES})
+        self.guard = PackageGuard(self.surface, {"radassist", *MODULES, *EXTRA_MODULES})
         self.guard.install()
         self.guard.mark_installed(self.preinstalled)
         for name in ("slicer", "slicer.util", "slicer.ScriptedLoadableModule", "slicer.parameterNodeWrapper",
-                     "slicer.i18n", "qt", "ctk", "PyTorchUtils", *MODULES):
+                     "slicer.i18n", "qt", "ctk", "PyTorchUtils", "SegmentEditorEffects", *MODULES, *EXTRA_MODULES):
             if name in sys.modules:
                 self._saved_modules[name] = sys.modules.pop(name)
         self._install_modules(home)
@@ -175,10 +181,10 @@ class SlicerStandIn:
 
     def __exit__(self, *exc) -> None:
         for name in ("slicer", "slicer.util", "slicer.ScriptedLoadableModule", "slicer.parameterNodeWrapper",
-                     "slicer.i18n", "qt", "ctk", "PyTorchUtils", *MODULES):
+                     "slicer.i18n", "qt", "ctk", "PyTorchUtils", "SegmentEditorEffects", *MODULES, *EXTRA_MODULES):
             sys.modules.pop(name, None)
         sys.modules.update(self._saved_modules)
-        for folder in [str(PROJECT_ROOT / module) for module in MODULES]:
+        for folder in [str(PROJECT_ROOT / module) for module in (*MODULES, *EXTRA_MODULES)]:
             while folder in sys.path:
                 sys.path.remove(folder)
         if self.guard is not None:
@@ -197,6 +203,9 @@ class SlicerStandIn:
 
     @staticmethod
     def _reset_globals() -> None:
+        from slicer_standin.segment_editor import qSlicerSegmentEditorEffectFactory
+
+        qSlicerSegmentEditorEffectFactory._instance = None
         qt_core.LOOP.timers.clear()
         qt_core.LOOP.single_shots.clear()
         qt_module.DIALOGS.queue.clear()
@@ -243,9 +252,11 @@ class SlicerStandIn:
         i18n.tr = lambda text: text
         i18n.translate = lambda context, text: text
         slicer.i18n = i18n
+        from slicer_standin.segment_editor import effects_module
+
         sys.modules.update({"slicer": slicer, "slicer.util": slicer.util, "slicer.ScriptedLoadableModule": loadable,
                             "slicer.parameterNodeWrapper": wrapper, "slicer.i18n": i18n, "qt": _qt_module(),
-                            "ctk": _ctk_module()})
+                            "ctk": _ctk_module(), "SegmentEditorEffects": effects_module()})
         if self.pytorch_extension:
             from slicer_standin.pytorch_utils import make_module
 
@@ -269,15 +280,18 @@ class SlicerStandIn:
     def settings(self) -> dict:
         return qt_module.SETTINGS.values
 
-    def load_modules(self, names=MODULES) -> None:
+    def load_modules(self, names=(*MODULES, *EXTRA_MODULES)) -> None:
+        """Load module files as Slicer does at startup, then announce the end of startup."""
         for name in names:
-            application.load_scripted_module(PROJECT_ROOT / name / f"{name}.py")
+            if getattr(self.slicer.modules, name.lower(), None) is None:
+                application.load_scripted_module(PROJECT_ROOT / name / f"{name}.py")
+        self.app._emit("startupCompleted")
 
     def open_module(self, name: str):
         """Select a module as a user does: its panel is created (setup) and entered; returns the Widget."""
         module = getattr(self.slicer.modules, name.lower(), None)
         if module is None:
-            self.load_modules([name])
+            self.load_modules()
         self.app._enter_module(name)
         return getattr(self.slicer.modules, name.lower()).widgetRepresentation().self()
 

@@ -23,7 +23,7 @@ class qSlicerApplication(StrictSlicerQt, QObject):
                    "os": "linux", "arch": "amd64", "revision": "", "defaultScenePath": "",
                    "slicerUserSettingsFilePath": "", "applicationLocaleName": "en_US",
                    "extensionsInstallPath": "", "documentationBaseUrl": "", "repositoryRevision": ""}
-    _signals = ("mrmlSceneChanged(vtkMRMLScene*)",)
+    _signals = ("mrmlSceneChanged(vtkMRMLScene*)", "startupCompleted()")
 
     def __init__(self, scene, home: Path, temporary: Path) -> None:
         super().__init__(None)
@@ -161,32 +161,12 @@ class LoadableModule(StrictSlicerQt, QObject):
         return self._logic
 
 
-class qMRMLSegmentEditorWidget(qMRMLWidget):
-    _qt_name = "qMRMLSegmentEditorWidget"
-    _slicer_qt_base = qw.QWidget
-
-    def __init__(self) -> None:
-        super().__init__(None)
-        self._segmentation = None
-        self._source = None
-
-    def setSegmentationNode(self, node) -> None:  # noqa: N802
-        self._segmentation = node
-
-    def segmentationNode(self):  # noqa: N802
-        return self._segmentation
-
-    def setSourceVolumeNode(self, node) -> None:  # noqa: N802
-        self._source = node
-
-    def sourceVolumeNode(self):  # noqa: N802
-        return self._source
-
-
 class SegmentEditorModule(LoadableModule):
     """Slicer's Segment Editor is a scripted module whose widget keeps the editor in ``.editor``."""
 
     def __init__(self) -> None:
+        from slicer_standin.segment_editor import qMRMLSegmentEditorWidget
+
         super().__init__("SegmentEditor", None)
         editor = qMRMLSegmentEditorWidget()
         self._python = types.SimpleNamespace(editor=editor)

