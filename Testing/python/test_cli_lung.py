@@ -55,7 +55,7 @@ def test_help_lists_detect_and_its_options(capsys):
 def test_detect_writes_slicer_markups_luna16_csv_png_and_result(phantom_file, tmp_path, capsys, markups_schema):
     path, phantom = phantom_file
     out = tmp_path / "out"
-    code, stdout, stderr = run(capsys, "lung", "detect", str(path), "--out", str(out))
+    code, stdout, stderr = run(capsys, "lung", "detect", str(path), "--out", str(out), "--threshold", "0.8")
     assert code == 0, stderr
     assert "classical candidate detector" in stderr  # auto without weights says what it falls back to
     assert sorted(p.name for p in out.iterdir()) == ["nodules.csv", "nodules.mrk.json", "nodules.png",
@@ -68,7 +68,7 @@ def test_detect_writes_slicer_markups_luna16_csv_png_and_result(phantom_file, tm
     description = document["markups"][0]["controlPoints"][0]["description"]
     assert "score=" in description and "probability" not in description and "diameter_mm=" in description
     assert document["markups"][0]["measurements"][0]["name"] == "score"
-    assert rois.score_name == "score" and all(d.probability >= 0.5 for d in rois.items)  # boxes: the threshold
+    assert rois.score_name == "score" and all(d.probability >= 0.8 for d in rois.items)  # boxes: the threshold
     with (out / "nodules.csv").open() as handle:
         header = next(csv.reader(handle))
     assert header == ["seriesuid", "coordX", "coordY", "coordZ", "score", "diameter_mm"]
@@ -76,7 +76,8 @@ def test_detect_writes_slicer_markups_luna16_csv_png_and_result(phantom_file, tm
     assert table.score_name == "score"
     # every candidate is in the CSV, best first: the boxed ones at the top, then those under the threshold
     scores = [d.probability for d in table.items]
-    assert scores == sorted(scores, reverse=True) and len(table) > len(rois) and min(scores) < 0.5
+    assert scores == sorted(scores, reverse=True) and len(table) > len(rois) and min(scores) < 0.8
+    assert len(rois) == sum(score >= 0.8 for score in scores)
     assert np.allclose([d.center for d in table.items[:len(rois)]], [d.center for d in rois.items], atol=1e-3)
     biggest = max(phantom.nodules.items, key=lambda n: n.diameter_mm)
     assert any(np.linalg.norm(np.subtract(d.center, biggest.center)) < biggest.diameter_mm / 2 for d in table.items)
@@ -88,7 +89,7 @@ def test_detect_writes_slicer_markups_luna16_csv_png_and_result(phantom_file, tm
     assert summary["findings"] == len(rois) and summary["candidates"] == len(table)
     assert summary["nodules"][0]["rank"] == 1 and "score" in summary["nodules"][0]
     assert "probability" not in summary["nodules"][0]
-    assert "nodule candidate(s) from the classical detector at score >= 0.5" in stdout
+    assert "nodule candidate(s) from the classical detector at score >= 0.8" in stdout
 
 
 def test_threshold_and_max_nodules_limit_the_findings(phantom_file, tmp_path, capsys):

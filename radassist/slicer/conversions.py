@@ -130,7 +130,8 @@ def world_ijk_to_ras(ijk_to_ras: np.ndarray, parent_to_world: np.ndarray | None)
 # ---------------------------------------------------------------------------------------------------------------
 
 ATTRIBUTE_PREFIX = "RadAssist."
-PROBABILITY_ATTRIBUTE = ATTRIBUTE_PREFIX + "Probability"
+PROBABILITY_ATTRIBUTE = ATTRIBUTE_PREFIX + "Probability"  # the 0..1 ranking value, whatever SCORE_NAME says it is
+SCORE_NAME_ATTRIBUTE = ATTRIBUTE_PREFIX + "ScoreName"  # "probability" (a model's) or "score" (a heuristic's)
 LABEL_ATTRIBUTE = ATTRIBUTE_PREFIX + "Label"
 DIAMETER_ATTRIBUTE = ATTRIBUTE_PREFIX + "DiameterMm"
 STATUS_ATTRIBUTE = ATTRIBUTE_PREFIX + "Status"
@@ -161,6 +162,7 @@ def detection_to_roi(detection: Detection, name: str) -> RoiBox:
     each axis, so the size is unchanged and the ROI keeps Slicer's default (RAS-aligned) orientation."""
     attributes = {
         PROBABILITY_ATTRIBUTE: repr(detection.probability),
+        SCORE_NAME_ATTRIBUTE: detection.score_name,
         LABEL_ATTRIBUTE: detection.label,
         STATUS_ATTRIBUTE: detection.status.value,
     }
@@ -197,11 +199,12 @@ def roi_to_detection(center_ras: Sequence[float], size: Sequence[float], axes_ra
         status = ReviewStatus(status)
     except ValueError:
         status = ReviewStatus.IN_PROGRESS
+    score_name = attributes.get(SCORE_NAME_ATTRIBUTE, "probability")
     return Detection(center=tuple(center_lps), size=tuple(size_world),
                      probability=float(attributes.get(PROBABILITY_ATTRIBUTE, 1.0)),
                      label=attributes.get(LABEL_ATTRIBUTE, "finding"),
                      diameter_mm=float(diameter) if diameter not in (None, "") else None,
-                     status=status)
+                     status=status, score_name=score_name if score_name in ("probability", "score") else "probability")
 
 
 # ---------------------------------------------------------------------------------------------------------------
