@@ -98,3 +98,29 @@ def test_a_flipped_brain_mask_of_a_brats_case_is_read_onto_its_image(test_data: 
     path = write_volume(Volume.from_geometry(stored, shifted), tmp_path / "shifted.nii.gz")
     with pytest.raises(InputError, match="brain mask is not on the grid of its image: brain mask 240x240x155 .* axes PRS, image .* axes LPS"):
         read_mask(path, flair)
+
+
+def test_a_lits_label_map_stored_in_another_axis_order_is_read_onto_its_ct(test_data: Path, tmp_path):
+    """TotalSegmentator's example crop and its organ map (liver = 5) as a LiTS case: the segmentation written with
+    its axes swapped and two flipped is read onto the CT exactly; moved by half a voxel it is refused, naming both
+    grids."""
+    from radassist.liver.datasets import LitsCase, read_lits_case
+
+    folder = test_data / "ct" / "chest_abdomen_example"
+    ct = read_volume(folder / "example_ct_sm.nii.gz")
+    liver = (np.rint(read_volume(folder / "example_seg.nii.gz").array) == 5).astype(np.uint8)
+    assert liver.sum() == 38634
+    stored, geometry = _stored(liver, ct.geometry, (0, 2), True)
+    assert axis_codes(geometry) != axis_codes(ct.geometry)
+    image = write_volume(ct, tmp_path / "volume-0.nii.gz")
+    labels = write_volume(Volume.from_geometry(stored, geometry), tmp_path / "segmentation-0.nii.gz")
+    case = read_lits_case(LitsCase(0, image, labels))
+    assert case.labels.shape == ct.shape and np.array_equal(case.labels, liver)
+    shifted = Geometry(shape=geometry.shape, spacing=geometry.spacing, direction=geometry.direction,
+                       origin=tuple(np.asarray(geometry.origin) + 0.5 * np.asarray(geometry.spacing)))
+    moved = write_volume(Volume.from_geometry(stored, shifted), tmp_path / "segmentation-1.nii.gz")
+    with pytest.raises(InputError, match="label map of volume-0.nii.gz is not on the grid of its image") as error:
+        read_lits_case(LitsCase(1, image, moved))
+    message = str(error.value)
+    assert "segmentation-1.nii.gz" in message and f"axes {axis_codes(geometry)}" in message
+    assert f"axes {axis_codes(ct.geometry)}" in message
