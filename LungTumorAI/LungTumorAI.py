@@ -214,6 +214,10 @@ class LungTumorAITest(ScriptedLoadableModuleTest):
         self.assertGreater(len(found), 0, status)
         table = parameterNode.outputTable
         self.assertEqual(table.GetNumberOfRows(), len(found))
+        # the classical detector's number is a heuristic score, never called a probability
+        self.assertGreaterEqual(table.GetColumnIndex("score"), 0)
+        self.assertLess(table.GetColumnIndex("probability"), 0)
+        self.assertIn("at score >=", status)
         self.assertTrue(logic.jumpToNodule(table.GetCellText(0, table.GetColumnIndex("roi"))))
         self.delayDisplay(status)
 

@@ -156,4 +156,5 @@ def test_a_brats_export_puts_a_sequence_and_labels_stored_in_another_axis_order_
     moved = LabelMap(labels=labels, geometry=shifted, segments=oedema)
     with pytest.raises(InputError, match="does not match the image") as error:
         export_registration(tmp_path / "export", "pat2", {"flair": flair}, moved, moved)
-    assert f"axes {axis_codes(shifted)}" in str(error.value) and f"axes {axis_codes(flair.geometry)}" in str(error.value)
+    message = str(error.value)
+    assert f"axes {axis_codes(shifted)}" in message and f"axes {axis_codes(flair.geometry)}" in message

@@ -4,8 +4,9 @@ LUNA16 submissions are ``seriesuid,coordX,coordY,coordZ,probability``, the coord
 the ``.mhd`` header defines them, which is ITK's LPS frame. RadAssist's Detections are already LPS mm, so the
 numbers go in unchanged; ``diameter_mm`` is added as a sixth column (empty when unknown), which LUNA16's
 evaluation script ignores. Findings ranked by a heuristic that is not a probability (the classical nodule candidate
-detector) get a ``score`` column instead of ``probability``; the reader takes either. JSON is written with plain JSON values only (NumPy scalars and arrays converted, NaN and
-infinity become null) so any JSON reader, including a strict one, accepts it.
+detector) get a ``score`` column instead of ``probability``; the reader takes either. JSON is written with plain
+JSON values only (NumPy scalars and arrays converted, NaN and infinity become null) so any JSON reader, including a
+strict one, accepts it.
 """
 
 from __future__ import annotations

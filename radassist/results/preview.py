@@ -374,8 +374,9 @@ def preview_detections(volume: Volume, detections: Detections, path: str | Path,
                        window: Window | None = CT_LUNG, max_findings: int = 12, columns: int = 4,
                        tile_px: int = 192, slab_mm: float | None = None, caption: str | None = None) -> Preview:
     """For each finding (best first), the axial slice through its centre, cropped around it, with its box and
-    ranking value (``p=`` for a model's probability, ``score`` for a heuristic score); several findings in a grid. With ``slab_mm``, each tile is instead the maximum-intensity
-    projection of that thickness centred on the finding: the slab a slab-based detector saw it on. Without
+    ranking value (``p=`` for a model's probability, ``score`` for a heuristic score); several findings in a grid.
+    With ``slab_mm``, each tile is instead the maximum-intensity projection of that thickness centred on the
+    finding: the slab a slab-based detector saw it on. Without
     findings, the axial slice through the most lung (see :func:`organ_slice`) shows what was examined."""
     reorient = _reorientation(volume.geometry)
     image = reorient.view(volume.array)  # only the tiles' crops are read
