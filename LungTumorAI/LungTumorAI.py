@@ -32,9 +32,11 @@ class LungTumorAI(ScriptedLoadableModule):
         self.parent.contributors = panel.CONTRIBUTORS
         self.parent.helpText = panel.help_text(
             "Finds lung nodules on a chest CT and marks each one with a box (a Markups ROI you can move, resize, "
-            "delete, or add with the Markups toolbar) and a row in the nodule table: rank, probability, diameter "
-            "and position; click a row to jump the slice views to it. Without trained Lung-DETR weights, the "
-            "classical candidate detector (blob filters, heuristic scores, not a trained model) runs instead.",
+            "delete, or add with the Markups toolbar) and a row in the nodule table: rank, probability (Lung-DETR) "
+            "or score (classical detector), diameter and position; click a row to jump the slice views to it. "
+            "Without trained Lung-DETR weights, the classical candidate detector (blob filters, not a trained "
+            "model) runs instead: its score ranks candidates and is not a probability. Findings under the threshold "
+            "get no box; the command line's nodules.csv lists them all.",
             "Lung-DETR: a deformable detection transformer on 7.5 mm maximum intensity projections, trained with "
             "a focal loss on LUNA16 (Ramezani, Aleman and L&eacute;tourneau, arXiv:2409.05200, 2024).",
             "'Load synthetic sample' builds a chest CT phantom with nodules of known size and position, and "
@@ -105,8 +107,9 @@ class LungTumorAILogic(panel.RadAssistLogic):
         table = nodes.columns_to_table_node(columns, "Lung nodules", target)
         if parameterNode is not None:
             parameterNode.outputTable = table
-        what = {"classic": "candidate(s) from the classical detector (heuristic scores, not a trained model)"}
-        return f"{len(rois)} nodule {what.get(result.engine, 'finding(s) of Lung-DETR')} at probability >= " \
+        what = {"classic": "candidate(s) from the classical detector (a heuristic score, not a probability)"}
+        name = "score" if result.engine == "classic" else "probability"
+        return f"{len(rois)} nodule {what.get(result.engine, 'finding(s) of Lung-DETR')} at {name} >= " \
                f"{result.metadata.get('score_threshold', 0):g}."
 
     def boxJobs(self, parameterNode) -> list:
@@ -252,6 +255,10 @@ class LungTumorAITest(ScriptedLoadableModuleTest):
         self.assertGreater(len(found), 0, status)
         table = parameterNode.outputTable
         self.assertEqual(table.GetNumberOfRows(), len(found))
+        # the classical detector's number is a heuristic score, never called a probability
+        self.assertGreaterEqual(table.GetColumnIndex("score"), 0)
+        self.assertLess(table.GetColumnIndex("probability"), 0)
+        self.assertIn("at score >=", status)
         self.assertTrue(logic.jumpToNodule(table.GetCellText(0, table.GetColumnIndex("roi"))))
         self.delayDisplay(status)
 

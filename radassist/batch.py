@@ -295,7 +295,9 @@ def _flat(summary: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
 def write_predictions(report: BatchReport, out: Path, kind: str = SUMMARY) -> Path:
     """``predictions.csv``: the finished cases (done now or before) in list order, in one file. LUNA16: the rows
     of every case's ``nodules.csv`` (seriesuid, coordX, coordY, coordZ, probability, diameter_mm: the LUNA16
-    submission columns); SUMMARY: ``case`` and the scalar values of each case's result.json summary."""
+    submission columns; ``score`` instead of ``probability`` when the cases were ranked by the classical detector's
+    heuristic score), every candidate of every case, as ``radassist evaluate lung`` needs for its FROC; SUMMARY:
+    ``case`` and the scalar values of each case's result.json summary."""
     from radassist.results.csv_json import read_detections_csv, write_detections_csv
 
     finished = [case for case in report.cases if case.status in ("done", "skipped")]

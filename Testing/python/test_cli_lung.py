@@ -55,7 +55,7 @@ def test_help_lists_detect_and_its_options(capsys):
 def test_detect_writes_slicer_markups_luna16_csv_png_and_result(phantom_file, tmp_path, capsys, markups_schema):
     path, phantom = phantom_file
     out = tmp_path / "out"
-    code, stdout, stderr = run(capsys, "lung", "detect", str(path), "--out", str(out))
+    code, stdout, stderr = run(capsys, "lung", "detect", str(path), "--out", str(out), "--threshold", "0.8")
     assert code == 0, stderr
     assert "classical candidate detector" in stderr  # auto without weights says what it falls back to
     assert sorted(p.name for p in out.iterdir()) == ["nodules.csv", "nodules.mrk.json", "nodules.png",
@@ -64,21 +64,32 @@ def test_detect_writes_slicer_markups_luna16_csv_png_and_result(phantom_file, tm
     jsonschema.validate(document, markups_schema)
     rois = read_roi_markups(out / "nodules.mrk.json")
     assert len(rois) >= 1 and all(m["coordinateSystem"] == "LPS" for m in document["markups"])
-    assert "probability=" in document["markups"][0]["controlPoints"][0]["description"]
-    assert "diameter_mm=" in document["markups"][0]["controlPoints"][0]["description"]
+    # the classical detector's number is a heuristic score, and is called so everywhere
+    description = document["markups"][0]["controlPoints"][0]["description"]
+    assert "score=" in description and "probability" not in description and "diameter_mm=" in description
+    assert document["markups"][0]["measurements"][0]["name"] == "score"
+    assert rois.score_name == "score" and all(d.probability >= 0.8 for d in rois.items)  # boxes: the threshold
     with (out / "nodules.csv").open() as handle:
         header = next(csv.reader(handle))
-    assert header == ["seriesuid", "coordX", "coordY", "coordZ", "probability", "diameter_mm"]
+    assert header == ["seriesuid", "coordX", "coordY", "coordZ", "score", "diameter_mm"]
     table = read_detections_csv(out / "nodules.csv")["chest"]  # a NRRD file: the seriesuid is its name
-    assert np.allclose([d.center for d in table.items], [d.center for d in rois.items], atol=1e-3)
+    assert table.score_name == "score"
+    # every candidate is in the CSV, best first: the boxed ones at the top, then those under the threshold
+    scores = [d.probability for d in table.items]
+    assert scores == sorted(scores, reverse=True) and len(table) > len(rois) and min(scores) < 0.8
+    assert len(rois) == sum(score >= 0.8 for score in scores)
+    assert np.allclose([d.center for d in table.items[:len(rois)]], [d.center for d in rois.items], atol=1e-3)
     biggest = max(phantom.nodules.items, key=lambda n: n.diameter_mm)
     assert any(np.linalg.norm(np.subtract(d.center, biggest.center)) < biggest.diameter_mm / 2 for d in table.items)
     with Image.open(out / "nodules.png") as image:
         assert image.format == "PNG" and image.size[0] > 100
     record = json.loads((out / "result.json").read_text())
-    assert record["command"] == "lung detect" and record["summary"]["engine"] == "classic"
-    assert record["summary"]["findings"] == len(rois) and record["summary"]["nodules"][0]["rank"] == 1
-    assert "nodule candidate(s) from the classical detector" in stdout
+    summary = record["summary"]
+    assert record["command"] == "lung detect" and summary["engine"] == "classic" and summary["score_name"] == "score"
+    assert summary["findings"] == len(rois) and summary["candidates"] == len(table)
+    assert summary["nodules"][0]["rank"] == 1 and "score" in summary["nodules"][0]
+    assert "probability" not in summary["nodules"][0]
+    assert "nodule candidate(s) from the classical detector at score >= 0.8" in stdout
 
 
 def test_threshold_and_max_nodules_limit_the_findings(phantom_file, tmp_path, capsys):

@@ -108,13 +108,18 @@ def test_classic_engine_reports_nodules_labelled_as_candidates(phantom):
     assert "not a trained model" in found.metadata["engine_description"]
     assert found.metadata["lung_volume_ml"] > 500
     assert found.source.series_instance_uid == phantom.series_uid and found.geometry == phantom.volume.geometry
-    assert len(found) >= 1 and all(d.probability >= 0.5 for d in found.items)
+    # every candidate, whatever its score; the threshold (in the metadata) only picks those that get a box
+    assert len(found) >= 1 and found.score_name == "score" and found.metadata["score_threshold"] == 0.5
+    shown = pipeline.shown_findings(found)
+    assert [d.probability for d in shown.items] == [d.probability for d in found.items if d.probability >= 0.5]
+    assert len(pipeline.shown_findings(found, 0.8)) < len(found)
     biggest = max(phantom.nodules.items, key=lambda n: n.diameter_mm)
     assert any(np.linalg.norm(np.subtract(d.center, biggest.center)) < biggest.diameter_mm / 2
                for d in found.items)
-    assert seen[-1].endswith("probability >= 0.5")
+    assert seen[-1] == f"{len(found)} candidate(s), {len(shown)} at score >= 0.5"
     rows = pipeline.detections_table(found)
-    assert rows[0]["rank"] == 1 and rows[0]["probability"] == round(found.items[0].probability, 4)
+    assert rows[0]["rank"] == 1 and rows[0]["score"] == round(found.items[0].probability, 4)
+    assert "probability" not in rows[0]
 
 
 def test_cancel_stops_the_pipeline(small_phantom):

@@ -98,3 +98,63 @@ def test_a_flipped_brain_mask_of_a_brats_case_is_read_onto_its_image(test_data: 
     path = write_volume(Volume.from_geometry(stored, shifted), tmp_path / "shifted.nii.gz")
     with pytest.raises(InputError, match="brain mask is not on the grid of its image: brain mask 240x240x155 .* axes PRS, image .* axes LPS"):
         read_mask(path, flair)
+
+
+def test_a_lits_label_map_stored_in_another_axis_order_is_read_onto_its_ct(test_data: Path, tmp_path):
+    """TotalSegmentator's example crop and its organ map (liver = 5) as a LiTS case: the segmentation written with
+    its axes swapped and two flipped is read onto the CT exactly; moved by half a voxel it is refused, naming both
+    grids."""
+    from radassist.liver.datasets import LitsCase, read_lits_case
+
+    folder = test_data / "ct" / "chest_abdomen_example"
+    ct = read_volume(folder / "example_ct_sm.nii.gz")
+    liver = (np.rint(read_volume(folder / "example_seg.nii.gz").array) == 5).astype(np.uint8)
+    assert liver.sum() == 38634
+    stored, geometry = _stored(liver, ct.geometry, (0, 2), True)
+    assert axis_codes(geometry) != axis_codes(ct.geometry)
+    image = write_volume(ct, tmp_path / "volume-0.nii.gz")
+    labels = write_volume(Volume.from_geometry(stored, geometry), tmp_path / "segmentation-0.nii.gz")
+    case = read_lits_case(LitsCase(0, image, labels))
+    assert case.labels.shape == ct.shape and np.array_equal(case.labels, liver)
+    shifted = Geometry(shape=geometry.shape, spacing=geometry.spacing, direction=geometry.direction,
+                       origin=tuple(np.asarray(geometry.origin) + 0.5 * np.asarray(geometry.spacing)))
+    moved = write_volume(Volume.from_geometry(stored, shifted), tmp_path / "segmentation-1.nii.gz")
+    with pytest.raises(InputError, match="label map of volume-0.nii.gz is not on the grid of its image") as error:
+        read_lits_case(LitsCase(1, image, moved))
+    message = str(error.value)
+    assert "segmentation-1.nii.gz" in message and f"axes {axis_codes(geometry)}" in message
+    assert f"axes {axis_codes(ct.geometry)}" in message
+
+
+def test_a_brats_export_puts_a_sequence_and_labels_stored_in_another_axis_order_on_the_first_sequence(
+        test_data: Path, tmp_path):
+    """A real BraTS case exported for training: its T1c and its tumour labels written with axes swapped and flipped
+    land on the FLAIR's grid exactly; a label map half a voxel off is refused, naming both grids."""
+    from radassist.annotation.export_brats import export_registration
+    from radassist.results.terminology import terminology_for
+
+    folder = test_data / "brain" / "brats2015" / "brats_2013_pat0001_1"
+    flair = read_volume(folder / "Flair_subtrMeanDivStd.nii.gz")
+    t1c = read_volume(folder / "T1c_subtrMeanDivStd.nii.gz")
+    tumour = np.rint(read_volume(folder / "OTMultiClass.nii.gz").array) > 0
+    assert tumour.any()
+    stored, geometry = _stored(t1c.array, t1c.geometry, (0,), True)
+    t1c_path = write_volume(Volume.from_geometry(stored, geometry), tmp_path / "t1c.nii.gz")
+    labels, label_geometry = _stored(tumour.astype(np.uint8), flair.geometry, (1, 2), True)
+    oedema = [Segment("oedema", 1, terminology=terminology_for("oedema"))]
+    corrected = LabelMap(labels=labels, geometry=label_geometry, segments=oedema)
+    export_registration(tmp_path / "export", "pat1", {"flair": flair, "t1ce": read_volume(t1c_path)}, corrected,
+                        corrected)
+    subject = tmp_path / "export" / "subjects" / "pat1"
+    written = read_volume(subject / "pat1_t1ce.nii.gz")
+    assert written.geometry.same_grid(flair.geometry, tolerance=1e-3)
+    assert np.allclose(written.array, t1c.array)
+    seg = read_volume(subject / "pat1_seg.nii.gz")
+    assert np.array_equal(np.rint(seg.array) == 2, tumour)  # oedema is BraTS value 2
+    shifted = Geometry(shape=label_geometry.shape, spacing=label_geometry.spacing, direction=label_geometry.direction,
+                       origin=tuple(np.asarray(label_geometry.origin) + 0.5))
+    moved = LabelMap(labels=labels, geometry=shifted, segments=oedema)
+    with pytest.raises(InputError, match="does not match the image") as error:
+        export_registration(tmp_path / "export", "pat2", {"flair": flair}, moved, moved)
+    message = str(error.value)
+    assert f"axes {axis_codes(shifted)}" in message and f"axes {axis_codes(flair.geometry)}" in message

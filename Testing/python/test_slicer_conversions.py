@@ -190,8 +190,18 @@ def test_detection_to_roi_hand_computed():
     assert roi.size == (4.0, 5.0, 6.0)
     assert roi.name == "Nodule 1"
     assert roi.description == "nodule, probability 0.88, diameter 5.5 mm"
-    assert roi.attributes == {conv.PROBABILITY_ATTRIBUTE: "0.875", conv.LABEL_ATTRIBUTE: "nodule",
-                              conv.STATUS_ATTRIBUTE: "completed", conv.DIAMETER_ATTRIBUTE: "5.5"}
+    assert roi.attributes == {conv.PROBABILITY_ATTRIBUTE: "0.875", conv.SCORE_NAME_ATTRIBUTE: "probability",
+                              conv.LABEL_ATTRIBUTE: "nodule", conv.STATUS_ATTRIBUTE: "completed",
+                              conv.DIAMETER_ATTRIBUTE: "5.5"}
+
+
+def test_a_heuristic_score_is_called_a_score_on_the_roi_and_stays_one():
+    detection = Detection(center=(0, 0, 0), size=(6, 6, 6), probability=0.42, label="nodule candidate",
+                          diameter_mm=6.0, score_name="score")
+    roi = conv.detection_to_roi(detection, "Nodule 1")
+    assert roi.description == "nodule candidate, score 0.42, diameter 6.0 mm"
+    back = conv.roi_to_detection(roi.center_ras, roi.size, np.eye(3), roi.attributes)
+    assert back.score_name == "score" and back.probability == 0.42
 
 
 @settings(max_examples=60, deadline=None)

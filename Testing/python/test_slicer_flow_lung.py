@@ -49,12 +49,17 @@ def test_nodules_from_sample_to_exported_corrections(release: str, tmp_path: Pat
         widget.ui.applyButton.click()  # detection in its own process
         wait_for(standin, widget._runner)
         status = widget.ui.statusLabel.text
-        assert "from the classical detector" in status, status
+        assert "from the classical detector" in status and "at score >= 0.5" in status, status
+        assert "probability >=" not in status
         nodules = _nodules(slicer)
         assert len(nodules) > 0 and len(slicer.util.getNodesByClass("vtkMRMLMarkupsROINode")) == truth + len(nodules)
         table = widget._parameterNode.outputTable
         assert table.GetNumberOfRows() == len(nodules)
         assert widget.ui.resultsTableView.mrmlTableNode() is table
+        # the classical detector's number is a heuristic score, and the table calls it so
+        assert table.GetColumnIndex("score") >= 0 and table.GetColumnIndex("probability") < 0
+        assert ", score " in nodules[0].GetDescription() and "probability" not in nodules[0].GetDescription()
+        assert nodules[0].GetAttribute("RadAssist.ScoreName") == "score"
 
         # a click on a row centres the views on that nodule, where it is now (moved by the user)
         nodules[0].SetCenter(1.0, 2.0, 3.0)

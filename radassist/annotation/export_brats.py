@@ -21,12 +21,14 @@ from typing import Any
 
 import numpy as np
 
-from radassist.annotation.changes import resample_labels, segment_changes, target_registration_error
+from radassist.annotation.changes import segment_changes, target_registration_error
 from radassist.annotation.export import CasePlan, ExportResult, export_case, latest_entries, source_summary
 from radassist.annotation.provenance import ModelInfo
 from radassist.annotation.review import review_items, review_summary, unapproved_names
 from radassist.errors import InputError
 from radassist.io.images import write_volume
+from radassist.liver.grid import align_to_grid
+from radassist.reorient import array_on_grid_of
 from radassist.results.displacement import DisplacementField
 from radassist.results.labelmap import LabelMap
 from radassist.results.markups import write_point_markups
@@ -90,11 +92,13 @@ def export_registration(root: str | Path, case: str, images: Mapping[str, Volume
     if not images:
         raise InputError(None, "give at least one image sequence of the subject")
     reference = next(iter(images.values()))
-    for name, volume in images.items():
-        if not volume.geometry.same_grid(reference.geometry, tolerance=1e-3):
-            raise InputError(volume.source.path, f"the {name} image is not on the grid of the other sequences")
-    ai = resample_labels(ai, reference.geometry)
-    corrected = resample_labels(corrected, reference.geometry)
+    # a sequence or label map stored in another axis order (the same voxels) is put in the first sequence's order
+    # exactly; a cropped segmentation (Slicer's default) is padded back; any other grid is refused, naming both
+    images = {name: Volume.from_geometry(array_on_grid_of(volume, reference.geometry, f"{name} sequence"),
+                                         reference.geometry, volume.source)
+              for name, volume in images.items()}
+    ai = align_to_grid(ai, reference.geometry, image_name="image")
+    corrected = align_to_grid(corrected, reference.geometry, image_name="image")
     labels = brats_labels(corrected)
     tre = None
     if (fixed_landmarks is None) != (moving_landmarks is None):

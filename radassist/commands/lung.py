@@ -1,8 +1,9 @@
 """`radassist lung`: the lung command group; `detect` finds nodules on a chest CT.
 
-`radassist lung detect` writes nodules.mrk.json (one ROI per nodule, Slicer opens it), nodules.csv (LUNA16
-submission columns plus diameter_mm), nodules.png (the 7.5 mm slab through each nodule with its box) and
-result.json. The lung infection command joins this group through
+`radassist lung detect` writes nodules.mrk.json (one ROI per finding at or above the threshold, Slicer opens it),
+nodules.csv (every candidate, whatever its score: LUNA16 submission columns plus diameter_mm; the classical
+detector's heuristic number is a ``score`` column, Lung-DETR's a ``probability``), nodules.png (the 7.5 mm slab
+through each shown finding with its box) and result.json. The lung infection command joins this group through
 :func:`radassist.commands.lung_infection.register_infection` when that module is present.
 Heavy imports (torch, SimpleITK, the pipeline) stay inside the run function so `--help` is fast.
 """
@@ -31,14 +32,17 @@ def register(commands: argparse._SubParsersAction, formatter: type[argparse.Help
     detect = actions.add_parser(
         "detect", help="find lung nodules on a chest CT", formatter_class=formatter,
         description="Find lung nodules of 4-30 mm on a thin-slice chest CT (HU). Writes nodules.mrk.json (one ROI "
-                    "per nodule, probability and diameter in its description; open it in Slicer over the CT), "
-                    "nodules.csv (seriesuid, coordX, coordY, coordZ, probability, diameter_mm; LPS mm, LUNA16 "
-                    "submission columns), nodules.png (the 7.5 mm MIP slab through each nodule with its box) and "
+                    "per finding at or above --threshold, its probability or score and diameter in its "
+                    "description; open it in Slicer over the CT), nodules.csv (every candidate, below the "
+                    "threshold too: seriesuid, coordX, coordY, coordZ, probability, diameter_mm; LPS mm, LUNA16 "
+                    "submission columns; the classical detector writes 'score' instead of 'probability'), "
+                    "nodules.png (the 7.5 mm MIP slab through each shown finding with its box) and "
                     "result.json.\n\nEngines: 'detr' is Lung-DETR (Deformable DETR on 7.5 mm MIP slabs, "
                     "arXiv:2409.05200) and needs trained weights ('radassist models install lung-detr', or "
                     "'radassist models import lung-detr FILE', or --model CHECKPOINT_FOLDER); 'classic' is a "
                     "classical candidate detector (lung mask, multi-scale blob enhancement, size and shape "
-                    "filters) that needs no weights: its scores are heuristic, not a trained model's; 'auto' "
+                    "filters) that needs no weights: its numbers are heuristic scores that rank candidates, not "
+                    "probabilities; 'auto' "
                     "uses Lung-DETR when its weights are installed, else the classical detector.")
     add_input_arguments(detect)
     detect.add_argument("--out", type=Path, required=True, help="output folder (created if needed)")
@@ -48,9 +52,10 @@ def register(commands: argparse._SubParsersAction, formatter: type[argparse.Help
     detect.add_argument("--backend", choices=("torch", "onnx"), default="torch",
                         help="inference engine for Lung-DETR (ONNX Runtime exports the model once and caches it)")
     detect.add_argument("--threshold", type=float, default=0.5, metavar="T",
-                        help="report findings with probability (score) at least T, 0..1")
+                        help="box findings with a probability (Lung-DETR) or score (classical detector) of at least "
+                             "T, 0..1, in nodules.mrk.json and nodules.png; nodules.csv lists every candidate")
     detect.add_argument("--max-nodules", type=int, default=100, metavar="N",
-                        help="report at most N findings, most probable first (LUNA16 scores 100 per scan)")
+                        help="list at most N candidates, best first (LUNA16 scores 100 per scan)")
     from radassist.runtime.device import add_device_arguments
 
     add_device_arguments(detect)
@@ -96,25 +101,35 @@ def _choose_engine(args: argparse.Namespace, device) -> tuple[str, object]:
 
 
 def write_outputs(volume, detections, output) -> None:
-    """The detect command's files (staged in ``output``); the inference server writes the same ones."""
+    """The detect command's files (staged in ``output``); the inference server writes the same ones. Every
+    candidate goes to nodules.csv; the boxes (mrk.json, PNG) are the findings at or above the threshold."""
+    from radassist.lung.pipeline import shown_findings
     from radassist.results import preview_detections, write_detections_csv, write_roi_markups
 
-    write_roi_markups(detections, output.path("nodules.mrk.json"))
+    shown = shown_findings(detections)
+    threshold = float(detections.metadata.get("score_threshold", 0.0))
+    write_roi_markups(shown, output.path("nodules.mrk.json"))
     write_detections_csv(detections, output.path("nodules.csv"))
-    preview_detections(volume, detections, output.path("nodules.png"),
+    if detections.score_name == "probability":
+        what = f"most probable first ({len(shown)} at probability >= {threshold:g}; p = probability)"
+    else:
+        what = (f"highest score first ({len(shown)} at score >= {threshold:g}; the score ranks candidates, it is "
+                f"not a probability)")
+    preview_detections(volume, shown, output.path("nodules.png"),
                        slab_mm=float(detections.metadata.get("slab_thickness_mm", 7.5)),
-                       caption=f"lung nodules found by the {detections.engine} detector, most probable first "
-                               f"({len(detections)} in total; p = probability)")
+                       caption=f"lung nodules found by the {detections.engine} detector, {what}")
 
 
 def run_summary(detections, choice) -> dict:
-    """The ``summary`` of the detect command's result.json (``choice``: the DeviceChoice it ran on)."""
-    from radassist.lung.pipeline import detections_table
+    """The ``summary`` of the detect command's result.json (``choice``: the DeviceChoice it ran on): the findings
+    shown (at or above the threshold) in ``nodules``, and how many candidates nodules.csv lists."""
+    from radassist.lung.pipeline import detections_table, shown_findings
 
+    shown = shown_findings(detections)
     return {"engine": detections.engine, "device": str(choice.device),
-            "findings": len(detections), "seriesuid": detections.series_uid,
+            "findings": len(shown), "candidates": len(detections), "seriesuid": detections.series_uid,
             **{k: v for k, v in detections.metadata.items() if k != "config"},
-            "nodules": detections_table(detections)}
+            "nodules": detections_table(shown)}
 
 
 def run_detect(args: argparse.Namespace) -> int:
@@ -135,7 +150,10 @@ def run_detect(args: argparse.Namespace) -> int:
             write_outputs(volume, detections, output)
         record.inputs = [str(args.input)]
         record.summary = run_summary(detections, choice)
+    from radassist.lung.pipeline import shown_findings
+
     kind = "nodule(s)" if engine == "detr" else "nodule candidate(s) from the classical detector"
-    print(f"{len(detections)} {kind} at probability >= {args.threshold:g}; wrote nodules.mrk.json, nodules.csv "
-          f"and nodules.png to {args.out}")
+    print(f"{len(shown_findings(detections))} {kind} at {detections.score_name} >= {args.threshold:g} (boxed in "
+          f"nodules.mrk.json and nodules.png); nodules.csv lists all {len(detections)} candidate(s) with their "
+          f"{detections.score_name}; written to {args.out}")
     return 0

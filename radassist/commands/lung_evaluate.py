@@ -32,21 +32,22 @@ def add_evaluate_arguments(task: str, parser: argparse.ArgumentParser) -> None:
                         help="LUNA16 folder: annotations.csv, optional annotations_excluded.csv, subset*/ scans "
                              "or seriesuids.csv")
     parser.add_argument("--predictions", type=Path, required=True,
-                        help="predictions CSV: seriesuid, coordX, coordY, coordZ, probability[, diameter_mm] "
-                             "(world mm, LPS as in the .mhd headers)")
+                        help="predictions CSV: seriesuid, coordX, coordY, coordZ, probability (or score, as the "
+                             "classical detector writes)[, diameter_mm] (world mm, LPS as in the .mhd headers); "
+                             "every candidate, not only those over a threshold, for a full FROC curve")
     parser.add_argument("--out", type=Path, required=True, help="output folder (created if needed)")
     parser.add_argument("--subset", action="append", default=[], metavar="NAME",
                         help="evaluate only the scans in this subset folder, e.g. subset9 (repeatable); default: "
                              "seriesuids.csv if present, else every subset*/*.mhd")
     parser.add_argument("--iou", type=float, default=0.5, help="IoU needed to match a box (detection table)")
     parser.add_argument("--threshold", type=float, default=0.5,
-                        help="probability at or above which a prediction counts (precision, recall, F1)")
+                        help="probability (or score) at or above which a prediction counts (precision, recall, F1)")
     parser.add_argument("--bootstrap", type=int, default=1000, help="bootstrap samples for the CPM confidence "
                                                                     "interval (0: none)")
     parser.add_argument("--confidence", type=float, default=0.95, help="confidence level of the interval")
     parser.add_argument("--seed", type=int, default=0, help="bootstrap seed; the same seed gives the same interval")
     parser.add_argument("--max-marks", type=int, default=100,
-                        help="candidates kept per scan, most probable first (LUNA16: 100)")
+                        help="candidates kept per scan, highest probability (score) first (LUNA16: 100)")
 
 
 def run_evaluate(task: str, args: argparse.Namespace) -> int:

@@ -21,6 +21,7 @@ from radassist.errors import InputError
 from radassist.io.images import read_volume
 from radassist.liver.model import CLASS_COUNT
 from radassist.liver.preprocess import LiverPreprocessing, context_indices, window_to_unit
+from radassist.reorient import array_on_grid_of
 from radassist.runtime.progress import Progress
 from radassist.runtime.slicewise import AxialReorientation, fit_slices, plan_fit
 from radassist.volume import Volume
@@ -76,15 +77,15 @@ def find_lits_cases(folder: str | Path, require_labels: bool = True) -> list[Lit
 
 
 def read_lits_case(case: LitsCase) -> LitsVolume:
-    """Read a case; InputError when its label map is not on the CT's grid or holds labels other than 0, 1, 2."""
+    """Read a case; its label map is put in the CT's axis order when it is stored in another (same voxels); InputError
+    naming both grids when it is not on the CT's grid, or when it holds labels other than 0, 1, 2."""
     image = read_volume(case.volume)
     if case.segmentation is None:
         return LitsVolume(case, image, None)
     segmentation = read_volume(case.segmentation)
-    if not segmentation.geometry.same_grid(image.geometry, tolerance=1e-3):
-        raise InputError(case.segmentation, f"is not on the grid of {case.volume.name} (shape "
-                                            f"{segmentation.shape} vs {image.shape}, or different spacing/origin)")
-    labels = np.rint(segmentation.array).astype(np.int64)
+    # a label map stored in another axis order or direction holds the same voxels: put in the CT's order exactly
+    labels = np.rint(array_on_grid_of(segmentation, image.geometry, f"label map of {case.volume.name}"))
+    labels = labels.astype(np.int64)
     if labels.min() < 0 or labels.max() >= CLASS_COUNT:
         raise InputError(case.segmentation, f"holds labels {sorted(np.unique(labels).tolist())}; LiTS labels are "
                                             f"0 background, 1 liver, 2 tumour")

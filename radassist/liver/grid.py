@@ -40,12 +40,14 @@ def voxel_offset(source: Geometry, target: Geometry) -> np.ndarray | None:
 
 
 def align_to_grid(labelmap: LabelMap, target: Geometry, path: str | Path | None = None,
-                  image_path: str | Path | None = None) -> LabelMap:
+                  image_path: str | Path | None = None, image_name: str = "CT") -> LabelMap:
     """``labelmap`` on ``target``: unchanged when the grids match, padded/cropped when it is the same lattice
-    (labels outside the target are refused), else an InputError naming both grids."""
+    (labels outside the target are refused), else an InputError naming both grids (the target called
+    ``image_name`` in the message)."""
     if labelmap.geometry.same_grid(target):
         return labelmap
     where = path or labelmap.source.path
+    stored = labelmap.geometry  # what a refusal names: the grid as the file has it
     turned = reorient_like(labelmap.labels, labelmap.geometry, target)
     if turned is not None:  # the same voxels stored in another axis order or direction: put them in the CT's
         labelmap = LabelMap(labels=turned[0], geometry=turned[1], segments=list(labelmap.segments),
@@ -54,10 +56,10 @@ def align_to_grid(labelmap: LabelMap, target: Geometry, path: str | Path | None 
             return labelmap
     offset = voxel_offset(labelmap.geometry, target)
     if offset is None:
-        raise InputError(where, f"the segmentation is on a grid that does not match the CT"
+        raise InputError(where, f"the segmentation is on a grid that does not match the {image_name}"
                                 f"{f' {image_path}' if image_path else ''}: segmentation "
-                                f"{_describe(labelmap.geometry)}, CT {_describe(target)}; segment this CT, or "
-                                f"resample the segmentation onto it (e.g. in Slicer)")
+                                f"{_describe(stored)}, {image_name} {_describe(target)}; segment this "
+                                f"{image_name}, or resample the segmentation onto it (e.g. in Slicer)")
     labels = np.zeros((labelmap.layer_count, *target.shape), dtype=labelmap.labels.dtype)
     source_start = np.maximum(-offset, 0)
     target_start = np.maximum(offset, 0)
@@ -69,7 +71,8 @@ def align_to_grid(labelmap: LabelMap, target: Geometry, path: str | Path | None 
         labels[(slice(None), *dst)] = labelmap.labels[(slice(None), *src)]
         kept = int(np.count_nonzero(labels))
     if kept != int(np.count_nonzero(labelmap.labels)):
-        raise InputError(where, f"the segmentation reaches outside the CT{f' {image_path}' if image_path else ''}: "
-                                f"segmentation {_describe(labelmap.geometry)}, CT {_describe(target)}")
+        raise InputError(where, f"the segmentation reaches outside the {image_name}"
+                                f"{f' {image_path}' if image_path else ''}: segmentation "
+                                f"{_describe(stored)}, {image_name} {_describe(target)}")
     return LabelMap(labels=labels, geometry=target, segments=list(labelmap.segments), source=labelmap.source,
                     metadata=dict(labelmap.metadata))

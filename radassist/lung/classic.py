@@ -45,16 +45,22 @@ class ClassicDetectorConfig:
     min_diameter_mm: float = 4.0  # smallest nodule looked for (LUNA16 counts nodules from 3 mm)
     max_diameter_mm: float = 30.0  # larger lesions are masses, not nodules (Fleischner glossary)
     scales: int = 7  # blob scales between the smallest and largest diameter (geometric)
-    min_response_hu: float = 250.0  # scale-normalised blob response (HU) a peak needs to be measured
+    min_response_hu: float = 120.0  # scale-normalised blob response (HU) a peak needs to be measured
     max_peaks: int = 3000  # at most this many peaks are measured, strongest first
-    min_contrast_hu: float = 250.0  # a solid nodule is at least this much denser than the lung around it
-    max_elongation: float = 2.2  # ratio of the longest to the shortest principal axis (vessels are long)
-    min_blobness: float = 0.2  # smallest / largest Hessian eigenvalue magnitude (1 = ball, 0 = tube)
-    max_leak: float = 0.25  # fraction of the segmented region on the edge of its search sphere (vessels leak)
-    pleural_closing_mm: float = 15.0  # closing of the lung mask that takes in nodules on the pleura (up to ~30 mm)
+    min_contrast_hu: float = 100.0  # a solid nodule is at least this much denser than the lung around it
+    max_elongation: float = 10.0  # longest / shortest principal axis past which a region is a vessel, not a nodule
+    min_blobness: float = 0.0  # smallest / largest Hessian eigenvalue magnitude (1 = ball, 0 = tube) to be measured
+    max_leak: float = 0.6  # fraction of the region on the edge of its search sphere past which it runs on (a vessel)
+    pleural_closing_mm: float = 15.0  # closing of the lung mask that takes in nodules on the pleura
     lung_margin_mm: float = 2.0  # the search region reaches this far beyond the closed lung mask
-    min_score: float = 0.05  # candidates below this score are dropped
-    max_candidates: int = 50  # at most this many candidates per scan, best first
+    score_weights: tuple[float, ...] = (0.1648, 0.2621, 0.1380, -0.8842, -0.8387, 0.5663, -0.0551, -0.5690, 0.2419)
+    score_bias: float = -1.6824
+    #  the score's weights, one per SCORE_FEATURES: an L2-regularised (C = 0.001), class-balanced logistic regression
+    #  fitted by `python -m benchmarks.nodule_candidates --fit` on the candidates of synthetic chest phantoms (seeds
+    #  100-107); no real scan was used to fit them. The regularisation was chosen on TotalSegmentator's example CT
+    #  with inserted nodules; CTChest4 played no part (benchmarks/NODULE_CANDIDATES.md)
+    min_score: float = 0.0  # candidates below this score are dropped (0: every candidate is listed)
+    max_candidates: int = 100  # at most this many candidates per scan, best first (LUNA16 scores 100)
     mask: LungMaskConfig = field(default_factory=LungMaskConfig)
 
     def __post_init__(self) -> None:
@@ -63,6 +69,9 @@ class ClassicDetectorConfig:
                              f"{self.max_diameter_mm}")
         if self.working_spacing_mm <= 0 or self.scales < 2:
             raise ValueError("working_spacing_mm must be positive and scales at least 2")
+        if len(self.score_weights) != len(SCORE_FEATURES):
+            raise ValueError(f"score_weights needs one weight per feature {SCORE_FEATURES}, got "
+                             f"{len(self.score_weights)}")
 
 
 @dataclass
@@ -93,11 +102,8 @@ def working_grid(mask_volume: Volume, spacing_mm: float, margin_mm: float) -> Ge
                     origin=tuple(low + spacing / 2))
 
 
-def search_region(mask: np.ndarray, spacing_mm: float | tuple[float, float, float], closing_mm: float,
-                  margin_mm: float) -> np.ndarray:
-    """The lung mask closed with a ``closing_mm`` ball (dents left by nodules on the pleura are filled; the
-    mediastinum, wider than the ball, is not) and grown by ``margin_mm``."""
-    spacing = np.broadcast_to(np.asarray(spacing_mm, dtype=float), (3,))
+def _closed(mask: np.ndarray, spacing: np.ndarray, closing_mm: float, margin_mm: float) -> np.ndarray:
+    """``mask`` closed with a ``closing_mm`` ball and grown by ``margin_mm`` (exact distances, on its box only)."""
     box = bounding_box(mask, 2 * closing_mm + margin_mm, spacing)
     part = mask[box]
     grown = ndimage.distance_transform_edt(~part, sampling=spacing) <= closing_mm
@@ -105,6 +111,27 @@ def search_region(mask: np.ndarray, spacing_mm: float | tuple[float, float, floa
     region = np.zeros_like(mask)
     region[box] = ndimage.distance_transform_edt(~(closed | part), sampling=spacing) <= margin_mm
     return region
+
+
+def search_region(mask: np.ndarray, spacing_mm: float | tuple[float, float, float], closing_mm: float,
+                  margin_mm: float) -> np.ndarray:
+    """The lung mask closed with a ``closing_mm`` ball (dents left by nodules on the pleura are filled; the
+    mediastinum, wider than the ball, is not) and grown by ``margin_mm``.
+
+    Each lung is closed on its own: where the two lungs come close (the anterior and posterior junction lines, a
+    few mm apart), closing them together would fill the mediastinum between them (oesophagus, azygos vein, aorta)
+    and make it a field of round, dense false candidates.
+    """
+    spacing = np.broadcast_to(np.asarray(spacing_mm, dtype=float), (3,))
+    labels, count = ndimage.label(mask)
+    if count <= 1:
+        return _closed(mask, spacing, closing_mm, margin_mm)
+    sizes = np.bincount(labels.ravel())[1:]
+    region = np.zeros_like(mask)
+    for label in np.argsort(sizes)[::-1][:2] + 1:  # the two lungs; the rest (small pieces) as they are
+        region |= _closed(labels == label, spacing, closing_mm, margin_mm)
+    rest = mask & ~np.isin(labels, np.argsort(sizes)[::-1][:2] + 1)
+    return region | rest
 
 
 def search_region_volume(mask_volume: Volume, config: ClassicDetectorConfig) -> Volume:
@@ -224,10 +251,27 @@ def _without_thin_attachments(region: np.ndarray, point: np.ndarray, spacing_mm:
     return labels == label
 
 
+def _shell_fraction(lung: np.ndarray, centroid_mm: np.ndarray, spacing_mm: float, inner_mm: float,
+                    outer_mm: float) -> float:
+    """Share of the voxels between ``inner_mm`` and ``outer_mm`` from ``centroid_mm`` that are in ``lung``."""
+    axes = np.ogrid[tuple(slice(0, n) for n in lung.shape)]
+    from_centroid = np.sqrt(sum((a * spacing_mm - c) ** 2 for a, c in zip(axes, centroid_mm)))
+    shell = (from_centroid >= inner_mm) & (from_centroid <= outer_mm)
+    return float(lung[shell].mean()) if shell.any() else 0.0
+
+
 def measure_candidate(hu: np.ndarray, space: ScaleSpace, peak: np.ndarray, sigma_mm: float, spacing_mm: float,
-                      background_hu: float, min_blobness: float = 0.0) -> dict[str, float] | None:
+                      background_hu: float, min_blobness: float = 0.0,
+                      allowed: np.ndarray | None = None) -> dict[str, float] | None:
     """Segment the bright region at ``peak`` and measure it; None when nothing denser than the lung is there,
-    or when its Hessian blobness is under ``min_blobness`` (checked first: it is cheap and rejects vessels)."""
+    or when its Hessian blobness is under ``min_blobness`` (checked first: it is cheap and rejects vessels).
+
+    ``allowed`` is the search region (where ``hu`` is the scan, not the air put outside it): the share of the
+    region's surface on its border is the candidate's wall contact (a nodule on the pleura has some, a nodule in
+    the lung none). Shape comes from the principal axes (standard deviations s1 >= s2 >= s3): ``elongation`` s1/s3,
+    ``prolate`` s1/s2 (a vessel or a rib's edge: long), ``oblate`` s2/s3 (a sheet of pleura or the cap of a
+    nodule on it: flat).
+    """
     radius_mm = np.sqrt(3.0) * sigma_mm
     blobness = hessian_blobness(space.smoothed[int(space.scale[tuple(peak)])], peak)
     if blobness < min_blobness:
@@ -260,34 +304,54 @@ def measure_candidate(hu: np.ndarray, space: ScaleSpace, peak: np.ndarray, sigma
     coords = np.argwhere(region).astype(float) * spacing_mm
     centroid = coords.mean(axis=0)
     if voxels >= 4:
-        spread = np.linalg.eigvalsh(np.cov(coords.T) + np.eye(3) * spacing_mm ** 2 / 12.0)
-        elongation = float(np.sqrt(spread.max() / max(spread.min(), 1e-9)))
+        spread = np.sqrt(np.sort(np.linalg.eigvalsh(np.cov(coords.T) + np.eye(3) * spacing_mm ** 2 / 12.0))[::-1])
+        spread = np.maximum(spread, 1e-6)
     else:
-        elongation = 1.0
+        spread = np.ones(3)
+    surface = region & ~ndimage.binary_erosion(region)
+    outside = _patch(~allowed, peak, half)[0] if allowed is not None else np.zeros(patch.shape, dtype=bool)
+    wall_contact = float((ndimage.binary_dilation(outside) & surface).sum() / max(int(surface.sum()), 1))
+    lung = (patch < level) & ~outside
     extent = (coords.max(axis=0) - coords.min(axis=0)) + spacing_mm
     return {
         "diameter_mm": diameter,
         "contrast_hu": float(patch[region].mean() - background_hu),
-        "elongation": elongation,
+        "elongation": float(spread[0] / spread[2]),
+        "prolate": float(spread[0] / spread[1]),
+        "oblate": float(spread[1] / spread[2]),
         "leak": float(edge.sum() / voxels),
         "blobness": blobness,
+        "wall_contact": wall_contact,
+        "lung_surround": _shell_fraction(lung, centroid, spacing_mm, diameter / 2 + 1.5, diameter / 2 + 4.0),
+        "response_hu": float(space.best[tuple(peak)]),
         "centroid_zyx": (low + centroid / spacing_mm),
         "extent_zyx_mm": extent,
     }
 
 
+SCORE_FEATURES = ("contrast", "response", "log_diameter", "log_prolate", "log_oblate", "blobness", "leak",
+                  "wall_contact", "lung_surround")
+"""The measurements the score weighs, in the order of ``ClassicDetectorConfig.score_weights``."""
+
+
+def score_features(features: dict[str, float]) -> np.ndarray:
+    """The candidate's measurements as the score's inputs (``SCORE_FEATURES``), each scaled to about 0..1-5."""
+    return np.array([features["contrast_hu"] / 100.0, features["response_hu"] / 100.0,
+                     np.log(features["diameter_mm"] / 10.0), np.log(features["prolate"]),
+                     np.log(features["oblate"]), features["blobness"], features["leak"], features["wall_contact"],
+                     features["lung_surround"]], dtype=float)
+
+
 def candidate_score(features: dict[str, float], config: ClassicDetectorConfig) -> float:
-    """Heuristic 0..1: the product of four 0..1 terms that are 1 for a typical solid nodule and fall towards the
-    filter limits: contrast over the lung, Hessian blobness, roundness and containment (no leak)."""
-    contrast = np.clip((features["contrast_hu"] - config.min_contrast_hu) / 300.0, 0.0, 1.0)
-    blob = np.clip((features["blobness"] - config.min_blobness) / 0.35, 0.0, 1.0)
-    round_ = np.clip((config.max_elongation - features["elongation"]) / (config.max_elongation - 1.3), 0.0, 1.0)
-    contained = np.clip(1.0 - features["leak"] / max(config.max_leak, 1e-6), 0.0, 1.0)
-    return float(contrast * blob * round_ * contained)
+    """Heuristic 0..1 that ranks candidates: a logistic function of the measurements (``SCORE_FEATURES``) with
+    the weights of ``config``. It orders candidates; it is not the probability that one is a nodule."""
+    z = config.score_bias + float(np.dot(config.score_weights, score_features(features)))
+    return float(1.0 / (1.0 + np.exp(-np.clip(z, -40.0, 40.0))))
 
 
 def passes_filters(features: dict[str, float], config: ClassicDetectorConfig) -> bool:
-    """Size 4-30 mm and the shape limits that separate nodules from vessels."""
+    """Size 4-30 mm and the loose limits past which a bright spot is certainly no nodule: too faint, a long
+    tube, or a region that runs on past its search sphere (everything else is left to the score)."""
     return (config.min_diameter_mm <= features["diameter_mm"] <= config.max_diameter_mm
             and features["contrast_hu"] >= config.min_contrast_hu
             and features["elongation"] <= config.max_elongation
@@ -307,9 +371,9 @@ def suppress_overlaps(candidates: list[Candidate]) -> list[Candidate]:
 
 # -- the detector -------------------------------------------------------------------------------------------------
 
-def detect_candidates(volume: Volume, config: ClassicDetectorConfig = ClassicDetectorConfig(),
-                      progress: Progress | None = None, mask_volume: Volume | None = None) -> Detections:
-    """Nodule candidates of a CT (HU) as Detections in LPS mm, best first, engine ``classic``.
+def measure_peaks(volume: Volume, config: ClassicDetectorConfig = ClassicDetectorConfig(),
+                  progress: Progress | None = None, mask_volume: Volume | None = None) -> list[Candidate]:
+    """Every blob of the scan that passes the filters, measured and scored (not yet deduplicated or capped).
 
     ``mask_volume`` is the lung mask from :func:`radassist.lung.preprocess.lung_mask_volume` when the caller has
     it already. An empty list is returned when no lung is found (the pipeline checks that before).
@@ -318,10 +382,9 @@ def detect_candidates(volume: Volume, config: ClassicDetectorConfig = ClassicDet
     progress.update(0.0, "finding the lungs")
     if mask_volume is None:
         mask_volume = lung_mask_volume(volume, config.mask)
-    metadata = {"engine_description": ENGINE_DESCRIPTION, "config": config}
     grid = working_grid(mask_volume, config.working_spacing_mm, config.lung_margin_mm + config.max_diameter_mm / 2)
     if grid is None:
-        return Detections([], volume.geometry, volume.source, ENGINE_NAME, metadata)
+        return []
     progress.update(0.1, "resampling to the working grid")
     hu = resample_to_grid(volume, grid, True, HU_AIR).array
     mask = mask_on_grid(mask_volume, grid)
@@ -341,19 +404,33 @@ def detect_candidates(volume: Volume, config: ClassicDetectorConfig = ClassicDet
         if index % 20 == 0:
             measure.update(index / max(len(peaks), 1), f"measuring {len(peaks)} blobs")
         features = measure_candidate(image, space, np.asarray(zyx), float(sigmas[scale]), spacing, background,
-                                     config.min_blobness)
+                                     config.min_blobness, allowed)
         if features is None or not passes_filters(features, config):
             continue
         score = candidate_score(features, config)
-        if score < config.min_score:
-            continue
         center = grid.zyx_to_world(features.pop("centroid_zyx"))
         size = np.asarray(features.pop("extent_zyx_mm"))[::-1]
         candidates.append(Candidate(center, size, features["diameter_mm"], score, features))
+    measure.update(1.0, f"{len(peaks)} blobs measured")
+    return candidates
+
+
+def detect_candidates(volume: Volume, config: ClassicDetectorConfig = ClassicDetectorConfig(),
+                      progress: Progress | None = None, mask_volume: Volume | None = None) -> Detections:
+    """Nodule candidates of a CT (HU) as Detections in LPS mm, best first, engine ``classic``, their number a
+    heuristic ``score`` (``score_name``), at least ``config.min_score``, at most ``config.max_candidates``.
+
+    ``mask_volume`` is the lung mask from :func:`radassist.lung.preprocess.lung_mask_volume` when the caller has
+    it already. An empty list is returned when no lung is found (the pipeline checks that before).
+    """
+    progress = progress or Progress()
+    measured = measure_peaks(volume, config, progress.sub(0.0, 0.95), mask_volume)
+    candidates = [c for c in measured if c.score >= config.min_score]
     kept = suppress_overlaps(candidates)[:config.max_candidates]
     progress.update(1.0, f"{len(kept)} candidate(s)")
     items = [Detection(center=tuple(c.center), size=tuple(c.size), probability=round(c.score, 6),
-                       label="nodule candidate", diameter_mm=c.diameter_mm,
+                       label="nodule candidate", diameter_mm=c.diameter_mm, score_name="score",
                        extra={k: round(float(v), 4) for k, v in c.features.items()}) for c in kept]
-    metadata["peaks_measured"] = int(len(peaks))
+    metadata = {"engine_description": ENGINE_DESCRIPTION, "config": config, "score_name": "score",
+                "blobs_measured": len(measured)}
     return Detections(items, volume.geometry, volume.source, ENGINE_NAME, metadata)

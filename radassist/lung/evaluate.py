@@ -197,9 +197,11 @@ class LungEvaluation:
     reference_files: dict[str, str]
     scans: int
     predictions: int
+    score_name: str = "probability"  # what the predictions' ranking column is: a probability or a heuristic score
 
     def to_dict(self) -> dict[str, Any]:
-        return {"scans": self.scans, "predictions": self.predictions, "reference": self.reference_files,
+        return {"scans": self.scans, "predictions": self.predictions, "score_name": self.score_name,
+                "reference": self.reference_files,
                 "config": vars(self.config).copy(),
                 "froc": self.froc.to_dict(),
                 "detection": self.detection.to_dict() if self.detection is not None else None,
@@ -234,9 +236,11 @@ def evaluate_lung(reference: Luna16Reference, predictions: Mapping[str, Detectio
                                         iou_threshold=config.iou_threshold, score_threshold=config.score_threshold)
     progress.update(1.0, "done")
     in_scans = set(reference.scans)
+    names = {group.score_name for group in predictions.values()}
     return LungEvaluation(froc=froc, detection=detection, detection_skipped=skipped, config=config,
                           reference_files=dict(reference.files), scans=len(reference.scans),
-                          predictions=sum(len(g.items) for uid, g in predictions.items() if uid in in_scans))
+                          predictions=sum(len(g.items) for uid, g in predictions.items() if uid in in_scans),
+                          score_name="probability" if names <= {"probability"} else "score")
 
 
 def write_evaluation(evaluation: LungEvaluation, json_path: str | Path, png_path: str | Path,
@@ -264,7 +268,7 @@ def summary_lines(evaluation: LungEvaluation) -> list[str]:
         lines.append(f"detection table skipped: {evaluation.detection_skipped}")
         return lines
     table = evaluation.detection
-    lines.append(f"detection at IoU {table.iou_threshold:g}, probability >= {table.score_threshold:g}:")
+    lines.append(f"detection at IoU {table.iou_threshold:g}, {evaluation.score_name} >= {table.score_threshold:g}:")
     lines.append(f"  {'band':<8} {'nodules':>7} {'TP':>4} {'FP':>4} {'FN':>4} {'precision':>9} {'recall':>7} "
                  f"{'F1':>6} {'AP':>6}")
     for row in table.rows:

@@ -57,7 +57,7 @@ class LungDetectionConfig:
     mask: LungMaskConfig = field(default_factory=LungMaskConfig)
     classic: ClassicDetectorConfig = field(default_factory=ClassicDetectorConfig)
     link: LinkConfig = field(default_factory=LinkConfig)
-    score_threshold: float = 0.5  # findings below this probability are not reported
+    score_threshold: float = 0.5  # findings below this probability (score) get no box in views; every one is listed
     box_threshold: float = 0.05  # Lung-DETR slab boxes below this score are not linked at all
     boxes_per_slab: int = 100  # Lung-DETR: most confident queries read per slab
     batch_size: int = 4  # slabs per network call
@@ -238,12 +238,16 @@ def slab_config_for(model_config: Any, slabs: SlabConfig) -> SlabConfig:
 
 def detect_nodules(volume: Volume, config: LungDetectionConfig | None = None, progress: Progress | None = None,
                    engine: str = "classic", model: Any = None) -> Detections:
-    """Lung nodules of a chest CT (HU) as Detections in LPS mm, best first, at or above the score threshold.
+    """Lung nodules of a chest CT (HU) as Detections in LPS mm, best first: every candidate the engine gives (at
+    most its ``max_candidates``), whatever its score, so that a FROC can be drawn from them. The score threshold
+    (``config.score_threshold``, in the metadata) is what views use to decide which ones get a box
+    (:func:`shown_findings`).
 
-    ``engine`` is "classic" (no weights needed) or "detr" (``model``: anything :func:`load_detr_model` takes;
-    None means the installed catalogue model). The Detections carry the engine, the model's id/version/sha256
-    and the lung volume in their metadata. Raises InputError for unusable input and WeightsMissing for Lung-DETR
-    without weights; reports through ``progress`` and stops when it is cancelled.
+    ``engine`` is "classic" (no weights needed; its number is a heuristic ``score``) or "detr" (a ``probability``;
+    ``model``: anything :func:`load_detr_model` takes; None means the installed catalogue model). The Detections
+    carry the engine, what their number is (``score_name``), the model's id/version/sha256 and the lung volume in
+    their metadata. Raises InputError for unusable input and WeightsMissing for Lung-DETR without weights; reports
+    through ``progress`` and stops when it is cancelled.
     """
     config = config or LungDetectionConfig()
     progress = progress or Progress()
@@ -261,7 +265,7 @@ def detect_nodules(volume: Volume, config: LungDetectionConfig | None = None, pr
                                 "slab_thickness_mm": config.slabs.thickness_mm}
     if detr is None:
         found = detect_candidates(volume, config.classic, progress.sub(0.1, 1.0), mask_volume)
-        metadata |= {"engine_description": CLASSIC_DESCRIPTION, "model": None}
+        metadata |= {"engine_description": CLASSIC_DESCRIPTION, "model": None, "score_name": "score"}
         items = found.items
         engine_name = found.engine
     else:
@@ -270,17 +274,29 @@ def detect_nodules(volume: Volume, config: LungDetectionConfig | None = None, pr
         per_slab = run_detr(stack, detr, config, progress.sub(0.2, 0.95))
         items = slab_boxes_to_detections(per_slab, stack, config.link, label="nodule")
         metadata |= {"engine_description": "Lung-DETR (Deformable DETR on MIP slabs, arXiv:2409.05200)",
-                     "model": detr.describe(), "slabs": len(stack)}
+                     "model": detr.describe(), "slabs": len(stack), "score_name": "probability"}
         engine_name = "lung-detr"
     detections = Detections(items, volume.geometry, volume.source, engine_name, {"engine": engine_name, **metadata})
-    detections = detections.above(config.score_threshold).sorted()
-    progress.update(1.0, f"{len(detections)} nodule(s) at probability >= {config.score_threshold:g}")
+    detections = detections.sorted()
+    shown = len(shown_findings(detections))
+    progress.update(1.0, f"{len(detections)} candidate(s), {shown} at {detections.score_name} >= "
+                         f"{config.score_threshold:g}")
     return detections
 
 
+def shown_findings(detections: Detections, threshold: float | None = None) -> Detections:
+    """The findings that get a box in views (ROI markups, PNG, Slicer): those at or above ``threshold`` (default:
+    the run's score threshold, from the metadata). Tables and CSV files list every finding."""
+    if threshold is None:
+        threshold = float(detections.metadata.get("score_threshold", 0.0))
+    return detections.above(threshold)
+
+
 def detections_table(detections: Detections) -> list[dict[str, Any]]:
-    """One row per finding for tables (Slicer, reports): rank, probability, diameter, LPS centre."""
-    return [{"rank": rank, "probability": round(d.probability, 4),
+    """One row per finding for tables (Slicer, reports): rank, probability or score (as the findings' ``score_name``
+    says), diameter, LPS centre."""
+    name = detections.score_name
+    return [{"rank": rank, name: round(d.probability, 4),
              "diameter_mm": None if d.diameter_mm is None else round(d.diameter_mm, 1),
              "x_mm": round(d.center[0], 1), "y_mm": round(d.center[1], 1), "z_mm": round(d.center[2], 1),
              "label": d.label} for rank, d in enumerate(detections.items, start=1)]
@@ -288,4 +304,4 @@ def detections_table(detections: Detections) -> list[dict[str, Any]]:
 
 __all__: Sequence[str] = ("DetrModel", "ENGINES", "LungDetectionConfig", "WeightsMissing", "check_chest_ct",
                           "detect_nodules", "detections_table", "detr_weights_installed", "find_lungs",
-                          "how_to_get_weights", "load_detr_model", "run_detr", "slab_config_for")
+                          "how_to_get_weights", "load_detr_model", "run_detr", "shown_findings", "slab_config_for")

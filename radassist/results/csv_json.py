@@ -3,8 +3,10 @@
 LUNA16 submissions are ``seriesuid,coordX,coordY,coordZ,probability``, the coordinates being world millimetres as
 the ``.mhd`` header defines them, which is ITK's LPS frame. RadAssist's Detections are already LPS mm, so the
 numbers go in unchanged; ``diameter_mm`` is added as a sixth column (empty when unknown), which LUNA16's
-evaluation script ignores. JSON is written with plain JSON values only (NumPy scalars and arrays converted, NaN and
-infinity become null) so any JSON reader, including a strict one, accepts it.
+evaluation script ignores. Findings ranked by a heuristic that is not a probability (the classical nodule candidate
+detector) get a ``score`` column instead of ``probability``; the reader takes either. JSON is written with plain
+JSON values only (NumPy scalars and arrays converted, NaN and infinity become null) so any JSON reader, including a
+strict one, accepts it.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from radassist.volume import SourceInfo
 
 LUNA16_COLUMNS = ["seriesuid", "coordX", "coordY", "coordZ", "probability"]
 DETECTION_COLUMNS = LUNA16_COLUMNS + ["diameter_mm"]
+SCORE_COLUMNS = ("probability", "score")  # the ranking column: a model's probability, or a heuristic score
 
 
 def plain_json(value: Any) -> Any:
@@ -80,15 +83,24 @@ def _write_csv(temp: Path, columns: list[str], rows: Iterable[Mapping[str, Any]]
             writer.writerow([_cell(row.get(column)) for column in columns])
 
 
+def detection_columns(groups: Iterable[Detections]) -> list[str]:
+    """The CSV columns for ``groups``: LUNA16's with ``probability`` when every group holds probabilities, else
+    with ``score`` (a heuristic ranking is never written as a probability, not even beside real ones)."""
+    name = "probability" if all(group.score_name == "probability" for group in groups) else "score"
+    return ["seriesuid", "coordX", "coordY", "coordZ", name, "diameter_mm"]
+
+
 def write_detections_csv(detections: Detections | Iterable[Detections], path: str | Path) -> Path:
-    """LUNA16 submission CSV (plus ``diameter_mm``) for one series or for many (one Detections per series)."""
+    """LUNA16 submission CSV (plus ``diameter_mm``) for one series or for many (one Detections per series); the
+    ranking column is ``probability`` or ``score`` (see :func:`detection_columns`)."""
     path = Path(path)
     groups = [detections] if isinstance(detections, Detections) else list(detections)
+    columns = detection_columns(groups)
     rows = [{"seriesuid": group.series_uid, "coordX": d.center[0], "coordY": d.center[1], "coordZ": d.center[2],
-             "probability": d.probability, "diameter_mm": d.diameter_mm}
+             columns[4]: d.probability, "diameter_mm": d.diameter_mm}
             for group in groups for d in group.items]
     with atomic_path(path) as temp:
-        _write_csv(temp, DETECTION_COLUMNS, rows)
+        _write_csv(temp, columns, rows)
     return path
 
 
@@ -110,8 +122,9 @@ def _number(row: dict[str, str], column: str, path: Path, line: int, default: fl
 def read_detections_csv(path: str | Path) -> dict[str, Detections]:
     """Read a LUNA16-style CSV into Detections per ``seriesuid`` (in file order).
 
-    A file without a ``probability`` column (LUNA16's ``annotations.csv``) reads as certain findings (1.0).
-    Boxes are cubes of side ``diameter_mm`` when the diameter is known, else of size 0.
+    The ranking column is ``probability`` or ``score`` (the Detections then say which, in ``score_name``); a file
+    with neither (LUNA16's ``annotations.csv``) reads as certain findings (1.0). Boxes are cubes of side
+    ``diameter_mm`` when the diameter is known, else of size 0.
     """
     path = Path(path)
     if not path.is_file():
@@ -122,20 +135,27 @@ def read_detections_csv(path: str | Path) -> dict[str, Detections]:
             missing = [c for c in ("seriesuid", "coordX", "coordY", "coordZ") if c not in (reader.fieldnames or [])]
             if missing:
                 raise InputError(path, f"missing column(s) {missing}; expected {DETECTION_COLUMNS}")
+            fields = reader.fieldnames or []
+            if all(name in fields for name in SCORE_COLUMNS):
+                raise InputError(path, "has both a 'probability' and a 'score' column; keep the one its findings "
+                                       "were ranked by")
+            score_name = "score" if "score" in fields else "probability"
             groups: dict[str, list[Detection]] = {}
             for line, row in enumerate(reader, start=2):
                 center = tuple(_number(row, c, path, line) for c in ("coordX", "coordY", "coordZ"))
-                probability = _number(row, "probability", path, line, default=1.0)
+                probability = _number(row, score_name, path, line, default=1.0)
                 diameter = _number(row, "diameter_mm", path, line)
                 size = (diameter,) * 3 if diameter is not None else (0.0, 0.0, 0.0)
                 try:
-                    detection = Detection(center=center, size=size, probability=probability, diameter_mm=diameter)
+                    detection = Detection(center=center, size=size, probability=probability, diameter_mm=diameter,
+                                          score_name=score_name)
                 except ValueError as exc:
                     raise InputError(path, f"line {line}: {exc}") from None
                 groups.setdefault(row["seriesuid"], []).append(detection)
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
         raise InputError(path, f"not a readable CSV file ({exc})") from None
-    return {uid: Detections(items=items, source=SourceInfo(series_instance_uid=uid, path=str(path)))
+    return {uid: Detections(items=items, source=SourceInfo(series_instance_uid=uid, path=str(path)),
+                            metadata={"score_name": score_name})
             for uid, items in groups.items()}
 
 

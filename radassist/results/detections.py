@@ -1,4 +1,10 @@
-"""Detection results: axis-aligned boxes in LPS world millimetres, one per finding."""
+"""Detection results: axis-aligned boxes in LPS world millimetres, one per finding.
+
+Every finding has a number 0..1 that ranks it (the field ``probability``) and says what that number is
+(``score_name``): "probability" for a trained model's output, "score" for a heuristic ranking that is not a
+probability (the classical nodule candidate detector's). Writers name the number after it, so a reader never
+takes a heuristic for a probability.
+"""
 
 from __future__ import annotations
 
@@ -11,9 +17,13 @@ from radassist.results.segments import ReviewStatus
 from radassist.volume import Geometry, SourceInfo
 
 
+SCORE_NAMES = ("probability", "score")
+
+
 @dataclass
 class Detection:
-    """One finding: box centre and size (x, y, z) in LPS mm, score 0..1, and what it is."""
+    """One finding: box centre and size (x, y, z) in LPS mm, its 0..1 ranking value and what that value is
+    (``score_name``: a model's "probability" or a heuristic "score"), and what the finding is."""
 
     center: tuple[float, float, float]
     size: tuple[float, float, float]
@@ -22,6 +32,7 @@ class Detection:
     diameter_mm: float | None = None
     status: ReviewStatus = ReviewStatus.NOT_STARTED
     extra: dict[str, Any] = field(default_factory=dict)
+    score_name: str = "probability"
 
     def __post_init__(self) -> None:
         self.center = tuple(float(c) for c in self.center)
@@ -35,7 +46,9 @@ class Detection:
         if min(self.size) < 0:
             raise ValueError(f"detection size must be non-negative, got {self.size}")
         if not 0.0 <= self.probability <= 1.0:
-            raise ValueError(f"probability must be within 0..1, got {self.probability}")
+            raise ValueError(f"{self.score_name} must be within 0..1, got {self.probability}")
+        if self.score_name not in SCORE_NAMES:
+            raise ValueError(f"score_name must be one of {SCORE_NAMES}, got {self.score_name!r}")
         if self.diameter_mm is not None:
             self.diameter_mm = float(self.diameter_mm)
 
@@ -65,6 +78,14 @@ class Detections:
     def above(self, threshold: float) -> "Detections":
         kept = [d for d in self.items if d.probability >= threshold]
         return Detections(kept, self.geometry, self.source, self.engine, dict(self.metadata))
+
+    @property
+    def score_name(self) -> str:
+        """What the findings' 0..1 number is: "probability" (a model's) or "score" (a heuristic ranking)."""
+        name = self.metadata.get("score_name")
+        if name in SCORE_NAMES:
+            return name
+        return self.items[0].score_name if self.items else "probability"
 
     @property
     def series_uid(self) -> str:

@@ -10,8 +10,10 @@ unchanged. A ``Box`` ROI as Slicer saves it carries one control point, at its ce
 
 What Slicer keeps of a finding: its reader ignores extra keys on a markup, but keeps each control point's
 ``description`` (shown and editable in the Markups module's control point table) and the ``measurements`` list.
-So probability, diameter, label and review status go into the control point description as ``key=value; ...``
-(the part :func:`read_roi_markups` reads back), and probability and diameter are also stored as measurements.
+So the ranking value, diameter, label and review status go into the control point description as ``key=value;
+...`` (the part :func:`read_roi_markups` reads back), and the ranking value and diameter are also stored as
+measurements. The ranking value is keyed by what it is: ``probability`` for a model, ``score`` for a heuristic
+(the classical nodule candidate detector), as the Detection's ``score_name`` says.
 """
 
 from __future__ import annotations
@@ -48,7 +50,7 @@ def _finite(values: Sequence[float]) -> list[float]:
 
 def describe_detection(detection: Detection) -> str:
     """The control point description: ``key=value`` pairs that people read and :func:`parse_description` parses."""
-    parts = [f"probability={detection.probability:.6g}"]
+    parts = [f"{detection.score_name}={detection.probability:.6g}"]
     if detection.diameter_mm is not None:
         parts.append(f"diameter_mm={detection.diameter_mm:.6g}")
     parts += [f"label={detection.label}", f"status={detection.status.value}"]
@@ -67,8 +69,10 @@ def parse_description(text: str) -> dict[str, str]:
 
 def _roi_markup(detection: Detection, index: int) -> dict[str, Any]:
     name = f"{detection.label} {index}"
-    measurements = [{"name": "probability", "enabled": True, "value": detection.probability, "units": "",
-                     "description": "model score 0..1", "printFormat": "%.3f"}]
+    meaning = "model probability 0..1" if detection.score_name == "probability" else \
+        "heuristic score 0..1 (a ranking, not a probability)"
+    measurements = [{"name": detection.score_name, "enabled": True, "value": detection.probability, "units": "",
+                     "description": meaning, "printFormat": "%.3f"}]
     if detection.diameter_mm is not None:
         measurements.append({"name": "diameter", "enabled": True, "value": detection.diameter_mm, "units": "mm",
                              "description": "estimated diameter", "printFormat": "%.1f %s"})
@@ -169,14 +173,15 @@ def _detection_from_roi(markup: dict, path: Path) -> Detection:
         raise InputError(path, f"ROI {name!r} is rotated; only axis-aligned ROIs can be read as detections")
     points = markup.get("controlPoints") or []
     fields = parse_description(points[0].get("description", "")) if points else {}
+    score_name = "score" if "score" in fields and "probability" not in fields else "probability"
     try:
-        probability = float(fields.get("probability", 1.0))
+        probability = float(fields.get(score_name, 1.0))
         diameter = float(fields["diameter_mm"]) if "diameter_mm" in fields else None
         status = ReviewStatus(fields.get("status", ReviewStatus.NOT_STARTED.value))
         label = fields.get("label") or name.rsplit(" ", 1)[0] or "finding"
         return Detection(center=tuple(center), size=tuple(size), probability=probability, label=label,
                          diameter_mm=diameter if diameter is None or math.isfinite(diameter) else None,
-                         status=status, extra={"name": name})
+                         status=status, extra={"name": name}, score_name=score_name)
     except ValueError as exc:
         raise InputError(path, f"ROI {name!r}: {exc}") from None
 
@@ -188,7 +193,9 @@ def read_roi_markups(path: str | Path) -> Detections:
     items = [_detection_from_roi(m, path) for m in markups if isinstance(m, dict) and m.get("type") == "ROI"]
     if not items and markups:
         raise InputError(path, "the file holds no ROI markups")
-    return Detections(items=items, source=SourceInfo(path=str(path)))
+    names = {d.score_name for d in items}
+    metadata = {"score_name": names.pop()} if len(names) == 1 else {}
+    return Detections(items=items, source=SourceInfo(path=str(path)), metadata=metadata)
 
 
 def read_point_markups(path: str | Path) -> tuple[np.ndarray, list[str]]:

@@ -409,8 +409,9 @@ def preview_detections(volume: Volume, detections: Detections, path: str | Path,
                        window: Window | None = CT_LUNG, max_findings: int = 12, columns: int = 4,
                        tile_px: int = 192, slab_mm: float | None = None, caption: str | None = None) -> Preview:
     """For each finding (best first), the axial slice through its centre, cropped around it, with its box and
-    probability; several findings in a grid. With ``slab_mm``, each tile is instead the maximum-intensity
-    projection of that thickness centred on the finding: the slab a slab-based detector saw it on. Without
+    ranking value (``p=`` for a model's probability, ``score`` for a heuristic score); several findings in a grid.
+    With ``slab_mm``, each tile is instead the maximum-intensity projection of that thickness centred on the
+    finding: the slab a slab-based detector saw it on. Without
     findings, the axial slice through the most lung (see :func:`organ_slice`) shows what was examined."""
     reorient = _reorientation(volume.geometry)
     image = reorient.view(volume.array)  # only the tiles' crops are read
@@ -421,7 +422,8 @@ def preview_detections(volume: Volume, detections: Detections, path: str | Path,
     for rank, detection in enumerate(detections.sorted().items[:max_findings], start=1):
         z, y, x = geometry.world_to_zyx(np.asarray(detection.center))
         half_mm = max(32.0, 1.5 * max(detection.size[0], detection.size[1]))
-        title = f"#{rank} p={detection.probability:.2f}"
+        title = f"#{rank} p={detection.probability:.2f}" if detection.score_name == "probability" else \
+            f"#{rank} score {detection.probability:.2f}"
         if detection.diameter_mm is not None:
             title += f" {detection.diameter_mm:.1f}mm"
         tiles.append((title, int(np.clip(round(z), 0, nz - 1)), _crop_range(y, half_mm / sy, ny),

@@ -73,9 +73,9 @@ LUNG_DETECT = ServerTask(
     options=(SERIES,
              OptionSpec("engine", str, "auto", "which detector", choices=("auto", "classic", "detr")),
              BACKEND,
-             OptionSpec("threshold", float, 0.5, "report findings with probability at least this", minimum=0.0,
-                        maximum=1.0),
-             OptionSpec("max_nodules", int, 100, "report at most this many findings", minimum=1, maximum=1000)))
+             OptionSpec("threshold", float, 0.5, "box findings with a probability (Lung-DETR) or score (classical "
+                        "detector) of at least this; nodules.csv lists every candidate", minimum=0.0, maximum=1.0),
+             OptionSpec("max_nodules", int, 100, "list at most this many candidates", minimum=1, maximum=1000)))
 
 
 # -------------------------------------------------------------------------------------------------- liver

@@ -130,7 +130,8 @@ def world_ijk_to_ras(ijk_to_ras: np.ndarray, parent_to_world: np.ndarray | None)
 # ---------------------------------------------------------------------------------------------------------------
 
 ATTRIBUTE_PREFIX = "RadAssist."
-PROBABILITY_ATTRIBUTE = ATTRIBUTE_PREFIX + "Probability"
+PROBABILITY_ATTRIBUTE = ATTRIBUTE_PREFIX + "Probability"  # the 0..1 ranking value, whatever SCORE_NAME says it is
+SCORE_NAME_ATTRIBUTE = ATTRIBUTE_PREFIX + "ScoreName"  # "probability" (a model's) or "score" (a heuristic's)
 LABEL_ATTRIBUTE = ATTRIBUTE_PREFIX + "Label"
 DIAMETER_ATTRIBUTE = ATTRIBUTE_PREFIX + "DiameterMm"
 STATUS_ATTRIBUTE = ATTRIBUTE_PREFIX + "Status"
@@ -148,8 +149,9 @@ class RoiBox:
 
 
 def detection_description(detection: Detection) -> str:
-    """The one line a reader sees on the ROI: what, how likely, how big."""
-    text = f"{detection.label}, probability {detection.probability:.2f}"
+    """The one line a reader sees on the ROI: what, how likely (a model's probability) or how it ranks (a
+    heuristic score, never called a probability), how big."""
+    text = f"{detection.label}, {detection.score_name} {detection.probability:.2f}"
     if detection.diameter_mm is not None:
         text += f", diameter {detection.diameter_mm:.1f} mm"
     return text
@@ -160,6 +162,7 @@ def detection_to_roi(detection: Detection, name: str) -> RoiBox:
     each axis, so the size is unchanged and the ROI keeps Slicer's default (RAS-aligned) orientation."""
     attributes = {
         PROBABILITY_ATTRIBUTE: repr(detection.probability),
+        SCORE_NAME_ATTRIBUTE: detection.score_name,
         LABEL_ATTRIBUTE: detection.label,
         STATUS_ATTRIBUTE: detection.status.value,
     }
@@ -196,11 +199,12 @@ def roi_to_detection(center_ras: Sequence[float], size: Sequence[float], axes_ra
         status = ReviewStatus(status)
     except ValueError:
         status = ReviewStatus.IN_PROGRESS
+    score_name = attributes.get(SCORE_NAME_ATTRIBUTE, "probability")
     return Detection(center=tuple(center_lps), size=tuple(size_world),
                      probability=float(attributes.get(PROBABILITY_ATTRIBUTE, 1.0)),
                      label=attributes.get(LABEL_ATTRIBUTE, "finding"),
                      diameter_mm=float(diameter) if diameter not in (None, "") else None,
-                     status=status)
+                     status=status, score_name=score_name if score_name in ("probability", "score") else "probability")
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -459,14 +463,17 @@ def segment_from_slicer(segment_id: str, name: str, color: Sequence[float], term
 
 
 def nodule_table_columns(detections: Any, roi_ids: Sequence[str]) -> list[TableColumn]:
-    """The LungTumorAI nodule table: rank, probability, diameter, centre in RAS (for Slicer users) and the ID of
-    each nodule's ROI node (which links a row to its box)."""
+    """The LungTumorAI nodule table: rank, probability (Lung-DETR) or score (the classical detector's heuristic
+    ranking), diameter, centre in RAS (for Slicer users) and the ID of each nodule's ROI node (which links a row to
+    its box)."""
     from radassist.lung.pipeline import detections_table
 
     rows = detections_table(detections)
+    name = detections.score_name
     ras = [lps_to_ras(d.center) for d in detections.items]
+    meaning = "model probability 0..1" if name == "probability" else "heuristic score 0..1 (ranks, not a probability)"
     columns = [make_column("rank", [r["rank"] for r in rows]),
-               make_column("probability", [r["probability"] for r in rows]),
+               make_column(name, [r[name] for r in rows], description=meaning),
                make_column("diameter", [r["diameter_mm"] for r in rows], unit="mm")]
     columns += [make_column(axis, [round(float(p[i]), 1) for p in ras], unit="mm", description="nodule centre, RAS")
                 for i, axis in enumerate("RAS")]
