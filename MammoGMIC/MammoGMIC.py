@@ -103,13 +103,13 @@ class MammoGMICLogic(panel.RadAssistLogic):
         from radassist.slicer.inputs import chosen
         views = chosen({p: getattr(parameterNode, p) for p in VIEW_PARAMETERS}, VIEW_PARAMETERS)
         return {"volumes": {VIEW_PARAMETERS[p]: nodes.volume_from_node(n) for p, n in views.items()},
-                "tta": int(parameterNode.tta)}
+                "tta": int(parameterNode.tta), "model": self.selectedModelId}
 
     def taskRequest(self, inputs: dict) -> Any:
         """The views as 16-bit PNGs named after their view, for the mammo-classify task (every installed GMIC
         model, an ensemble when several); the answer is placed back on the views' own grids."""
         from radassist.slicer.task_requests import mammo_request
-        return mammo_request(inputs["volumes"], inputs["tta"])
+        return mammo_request(inputs["volumes"], inputs["tta"], inputs.get("model"))
 
     def showResult(self, result: Any, parameterNode=None) -> str:
         """Probabilities table, saliency maps as coloured overlays (benign green, malignant red), patch ROIs."""
@@ -247,9 +247,11 @@ class MammoGMICTest(ScriptedLoadableModuleTest):
         from radassist.slicer import self_test
 
         with self_test.scratch_models_folder() as models:
-            import_model("gmic-1", untrained_gmic_weights(models / "gmic-untrained.pt"))
+            # a model of its own: the catalogue's gmic-1 accepts only the published file (its git blob id)
+            import_model("gmic", untrained_gmic_weights(models / "gmic-untrained.pt"), "gmic-untrained",
+                         task="mammography-classification", title="GMIC (untrained, self-test)")
             widget = self_test.widget_of("MammoGMIC")
-            widget.modelsSection.refresh()
+            self_test.select_model(self, widget, "gmic-untrained")
             self_test.load_sample_through_panel(self, widget)
             self_test.apply_through_panel(self, widget, "GMIC (")
             self.assertGreaterEqual(widget._parameterNode.outputTable.GetNumberOfRows(), 4)

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from slicer_bed import open_standin, releases
-from slicer_standin import Refused, StandInGap
+from slicer_standin import SUPPORTED_RELEASES, Refused, StandInGap
 
 
 @releases
@@ -119,3 +119,15 @@ def test_mrml_nodes_hold_voxels_geometry_and_segments(release: str, tmp_path: Pa
         status = slicer.vtkSlicerSegmentationsModuleLogic
         status.SetSegmentStatus(segmentation.GetSegmentation().GetSegment(segment_id), 3)
         assert status.GetSegmentStatus(segmentation.GetSegmentation().GetSegment(segment_id)) == 3
+
+
+def test_the_standin_imports_the_project_afresh_and_gives_the_old_modules_back(tmp_path: Path):
+    """Inside, Slicer imports radassist itself (nothing of the test process leaks in); after, every module the tests
+    imported before is the one in sys.modules again (an exception class compared later must be the same class)."""
+    from radassist.errors import InputError
+
+    with open_standin(SUPPORTED_RELEASES[0], tmp_path / "slicer", installed=True):
+        import importlib
+
+        assert importlib.import_module("radassist.errors").InputError is not InputError
+    assert sys.modules["radassist.errors"].InputError is InputError

@@ -73,8 +73,8 @@ class PackageGuard(importlib.abc.MetaPathFinder):
     def mark_installed(self, distributions) -> None:
         """The installer put these distributions into Slicer's Python: allow them and bring back their modules."""
         self.installed |= {canonical(name) for name in distributions}
-        for name in list(self._stash):
-            if self.allowed(name):
+        for name in list(self._stash):  # the project's own modules stay stashed: Slicer imports them afresh
+            if top_level(name) not in self.project and self.allowed(name):
                 sys.modules[name] = self._stash.pop(name)
 
     # -- import machinery ---------------------------------------------------------------------------------------------

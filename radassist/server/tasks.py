@@ -125,7 +125,8 @@ def _run_mammo_classify(inputs: list[TaskInput], options: dict[str, Any], device
     config = MammoConfig(tta=options["tta"], tta_seed=options["tta_seed"])
     mammograms = command.read_exam([item.path for item in inputs], _per_file(options["laterality"], inputs),
                                    _per_file(options["view"], inputs))
-    runners = command.load_models(None, options["backend"], device.device)
+    runners = command.load_models([options["model"]] if options["model"] else None, options["backend"],
+                                  device.device)
     prepare_exam(mammograms, config, max(tuple(r.config.crop_shape) for r in runners))
     with record.timed("classify"):
         result = classify_exam(mammograms, runners, config, progress)
@@ -145,7 +146,9 @@ MAMMO_CLASSIFY = ServerTask(
                         pattern=r"[A-Za-z]{1,10}"),
              OptionSpec("tta", int, 0, "test-time augmentation windows", minimum=0, maximum=64),
              OptionSpec("tta_seed", int, 0, "seed of the augmentation windows", minimum=0, maximum=2**31 - 1),
-             BACKEND))
+             BACKEND,
+             OptionSpec("model", str, None, "an installed model id (gmic-1 .. gmic-5, gmic-ensemble, or one imported) "
+                        "or a checkpoint folder on the computer that runs the task (default: gmic-1)")))
 
 TASKS: dict[str, ServerTask] = {task.name: task for task in (CONVERT, LUNG_DETECT, LUNG_INFECTION, LIVER_SEGMENT,
                                                              MAMMO_CLASSIFY, BRAIN_REGISTER,

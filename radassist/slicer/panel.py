@@ -72,6 +72,7 @@ class RadAssistLogic(ScriptedLoadableModuleLogic):
     serverTask: str = ""  # the task Apply runs (here or on a RadAssist server)
     sampleKind: str = ""  # the synthetic sample: a key of radassist.runtime.job_runner.SAMPLE_BUILDERS
     aiRun: Any = None  # the last run, kept by showResult for review and export (radassist.slicer.ai_run.AiRun)
+    selectedModelId: str | None = None  # the row chosen in the panel's Models table (kept there by the widget)
 
     def getParameterNode(self):
         return self.parameterNodeClass(super().getParameterNode())
@@ -185,6 +186,8 @@ class RadAssistWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.ui.deviceComboBox.hide()
         uiWidget.setMRMLScene(slicer.mrmlScene)
         self.logic = self.logicClass()
+        if self.modelsSection is not None:
+            self.modelsSection.addSelectionObserver(lambda model_id: setattr(self.logic, "selectedModelId", model_id))
         self._addSharedSections()
         if self.boxSegmentButton is not None:
             from radassist.slicer.box_segmentation import BoxSegmentSection

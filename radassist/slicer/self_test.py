@@ -45,6 +45,16 @@ def load_sample_through_panel(test, widget) -> None:
     test.assertTrue(status.startswith("Loaded"), status)
 
 
+def select_model(test, widget, model_id: str) -> None:
+    """Re-read the models section and choose ``model_id`` in its table, as a user clicks its row."""
+    section = widget.modelsSection
+    section.refresh()
+    ids = [section.table.item(row, 0).text() for row in range(section.table.rowCount)]
+    test.assertIn(model_id, ids)
+    section.table.selectRow(ids.index(model_id))
+    test.assertEqual(section.selectedModelId, model_id)
+
+
 def apply_through_panel(test, widget, expected: str) -> str:
     status = click_and_wait(widget, widget.ui.applyButton)
     test.assertIn(expected, status)

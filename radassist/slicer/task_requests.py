@@ -84,12 +84,13 @@ def write_mammo_pngs(volumes: Mapping[str, Volume], folder: Path) -> list[Path]:
     return paths
 
 
-def mammo_request(views: Mapping[str, Volume], tta: int) -> "TaskRequest":
-    """An exam (any subset of the four views, by view name) for the server's mammo-classify; the answer is placed
-    back on the views' own grids."""
+def mammo_request(views: Mapping[str, Volume], tta: int, model: str | None = None) -> "TaskRequest":
+    """An exam (any subset of the four views, by view name) for the server's mammo-classify with the model chosen
+    in the panel (None: the task's default); the answer is placed back on the views' own grids."""
     from radassist.slicer.result_files import read_mammo_classify
 
-    return TaskRequest([named(volume, view) for view, volume in views.items()], mammo_options(list(views), tta),
+    options = mammo_options(list(views), tta) | ({"model": model} if model else {})
+    return TaskRequest([named(volume, view) for view, volume in views.items()], options,
                        lambda folder: read_mammo_classify(folder, views), MAMMO_CLASSIFY, write_mammo_inputs)
 
 
