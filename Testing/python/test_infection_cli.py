@@ -3,7 +3,6 @@ on phantom data written in the public data sets' layouts (NIfTI volumes of slice
 
 from __future__ import annotations
 
-import argparse
 import json
 
 import numpy as np
@@ -12,8 +11,7 @@ import slicerio
 import torch
 from PIL import Image
 
-from radassist.commands import lung_infection, train_evaluate
-from radassist.errors import RadAssistError
+from radassist.cli import main as run  # the real command line, as a user types it
 from radassist.io import write_volume
 from radassist.lung.infection.synthetic import InfectionPhantomConfig, make_infection_ct
 from radassist.results import write_seg_nrrd
@@ -26,20 +24,6 @@ SMALL = InfectionPhantomConfig(chest=ChestPhantomConfig(shape=(16, 48, 48), spac
                                                         airway_generations=2))
 
 
-def run(argv: list[str]) -> int:
-    """The CLI as the lead will wire it: `lung infection` through register_infection, train/evaluate via hooks."""
-    parser = argparse.ArgumentParser(prog="radassist")
-    commands = parser.add_subparsers(dest="command", required=True)
-    lung = commands.add_parser("lung")
-    lung_infection.register_infection(lung.add_subparsers(dest="lung_command", required=True),
-                                      argparse.HelpFormatter)
-    train_evaluate.register_all(commands, argparse.HelpFormatter, (lung_infection,))
-    args = parser.parse_args(argv)
-    try:
-        return int(args.handler(args) or 0)
-    except RadAssistError as error:
-        print(f"radassist {args.command}: error: {error}")
-        return error.exit_code
 
 
 @pytest.fixture(autouse=True)
@@ -165,7 +149,7 @@ def test_bad_inputs_exit_with_code_2_and_nothing_written(phantoms, checkpoint, t
     out = tmp_path / "out"
     assert run(["lung", "infection", str(image), "--out", str(out), "--model", str(checkpoint),
                 "--device", "cpu"]) == 2
-    assert "not-ct.nrrd: does not look like a CT in Hounsfield units" in capsys.readouterr().out
+    assert "not-ct.nrrd: does not look like a CT in Hounsfield units" in capsys.readouterr().err
     assert not any(p.name.endswith((".seg.nrrd", ".json")) for p in out.rglob("*"))
     assert mr.source.modality == "MR"
 
@@ -175,7 +159,7 @@ def test_bad_inputs_exit_with_code_2_and_nothing_written(phantoms, checkpoint, t
     write_volume(phantoms[0].volume, lonely / "images" / "case.nii.gz")
     assert run(["train", "lung-infection", "--data", str(lonely), "--out", str(tmp_path / "t"), "--epochs", "1",
                 "--device", "cpu"]) == 2
-    assert "case.nii.gz: has no mask of the same name" in capsys.readouterr().out
+    assert "case.nii.gz: has no mask of the same name" in capsys.readouterr().err
 
     bad_mask = tmp_path / "bad"
     (bad_mask / "images").mkdir(parents=True)
@@ -184,4 +168,4 @@ def test_bad_inputs_exit_with_code_2_and_nothing_written(phantoms, checkpoint, t
     Image.fromarray(np.full((8, 8), 255, np.uint8)).save(bad_mask / "masks" / "a.png")
     assert run(["train", "lung-infection", "--data", str(bad_mask), "--out", str(tmp_path / "t2"), "--epochs", "1",
                 "--device", "cpu"]) == 2
-    assert "a.png: holds values [255]; a mask holds class values 0..3" in capsys.readouterr().out
+    assert "a.png: holds values [255]; a mask holds class values 0..3" in capsys.readouterr().err

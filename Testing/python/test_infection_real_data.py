@@ -5,7 +5,6 @@ part of the real training slices that must lift the Dice on held-out real slices
 
 from __future__ import annotations
 
-import argparse
 import csv
 import json
 import shutil
@@ -16,8 +15,8 @@ import pytest
 import torch
 from PIL import Image
 
-from radassist.commands import lung_infection, train_evaluate
-from radassist.errors import InputError, RadAssistError
+from radassist.cli import main as run  # the real command line, as a user types it
+from radassist.errors import InputError
 from radassist.lung.infection.augment import SliceAugment, augment_slice
 from radassist.lung.infection.covid_semiseg import is_covid_semiseg, read_covid_semiseg
 from radassist.lung.infection.evaluate import predict_dataset, score_columns
@@ -44,19 +43,6 @@ def semiseg(test_data: Path) -> Path:
     return folder
 
 
-def run(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="radassist")
-    commands = parser.add_subparsers(dest="command", required=True)
-    lung = commands.add_parser("lung")
-    lung_infection.register_infection(lung.add_subparsers(dest="lung_command", required=True),
-                                      argparse.HelpFormatter)
-    train_evaluate.register_all(commands, argparse.HelpFormatter, (lung_infection,))
-    args = parser.parse_args(argv)
-    try:
-        return int(args.handler(args) or 0)
-    except RadAssistError as error:
-        print(f"radassist {args.command}: error: {error}")
-        return error.exit_code
 
 
 # ------------------------------------------------------------------------------------------------ the layout

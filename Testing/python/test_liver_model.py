@@ -83,6 +83,18 @@ def test_losses_reward_the_right_answer():
     assert logits.grad.abs().sum() > 0
 
 
+
+def test_class_weights_weight_the_cross_entropy_alone():
+    """Lung infection's median-frequency weights go to the cross-entropy term only: the Dice term is unchanged."""
+    torch.manual_seed(0)
+    logits, target = torch.randn(2, 3, 8, 8), torch.randint(0, 3, (2, 8, 8))
+    weights = torch.tensor([0.2, 1.0, 5.0])
+    ce_only = CrossEntropyDiceLoss(dice_weight=0.0, class_weights=weights)(logits, target)
+    assert ce_only == pytest.approx(torch.nn.functional.cross_entropy(logits, target, weight=weights).item(), rel=1e-5)
+    dice_only = CrossEntropyDiceLoss(ce_weight=0.0, class_weights=weights)(logits, target)
+    assert dice_only == pytest.approx(CrossEntropyDiceLoss(ce_weight=0.0)(logits, target).item(), rel=1e-6)
+
+
 @pytest.fixture(scope="module")
 def tiny_slices():
     phantom = make_abdomen_ct(0, PHANTOM)

@@ -55,6 +55,17 @@ def _font() -> ImageFont.ImageFont:
         return ImageFont.load_default()
 
 
+def _header(draw: ImageDraw.ImageDraw, font: ImageFont.ImageFont, title: str,
+            legend: Sequence[tuple[str, tuple[int, int, int]]]) -> None:
+    """The title, and under it one colour square and name per class."""
+    draw.text((GAP, 2), title, fill=(255, 255, 255), font=font)
+    x = GAP
+    for name, colour in legend:
+        draw.rectangle([x, TITLE + 4, x + 12, TITLE + 14], fill=colour)
+        draw.text((x + 16, TITLE + 2), name, fill=(255, 255, 255), font=font)
+        x += 24 + int(draw.textlength(name, font=font))
+
+
 def draw_best_worst(worst: Sequence[RankedSlice], best: Sequence[RankedSlice],
                     colours: dict[int, tuple[int, int, int]], legend: Sequence[tuple[str, tuple[int, int, int]]],
                     title: str) -> Image.Image:
@@ -65,12 +76,7 @@ def draw_best_worst(worst: Sequence[RankedSlice], best: Sequence[RankedSlice],
     canvas = Image.new("RGB", (width, header + len(rows) * (PANEL + TITLE + GAP)), (0, 0, 0))
     draw = ImageDraw.Draw(canvas)
     font = _font()
-    draw.text((GAP, 2), title, fill=(255, 255, 255), font=font)
-    x = GAP
-    for name, colour in legend:
-        draw.rectangle([x, TITLE + 4, x + 12, TITLE + 14], fill=colour)
-        draw.text((x + 16, TITLE + 2), name, fill=(255, 255, 255), font=font)
-        x += 24 + int(draw.textlength(name, font=font))
+    _header(draw, font, title, legend)
     for row, (kind, item) in enumerate(rows):
         top = header + row * (PANEL + TITLE + GAP)
         draw.text((GAP, top), f"{kind}: slice {item.name}, Dice {item.dice:.3f}   (picture | reference | prediction)",
@@ -111,12 +117,7 @@ def write_picture_preview(path: str | Path, picture: np.ndarray, labels: np.ndar
     canvas = Image.new("RGB", (2 * width + 3 * GAP, height + 2 * TITLE + GAP), (0, 0, 0))
     draw = ImageDraw.Draw(canvas)
     font = _font()
-    draw.text((GAP, 2), title, fill=(255, 255, 255), font=font)
-    x = GAP
-    for name, colour in legend:
-        draw.rectangle([x, TITLE + 4, x + 12, TITLE + 14], fill=colour)
-        draw.text((x + 16, TITLE + 2), name, fill=(255, 255, 255), font=font)
-        x += 24 + int(draw.textlength(name, font=font))
+    _header(draw, font, title, legend)
     for column, panel in enumerate(panels):
         canvas.paste(panel, (GAP + column * (width + GAP), 2 * TITLE + GAP))
     with atomic_path(path) as temp:
