@@ -20,20 +20,33 @@ _NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
 _TRANSPOSED = (nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
 
 
+def _leading(module: nn.Module) -> tuple[nn.Sequential, int] | None:
+    """Where the first layer of ``module`` sits, looking inside nested sequences (MONAI's ``Convolution`` is
+    ``conv`` followed by an ``adn`` sequence that starts with its norm)."""
+    parent, index = None, 0
+    while isinstance(module, nn.Sequential) and len(module):
+        parent, index, module = module, 0, module[0]
+    return (parent, index) if parent is not None else None
+
+
 def fold_sequential_batch_norms(module: nn.Module) -> int:
     """Fold, in place, every batch norm with running statistics that directly follows a (transposed) convolution
-    inside an ``nn.Sequential`` of ``module`` (which must be in eval mode); returns how many were folded. Norms
-    without running statistics normalise by each batch's own and are left as they are."""
+    inside an ``nn.Sequential`` of ``module`` (which must be in eval mode), also when it opens a nested sequence
+    that follows the convolution; returns how many were folded. Norms without running statistics normalise by
+    each batch's own and are left as they are."""
     if module.training:
         raise ValueError("fold batch norms of an eval-mode network only (training norms use batch statistics)")
     folded = 0
     for sequence in [m for m in module.modules() if isinstance(m, nn.Sequential)]:
         for index in range(len(sequence) - 1):
-            conv, norm = sequence[index], sequence[index + 1]
+            conv, following = sequence[index], sequence[index + 1]
+            holder, position = (sequence, index + 1) if not isinstance(following, nn.Sequential) else \
+                (_leading(following) or (None, 0))
+            norm = holder[position] if holder is not None else None
             if isinstance(conv, _CONVOLUTIONS) and isinstance(norm, _NORMS) and \
                     norm.running_mean is not None and norm.running_var is not None:
                 sequence[index] = fuse_conv_bn_eval(conv, norm, transpose=isinstance(conv, _TRANSPOSED))
-                sequence[index + 1] = nn.Identity()
+                holder[position] = nn.Identity()
                 folded += 1
     return folded
 
