@@ -208,12 +208,13 @@ def test_demo_leaves_slicer_loadable_files_and_previews(demo_output: Path, marku
 
 def test_demo_nodules_match_the_csv(demo_output: Path) -> None:
     rows = (demo_output / "lung/nodules.csv").read_text().splitlines()
-    assert rows[0].split(",")[:5] == ["seriesuid", "coordX", "coordY", "coordZ", "probability"]
+    # the classical detector ranks candidates with a score, not a probability
+    assert rows[0].split(",")[:5] == ["seriesuid", "coordX", "coordY", "coordZ", "score"]
     markups = json.loads((demo_output / "lung/nodules.mrk.json").read_text())["markups"]
-    assert len(markups) == len(rows) - 1
-    centres = sorted(tuple(round(c, 2) for c in m["center"]) for m in markups)
-    csv_centres = sorted(tuple(round(float(v), 2) for v in row.split(",")[1:4]) for row in rows[1:])
-    assert np.allclose(centres, csv_centres, atol=0.02)
+    assert 0 < len(markups) <= len(rows) - 1  # every candidate in the CSV, a box for those at the threshold
+    csv_centres = [tuple(float(v) for v in row.split(",")[1:4]) for row in rows[1:]]
+    for markup in markups:
+        assert min(np.abs(np.subtract(markup["center"], c)).max() for c in csv_centres) < 0.02
 
 
 def test_demo_registration_recovers_the_known_deformation(demo_output: Path) -> None:

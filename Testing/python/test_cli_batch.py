@@ -73,7 +73,8 @@ def test_batch_writes_what_detect_writes_records_failures_and_resumes(cohort, tm
     with (out / "failures.csv").open() as handle:
         assert [row["id"] for row in csv.DictReader(handle)] == ["patient-b"]
     combined = (out / "predictions.csv").read_text().splitlines()  # every finished case's nodules, LUNA16 columns
-    assert combined[0] == "seriesuid,coordX,coordY,coordZ,probability,diameter_mm"
+    assert combined[0] == "seriesuid,coordX,coordY,coordZ,score,diameter_mm"  # LUNA16 columns; the classical
+    # detector's number is a score
     assert combined[1:] == [line for case in ("patient-a", "patient-c")
                             for line in (out / case / "nodules.csv").read_text().splitlines()[1:]]
     assert len(combined) > 1
