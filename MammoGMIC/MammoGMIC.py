@@ -242,14 +242,14 @@ class MammoGMICTest(ScriptedLoadableModuleTest):
         import tempfile
         from pathlib import Path
 
-        from radassist.runtime.plumbing_weights import untrained_gmic_weights
+        from radassist.runtime.plumbing_weights import SMALL_GMIC, untrained_gmic_weights
         from radassist.runtime.registry import import_model
         from radassist.slicer import self_test
 
         with self_test.scratch_models_folder() as models:
             # a model of its own: the catalogue's gmic-1 accepts only the published file (its git blob id)
-            import_model("gmic", untrained_gmic_weights(models / "gmic-untrained.pt"), "gmic-untrained",
-                         task="mammography-classification", title="GMIC (untrained, self-test)")
+            import_model("gmic", untrained_gmic_weights(models / "gmic-untrained.pt", SMALL_GMIC), "gmic-untrained",
+                         task="mammography-classification", title="GMIC (untrained, self-test)", config=SMALL_GMIC)
             widget = self_test.widget_of("MammoGMIC")
             self_test.select_model(self, widget, "gmic-untrained")
             self_test.load_sample_through_panel(self, widget)

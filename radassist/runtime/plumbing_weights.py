@@ -41,10 +41,16 @@ def tumour_everywhere_brain_weights(path: Path) -> Path:
     return path
 
 
-def untrained_gmic_weights(path: Path) -> Path:
-    """A state dict of GMIC's network as built here, untrained (the published weights are AGPL: never shipped)."""
+# GMIC narrowed to a quarter and an eighth of its widths: the same wiring (global net, patches, local net,
+# attention, fusion) at a fraction of the published network's CPU time, for self-tests that check plumbing only
+SMALL_GMIC = {"global_filters": 4, "post_processing_dim": 64, "local_filters": 8, "attention_dim": 16}
+
+
+def untrained_gmic_weights(path: Path, config: dict | None = None) -> Path:
+    """A state dict of GMIC's network as built here (``config``: GmicConfig fields), untrained (the published
+    weights are AGPL: never shipped)."""
     from radassist.mammo.checkpoint_mapping import build_gmic
     from radassist.mammo.model import GmicConfig
 
-    torch.save(build_gmic(GmicConfig()).state_dict(), path)
+    torch.save(build_gmic(GmicConfig(**(config or {}))).state_dict(), path)
     return path
