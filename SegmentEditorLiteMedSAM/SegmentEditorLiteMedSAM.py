@@ -13,7 +13,10 @@ if os.path.isdir(os.path.join(_CHECKOUT_ROOT, "radassist")) and _CHECKOUT_ROOT n
     sys.path.insert(0, _CHECKOUT_ROOT)
 
 import slicer
-from slicer.ScriptedLoadableModule import ScriptedLoadableModule
+from slicer.ScriptedLoadableModule import (
+    ScriptedLoadableModule,
+    ScriptedLoadableModuleTest,
+)
 
 EFFECT_FILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "SegmentEditorLiteMedSAMLib",
                            "SegmentEditorEffect.py")
@@ -40,3 +43,21 @@ def registerEffect() -> None:
     effect = slicer.qSlicerSegmentEditorScriptedEffect(None)
     effect.setPythonSource(EFFECT_FILE.replace("\\", "/"))
     effect.self().register()
+
+
+class SegmentEditorLiteMedSAMTest(ScriptedLoadableModuleTest):
+    """An annotator's session with the effect (radassist.slicer.box_effect_self_test): no box, a box, Undo and Redo,
+    the box moved onto another object and applied again, Cancel."""
+
+    def setUp(self) -> None:
+        slicer.mrmlScene.Clear()
+
+    def runTest(self) -> None:
+        self.setUp()
+        self.test_box_session()
+
+    def test_box_session(self) -> None:
+        from radassist.slicer.box_effect_self_test import run_box_effect_session
+
+        run_box_effect_session(self)
+        self.delayDisplay("LiteMedSAM box effect checked")

@@ -1,14 +1,17 @@
-"""Run RadAssist's four module self-tests inside a real 3D Slicer (5.10 or later) and write a report.
+"""Run RadAssist's self-tests (the four modules' and the LiteMedSAM effect's) inside a real 3D Slicer (5.10 or later)
+and write a report.
 
 From the repository root, with the modules loaded straight from this checkout::
 
     /path/to/Slicer --no-splash --no-main-window \\
-        --additional-module-paths LungTumorAI LiverSeg BrainRegSeg MammoGMIC \\
+        --additional-module-paths LungTumorAI LiverSeg BrainRegSeg MammoGMIC SegmentEditorLiteMedSAM \\
         --python-script Testing/Slicer/run_self_tests.py --install-dependencies --report slicer-self-tests.json
 
 ``--install-dependencies`` installs RadAssist's Python packages first without asking (PyTorch through Slicer's
 PyTorch extension, which must be installed; the rest with pip, never changing what Slicer bundles). Each module's
-self-test then runs as a user would use the panel (sample, Apply in a job process, review, export, cancel). The
+self-test then runs as a user would use the panel (sample, Apply in a job process, review, export, cancel); the
+"LiteMedSAM box" effect's self-test installs the published LiteMedSAM weights when they are missing (from the package
+index) and runs an annotator's session with the effect (box, Apply, Undo, move the box, Apply again, Cancel). The
 report (JSON) lists each module's result, time and error; Slicer exits with 0 when all passed, 1 otherwise.
 The same script runs in the test suite against the strict Slicer stand-in (``Testing/python``).
 """
@@ -23,7 +26,9 @@ import time
 import traceback
 from pathlib import Path
 
-MODULES = ("LungTumorAI", "LiverSeg", "BrainRegSeg", "MammoGMIC")
+PANELS = ("LungTumorAI", "LiverSeg", "BrainRegSeg", "MammoGMIC")
+EFFECTS = ("SegmentEditorLiteMedSAM",)  # hidden modules that add a Segment Editor effect: no panel to open
+MODULES = PANELS + EFFECTS
 
 
 def run(report_path: Path, modules=MODULES, install_dependencies: bool = False) -> dict:
@@ -45,7 +50,8 @@ def run(report_path: Path, modules=MODULES, install_dependencies: bool = False) 
         started = time.monotonic()
         entry = {"passed": False}
         try:
-            getattr(slicer.modules, name.lower()).widgetRepresentation().enter()  # no main window needed
+            if name in PANELS:
+                getattr(slicer.modules, name.lower()).widgetRepresentation().enter()  # no main window needed
             slicer.selfTests[name]()
             entry["passed"] = True
         except Exception as error:  # noqa: BLE001 -- one module's failure is reported, the others still run

@@ -1,5 +1,6 @@
 """LiteMedSAM in Slicer through the strict stand-in, with the real weights: the "LiteMedSAM box" Segment Editor
-effect (draw a box, Apply, the selected segment is replaced, Undo restores it, Cancel leaves it alone) and the
+effect's self-test (a box, Apply, the selected segment is replaced, Undo restores it, the box moved and applied
+again, Cancel leaves it alone) and the
 modules' buttons that feed their own results to it (LungTumorAI's nodule boxes into segments and table columns,
 MammoGMIC's patches into lesion outlines, LiverSeg's and BrainRegSeg's tumours refined box by box). Every run is a
 job process, as in Slicer.
@@ -16,11 +17,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from slicer_bed import open_standin, releases, wait_for
 from slicer_standin import SUPPORTED_RELEASES
-
-EFFECT = "LiteMedSAM box"
 
 
 @pytest.fixture
@@ -43,82 +41,25 @@ def abdomen(seed: int = 2):
                                                       tumour_count=(1, 1), tumour_radius_mm=(14.0, 16.0)))
 
 
-def largest_slice(mask: np.ndarray) -> np.ndarray:
-    """``mask`` on its slice of largest area only."""
-    only = np.zeros_like(mask)
-    z = int(np.argmax(mask.sum(axis=(1, 2))))
-    only[z] = mask[z]
-    return only
-
-
-def roi_node(box, name: str):
-    """A Markups ROI where an annotator would draw ``box`` (a BoxPrompt in LPS)."""
-    from radassist.results import Detection, Detections
-    from radassist.slicer import nodes
-
-    return nodes.detections_to_roi_nodes(Detections([Detection(box.center_lps, box.size_mm, 1.0)]), name)[0]
-
-
 @releases
-def test_the_effect_replaces_the_segment_undo_restores_it_cancel_keeps_it(release: str, tmp_path: Path, home):
-    from radassist.interactive.boxes import box_around_mask
+def test_the_effect_self_test_command_passes(release: str, tmp_path: Path, home):
+    """Testing/Slicer/run_self_tests.py run for the effect alone, with the session's installed model: the effect's own
+    self-test (radassist/slicer/box_effect_self_test.py) puts a box on one tumour, Applies (the rough segment is
+    replaced, Dice > 0.8), checks Undo and Redo, moves the box onto the other tumour and Applies again (that tumour
+    replaces the first), then Cancels (nothing changes)."""
+    import json
 
-    phantom = abdomen()
-    tumour = largest_slice(phantom.labels.mask("Liver tumour"))
+    from test_slicer_self_tests import self_test_script
+
     with open_standin(release, tmp_path / "slicer", installed=True) as standin:
-        import slicer
-
-        from radassist.slicer import nodes
-
         standin.load_modules()
-        volume = nodes.volume_to_node(phantom.volume, "abdomen CT")
-        segmentation = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLSegmentationNode", "annotation")
-        segmentation.SetReferenceImageGeometryParameterFromVolumeNode(volume)
-        before = np.zeros(phantom.volume.shape, dtype=bool)
-        before[tumour.any(axis=(1, 2))] = True  # a rough hand-drawn square, which the effect must replace
-        before[:, :40] = before[:, 60:] = False
-        before[:, :, :40] = before[:, :, 60:] = False
-        segment_id = segmentation.AddSegmentFromBinaryLabelmapRepresentation(
-            nodes.mask_to_oriented_image(before, phantom.volume.geometry), "Tumour", [1.0, 0.0, 0.0], "tumour")
-        editor = slicer.modules.segmenteditor.widgetRepresentation().self().editor
-        editor.setSegmentationNode(segmentation)
-        editor.setSourceVolumeNode(volume)
-        editor.setCurrentSegmentID(segment_id)
-        assert EFFECT in editor.availableEffectNames()  # registered at startup by the hidden module
-        editor.setActiveEffectByName(EFFECT)
-        effect = editor.activeEffect().self()
-
-        def segment() -> np.ndarray:
-            return slicer.util.arrayFromSegmentBinaryLabelmap(segmentation, segment_id, volume) > 0
-
-        assert np.array_equal(segment(), before)
-        effect.roiSelector.setCurrentNode(None)
-        effect.applyButton.click()
-        assert effect.statusLabel.text.startswith("Draw a box first") and not effect.controller.running
-
-        roi = roi_node(box_around_mask(tumour, phantom.volume.geometry, margin_px=3), "Box ")
-        effect.roiSelector.setCurrentNode(roi)
-        effect.applyButton.click()
-        assert effect.applyButton.text == "Cancel" and effect.progressBar.visible
-        wait_for(standin, effect.controller._runner)
-        assert effect.applyButton.text == "Apply"
-        status = effect.statusLabel.text
-        assert status.startswith("'Box 1' segmented:") and "Undo restores" in status, status
-        after = segment()
-        assert dice(after, tumour) > 0.8, dice(after, tumour)
-        assert not after[~tumour.any(axis=(1, 2))].any()  # the box is one slice thick: nothing elsewhere
-
-        editor.undo()
-        assert np.array_equal(segment(), before)
-        editor.redo()
-        assert np.array_equal(segment(), after)
-
-        effect.applyButton.click()  # again, and cancelled at once: the segment stays as it is
-        assert effect.applyButton.text == "Cancel"
-        effect.applyButton.click()
-        wait_for(standin, effect.controller._runner)
-        assert effect.statusLabel.text == "Cancelled; the segment is unchanged."
-        assert np.array_equal(segment(), after)
+        report_path = tmp_path / "report.json"
+        code = self_test_script().main(["--modules", "SegmentEditorLiteMedSAM", "--report", str(report_path)])
+        report = json.loads(report_path.read_text())
+        entry = report["modules"]["SegmentEditorLiteMedSAM"]
+        assert code == 0 and entry["passed"], entry.get("traceback")
+        assert list(report["modules"]) == ["SegmentEditorLiteMedSAM"]
+        assert standin.dialogs.shown == []
 
 
 def one_slice(volume, z: int):
