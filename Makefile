@@ -26,8 +26,12 @@ test-tools:
 	   (apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq dicom3tools >/dev/null 2>&1)) || \
 	  echo "note: dciodvfy not installed; DICOM SEG validation tests will be skipped"; }
 
+# Two workers: on a 2-core machine one runs while the other waits for a job process or a download. A test file
+# stays on one worker (--dist loadfile), so a module's fixtures are built once.
+TEST_WORKERS ?= 2
+
 test: venv test-tools
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile
 
 clean:
 	rm -rf $(VENV) $(OUT) .pytest_cache
