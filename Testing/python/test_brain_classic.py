@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import SimpleITK as sitk
+from scipy import ndimage
 
 from radassist.brain.classic import ClassicConfig, register_classic
 from radassist.brain.preprocess import resample_onto, resampled_geometry
@@ -83,10 +84,27 @@ def test_classic_engine_recovers_a_known_deformation_of_a_real_brain(deformed_ca
     assert reports and reports[-1] == pytest.approx(1.0) and max(reports) <= 1.0
 
 
+def test_a_tumour_that_changed_does_not_pull_the_brain_around_it(deformed_case):
+    """A follow-up where the tumour has gone (the moving tumour filled with normal brain intensity; the geometry and
+    the truth unchanged): masked in the similarity, the tumour cannot drag tissue into its old place, so the field
+    in and around it stays closer to the truth than the same engine's without the tumour labels."""
+    case = deformed_case
+    moving_tumour = case["moving_labels"].array > 0
+    resolved = np.array(case["moving"].array, dtype=np.float32)
+    resolved[moving_tumour] = np.median(resolved[case["moving_brain"] & ~moving_tumour])
+    moving = case["moving"].with_array(resolved)
+    common = dict(fixed_brain=case["brain"], moving_brain=case["moving_brain"])
+    masked = register_classic(moving, case["fixed"], **common, fixed_tumour=case["labels"],
+                              moving_tumour=moving_tumour).field
+    unmasked = register_classic(moving, case["fixed"], **common).field
+    near_tumour = ndimage.binary_dilation(case["labels"], iterations=3) & case["brain"]
+    masked_error = field_error(masked, case["truth"], near_tumour).mean_mm
+    unmasked_error = field_error(unmasked, case["truth"], near_tumour).mean_mm
+    assert masked_error < 0.5 * unmasked_error, (masked_error, unmasked_error)
+
+
 def _small_pair() -> tuple[Volume, Volume]:
     rng = np.random.default_rng(0)
-    from scipy import ndimage
-
     image = ndimage.gaussian_filter(rng.standard_normal((24, 24, 24)), 2.0).astype(np.float32)
     return Volume(image), Volume(np.roll(image, 1, axis=2))
 
@@ -113,3 +131,8 @@ def test_config_checks():
         ClassicConfig(control_spacing_mm=0.0)
     with pytest.raises(ValueError):
         ClassicConfig(affine=False, deformable=False)
+    with pytest.raises(ValueError):
+        ClassicConfig(regularisation=())
+    with pytest.raises(ValueError):
+        ClassicConfig(bending=-1.0)
+    assert ClassicConfig(regularisation=(0.1, 0.3)).regularisation_at(5) == 0.3

@@ -20,7 +20,10 @@ is its gradient: an iteration costs one trilinear lookup of the moving image (in
 at the lattice voxels, and a few matrix products.
 
 The similarity is the mean squared difference of the intensities z-scored inside each image's mask (both images
-show the same sequence), plus a small diffusion penalty on each level's field.
+show the same sequence), plus two penalties on each level's field: a diffusion (first-difference) penalty that
+grows level by level, so the fine grids do not fit noise, and a bending (second-difference) penalty, which carries
+the field's slope, not just its value, into the masked tumour (a biharmonic rather than a harmonic fill). Both were
+chosen on the study's known-warp pairs (3 to 8 mm), where they lowered the end-point error by 20 to 45 %.
 """
 
 from __future__ import annotations
@@ -54,11 +57,12 @@ class DeformableConfig:
     affine_sample_spacing_mm: tuple[float, ...] = (4.0, 3.0)    # lattice of voxels compared per affine level
     affine_iterations: int = 40
     deformable: bool = True
-    image_sigmas_mm: tuple[float, ...] = (3.0, 1.5, 0.7)        # image smoothing per deformable level
+    image_sigmas_mm: tuple[float, ...] = (2.0, 0.7, 0.7)        # image smoothing per deformable level
     sample_spacing_mm: tuple[float, ...] = (3.0, 2.0, 2.0)      # lattice of voxels compared per level
     control_spacing_mm: float = 24.0                             # first level; halved at each next level
     iterations: int = 40                                         # L-BFGS iterations per level
-    regularisation: float = 0.05                                 # weight of the diffusion penalty
+    regularisation: tuple[float, ...] = (0.05, 0.2, 0.5)         # diffusion penalty weight per level (last repeats)
+    bending: float = 1.0                                         # bending (second-difference) penalty weight
     margin_mm: float = 16.0                                      # moving box: its mask's bounding box and this
     threads: int | None = 1                                      # torch threads for the fit (None: torch's default)
 
@@ -71,9 +75,14 @@ class DeformableConfig:
             raise ValueError("affine_sigmas_mm and affine_sample_spacing_mm need one value per level")
         if min(*self.sample_spacing_mm, *self.affine_sample_spacing_mm) <= 0:
             raise ValueError("sample spacings must be positive")
-        if self.control_spacing_mm <= 0 or self.regularisation < 0 or min(self.iterations,
-                                                                          self.affine_iterations) < 1:
-            raise ValueError("control_spacing_mm > 0, regularisation >= 0 and iterations >= 1 are needed")
+        if (self.control_spacing_mm <= 0 or not self.regularisation or min(self.regularisation) < 0
+                or self.bending < 0 or min(self.iterations, self.affine_iterations) < 1):
+            raise ValueError("control_spacing_mm > 0, regularisation (one or more weights) >= 0, bending >= 0 and "
+                             "iterations >= 1 are needed")
+
+    def regularisation_at(self, level: int) -> float:
+        """The diffusion weight of deformable level ``level`` (0 = coarsest); the last value serves finer ones."""
+        return self.regularisation[min(level, len(self.regularisation) - 1)]
 
 
 @dataclass
@@ -345,6 +354,13 @@ def _diffusion(field: torch.Tensor, spacing_mm: float) -> torch.Tensor:
     return sum(((torch.diff(field, dim=dim) / spacing_mm) ** 2).mean() for dim in (1, 2, 3))
 
 
+def _bending(field: torch.Tensor, spacing_mm: float) -> torch.Tensor:
+    """Mean squared second difference of a smoothed control grid along each axis, per mm (its curvature energy),
+    times the spacing so that it weighs like :func:`_diffusion` at every level."""
+    return sum(((torch.diff(field, n=2, dim=dim) / spacing_mm ** 2) ** 2).mean()
+               for dim in (1, 2, 3)) * spacing_mm ** 2
+
+
 def _step_scale(level: _Level, matrices: Sequence[torch.Tensor], lattice: _Lattice, curvature: torch.Tensor) -> float:
     """How many mm one unit of the optimiser's parameters is: the inverse square root of the median Gauss-Newton
     curvature of the control points that see data. With it the optimiser's first step is about a Newton step;
@@ -392,7 +408,9 @@ def fit_free_form(fixed: _Image, moving: _Image, affine: np.ndarray, config: Def
             with torch.no_grad():
                 value, gradient = moving_level.difference(lattice.values, (base + shift) @ linear.T + offset,
                                                           weight)
-            penalty = config.regularisation * _diffusion(scale * level.smoothed(), level.spacing_mm)
+            smoothed = scale * level.smoothed()
+            penalty = (config.regularisation_at(index) * _diffusion(smoothed, level.spacing_mm)
+                       + config.bending * _bending(smoothed, level.spacing_mm))
             ((shift * (gradient @ linear)).sum() + penalty).backward()
             return value + float(penalty.detach())
 
