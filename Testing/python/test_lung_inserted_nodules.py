@@ -75,3 +75,14 @@ def test_inserted_solid_nodules_of_6_mm_and_more_rank_above_the_scans_own_candid
         assert hits, f"the {nodule.label} nodule of {nodule.diameter_mm:.1f} mm was not found"
         assert hits[0].probability > best_other, (nodule.label, hits[0].probability, best_other)
     assert on_nodule[:3] == [True, True, True]  # the three nodules are the top three candidates
+
+
+def test_large_pleural_nodules_in_thin_lung_bases_leave_the_lungs_found(host):
+    """Two large pleura-attached nodules in this scan's thin lung crescents (the benchmark's run 6) once made the
+    lung finder report no lung at all, because the lung volume was judged after the erosion that cuts bridges."""
+    volume, maps = host
+    without = lung_mask_volume(volume)
+    with_nodules = lung_mask_volume(insert_nodules(volume, ("pleura", "pleura", "isolated"), seed=6, maps=maps).volume)
+    voxel_ml = without.geometry.voxel_volume_mm3 / 1000.0
+    lung_ml, lung_with_nodules_ml = without.array.sum() * voxel_ml, with_nodules.array.sum() * voxel_ml
+    assert lung_ml > 60.0 and lung_with_nodules_ml > 0.85 * lung_ml, (lung_ml, lung_with_nodules_ml)

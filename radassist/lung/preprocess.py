@@ -292,8 +292,8 @@ def lung_mask(volume: Volume, config: LungMaskConfig = LungMaskConfig()) -> np.n
     eroded = ndimage.binary_erosion(inside, structure=ellipsoid_footprint(radius, spacing_zyx))
     voxel_ml = volume.geometry.voxel_volume_mm3 / 1000.0
     lungs = lung_components(eroded, hu, voxel_ml, config)
-    if lungs.sum() * voxel_ml < config.min_lung_ml:
-        return np.zeros_like(lungs)
+    if not lungs.any():
+        return lungs
     # undo the erosion inside the low-density region only, then close over vessels and pleural nodules;
     # distance transforms are exact in mm and fast for any radius; they run on the lungs' box only
     box = bounding_box(lungs, radius + 2 * config.closing_mm, spacing_zyx)
@@ -306,6 +306,10 @@ def lung_mask(volume: Volume, config: LungMaskConfig = LungMaskConfig()) -> np.n
     first, stop = lung_slice_range(filled, config.edge_slice_fraction)
     filled[:first] = False
     filled[stop:] = False
+    # judged on the lungs as found, not as eroded: thin crescents over the diaphragm lose most of their volume to
+    # the erosion, and a pleural nodule in them was enough to push a real 76 mL lung base under the limit
+    if filled.sum() * voxel_ml < config.min_lung_ml:
+        return np.zeros_like(filled)
     return filled
 
 
