@@ -4,7 +4,7 @@ z-scores inside the brain, BraTS label values, resampling onto one grid, and box
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -165,12 +165,3 @@ def centred_box(shape: tuple[int, int, int], size: Sequence[int], jitter: np.ran
             start += int(jitter.integers(-slack, slack + 1))
         starts.append(start)
     return Box(tuple(starts), tuple(int(s) for s in size))
-
-
-def stack_channels(volumes: Mapping[str, Volume], channels: Sequence[str]) -> np.ndarray:
-    """(C, z, y, x) float32 of the named sequences; all must lie on one grid."""
-    first = volumes[channels[0]].geometry
-    for name in channels:
-        if not volumes[name].geometry.same_grid(first):
-            raise ValueError(f"sequence {name!r} is not on the grid of {channels[0]!r}")
-    return np.stack([np.asarray(volumes[name].array, dtype=np.float32) for name in channels])

@@ -28,12 +28,6 @@ from radassist.results.displacement import DisplacementField
 from radassist.volume import Geometry
 
 
-def identity_gradients(shape: tuple[int, ...], device: torch.device | str | None = None,
-                       dtype: torch.dtype = torch.float32) -> torch.Tensor:
-    """Gradients of the identity grid (all ones) for a (N, 3, z, y, x) shape."""
-    return torch.ones(shape, device=device, dtype=dtype)
-
-
 def integrate_gradients(gradients: torch.Tensor) -> torch.Tensor:
     """Sampling grid (N, 3, z, y, x) of continuous (z, y, x) voxel indices from spatial gradients (N, 3, z, y, x)."""
     if gradients.ndim != 5 or gradients.shape[1] != 3:

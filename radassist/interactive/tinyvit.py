@@ -177,7 +177,7 @@ class TinyViTBlock(nn.Module):
         self.local_conv = ConvBN(dim, dim, kernel=3, padding=1, groups=dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        size, window = self.resolution, self.window
+        size = self.resolution
         batch, tokens, channels = x.shape
         x = x + self._windowed_attention(x.reshape(batch, size, size, channels)).reshape(batch, tokens, channels)
         x = self.local_conv(x.transpose(1, 2).reshape(batch, channels, size, size))

@@ -230,9 +230,6 @@ class RunOutput:
         target.parent.mkdir(parents=True, exist_ok=True)
         return target
 
-    def final_path(self, relative: str | Path) -> Path:
-        return self.folder / relative
-
     def __exit__(self, exc_type, exc, tb) -> None:
         assert self.staging is not None
         try:

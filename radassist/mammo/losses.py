@@ -42,10 +42,6 @@ class GmicLossTerms:
     fusion_bce: torch.Tensor
     saliency_l1: torch.Tensor
 
-    def as_floats(self) -> dict[str, float]:
-        return {name: float(getattr(self, name).detach()) for name in
-                ("total", "global_bce", "local_bce", "fusion_bce", "saliency_l1")}
-
 
 def _bce(probabilities: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """BCE on probabilities (GMIC's outputs are sigmoids), clamped away from 0 and 1 so a saturated output gives

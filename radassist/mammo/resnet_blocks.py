@@ -181,13 +181,3 @@ class ResNet(nn.Module):
         for stage in self.stages:
             h = stage(h)
         return h
-
-
-def resnet22_v2(in_channels: int = 1, filters: int = 16) -> PreActResNet:
-    """GMIC's global network backbone: pre-activation ResNet-22 (features at 1/64 of the input size)."""
-    return PreActResNet(in_channels=in_channels, filters=filters)
-
-
-def resnet18(in_channels: int = 3, filters: int = 64) -> ResNet:
-    """ResNet-18 feature extractor (512 channels at 1/32 of the input size with 64 filters)."""
-    return ResNet(in_channels=in_channels, filters=filters, blocks=(2, 2, 2, 2))

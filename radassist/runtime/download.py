@@ -129,11 +129,6 @@ def file_hashes(path: str | Path, kinds: Iterable[str] = (SHA256,)) -> dict[str,
     return {kind: digest.hexdigest() for kind, digest in digests.items()}
 
 
-def file_sha256(path: str | Path) -> str:
-    """Hex sha256 of a file, read in chunks (model files are large)."""
-    return file_hashes(path)[SHA256]
-
-
 def file_git_blob_id(path: str | Path) -> str:
     """The git blob id of a file (what `git hash-object FILE` prints)."""
     return file_hashes(path, (GIT_BLOB_SHA1,))[GIT_BLOB_SHA1]

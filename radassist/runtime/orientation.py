@@ -33,10 +33,6 @@ class AxialReorientation:
         flips = tuple(bool(world_of_array_axis[best[a]][wanted[a]] < 0) for a in range(3))
         return cls(tuple(best), flips)
 
-    @property
-    def is_identity(self) -> bool:
-        return self.axes == (0, 1, 2) and not any(self.flips)
-
     def to_canonical(self, array: np.ndarray) -> np.ndarray:
         lead = array.ndim - 3
         array = np.transpose(array, tuple(range(lead)) + tuple(lead + a for a in self.axes))

@@ -21,7 +21,6 @@ from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
-from radassist.errors import RadAssistError
 from radassist.requirements import IMPORT_NAMES, RUNTIME_REQUIREMENTS, TORCH_DISTRIBUTION
 
 PYTORCH_EXTENSION_HELP = (
@@ -29,10 +28,6 @@ PYTORCH_EXTENSION_HELP = (
     "Open View > Extensions Manager, install the 'PyTorch' extension, restart Slicer and try again: "
     "the extension installs the PyTorch build that matches this computer's GPU."
 )
-
-
-class DependencyError(RadAssistError):
-    """Requirements are missing and could not be (or were not allowed to be) installed."""
 
 
 @dataclass(frozen=True)
@@ -59,13 +54,6 @@ class InstallPlan:
     @property
     def empty(self) -> bool:
         return self.torch_requirement is None and not self.pip_requirements
-
-
-@dataclass
-class InstallOutcome:
-    """What an install did."""
-
-    installed: list[str] = field(default_factory=list)
 
 
 def parse_requirement(text: str) -> Requirement:

@@ -405,9 +405,3 @@ class ModelsSection:
         qt.QSettings().setValue(SETTINGS_MODELS_FOLDER, str(folder.path))
         self.setStatus(f"Models are now kept in {folder.models}.")
         self.refresh()
-
-    def _select(self, model_id: str, version: str) -> None:
-        for index, row in enumerate(self._rows):
-            if (row.id, row.version) == (model_id, version):
-                self.table.selectRow(index)
-                return
