@@ -4,11 +4,16 @@ warped by known smooth fields.
 Pairs: each shared BraTS 2015 case (z-scored T1c and FLAIR as shipped, brain mask, expert labels) is the fixed
 image; the moving image is the same brain moved by a smooth random field (40 mm correlation, largest displacement
 inside the brain 3 to 8 mm, a seed per pair; :mod:`radassist.synthetic.known_warp`). The truth is the
-fixed -> moving field, so every method is scored the same way:
+fixed -> moving field, so every method is scored the same way. Two pairs are repeated with the tumour resolved in
+the moving image (its tumour voxels set to the median of its normal brain): the truth is unchanged, the tumour's
+intensities no longer correspond, which is what tumour-masked similarity is for.
+
+Scores:
 
 * Dice of the tumour labels (1 necrosis, 2 oedema, 3 non-enhancing, 4 enhancing; mean over the labels present and
   the whole tumour) and of the brain mask, after warping the moving labels with the method's field (nearest);
-* end-point error inside the fixed brain (mean and 95th percentile, mm) against the true field;
+* end-point error inside the fixed brain (mean and 95th percentile, mm) against the true field, and its mean inside
+  the fixed tumour and in the rest of the brain;
 * folding: share of brain voxels whose Jacobian determinant is <= 0;
 * wall time of the registration alone (reading, pair making and scoring are not timed), with the load average.
 
