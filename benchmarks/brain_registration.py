@@ -103,18 +103,15 @@ def make_pair(case: Case, amplitude_mm: float, seed: int, tumour_resolved: bool 
     normal brain (a follow-up where the tumour has gone, as after treatment): the geometry and the truth are
     unchanged, but inside the tumour the intensities no longer correspond, which is what tumour-masked
     similarity is for."""
-    from radassist.synthetic.known_warp import KnownWarpConfig, warp_known
+    from radassist.synthetic.known_warp import KnownWarpConfig, warp_known, with_tumour_resolved
 
     mask = case.labels.with_array(case.brain.astype(np.uint8))
     pair = warp_known(case.images, {"labels": case.labels, "brain": mask}, case.brain, seed,
                       KnownWarpConfig(max_displacement_mm=amplitude_mm))
     if tumour_resolved:
         tumour = pair.moving_labels["labels"].array > 0
-        normal = (pair.moving_labels["brain"].array > 0) & ~tumour
-        for name, volume in list(pair.moving.items()):
-            array = np.array(volume.array, dtype=np.float32)
-            array[tumour] = np.median(array[normal])
-            pair.moving[name] = volume.with_array(array)
+        brain = pair.moving_labels["brain"].array > 0
+        pair.moving = {name: with_tumour_resolved(volume, tumour, brain) for name, volume in pair.moving.items()}
     return pair
 
 
@@ -240,14 +237,15 @@ def score(case: Case, pair, amplitude: float, seed: int, method: str, field, sec
     determinant = jacobian_determinant(field)
     zero = DisplacementField(np.zeros_like(field.vectors), field.geometry)
     inside = determinant[brain]
+    error = field_error(field, pair.truth, brain)
     return PairResult(
         case=case.name, amplitude_mm=amplitude, seed=seed, method=method, seconds=seconds, load_average=load,
         dice_tumour_mean=mean_dice(dice_per_label(warped, fixed_labels)),
         dice_whole_tumour=dice(warped > 0, fixed_labels > 0), dice_brain=dice(warped_brain, brain),
         dice_tumour_before=mean_dice(dice_per_label(moving_labels.array, fixed_labels)),
         dice_brain_before=dice(pair.moving_labels["brain"].array > 0, brain),
-        epe_mean_mm=field_error(field, pair.truth, brain).mean_mm,
-        epe_p95_mm=field_error(field, pair.truth, brain).p95_mm,
+        epe_mean_mm=error.mean_mm,
+        epe_p95_mm=error.p95_mm,
         epe_before_mm=field_error(zero, pair.truth, brain).mean_mm,
         epe_tumour_mm=field_error(field, pair.truth, brain & (fixed_labels > 0)).mean_mm,
         epe_outside_tumour_mm=field_error(field, pair.truth, brain & (fixed_labels == 0)).mean_mm,

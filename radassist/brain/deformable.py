@@ -356,7 +356,7 @@ def _diffusion(field: torch.Tensor, spacing_mm: float) -> torch.Tensor:
 
 def _bending(field: torch.Tensor, spacing_mm: float) -> torch.Tensor:
     """Mean squared second difference of a smoothed control grid along each axis, per mm (its curvature energy),
-    times the spacing so that it weighs like :func:`_diffusion` at every level."""
+    times the spacing squared so that it weighs like :func:`_diffusion` at every level."""
     return sum(((torch.diff(field, n=2, dim=dim) / spacing_mm ** 2) ** 2).mean()
                for dim in (1, 2, 3)) * spacing_mm ** 2
 

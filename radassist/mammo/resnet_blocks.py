@@ -7,8 +7,8 @@ Two families, named so that GMIC's published checkpoints map onto them one modul
 
 * :class:`PreActResNet` -- pre-activation ("v2") ResNet: BN -> ReLU -> conv inside each block, one final
   BN + ReLU. With its defaults it is GMIC's global "ResNet-22" (16 filters, five stages of two blocks).
-* :class:`ResNet` -- the classic post-activation ("v1") ResNet: conv -> BN -> ReLU. :func:`resnet18` is
-  GMIC's local network (ResNet-18 without its classifier).
+* :class:`ResNet` -- the classic post-activation ("v1") ResNet: conv -> BN -> ReLU. With blocks (2, 2, 2, 2)
+  it is GMIC's local network (ResNet-18 without its classifier).
 
 Block parameter names (``bn1``, ``conv1``, ``bn2``, ``conv2``) are the ones every ResNet uses, so a block of a
 published checkpoint loads without renaming; only the container names differ (see ``checkpoint_mapping``).

@@ -78,3 +78,12 @@ def warp_known(fixed: Mapping[str, Volume], labels: Mapping[str, Volume], mask: 
     moving = {name: warped(v, 1, float(background.get(name, np.min(v.array)))) for name, v in fixed.items()}
     moving_labels = {name: warped(v, 0, 0.0) for name, v in labels.items()}
     return KnownWarpPair(dict(fixed), moving, truth, dict(labels), moving_labels)
+
+
+def with_tumour_resolved(volume: Volume, tumour: np.ndarray, brain: np.ndarray) -> Volume:
+    """``volume`` with its ``tumour`` voxels set to the median of the rest of ``brain``: a follow-up in which the
+    tumour has gone. The geometry is unchanged, so a known warp's truth still holds, but inside the tumour the
+    intensities no longer correspond (what a tumour-masked similarity is for)."""
+    array = np.array(volume.array, dtype=np.float32)
+    array[tumour] = np.median(array[brain & ~tumour])
+    return volume.with_array(array)
