@@ -19,8 +19,9 @@ from radassist.cli import main as run  # the real command line, as a user types 
 from radassist.errors import InputError
 from radassist.lung.infection.augment import SliceAugment, augment_slice
 from radassist.lung.infection.covid_semiseg import is_covid_semiseg, read_covid_semiseg
-from radassist.lung.infection.evaluate import predict_dataset, score_columns
+from radassist.lung.infection.evaluate import score_columns
 from radassist.lung.infection.pipeline import InfectionModel, segment_infection, segment_picture
+from radassist.lung.infection.predict import predict_prepared
 from radassist.lung.infection.preprocess import InfectionInput, display_to_unit
 from radassist.lung.infection.train import InfectionTrainConfig, build_network, train_infection
 
@@ -156,12 +157,12 @@ def test_a_short_training_on_real_slices_lifts_held_out_dice_well_above_an_untra
     part = train.dataset.subset(range(0, 50, 2))
     names = ["background", "lung infection"]
     _, _, untrained = build_network("unet", LEARN_NETWORK, 2, seed=0)
-    before = score_columns(held_out.masks, predict_dataset(untrained, held_out, LEARN_SIZE), names)[0]
+    before = score_columns(held_out.masks, predict_prepared([untrained], held_out.images, LEARN_SIZE), names)[0]
     config = InfectionTrainConfig(architecture="unet", model=LEARN_NETWORK, epochs=25, learning_rate=4e-3,
                                   batch_size=8, image_size=LEARN_SIZE, validation_fraction=0.0,
                                   normalization="display-percentile", augment=SliceAugment(), lr_schedule="poly")
     trained = train_infection(part, config, train.label_table)
-    after = score_columns(held_out.masks, predict_dataset(trained.model, held_out, LEARN_SIZE), names)[0]
+    after = score_columns(held_out.masks, predict_prepared([trained.model], held_out.images, LEARN_SIZE), names)[0]
     assert trained.history[-1].train_loss < 0.6 * trained.history[0].train_loss
     assert after.mean("dice") > 0.45 and after.mean("dice") > before.mean("dice") + 0.2, \
         (before.mean("dice"), after.mean("dice"))
@@ -219,6 +220,46 @@ def test_evaluate_prints_our_rows_beside_the_published_table(semiseg, checkpoint
     assert len(summary["worst_slices"]) == 3 and len(summary["best_slices"]) == 3
 
 
+def test_an_ensemble_averages_its_models_and_their_mirrored_runs(semiseg, checkpoint, tmp_path, capsys):
+    """Two checkpoints and --mirror: the softmax of each model on each slice and on the slice flipped left-right,
+    averaged; a model with other input handling is refused by name."""
+    second = tmp_path / "second"
+    assert run(["train", "lung-infection", "--data", str(semiseg), "--out", str(second), "--epochs", "2",
+                "--channels", "4", "8", "16", "--image-size", "64", "--crop-size", "32", "--learning-rate", "1e-2",
+                "--lr-schedule", "poly", "--seed", "2", "--dice-loss"]) == 0
+    models = [InfectionModel.from_checkpoint(folder) for folder in (checkpoint, second)]
+    slices = read_covid_semiseg(semiseg, "test", intensity=models[0].input).dataset.subset(range(0, 48, 8)).images
+    size = models[0].input.image_size
+    single = [predict_prepared([m.network], views, size).probabilities
+              for m in models for views in (slices, [np.ascontiguousarray(s[:, ::-1]) for s in slices])]
+    ensemble = predict_prepared([m.network for m in models], slices, size, mirror=True)
+    for index in range(len(slices)):
+        expected = np.mean([p[index][:, :, ::-1] if view % 2 else p[index] for view, p in enumerate(single)],
+                           axis=0)
+        assert np.abs(ensemble.probabilities[index] - expected).max() <= 1.0  # each map rounded to 1/255
+        assert not np.array_equal(ensemble.probabilities[index], single[0][index])  # not one model alone
+        clear = np.sort(expected, axis=0)[-1] - np.sort(expected, axis=0)[-2] > 2
+        np.testing.assert_array_equal(ensemble.labels[index][clear], expected.argmax(axis=0)[clear])
+
+    out = tmp_path / "evaluation"
+    assert run(["evaluate", "lung-infection", "--data", str(semiseg), "--model", str(checkpoint), "--model",
+                str(second), "--mirror", "--out", str(out)]) == 0
+    assert "ours: ensemble of 2 (lung-infection-unet), mirrored, label map" in capsys.readouterr().out
+    document = json.loads((out / "evaluation.json").read_text())
+    assert document["models"] == [str(checkpoint), str(second)] and document["mirror"] is True
+
+    other = tmp_path / "other-input"
+    shutil.copytree(checkpoint, other)
+    config = json.loads((other / "config.json").read_text())
+    config["metadata"]["input"]["imageSize"] = [48, 48]
+    (other / "config.json").write_text(json.dumps(config))
+    assert run(["evaluate", "lung-infection", "--data", str(semiseg), "--model", str(checkpoint), "--model",
+                str(other), "--out", str(tmp_path / "refused")]) != 0
+    error = capsys.readouterr().err
+    assert str(other) in error and "input handling or classes" in error
+    assert not (tmp_path / "refused" / "evaluation.json").exists()
+
+
 def test_a_picture_is_segmented_as_evaluation_segments_it(semiseg, checkpoint, tmp_path):
     """`lung infection PICTURE` applies the checkpoint's intensity handling: the same labels as evaluation."""
     picture_path = semiseg / "TestingSet" / "MultiClassInfection-Test" / "Imgs" / "21.jpg"
@@ -228,7 +269,8 @@ def test_a_picture_is_segmented_as_evaluation_segments_it(semiseg, checkpoint, t
     model = InfectionModel.from_checkpoint(checkpoint)
     test = read_covid_semiseg(semiseg, "test", intensity=model.input)
     index = test.dataset.names.index("21")
-    expected = predict_dataset(model.network, test.dataset.subset([index]), model.input.image_size).labels[0]
+    expected = predict_prepared([model.network], test.dataset.subset([index]).images,
+                                model.input.image_size).labels[0]
     np.testing.assert_array_equal(labels, expected)
     report = json.loads((out / "infection_report.json").read_text())
     assert report["summary"]["infected_pixels"] == int((expected > 0).sum())

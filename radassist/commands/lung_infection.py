@@ -8,7 +8,7 @@ the ``infection`` subcommand. Train and evaluate take part through the TRAIN_TAS
 from __future__ import annotations
 
 import argparse
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -338,11 +338,14 @@ def add_evaluate_arguments(task: str, parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, required=True,
                         help="output folder: evaluation.json, per_image.csv, confusion_matrix.png, best_worst.png")
     source = parser.add_mutually_exclusive_group(required=True)
-    add_model_option(parser, "run this model (catalogue id or checkpoint folder) on the data's slices",
-                     group=source)
+    add_model_option(parser, "run this model (catalogue id or checkpoint folder) on the data's slices; give it "
+                             "more than once to score an ensemble (softmax probabilities averaged)",
+                     repeat=True, group=source)
     deprecated_alias(parser, "--checkpoint", "--model")
     source.add_argument("--predictions", type=Path,
                         help="folder of prediction masks (class values) named like the ground truth")
+    parser.add_argument("--mirror", action="store_true",
+                        help="also run every slice flipped left-right and average (test-time augmentation)")
     parser.add_argument("--batch-size", type=int, default=8, help="slices per network call")
     add_device_arguments(parser)
 
@@ -358,19 +361,26 @@ class _Scored:
     class_names: list[str]
     label_table: list[dict]
     model_name: str
+    models: list[str] = field(default_factory=list)  # the checkpoint folders run (several: an ensemble)
 
 
 def _checkpoint_evaluation(args: argparse.Namespace, layout: str, record) -> _Scored:
     from radassist.lung.infection import covid_semiseg
     from radassist.lung.infection import model as infection_model
     from radassist.lung.infection.dataset import read_dataset
-    from radassist.lung.infection.evaluate import predict_dataset
     from radassist.lung.infection.pipeline import InfectionModel
+    from radassist.lung.infection.predict import predict_prepared
     from radassist.runtime.device import device_from_args
     from radassist.runtime.progress import tqdm_progress
 
     choice = device_from_args(args)
-    model = InfectionModel.from_checkpoint(model_folder(args.model), choice.device)
+    folders = [model_folder(value) for value in args.model]
+    members = [InfectionModel.from_checkpoint(folder, choice.device) for folder in folders]
+    model = members[0]
+    for folder, other in zip(folders[1:], members[1:]):
+        if other.input != model.input or other.label_table != model.label_table:
+            raise InputError(folder, f"differs from {folders[0]} in its input handling or classes; an ensemble's "
+                                     "models must share both")
     num_classes = int(getattr(model.network, "out_channels", len(model.label_table) + 1))
     names = infection_model.class_names(model.label_table, num_classes)
     with record.timed("read"):
@@ -379,15 +389,17 @@ def _checkpoint_evaluation(args: argparse.Namespace, layout: str, record) -> _Sc
             data = covid_semiseg.read_covid_semiseg(args.data, "test", classes, model.input)
             dataset, pictures = data.dataset, data.pictures
             if dataset.max_label >= num_classes:
-                raise InputError(model_folder(args.model), f"has {num_classes} classes, but the {classes} masks "
-                                                           f"of {data.split.folder} hold label {dataset.max_label}")
+                raise InputError(folders[0], f"has {num_classes} classes, but the {classes} masks "
+                                             f"of {data.split.folder} hold label {dataset.max_label}")
         else:
             dataset = read_dataset(args.data, num_classes, model.input.window, model.input)
             pictures = [np.round(np.clip(image, 0, 1) * 255).astype(np.uint8) for image in dataset.images]
     with record.timed("predict"), tqdm_progress("evaluate lung-infection") as progress:
-        predictions = predict_dataset(model.network, dataset, model.input.image_size, args.batch_size,
-                                      choice.device, progress)
-    return _Scored(dataset.masks, predictions, dataset.names, pictures, names, model.label_table, model.name)
+        predictions = predict_prepared([member.network for member in members], dataset.images,
+                                       model.input.image_size, args.batch_size, choice.device, progress, args.mirror)
+    name = model.name if len(members) == 1 else f"ensemble of {len(members)} ({model.name.split(' ')[0]})"
+    return _Scored(dataset.masks, predictions, dataset.names, pictures, names, model.label_table,
+                   name + (", mirrored" if args.mirror else ""), [str(folder) for folder in folders])
 
 
 def _prediction_folder_evaluation(args: argparse.Namespace, layout: str, record) -> _Scored:
@@ -433,6 +445,8 @@ def run_evaluate(task: str, args: argparse.Namespace) -> int:
     layout = data_layout(args)
     if layout != covid_semiseg.LAYOUT and args.classes is not None:
         raise InputError(None, "--classes is for the covid-semiseg layout")
+    if args.mirror and args.model is None:
+        raise InputError(None, "--mirror runs models; it does nothing for --predictions")
     with command_run(args.out, f"evaluate {task}", args) as (output, record):
         scored = (_checkpoint_evaluation if args.model is not None else _prediction_folder_evaluation)(
             args, layout, record)
@@ -442,6 +456,8 @@ def run_evaluate(task: str, args: argparse.Namespace) -> int:
         columns = score_columns(scored.truth, scored.predictions, scored.class_names)
         published = layout == covid_semiseg.LAYOUT
         document = evaluation_document(scores, scored.names, scored.model_name, columns, published)
+        if scored.models:
+            document.update(models=scored.models, mirror=args.mirror)
         colours, legend = label_colours(scored.label_table)
         with record.timed("write"):
             write_evaluation(document, scores, output.path("evaluation.json"), output.path("confusion_matrix.png"))

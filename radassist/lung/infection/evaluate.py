@@ -1,9 +1,9 @@
 """Score infection segmentations against ground-truth masks: per-class Dice and IoU, pixel accuracy and the
 confusion matrix over the whole set (as JSON), plus the confusion matrix as a PNG for people.
 
-Predictions come either from a network run on the data set's slices or from prediction masks on disk; scores add
-up the confusion matrices of all slices (global scores), and the binary "any finding vs background" scores of the
-study are given beside the multi-class ones.
+Predictions come either from networks run on the data set's slices (:mod:`radassist.lung.infection.predict`) or
+from prediction masks on disk; scores add up the confusion matrices of all slices (global scores), and the binary
+"any finding vs background" scores of the study are given beside the multi-class ones.
 
 Per-image scores (:func:`score_columns`) are what the COVID-SemiSeg literature publishes: for "infection" (any
 finding vs none) and each finding class, every slice's Dice, sensitivity and specificity, averaged over slices,
@@ -27,14 +27,12 @@ from PIL import Image
 
 from radassist.errors import InputError
 from radassist.io.atomic import atomic_path
-from radassist.lung.infection.dataset import SliceDataset
-from radassist.lung.infection.predict import SlicePredictions, predict_prepared
+from radassist.lung.infection.predict import SlicePredictions
 from radassist.lung.infection.published import INFECTION, PUBLISHED_DICE, SOURCE
 from radassist.metrics.curves import pyplot, rendered
 from radassist.metrics.per_image import (BinaryImageScores, binary_image_scores, infnet_mean,
                                          infnet_threshold_scores)
 from radassist.metrics.segmentation import SegmentationScores, confusion_matrix, nan_mean
-from radassist.runtime.progress import Progress
 
 
 def score_slices(truth: Sequence[np.ndarray], predictions: Sequence[np.ndarray],
@@ -49,12 +47,6 @@ def score_slices(truth: Sequence[np.ndarray], predictions: Sequence[np.ndarray],
             raise InputError(where, f"prediction is {p.shape[::-1]} pixels, the ground truth {t.shape[::-1]}")
         total += confusion_matrix(t, p, len(class_names))
     return SegmentationScores(list(class_names), total)
-
-
-def predict_dataset(network: Any, dataset: SliceDataset, image_size: tuple[int, int] | None, batch_size: int = 8,
-                    device: Any = "cpu", progress: Progress | None = None) -> SlicePredictions:
-    """The network's labels and probabilities for every slice of ``dataset``, each at its slice's own size."""
-    return predict_prepared(network, dataset.images, image_size, batch_size, device, progress)
 
 
 # ------------------------------------------------------------------------------------------------ per image

@@ -225,7 +225,7 @@ def segment_picture(picture: np.ndarray, model: InfectionModel, device: Any = "c
         raise InputError(name, f"is a display picture without Hounsfield units, but {model.name} was trained on CT "
                                "in HU; give a CT volume, or a model trained on pictures (radassist train "
                                "lung-infection --layout covid-semiseg)")
-    predicted = predict_prepared(model.network, [model.input.prepare_picture(picture)], model.input.image_size,
+    predicted = predict_prepared([model.network], [model.input.prepare_picture(picture)], model.input.image_size,
                                  device=device)
     return PictureResult(predicted.labels[0], predicted.probabilities[0], model.segments)
 

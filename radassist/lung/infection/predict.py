@@ -28,26 +28,47 @@ class SlicePredictions:
     probabilities: list[np.ndarray] = field(default_factory=list)  # (classes, y, x) uint8
 
 
-def predict_prepared(network: Any, slices: Sequence[np.ndarray], image_size: tuple[int, int] | None,
-                     batch_size: int = 8, device: Any = "cpu", progress: Progress | None = None) -> SlicePredictions:
-    """Labels and probabilities of ``network`` for (y, x) network-ready slices (0..1), each at its own size."""
+def predict_prepared(networks: Sequence[Any], slices: Sequence[np.ndarray], image_size: tuple[int, int] | None,
+                     batch_size: int = 8, device: Any = "cpu", progress: Progress | None = None,
+                     mirror: bool = False) -> SlicePredictions:
+    """Labels and probabilities for (y, x) network-ready slices (0..1), each at its own size.
+
+    Several ``networks`` (an ensemble of seeds) and ``mirror`` (each slice also run flipped left-right, the
+    test-time augmentation of nnU-Net) average their softmax probabilities; one network without mirroring gives
+    exactly its own argmax and softmax.
+    """
     progress = progress or Progress()
     if image_size is None:
         raise ValueError("slice prediction needs the network's input size")
+    if not networks:
+        raise ValueError("slice prediction needs at least one network")
+    views = [_fitted(slices, image_size)] + ([_fitted([s[:, ::-1] for s in slices], image_size)] if mirror else [])
+    predictions = SlicePredictions()
+    for network in networks:
+        network.eval()
+    with torch.inference_mode():
+        for start in range(0, len(slices), batch_size):
+            stop = min(start + batch_size, len(slices))
+            total = [0.0] * (stop - start)
+            for network in networks:
+                for flipped, images in enumerate(views):
+                    logits = network(torch.from_numpy(images[start:stop]).to(torch.device(str(device)))).float().cpu()
+                    for offset in range(stop - start):
+                        plan = plan_fit(np.shape(slices[start + offset]), image_size)
+                        probability = torch.softmax(unfit_slices(logits[offset:offset + 1], plan)[0], dim=0)
+                        total[offset] = total[offset] + (torch.flip(probability, dims=[-1]) if flipped
+                                                         else probability)
+            for summed in total:
+                probability = summed / (len(networks) * len(views))
+                predictions.labels.append(probability.argmax(dim=0).numpy().astype(np.uint8))
+                predictions.probabilities.append(np.round(probability.numpy() * 255).astype(np.uint8))
+            progress.update(stop / len(slices), "predicting")
+    return predictions
+
+
+def _fitted(slices: Sequence[np.ndarray], image_size: tuple[int, int]) -> np.ndarray:
+    """The slices fitted to the network's input size, as one (n, 1, H, W) array."""
     dataset = SliceDataset()
     for index, image in enumerate(slices):
-        dataset.add(image, np.zeros(np.shape(image), np.uint8), str(index))
-    images, _ = fit_dataset(dataset, image_size)
-    predictions = SlicePredictions()
-    network.eval()
-    with torch.inference_mode():
-        for start in range(0, len(images), batch_size):
-            logits = network(torch.from_numpy(images[start:start + batch_size]).to(torch.device(str(device))))
-            for offset, slice_logits in enumerate(logits.float().cpu()):
-                original = dataset.images[start + offset].shape
-                back = unfit_slices(slice_logits[np.newaxis], plan_fit(original, image_size))[0]
-                predictions.labels.append(back.argmax(dim=0).numpy().astype(np.uint8))
-                probability = torch.softmax(back, dim=0).numpy()
-                predictions.probabilities.append(np.round(probability * 255).astype(np.uint8))
-            progress.update(min(start + batch_size, len(images)) / len(images), "predicting")
-    return predictions
+        dataset.add(np.ascontiguousarray(image), np.zeros(np.shape(image), np.uint8), str(index))
+    return fit_dataset(dataset, image_size)[0]
