@@ -126,13 +126,9 @@ def _export_settings(spec: ExportSpec, opset: int) -> dict[str, Any]:
 def cached_onnx(model: torch.nn.Module, example_inputs: Inputs, *, input_names: Sequence[str] | None = None,
                 output_names: Sequence[str] | None = None, dynamic_axes: AxesSpec = "batch_and_spatial",
                 opset: int = DEFAULT_OPSET, cache_dir: str | Path | None = None, model_id: str | None = None) -> Path:
-    """The ONNX file of ``model`` in the cache, exported now only if no file with the same fingerprint exists.
-
-    The file name is ``<model id>-<sha>-opset<N>.onnx`` in ``cache_dir`` (default: the RadAssist cache's
-    ``onnx`` folder); the sha covers the weights, the architecture, the names, the dynamic axes, the static
-    example sizes, the opset and the exporter with its torch version. Finding the output names and ranks runs
-    the model once on the example, so keep the example small (one slice or patch).
-    """
+    """The ONNX file of ``model`` in ``cache_dir`` (default: the RadAssist cache's ``onnx`` folder), exported now
+    only if no file with the same fingerprint (weights, architecture, export settings) exists. Finding the output
+    names and ranks runs the model once on the example, so keep the example small (one slice or patch)."""
     spec = prepare_export(model, example_inputs, input_names, output_names, dynamic_axes)
     sha = model_fingerprint(model, _export_settings(spec, opset))
     folder = Path(cache_dir) if cache_dir is not None else radassist_cache_dir() / "onnx"

@@ -151,12 +151,6 @@ def read_checkpoint_config(folder: str | Path) -> dict[str, Any]:
     return record
 
 
-def _device_of(device: Any) -> torch.device:
-    import torch
-
-    return torch.device(getattr(device, "device", device))  # a DeviceChoice, torch.device or "cuda:0"
-
-
 def load_checkpoint(folder_or_file: str | Path, device: Any = "cpu",
                     expected_sha256: str | None = None) -> LoadedModel:
     """Rebuild the model of a checkpoint folder (or its .safetensors file): sha256 first, then a strict load."""
@@ -190,7 +184,7 @@ def load_checkpoint(folder_or_file: str | Path, device: Any = "cpu",
     model = get_architecture(architecture).build(config)
     check_state_dict(state, model, weights, architecture)
     model.load_state_dict(state, strict=True)
-    model.to(_device_of(device)).eval()
+    model.to(getattr(device, "device", device)).eval()  # a DeviceChoice, torch.device or "cuda:0"
     return LoadedModel(model=model, architecture=architecture, config=config,
                        metadata=dict(record.get("metadata") or {}), labels=list(record.get("labels") or []),
                        sha256=actual, path=folder)

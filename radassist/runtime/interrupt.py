@@ -57,8 +57,7 @@ class _Registered:
 _lock = threading.Lock()
 _paths: dict[int, _Registered] = {}
 _tokens = itertools.count(1)
-_state: dict[str, object] = {"label": "radassist", "grace": GRACE_SECONDS, "signalled": None,
-                             "finished": threading.Event()}
+_state: dict[str, object] = {"label": "radassist", "signalled": None}  # read by the signal handler and _hard_exit
 
 
 def remove_on_signal(path: str | Path, only_if_empty: bool = False) -> int:
@@ -147,7 +146,7 @@ def handling(label: str, grace: float = GRACE_SECONDS) -> Iterator[None]:
         return
     previous = {number: signal.getsignal(number) for number in SIGNALS}
     finished = threading.Event()
-    _state.update(label=label, grace=grace, signalled=None, finished=finished)
+    _state.update(label=label, signalled=None)
     reader, writer = socket.socketpair()
     writer.setblocking(False)
     previous_fd = signal.set_wakeup_fd(writer.fileno(), warn_on_full_buffer=False)

@@ -90,11 +90,11 @@ class ModelRow:
 def format_size(num_bytes: int) -> str:
     """1536 -> '1.5 KiB': sizes people read at a glance."""
     value = float(num_bytes)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if value < 1024 or unit == "GiB":
+    for unit in ("B", "KiB", "MiB"):
+        if value < 1024:
             return f"{num_bytes} B" if unit == "B" else f"{value:.1f} {unit}"
         value /= 1024
-    raise AssertionError("unreachable")
+    return f"{value:.1f} GiB"
 
 
 def model_state(entry: ModelEntry) -> str:

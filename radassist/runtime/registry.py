@@ -8,6 +8,7 @@ registered here as ``monai-unet`` so users can bring their own segmentation mode
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import importlib
 import importlib.util
@@ -25,12 +26,13 @@ from radassist.errors import InputError
 from radassist.io.atomic import atomic_path
 from radassist.io.json_files import read_json_object
 from radassist.runtime import paths as runtime_paths
-from radassist.runtime.catalog import load_catalog
+from radassist.runtime.catalog import installed_path, load_catalog, read_catalogue_file
 
 if typing.TYPE_CHECKING:
     from torch import nn
 
     from radassist.runtime.catalog import Catalog, InputSpec, ModelEntry
+    from radassist.runtime.checkpoints import LoadedModel
 
 KeyMapping = Union[Mapping[str, str], Callable[[str], Union[str, None]]]
 """Checkpoint key -> model key: a dict of prefix renames (longest prefix first), or a function (None drops a key)."""
@@ -93,13 +95,10 @@ def is_architecture(name: str) -> bool:
 
 def get_architecture(name: str) -> Architecture:
     """The architecture called ``name``; an unknown name is an InputError listing the known ones."""
-    if name not in _ARCHITECTURES:
-        _import_task_models()
-    try:
-        return _ARCHITECTURES[name]
-    except KeyError:
+    if not is_architecture(name):
         known = ", ".join(sorted(_ARCHITECTURES)) or "none"
-        raise InputError(None, f"unknown model architecture '{name}'; known: {known}") from None
+        raise InputError(None, f"unknown model architecture '{name}'; known: {known}")
+    return _ARCHITECTURES[name]
 
 
 # --- configs -----------------------------------------------------------------------------------------------------
@@ -264,8 +263,6 @@ def build_from_entry(entry: "ModelEntry") -> "nn.Module":
 def is_installed(entry: "ModelEntry") -> bool:
     """Every file of the entry is in its install folder with the catalogue's size (hashes: see verify); an
     ensemble is installed when all its members are."""
-    from radassist.runtime.catalog import installed_path
-
     if entry.is_ensemble:
         catalog = load_catalog()
         return all(is_installed(member) for member in catalog.members(entry))
@@ -283,8 +280,8 @@ def load_installed(entry: "ModelEntry", device: Any = "cpu") -> "LoadedModel":
     strictly to the entry's architecture and config."""
     from safetensors.torch import load_file
 
-    from radassist.runtime.catalog import installed_path
-    from radassist.runtime.checkpoints import CONFIG_NAME, LoadedModel, check_state_dict, load_checkpoint
+    from radassist.runtime.checkpoints import (CONFIG_NAME, LoadedModel, check_state_dict, fit_state_dict,
+                                               load_checkpoint, read_weights_file)
     from radassist.runtime.download import check_model_file
 
     folder = installed_path(entry)
@@ -296,8 +293,6 @@ def load_installed(entry: "ModelEntry", device: Any = "cpu") -> "LoadedModel":
     actual = check_model_file(weights, entry.files[0])  # sha256 and git blob id, as the catalogue gives them
     model = build_from_entry(entry)
     if entry.files[0].format == "pytorch-state-dict":  # read with torch.load(weights_only=True), keys mapped
-        from radassist.runtime.checkpoints import fit_state_dict, read_weights_file
-
         content, _ = read_weights_file(weights)
         state = fit_state_dict(content, model, weights, entry.architecture,
                                get_architecture(entry.architecture).key_mapping)
@@ -331,21 +326,20 @@ def plan_import(catalog: "Catalog", task_or_architecture: str, architecture: str
         template = catalog.get(name)
         target = None if as_new_entry else template
         task = template.task
-    elif name in tasks:
-        task = name
-        candidates = catalog.for_task(task)
-        template = next((e for e in candidates if e.architecture == architecture), candidates[0])
-    elif is_architecture(name):
-        architecture = architecture or name
-        if task is None:
-            raise InputError(None, f"say which task the {name} model is for (one of: {', '.join(tasks)})")
-        if task not in tasks:
-            raise InputError(None, f"unknown task '{task}'; tasks: {', '.join(tasks)}")
-        candidates = catalog.for_task(task)
-        template = next((e for e in candidates if e.architecture == architecture), candidates[0])
     else:
-        raise InputError(None, f"'{name}' is neither a task ({', '.join(tasks)}), a model id of the catalogue nor "
-                               f"an architecture ({', '.join(a.name for a in architectures())})")
+        if name in tasks:
+            task = name
+        elif is_architecture(name):
+            architecture = architecture or name
+            if task is None:
+                raise InputError(None, f"say which task the {name} model is for (one of: {', '.join(tasks)})")
+            if task not in tasks:
+                raise InputError(None, f"unknown task '{task}'; tasks: {', '.join(tasks)}")
+        else:
+            raise InputError(None, f"'{name}' is neither a task ({', '.join(tasks)}), a model id of the catalogue "
+                                   f"nor an architecture ({', '.join(a.name for a in architectures())})")
+        candidates = catalog.for_task(task)
+        template = next((e for e in candidates if e.architecture == architecture), candidates[0])
     assert template is not None and task is not None
     architecture = architecture or template.architecture
     if target is not None and architecture != target.architecture:
@@ -382,7 +376,6 @@ def import_model(task_or_architecture: str, file: str | Path, model_id: str | No
     file = Path(file)
     catalog = load_catalog()
     if file.suffix.lower() == ".whl" and task_or_architecture in catalog.ids() and model_id is None:
-        from radassist.runtime.catalog import installed_path
         from radassist.runtime.download import import_model_file
 
         entry = catalog.get(task_or_architecture)
@@ -411,7 +404,6 @@ def _install_into_entry(entry: "ModelEntry", file: Path, state: Mapping[str, Any
     catalogue wants safetensors, write the fitted tensors in that format."""
     from safetensors.torch import save_file
 
-    from radassist.runtime.catalog import installed_path
     from radassist.runtime.checkpoints import plain_tensors
     from radassist.runtime.download import import_model_file
 
@@ -463,7 +455,8 @@ def _install_user_model(model_id: str, version: str, plan: ImportPlan, model: "n
         add_user_entry(entry)
     except BaseException:
         shutil.rmtree(folder, ignore_errors=True)
-        _remove_empty(folder.parent)
+        with contextlib.suppress(OSError):  # the model's folder, unless other versions are in it
+            folder.parent.rmdir()
         raise
     return folder
 
@@ -517,8 +510,6 @@ def _read_user_catalogue() -> dict[str, Any]:
 
 def _write_user_catalogue(data: dict[str, Any]) -> None:
     """Validate against the schema before the rename, so a bad entry never replaces a good catalogue."""
-    from radassist.runtime.catalog import read_catalogue_file
-
     with atomic_path(user_catalogue_path()) as temp:
         temp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
         read_catalogue_file(temp)
@@ -534,9 +525,7 @@ def add_user_entry(entry: Mapping[str, Any]) -> None:
 
 def remove_user_entry(model_id: str, version: str | None = None) -> int:
     """Drop the user catalogue entries of ``model_id`` (one version or all); returns how many were dropped."""
-    if not user_catalogue_path().is_file():
-        return 0
-    data = _read_user_catalogue()
+    data = _read_user_catalogue()  # without a user catalogue: none, and nothing is written
     kept = [m for m in data.get("models", [])
             if not (m.get("id") == model_id and (version is None or m.get("version") == version))]
     dropped = len(data.get("models", [])) - len(kept)
@@ -545,9 +534,3 @@ def remove_user_entry(model_id: str, version: str | None = None) -> int:
         _write_user_catalogue(data)
     return dropped
 
-
-def _remove_empty(folder: Path) -> None:
-    try:
-        folder.rmdir()
-    except OSError:
-        pass

@@ -6,7 +6,7 @@ import json
 import platform
 import sys
 import time
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from importlib import metadata
@@ -23,10 +23,8 @@ def package_versions() -> dict[str, str]:
     """Installed versions of the packages that decide a result (missing ones are left out)."""
     versions = {"python": sys.version.split()[0], "platform": platform.platform()}
     for name in _VERSIONED_PACKAGES:
-        try:
+        with suppress(metadata.PackageNotFoundError):
             versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            continue
     return versions
 
 

@@ -1,16 +1,8 @@
 """Run a 2-D network over every axial slice of a volume, in batches, and put its answer back on the volume's grid.
 
-The steps, each one reusable on its own:
-
-1. :class:`AxialReorientation`: turn the voxel array (by axis swaps and flips only) so that slices are axial and
-   their rows run anterior -> posterior and columns patient right -> left, as a DICOM axial CT is displayed; the
-   network then sees slices the way it was trained, whatever order the file stored them in.
-2. ``prepare``: the task's intensity hook (a CT window, a z-score) from raw values to network input.
-3. :func:`fit_slices`: pad each slice to a square (so anatomy is not stretched) and resize it to the network's
-   input size, or, without a fixed size, pad it to a multiple of the network's size step.
-4. the backend (torch or ONNX Runtime, see :mod:`radassist.runtime.backends`), batch by batch with progress and
-   cancel, then :func:`unfit_slices` maps the logits back to each slice's own size and the labels are turned back
-   onto the input grid.
+Slices are first turned to axial, as a DICOM axial CT is displayed (:class:`AxialReorientation`), so the network
+sees them the way it was trained whatever order the file stored them in. Fitting slices to the network
+(:func:`plan_fit`, :func:`fit_slices`) and back (:func:`unfit_slices`) are reusable on their own.
 """
 
 from __future__ import annotations
@@ -62,20 +54,18 @@ def plan_fit(shape: tuple[int, int], input_size: tuple[int, int] | None, size_mu
     height, width = int(shape[0]), int(shape[1])
     if input_size is None:
         step = max(int(size_multiple), 1)
-        extra_h, extra_w = (-height) % step, (-width) % step
-        return SliceFit((height, width), (extra_h // 2, extra_h - extra_h // 2, extra_w // 2, extra_w - extra_w // 2),
-                        (height + extra_h, width + extra_w))
-    target_h, target_w = int(input_size[0]), int(input_size[1])
-    if target_h < 1 or target_w < 1:
-        raise ValueError(f"input_size must be positive, got {input_size}")
-    if not keep_aspect:
-        return SliceFit((height, width), (0, 0, 0, 0), (target_h, target_w))
-    # smallest padded size with the target's aspect ratio that holds the slice
-    scale = max(height / target_h, width / target_w)
-    padded_h, padded_w = max(height, math.ceil(target_h * scale - 1e-9)), max(width, math.ceil(target_w * scale - 1e-9))
+        padded_h, padded_w = height + (-height) % step, width + (-width) % step
+        size = (padded_h, padded_w)
+    else:
+        size = (int(input_size[0]), int(input_size[1]))
+        if size[0] < 1 or size[1] < 1:
+            raise ValueError(f"input_size must be positive, got {input_size}")
+        # keep_aspect: the smallest padded size with the target's aspect ratio that holds the slice
+        scale = max(height / size[0], width / size[1])
+        padded_h, padded_w = (max(height, math.ceil(size[0] * scale - 1e-9)),
+                              max(width, math.ceil(size[1] * scale - 1e-9))) if keep_aspect else (height, width)
     extra_h, extra_w = padded_h - height, padded_w - width
-    return SliceFit((height, width), (extra_h // 2, extra_h - extra_h // 2, extra_w // 2, extra_w - extra_w // 2),
-                    (target_h, target_w))
+    return SliceFit((height, width), (extra_h // 2, extra_h - extra_h // 2, extra_w // 2, extra_w - extra_w // 2), size)
 
 
 def resize_slices(batch: np.ndarray | torch.Tensor, size: tuple[int, int], mode: str = "bilinear") -> torch.Tensor:

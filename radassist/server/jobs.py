@@ -22,7 +22,7 @@ from typing import Any
 
 from radassist.errors import RadAssistError
 from radassist.io.atomic import atomic_path
-from radassist.runtime.jobs import BackgroundJob, JobCancelled, JobDone, JobFailed, JobProgress, JobState
+from radassist.runtime.jobs import BackgroundJob, JobCancelled, JobDone, JobProgress, JobState
 from radassist.runtime.progress import Progress
 from radassist.server.settings import ServerSettings
 from radassist.server.storage import JobStorage
@@ -225,18 +225,17 @@ class JobQueue:
                 if isinstance(event, JobProgress):
                     job.progress = event.fraction
                     job.message = "cancelling" if job.cancel_requested else event.message
-                elif isinstance(event, JobDone):
+                    continue
+                if isinstance(event, JobDone):
                     job.state, job.files, job.progress, job.message = JobState.SUCCEEDED, event.result, 1.0, "done"
-                    self._finish_locked(job)
                 elif isinstance(event, JobCancelled):
                     job.state, job.message = JobState.CANCELLED, "cancelled"
-                    self._finish_locked(job)
-                elif isinstance(event, JobFailed):
+                else:  # JobFailed
                     if not isinstance(event.error, RadAssistError):
                         log.error("job %s (%s) failed:\n%s", job.id, job.task.name, event.traceback)
                     job.state, job.message = JobState.FAILED, "failed"
                     job.error = client_message(event.error, job, self.storage.root)
-                    self._finish_locked(job)
+                self._finish_locked(job)
 
     def _finish_locked(self, job: ServerJob) -> None:
         job.finished = job.finished or time.time()

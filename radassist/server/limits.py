@@ -21,11 +21,6 @@ class UploadTooLarge(BaseException):
     """
 
 
-def too_large_body(limit: int) -> bytes:
-    return json.dumps({"detail": f"the upload is larger than the {limit / 2**20:g} MiB this server accepts",
-                       "limit_bytes": limit}).encode("utf-8")
-
-
 class BodySizeLimit:
     """Answer 413 to any request whose body is longer than ``limit`` bytes."""
 
@@ -34,7 +29,8 @@ class BodySizeLimit:
         self.limit = limit
 
     async def _reply_413(self, send: Any) -> None:
-        body = too_large_body(self.limit)
+        body = json.dumps({"detail": f"the upload is larger than the {self.limit / 2**20:g} MiB this server accepts",
+                           "limit_bytes": self.limit}).encode("utf-8")
         await send({"type": "http.response.start", "status": 413,
                     "headers": [(b"content-type", b"application/json"), (b"connection", b"close"),
                                 (b"content-length", str(len(body)).encode())]})

@@ -82,10 +82,6 @@ def _unsafe_member(name: str) -> str | None:
     return None
 
 
-def _is_link(info: zipfile.ZipInfo) -> bool:
-    return stat.S_ISLNK(info.external_attr >> 16)
-
-
 def check_zip_members(infos: list[zipfile.ZipInfo], shown: str, limits: ZipLimits) -> list[zipfile.ZipInfo]:
     """The file members to unpack; InputError for unsafe names, links, encryption or sizes beyond the limits."""
     files = [info for info in infos if not info.is_dir()]
@@ -99,7 +95,7 @@ def check_zip_members(infos: list[zipfile.ZipInfo], shown: str, limits: ZipLimit
         problem = _unsafe_member(info.filename)
         if problem:
             raise InputError(shown, f"the zip archive holds {problem}; refused")
-        if _is_link(info):
+        if stat.S_ISLNK(info.external_attr >> 16):
             raise InputError(shown, f"the zip archive holds a symbolic link ({display_name(info.filename)}); "
                                     "refused")
         if info.flag_bits & 0x1:
