@@ -41,17 +41,9 @@ def temp_name(prefix: str = _TEMP_PREFIX, suffix: str = "") -> str:
 
 
 def make_temp_dir(parent: str | Path | None = None, prefix: str = _TEMP_PREFIX) -> Path:
-    """Create a private temporary folder (in ``parent``, default the system's temporary folder) named with
-    :func:`temp_name`, so :func:`sweep_stale` can remove it should this process be killed."""
-    parent = Path(parent) if parent is not None else Path(tempfile.gettempdir())
-    for _ in range(100):
-        folder = parent / temp_name(prefix)
-        try:
-            folder.mkdir(mode=0o700)
-            return folder
-        except FileExistsError:
-            continue
-    raise OutputError(parent, "cannot create a temporary folder")
+    """Create a private temporary folder (in ``parent``, default the system's temporary folder) named like
+    :func:`temp_name`'s names, so :func:`sweep_stale` can remove it should this process be killed."""
+    return Path(tempfile.mkdtemp(prefix=f"{prefix}{_host()}.{os.getpid()}.", dir=parent))
 
 
 @contextlib.contextmanager
@@ -80,10 +72,8 @@ def _alive(pid: int) -> bool:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    except PermissionError:  # exists, owned by someone else
-        return True
-    except OSError:
-        return True  # cannot tell (e.g. on Windows for some pids): keep it
+    except OSError:  # PermissionError: exists, owned by someone else; others: cannot tell (Windows), keep it
+        pass
     return True
 
 
@@ -100,9 +90,7 @@ def sweep_stale(folder: str | Path) -> list[Path]:
         entries = list(Path(folder).iterdir())
     except OSError:
         return removed
-    for entry in entries:
-        if not is_stale(entry):
-            continue
+    for entry in filter(is_stale, entries):
         try:
             if entry.is_dir() and not entry.is_symlink():
                 shutil.rmtree(entry)
@@ -161,18 +149,13 @@ def atomic_path(final: str | Path) -> Iterator[Path]:
 OVERWRITE_OPTION = "--overwrite"
 
 
-def folder_contents(folder: Path) -> list[str]:
-    """What a user or another run keeps in ``folder``: every entry except the leftovers of killed runs."""
-    try:
-        entries = sorted(folder.iterdir())
-    except OSError:
-        return []
-    return [entry.name for entry in entries if not is_stale(entry)]
-
-
 def refuse_non_empty(folder: Path, option: str = OVERWRITE_OPTION) -> None:
-    """OutputError when ``folder`` holds anything: results are never replaced without being asked."""
-    contents = folder_contents(folder) if folder.is_dir() else []
+    """OutputError when ``folder`` holds anything but the leftovers of killed runs: results are never replaced
+    without being asked."""
+    try:
+        contents = [entry.name for entry in sorted(folder.iterdir()) if not is_stale(entry)]
+    except OSError:  # no folder there
+        return
     if not contents:
         return
     busy = [name for name in contents if temp_owner(name) is not None]

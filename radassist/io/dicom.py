@@ -12,6 +12,7 @@ import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pydicom
@@ -100,18 +101,11 @@ def _floats(dataset: pydicom.Dataset, keyword: str, count: int) -> tuple[float, 
     return numbers if len(numbers) == count else None
 
 
-def _int_or_none(dataset: pydicom.Dataset, keyword: str) -> int | None:
+def _number(dataset: pydicom.Dataset, keyword: str, kind: type = int, default: float | None = None) -> float | None:
+    """The field as ``kind`` (int or float); ``default`` when it is missing, empty or not a number."""
     value = dataset.get(keyword)
     try:
-        return None if value in (None, "") else int(value)
-    except (TypeError, ValueError):
-        return None
-
-
-def _float_or(dataset: pydicom.Dataset, keyword: str, default: float) -> float:
-    value = dataset.get(keyword)
-    try:
-        return default if value in (None, "") else float(value)
+        return default if value in (None, "") else kind(value)
     except (TypeError, ValueError):
         return default
 
@@ -136,7 +130,7 @@ def _candidate_files(folder: Path) -> Iterator[Path]:
 
 def _slice_header(path: Path, dataset: pydicom.Dataset) -> SliceHeader | None:
     """The slice facts of an image file; None for DICOM files without an image (reports, DICOMDIR, ...)."""
-    rows, columns = _int_or_none(dataset, "Rows"), _int_or_none(dataset, "Columns")
+    rows, columns = _number(dataset, "Rows"), _number(dataset, "Columns")
     if not rows or not columns:
         return None
     return SliceHeader(
@@ -144,12 +138,12 @@ def _slice_header(path: Path, dataset: pydicom.Dataset) -> SliceHeader | None:
         series_instance_uid=_text(dataset, "SeriesInstanceUID"),
         rows=rows,
         columns=columns,
-        frames=_int_or_none(dataset, "NumberOfFrames") or 1,
+        frames=_number(dataset, "NumberOfFrames") or 1,
         position=_floats(dataset, "ImagePositionPatient", 3),
         orientation=_floats(dataset, "ImageOrientationPatient", 6),
-        instance_number=_int_or_none(dataset, "InstanceNumber"),
+        instance_number=_number(dataset, "InstanceNumber"),
         sop_instance_uid=_text(dataset, "SOPInstanceUID"),
-        rescale=(_float_or(dataset, "RescaleSlope", 1.0), _float_or(dataset, "RescaleIntercept", 0.0)),
+        rescale=(_number(dataset, "RescaleSlope", float, 1.0), _number(dataset, "RescaleIntercept", float, 0.0)),
     )
 
 
@@ -203,7 +197,7 @@ def list_series(folder: str | Path, progress: Progress | None = None) -> list[Se
             files=[h.path for h in ordered],
             study_instance_uid=_text(dataset, "StudyInstanceUID"),
             patient_id=_text(dataset, "PatientID"),
-            series_number=_int_or_none(dataset, "SeriesNumber"),
+            series_number=_number(dataset, "SeriesNumber"),
             slices=ordered,
         ))
     return sorted(series, key=lambda s: (s.series_number is None, s.series_number or 0, s.series_instance_uid))
@@ -253,33 +247,34 @@ def _check_stack(folder: Path, info: SeriesInfo) -> None:
                                  "first")
 
 
-def _source_info(folder: Path, info: SeriesInfo) -> SourceInfo:
-    dataset = read_header(info.files[0])
-    assert dataset is not None, "the file was read as DICOM a moment ago"
-
+def header_source(path: Path, dataset: pydicom.Dataset, sop_instance_uids: list[str],
+                  extra: dict[str, Any]) -> SourceInfo:
+    """What a DICOM header says about where an image comes from. ``extra`` maps each SourceInfo.extra key to a
+    DICOM keyword (a ``str``) or to its value; missing and empty ones are left out."""
     def optional(keyword: str) -> str | None:
         return _text(dataset, keyword) or None
 
-    extra = {key: value for key, value in {
-        "series_number": info.series_number,
-        "study_description": optional("StudyDescription"),
-        "study_date": optional("StudyDate"),
-        "body_part_examined": optional("BodyPartExamined"),
-        "patient_position": optional("PatientPosition"),
-        "manufacturer": optional("Manufacturer"),
-    }.items() if value is not None}
+    extra = {key: optional(value) if isinstance(value, str) else value for key, value in extra.items()}
     return SourceInfo(
-        path=str(folder),
+        path=str(path),
         modality=optional("Modality"),
         patient_id=optional("PatientID"),
         study_instance_uid=optional("StudyInstanceUID"),
-        series_instance_uid=info.series_instance_uid or None,
+        series_instance_uid=optional("SeriesInstanceUID"),
         frame_of_reference_uid=optional("FrameOfReferenceUID"),
         series_description=optional("SeriesDescription"),
-        sop_instance_uids=[h.sop_instance_uid for h in info.slices] if any(h.sop_instance_uid for h in info.slices)
-        else [],
-        extra=extra,
+        sop_instance_uids=sop_instance_uids if any(sop_instance_uids) else [],
+        extra={key: value for key, value in extra.items() if value is not None},
     )
+
+
+def _source_info(folder: Path, info: SeriesInfo) -> SourceInfo:
+    dataset = read_header(info.files[0])
+    assert dataset is not None, "the file was read as DICOM a moment ago"
+    return header_source(folder, dataset, [h.sop_instance_uid for h in info.slices], {
+        "series_number": info.series_number, "study_description": "StudyDescription", "study_date": "StudyDate",
+        "body_part_examined": "BodyPartExamined", "patient_position": "PatientPosition",
+        "manufacturer": "Manufacturer"})
 
 
 def _needs_float_output(info: SeriesInfo) -> bool:

@@ -39,18 +39,10 @@ _CHUNK = 1 << 20
 
 def volume_suffix(path: str | Path) -> str:
     """The lower-case extension that names the format ('.nii.gz', '.nrrd', ...), or '' when unknown."""
-    path = Path(path)
-    name = path.name.lower()
-    if name.endswith(".nii.gz"):
-        return ".nii.gz"
-    suffix = full_suffix(path).lower()
+    suffix = full_suffix(Path(path)).lower()
     if suffix == ".seg.nrrd":
         return ".nrrd"
     return suffix if suffix in VOLUME_FORMATS else ""
-
-
-def _supported() -> str:
-    return ", ".join(VOLUME_FORMATS) + ", a DICOM file or a DICOM folder"
 
 
 # -- reading ---------------------------------------------------------------------------------------------------
@@ -89,7 +81,8 @@ def _read_dicom_file_series(path: Path, series_uid: str | None, progress: Progre
 def _read_volume_file(path: Path) -> Volume:
     suffix = volume_suffix(path)
     if not suffix:
-        raise InputError(path, f"unknown file type '{path.suffix or path.name}'; RadAssist reads {_supported()}")
+        raise InputError(path, f"unknown file type '{path.suffix or path.name}'; RadAssist reads "
+                               f"{', '.join(VOLUME_FORMATS)}, a DICOM file or a DICOM folder")
     io_name, format_name = VOLUME_FORMATS[suffix]
     if not path.is_file():
         raise InputError(path, "is not a regular file")

@@ -18,11 +18,6 @@ _KINDS: dict[type, str] = {dict: "an object", list: "a list", str: "a string", i
                            bool: "true or false", type(None): "null"}
 
 
-def _json_kind(value: Any) -> str:
-    """How a JSON value is called in a message: 'an object', 'a list', 'a string', 'a number', ..."""
-    return _KINDS.get(type(value), type(value).__name__)
-
-
 def _why_unreadable(path: Path, error: OSError) -> str:
     if isinstance(error, FileNotFoundError):
         return "not found"
@@ -55,7 +50,8 @@ def read_json(path: str | Path, what: str = "JSON file", expected: type[dict] | 
         raise InputError(path, f"{what} is nested too deeply to read") from None
     if expected is not None and not isinstance(value, expected):
         name = "object" if expected is dict else "list"
-        raise InputError(path, f"{what} is not a JSON {name}: its top level is {_json_kind(value)}")
+        kind = _KINDS.get(type(value), type(value).__name__)
+        raise InputError(path, f"{what} is not a JSON {name}: its top level is {kind}")
     return value
 
 

@@ -22,7 +22,7 @@ except ImportError:  # pydicom 2.4
     from pydicom.pixel_data_handlers.util import apply_modality_lut, apply_voi_lut
 
 from radassist.errors import InputError
-from radassist.io.dicom import is_dicom_file
+from radassist.io.dicom import header_source, is_dicom_file
 from radassist.volume import SourceInfo, Volume
 
 LATERALITIES = ("L", "R")
@@ -186,7 +186,9 @@ def _read_dicom(path: Path) -> Mammogram:
         path=str(path),
         photometric=photometric,
         bits_stored=int(dataset.get("BitsStored", 0) or 0) or None,
-        source=_source_info(path, dataset),
+        source=header_source(path, dataset, [str(dataset.get("SOPInstanceUID", "") or "").strip()], {
+            "presentation_intent": "PresentationIntentType", "manufacturer": "Manufacturer",
+            "study_date": "StudyDate"}),
     )
 
 
@@ -265,26 +267,3 @@ def _dicom_view(dataset: pydicom.Dataset) -> str | None:
         if meaning in _VIEW_CODE_MEANINGS:
             return _VIEW_CODE_MEANINGS[meaning]
     return None
-
-
-def _source_info(path: Path, dataset: pydicom.Dataset) -> SourceInfo:
-    def optional(keyword: str) -> str | None:
-        value = str(dataset.get(keyword, "") or "").strip()
-        return value or None
-
-    extra = {key: value for key, value in {
-        "presentation_intent": optional("PresentationIntentType"),
-        "manufacturer": optional("Manufacturer"),
-        "study_date": optional("StudyDate"),
-    }.items() if value is not None}
-    return SourceInfo(
-        path=str(path),
-        modality=optional("Modality"),
-        patient_id=optional("PatientID"),
-        study_instance_uid=optional("StudyInstanceUID"),
-        series_instance_uid=optional("SeriesInstanceUID"),
-        frame_of_reference_uid=optional("FrameOfReferenceUID"),
-        series_description=optional("SeriesDescription"),
-        sop_instance_uids=[uid] if (uid := optional("SOPInstanceUID")) else [],
-        extra=extra,
-    )

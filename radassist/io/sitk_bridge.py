@@ -38,6 +38,11 @@ def apply_geometry(image: sitk.Image, geometry: Geometry) -> sitk.Image:
     return image
 
 
+def reference_image(geometry: Geometry) -> sitk.Image:
+    """An empty image on ``geometry``: the output grid to give sitk.Resample."""
+    return apply_geometry(sitk.Image(*geometry.shape[::-1], sitk.sitkUInt8), geometry)
+
+
 def array_to_sitk(array: np.ndarray, geometry: Geometry, is_vector: bool = False) -> sitk.Image:
     """A SimpleITK image holding ``array`` (z, y, x[, c]) on ``geometry``."""
     array = np.ascontiguousarray(array)

@@ -29,6 +29,11 @@ def pyplot():
     return plt
 
 
+def unit_colour(colour: Sequence[float]) -> tuple[float, ...]:
+    """A 0-255 colour in matplotlib's 0-1 units."""
+    return tuple(c / 255 for c in colour)
+
+
 def rendered(figure):
     """The figure drawn into an RGB PIL image (8-bit, what every viewer shows), then closed."""
     from PIL import Image

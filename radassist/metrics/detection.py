@@ -65,8 +65,7 @@ def box_iou_matrix(a_min: np.ndarray, a_max: np.ndarray, b_min: np.ndarray, b_ma
     volume_a = np.prod(a_max - a_min, axis=1)[:, None]
     volume_b = np.prod(b_max - b_min, axis=1)[None, :]
     union = volume_a + volume_b - intersection
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(union > 0, intersection / np.where(union > 0, union, 1.0), 0.0)
+    return np.where(union > 0, intersection / np.where(union > 0, union, 1.0), 0.0)
 
 
 def box_iou(a: Detection, b: Detection) -> float:

@@ -82,10 +82,9 @@ def infnet_threshold_scores(score_map: np.ndarray, truth: np.ndarray) -> Thresho
     fp = predicted - tp
     tn = (ranked.size - reference) - fp
     hit = tp > 0
-    with np.errstate(invalid="ignore", divide="ignore"):
-        dice = np.where(hit, 2.0 * tp / np.maximum(reference + predicted, 1), 0.0)
-        sensitivity = np.where(hit, tp / max(reference, 1), 0.0)
-        specificity = np.where(hit, tn / np.maximum(tn + fp, 1), 0.0)
+    dice = np.where(hit, 2.0 * tp / np.maximum(reference + predicted, 1), 0.0)
+    sensitivity = np.where(hit, tp / max(reference, 1), 0.0)
+    specificity = np.where(hit, tn / np.maximum(tn + fp, 1), 0.0)
     return ThresholdScores(dice, sensitivity, specificity)
 
 

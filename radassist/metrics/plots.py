@@ -16,7 +16,7 @@ import numpy as np
 from PIL import Image
 
 from radassist.io.atomic import atomic_path
-from radassist.metrics.curves import pyplot, rendered
+from radassist.metrics.curves import pyplot, rendered, unit_colour
 from radassist.metrics.froc import PLOT_FP_RANGE, FrocResult, plot_grid, sensitivity_at
 
 WIDTH, HEIGHT = 720, 540
@@ -25,10 +25,6 @@ DPI = 100
 CURVE_COLOUR = (31, 119, 180)  # the FROC curve and its operating points
 BAND_COLOUR = (198, 219, 239)  # bootstrap confidence band
 TICK_LABELS = {0.125: "1/8", 0.25: "1/4", 0.5: "1/2", 1.0: "1", 2.0: "2", 4.0: "4", 8.0: "8"}
-
-
-def _rgb(colour: tuple[int, int, int]) -> tuple[float, float, float]:
-    return tuple(c / 255 for c in colour)
 
 
 @dataclass
@@ -64,12 +60,12 @@ def draw_froc(result: FrocResult, title: str = "FROC") -> FrocPlot:
     axes = figure.add_axes((LEFT / WIDTH, BOTTOM / HEIGHT, 1 - (LEFT + RIGHT) / WIDTH, 1 - (TOP + BOTTOM) / HEIGHT))
     bootstrap = result.bootstrap
     if bootstrap is not None:
-        axes.fill_between(bootstrap.curve_fps, bootstrap.curve_low, bootstrap.curve_high, color=_rgb(BAND_COLOUR),
-                          linewidth=0, label="bootstrap confidence band")
+        axes.fill_between(bootstrap.curve_fps, bootstrap.curve_low, bootstrap.curve_high,
+                          color=unit_colour(BAND_COLOUR), linewidth=0, label="bootstrap confidence band")
     grid = plot_grid()
-    axes.plot(grid, sensitivity_at(result.fps, result.sensitivity_curve, grid), color=_rgb(CURVE_COLOUR),
+    axes.plot(grid, sensitivity_at(result.fps, result.sensitivity_curve, grid), color=unit_colour(CURVE_COLOUR),
               linewidth=2.2, solid_joinstyle="round", clip_on=False, zorder=3, label="FROC (CPM points marked)")
-    axes.plot(result.rates, result.sensitivities, "o", color=_rgb(CURVE_COLOUR), markersize=6, clip_on=False,
+    axes.plot(result.rates, result.sensitivities, "o", color=unit_colour(CURVE_COLOUR), markersize=6, clip_on=False,
               zorder=3)
     axes.set_xscale("log", base=2)
     axes.set(xlim=PLOT_FP_RANGE, ylim=(0.0, 1.0), xticks=list(TICK_LABELS), xticklabels=list(TICK_LABELS.values()),

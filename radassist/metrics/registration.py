@@ -14,10 +14,7 @@ from radassist.results.displacement import DisplacementField
 
 def label_values(*label_maps: np.ndarray) -> list[int]:
     """Every non-zero label present in any of the maps, sorted."""
-    values: set[int] = set()
-    for labels in label_maps:
-        values.update(int(v) for v in np.unique(labels) if v != 0)
-    return sorted(values)
+    return sorted({int(v) for labels in label_maps for v in np.unique(labels) if v != 0})
 
 
 def dice_per_label(warped: np.ndarray, fixed: np.ndarray, labels: Iterable[int] | None = None,
@@ -52,8 +49,7 @@ def field_error(estimated: DisplacementField, truth: DisplacementField,
     if estimated.geometry.same_grid(truth.geometry):
         vectors = estimated.vectors
     else:
-        points = truth.geometry.zyx_to_world(np.stack(np.meshgrid(
-            *[np.arange(n, dtype=float) for n in truth.geometry.shape], indexing="ij"), axis=-1).reshape(-1, 3))
+        points = truth.geometry.zyx_to_world(np.indices(truth.geometry.shape, dtype=float).reshape(3, -1).T)
         vectors = estimated.displacement_at(points).reshape(truth.vectors.shape)
     error = np.linalg.norm(vectors - truth.vectors, axis=-1)
     values = error[np.asarray(mask, dtype=bool)] if mask is not None else error.ravel()

@@ -12,7 +12,8 @@ from radassist.volume import Geometry
 
 @dataclass
 class DisplacementField:
-    """``vectors[z, y, x]`` = (dx, dy, dz) in LPS mm (float32 or float64): the fixed-image point p maps to p + u(p) in the moving image.
+    """``vectors[z, y, x]`` = (dx, dy, dz) in LPS mm (float32 or float64): the fixed-image point p maps to
+    p + u(p) in the moving image.
 
     This is ITK's resampling direction (fixed -> moving), the one Slicer's grid transforms and ITK's
     DisplacementFieldTransform files use, so resampling the moving image with it yields the warped image.

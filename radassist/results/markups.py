@@ -44,10 +44,6 @@ _STATUS_COLOURS = {  # ROI colour tells the reviewer at a glance what is left to
 }
 
 
-def _finite(values: Sequence[float]) -> list[float]:
-    return [float(v) for v in values]
-
-
 def describe_detection(detection: Detection) -> str:
     """The control point description: ``key=value`` pairs that people read and :func:`parse_description` parses."""
     parts = [f"{detection.score_name}={detection.probability:.6g}"]
@@ -87,12 +83,12 @@ def _roi_markup(detection: Detection, index: int) -> dict[str, Any]:
         "lastUsedControlPointNumber": 1,
         "roiType": "Box",
         "insideOut": False,
-        "center": _finite(detection.center),
+        "center": list(detection.center),
         "orientation": list(AXIS_ALIGNED_LPS_ORIENTATION),
-        "size": _finite(detection.size),
+        "size": list(detection.size),
         "controlPoints": [{
             "id": "1", "label": name, "description": describe_detection(detection), "associatedNodeID": "",
-            "position": _finite(detection.center), "orientation": list(AXIS_ALIGNED_LPS_ORIENTATION),
+            "position": list(detection.center), "orientation": list(AXIS_ALIGNED_LPS_ORIENTATION),
             "selected": True, "locked": False, "visibility": True, "positionStatus": "defined"}],
         "measurements": measurements,
         "display": {"visibility": True, "opacity": 1.0, "color": _STATUS_COLOURS[detection.status],
@@ -125,7 +121,7 @@ def write_point_markups(points_lps: np.ndarray, path: str | Path, labels: Sequen
     if len(labels) != len(points) or len(descriptions) != len(points):
         raise ValueError(f"{len(points)} points need as many labels and descriptions")
     control_points = [{"id": str(i + 1), "label": str(label), "description": str(text), "associatedNodeID": "",
-                       "position": _finite(p), "orientation": list(AXIS_ALIGNED_LPS_ORIENTATION),
+                       "position": p.tolist(), "orientation": list(AXIS_ALIGNED_LPS_ORIENTATION),
                        "selected": True, "locked": False, "visibility": True, "positionStatus": "defined"}
                       for i, (p, label, text) in enumerate(zip(points, labels, descriptions))]
     markup = {"type": "Fiducial", "coordinateSystem": "LPS", "coordinateUnits": "mm", "name": name,

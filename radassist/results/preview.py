@@ -24,12 +24,13 @@ import SimpleITK as sitk
 from scipy import ndimage
 
 from radassist.io.atomic import atomic_path
-from radassist.io.sitk_bridge import volume_to_sitk
-from radassist.metrics.curves import pyplot, rendered
+from radassist.io.sitk_bridge import reference_image, volume_to_sitk
+from radassist.metrics.curves import pyplot, rendered, unit_colour
 from radassist.results.detections import Detections
 from radassist.results.displacement import DisplacementField
 from radassist.results.labelmap import LabelMap
 from radassist.results.tables import Classification, ClassifiedImage
+from radassist.results.transforms import warp_volume
 from radassist.volume import Geometry, Volume
 
 
@@ -63,11 +64,6 @@ _WORLD_LETTERS = ("LR", "PA", "SI")  # LPS world axis -> (letter of its + direct
 _CLASS_COLOURS = [(230, 80, 80), (80, 160, 230), (90, 200, 90), (230, 180, 60), (180, 100, 220)]
 
 
-def _unit(colour: Sequence[float]) -> tuple[float, ...]:
-    """A 0-255 colour in matplotlib's 0-1 units."""
-    return tuple(c / 255 for c in colour)
-
-
 class PixelCanvas:
     """A black matplotlib figure of exact pixel size with one axes over all of it whose data units are the PNG's
     pixels (x to the right, y down), so images, outlines, boxes and text land where :class:`Panel` says.
@@ -92,15 +88,15 @@ class PixelCanvas:
     def text(self, x: float, y: float, text: str, colour: Sequence[int] = TEXT_COLOUR, **kwargs):
         """``text`` with its top-left corner at (x, y) unless ``ha``/``va`` say otherwise."""
         kwargs = {"ha": "left", "va": "top", "fontsize": FONT_PX * PX, **kwargs}
-        return self.axes.text(x, y, text, color=_unit(colour), **kwargs)
+        return self.axes.text(x, y, text, color=unit_colour(colour), **kwargs)
 
     def rectangle(self, x0: float, y0: float, x1: float, y1: float, edge: Sequence[int] | None = None,
                   fill: Sequence[int] | None = None, width_px: float = 1.0) -> None:
         from matplotlib.patches import Rectangle
 
         self.axes.add_patch(Rectangle((x0, y0), x1 - x0, y1 - y0, fill=fill is not None,
-                                      facecolor=_unit(fill) if fill else "none", antialiased=False,
-                                      edgecolor=_unit(edge) if edge else "none", linewidth=width_px * PX))
+                                      facecolor=unit_colour(fill) if fill else "none", antialiased=False,
+                                      edgecolor=unit_colour(edge) if edge else "none", linewidth=width_px * PX))
 
     def letters(self, box: tuple[float, float, float, float], letters: Sequence[str]) -> None:
         """(left, right, top, bottom) orientation letters inside the edges of the panel ``box`` = (left, top, width,
@@ -268,11 +264,6 @@ def _view_slice(array: np.ndarray, view: str, index: int) -> np.ndarray:
     return array[::-1, :, index]
 
 
-def _view_spacing(geometry: Geometry, view: str) -> tuple[float, float]:
-    sx, sy, sz = geometry.spacing
-    return {"axial": (sy, sx), "coronal": (sz, sx), "sagittal": (sz, sy)}[view]
-
-
 def _window_to_uint8(values: np.ndarray, window: Window | None, reference: np.ndarray | None = None) -> np.ndarray:
     values = np.asarray(values, dtype=np.float64)
     if window is None:
@@ -288,7 +279,8 @@ def _window_to_uint8(values: np.ndarray, window: Window | None, reference: np.nd
 
 
 def _panel_size(geometry: Geometry, view: str, rows: int, cols: int, px_per_mm: float) -> tuple[int, int]:
-    row_mm, col_mm = _view_spacing(geometry, view)
+    sx, sy, sz = geometry.spacing
+    row_mm, col_mm = {"axial": (sy, sx), "coronal": (sz, sx), "sagittal": (sz, sy)}[view]
     return max(1, int(round(cols * col_mm * px_per_mm))), max(1, int(round(rows * row_mm * px_per_mm)))
 
 
@@ -309,12 +301,9 @@ def _as_volume_on(volume: Volume, geometry: Geometry, interpolator: int = sitk.s
     """``volume`` resampled onto ``geometry`` (identity transform), unless it already lies on it."""
     if volume.geometry.same_grid(geometry):
         return volume.array
-    reference = sitk.Image(*geometry.shape[::-1], sitk.sitkUInt8)
-    reference.SetSpacing(geometry.spacing)
-    reference.SetOrigin(geometry.origin)
-    reference.SetDirection(geometry.direction)
     image = sitk.Cast(volume_to_sitk(volume), sitk.sitkFloat32)
-    return sitk.GetArrayFromImage(sitk.Resample(image, reference, sitk.Transform(), interpolator, 0.0))
+    return sitk.GetArrayFromImage(sitk.Resample(image, reference_image(geometry), sitk.Transform(), interpolator,
+                                                0.0))
 
 
 def _caption_top(caption: str | None) -> int:
@@ -333,12 +322,12 @@ def _paint_masks(canvas: PixelCanvas, panel: Panel, masks: Sequence[tuple[np.nda
     left, right, bottom, top = panel.extent
     for mask, colour in masks:
         fill = np.zeros((*mask.shape, 4))
-        fill[mask] = (*_unit(colour), FILL_OPACITY)
+        fill[mask] = (*unit_colour(colour), FILL_OPACITY)
         canvas.image(fill, panel.extent, interpolation="nearest")
     for mask, colour in sorted(masks, key=lambda pair: -int(pair[0].sum())):
         dx, dy = panel.width / mask.shape[1], panel.height / mask.shape[0]
         if mask.any():  # one voxel of background around it: an outline closes at the slice's edge
-            canvas.axes.contour(np.pad(mask, 1).astype(np.float32), levels=[0.5], colors=[_unit(colour)],
+            canvas.axes.contour(np.pad(mask, 1).astype(np.float32), levels=[0.5], colors=[unit_colour(colour)],
                                 origin="upper", extent=(left - dx, right + dx, bottom + dy, top - dy),
                                 linewidths=PX, antialiased=False)
 
@@ -477,8 +466,6 @@ def preview_registration(fixed: Volume, moving: Volume, warped: Volume | None, f
     """Fixed, moving, warped, a fixed/warped checkerboard and the deformation grid, all on the field's grid
     (the fixed grid), through its central axial slice. ``window=None`` scales to the fixed image's 1-99 %."""
     if warped is None:
-        from radassist.results.transforms import warp_volume
-
         warped = warp_volume(moving, field)
     reference = field.geometry
     reorient = _reorientation(reference)
@@ -518,7 +505,7 @@ def _draw_deformation_grid(canvas: PixelCanvas, panel: Panel, vectors: np.ndarra
     step = max(1, min(rows, cols) // lines)
     grid_rows, grid_cols = np.meshgrid(np.arange(rows), np.arange(cols), indexing="ij")
     xs, ys = panel.index_to_xy(grid_rows + shift[..., 1], grid_cols + shift[..., 0])
-    style = {"color": _unit(GRID_COLOUR), "linewidth": PX, "antialiased": False}
+    style = {"color": unit_colour(GRID_COLOUR), "linewidth": PX, "antialiased": False}
     canvas.axes.plot(xs[::step].T, ys[::step].T, **style)  # one line per grid row
     canvas.axes.plot(xs[:, ::step], ys[:, ::step], **style)  # one per grid column
 
@@ -597,15 +584,12 @@ def _draw_marks(canvas: PixelCanvas, panel: Panel, mask: np.ndarray) -> None:
     MIN_MARK_PX, with a small gap so the lesion itself stays visible."""
     from matplotlib.patches import Circle
 
-    labels, count = ndimage.label(mask)
-    for region in ndimage.find_objects(labels)[:count]:
-        if region is None:
-            continue
+    for region in ndimage.find_objects(ndimage.label(mask)[0]):
         x0, y0 = panel.index_to_xy(region[0].start, region[1].start)
         x1, y1 = panel.index_to_xy(region[0].stop - 1, region[1].stop - 1)
         radius = max(abs(x1 - x0), abs(y1 - y0), MIN_MARK_PX) / 2 + 4
         canvas.axes.add_patch(Circle(((x0 + x1) / 2, (y0 + y1) / 2), radius, fill=False,
-                                     edgecolor=_unit(MARK_COLOUR), linewidth=2 * PX))
+                                     edgecolor=unit_colour(MARK_COLOUR), linewidth=2 * PX))
 
 
 def _group_text(group: ClassifiedImage) -> str:
@@ -636,8 +620,6 @@ def _draw_probability_bars(canvas: PixelCanvas, item: ClassifiedImage | None, cl
 def paint_labels(grey: np.ndarray, labels: np.ndarray, colours: dict[int, tuple[int, int, int]]) -> np.ndarray:
     """A (y, x) 8-bit grey picture as RGB with each label value filled (translucent) and outlined (one solid pixel)
     in its colour (0..255): for pictures assembled pixel for pixel, such as the infection best/worst grid."""
-    from scipy import ndimage
-
     rgb = np.repeat(np.asarray(grey, dtype=np.float64)[..., None], 3, axis=2)
     for value, colour in colours.items():
         mask = np.asarray(labels) == value

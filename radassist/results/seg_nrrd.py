@@ -23,7 +23,7 @@ from radassist.io.atomic import atomic_path
 from radassist.results.labelmap import LabelMap
 from radassist.results.segments import ReviewStatus, Segment
 from radassist.results.terminology import (ANATOMIC_CONTEXT_KEY, ANATOMIC_DICOM_MASTER, TERMINOLOGY_CONTEXT_KEY,
-                                           code_to_list, context_for, from_slicer_string)
+                                           context_for, from_slicer_string, terminology_to_dict)
 from radassist.volume import Geometry, SourceInfo
 
 _RESERVED_KEYS = {TERMINOLOGY_CONTEXT_KEY, ANATOMIC_CONTEXT_KEY}
@@ -41,7 +41,7 @@ def reference_geometry_string(geometry: Geometry) -> str:
 def _segment_dict(segment: Segment, shape_ijk: tuple[int, int, int]) -> dict:
     extra = {k: v for k, v in segment.extra.items() if k not in _RESERVED_KEYS}
     for key, value in extra.items():
-        if any(ch in f"{key}{value}" for ch in "|") or ":" in key:
+        if "|" in f"{key}{value}" or ":" in key:
             raise ValueError(f"segment {segment.name!r}: tag {key!r} cannot hold '|' (or ':' in its name)")
     entry: dict = {
         "id": segment.segment_id,
@@ -56,17 +56,10 @@ def _segment_dict(segment: Segment, shape_ijk: tuple[int, int, int]) -> dict:
         "status": segment.status.value,
     }
     if segment.terminology is not None:
-        term = segment.terminology
-        entry["terminology"] = {
-            "contextName": segment.extra.get(TERMINOLOGY_CONTEXT_KEY) or context_for(term),
-            "category": code_to_list(term.category),
-            "type": code_to_list(term.type),
-            **({"typeModifier": code_to_list(term.type_modifier)} if term.type_modifier else {}),
+        entry["terminology"] = {  # slicerio writes the fields in Slicer's order, whatever order they have here
+            "contextName": segment.extra.get(TERMINOLOGY_CONTEXT_KEY) or context_for(segment.terminology),
             "anatomicContextName": segment.extra.get(ANATOMIC_CONTEXT_KEY) or ANATOMIC_DICOM_MASTER,
-            **({"anatomicRegion": code_to_list(term.anatomic_region)} if term.anatomic_region else {}),
-            **({"anatomicRegionModifier": code_to_list(term.anatomic_region_modifier)}
-               if term.anatomic_region_modifier else {}),
-        }
+            **terminology_to_dict(segment.terminology)}
     if extra:
         entry["tags"] = dict(extra)
     return entry
@@ -99,14 +92,6 @@ def write_seg_nrrd(labelmap: LabelMap, path: str | Path) -> Path:
     with atomic_path(path) as temp:
         slicerio.write_segmentation(str(temp), segmentation)
     return path
-
-
-def _geometry_from_ijk_to_lps(matrix: np.ndarray, shape_zyx: tuple[int, int, int]) -> Geometry:
-    matrix = np.asarray(matrix, dtype=float)
-    scaled = matrix[:3, :3]
-    spacing = np.linalg.norm(scaled, axis=0)
-    return Geometry(shape=shape_zyx, spacing=tuple(spacing), origin=tuple(matrix[:3, 3]),
-                    direction=tuple((scaled / spacing).ravel()))
 
 
 def _segment_from_dict(info: dict, path: Path) -> Segment:
@@ -156,7 +141,8 @@ def read_seg_nrrd(path: str | Path) -> LabelMap:
     if not np.issubdtype(labels.dtype, np.integer):
         raise InputError(path, f"labelmap voxels must be integers, got {labels.dtype}")
     try:
-        geometry = _geometry_from_ijk_to_lps(segmentation["ijkToLPS"], tuple(labels.shape[1:]))
+        ijk_to_ras = np.diag([-1.0, -1.0, 1.0, 1.0]) @ np.asarray(segmentation["ijkToLPS"], dtype=float)
+        geometry = Geometry.from_ijk_to_ras(ijk_to_ras, tuple(labels.shape[1:]))
     except ValueError as exc:
         raise InputError(path, f"unusable geometry ({exc})") from None
     infos = segmentation.get("segments") or []

@@ -114,17 +114,10 @@ def terminology_for(key: str) -> Terminology:
 
 def context_for(terminology: Terminology) -> str:
     """The Slicer context list a terminology's category and type come from (DICOM master when unknown)."""
-    for entry in CATALOGUE.values():
-        if _same_code(entry.terminology.category, terminology.category) and \
-                _same_code(entry.terminology.type, terminology.type):
-            return entry.context
-    return DICOM_MASTER
+    def codes(t: Terminology) -> tuple[str, ...]:
+        return t.category.scheme, t.category.value, t.type.scheme, t.type.value
 
-
-def _same_code(a: Code | None, b: Code | None) -> bool:
-    if a is None or b is None:
-        return a is b
-    return (a.scheme, a.value) == (b.scheme, b.value)
+    return next((e.context for e in CATALOGUE.values() if codes(e.terminology) == codes(terminology)), DICOM_MASTER)
 
 
 def _code_text(code: Code | None) -> str:
@@ -169,17 +162,12 @@ def from_slicer_string(text: str) -> tuple[Terminology, str, str]:
     return terminology, fields[0], fields[4]
 
 
-def code_to_list(code: Code | None) -> list[str] | None:
-    """A code as [scheme, value, meaning] (slicerio's and RadAssist's JSON form)."""
-    return None if code is None else [code.scheme, code.value, code.meaning]
-
-
 def terminology_to_dict(terminology: Terminology) -> dict[str, list[str]]:
-    """Plain-JSON form used in label tables: only the parts that are set."""
+    """Plain-JSON form used in label tables and by slicerio: the parts that are set, as [scheme, value, meaning]."""
     parts = {"category": terminology.category, "type": terminology.type,
              "typeModifier": terminology.type_modifier, "anatomicRegion": terminology.anatomic_region,
              "anatomicRegionModifier": terminology.anatomic_region_modifier}
-    return {name: code_to_list(code) for name, code in parts.items() if code is not None}
+    return {name: [code.scheme, code.value, code.meaning] for name, code in parts.items() if code is not None}
 
 
 def terminology_from_dict(data: dict) -> Terminology:

@@ -1,18 +1,17 @@
 """DisplacementField <-> ITK transform files Slicer loads as a grid transform, and warping with it.
 
 Both files describe the resampling direction, fixed -> moving: a fixed-space point p maps to p + u(p) in the
-moving image, which is what ITK's DisplacementFieldTransform means and what Slicer expects in a transform file.
+moving image, as ITK's DisplacementFieldTransform and Slicer's transform files mean it.
 
-* ``.h5``: an ITK DisplacementFieldTransform in float32 (to :data:`FIELD_STEP_MM`), gzip-compressed (ITK's HDF5 transform layout, written with
-  h5py because SimpleITK writes only uncompressed float64: 214 MB for a 240x240x155 field, against about 30 MB).
-  ITK, SimpleITK and Slicer read it as before (ITK converts a float transform to double when reading). ITK
-  transform files are LPS, as RadAssist is. ``.tfm`` (text) is written by SimpleITK.
-* ``.nii.gz`` (float32) with intent code 1006 (NIFTI_INTENT_DISPVECT): NIfTI defines vectors in its RAS world, and ITK's
-  NIfTI reader (SimpleITK 2.5, checked by a round trip in the tests) negates the first two components of a
-  DISPVECT image when reading, turning RAS vectors into LPS. So this writer stores (-ux, -uy, uz); ITK, Slicer
-  and NIfTI tools then all read the displacement right. The file is written by nibabel (SimpleITK cannot set the
-  intent: ITK refuses to write DISPVECT from a variable-length vector image). Vectors in files with any other
-  intent (ANTs writes 1007) are taken as LPS, which is what ITK-based tools write.
+* ``.h5``: ITK's HDF5 DisplacementFieldTransform layout, float32 (to :data:`FIELD_STEP_MM`) and gzip-compressed,
+  written with h5py because SimpleITK writes only uncompressed float64 (214 MB for a 240x240x155 field, against
+  about 30 MB); ITK, SimpleITK and Slicer read it (ITK converts a float transform to double). ITK transform files
+  are LPS, as RadAssist is. ``.tfm`` (text) is written by SimpleITK.
+* ``.nii.gz`` (float32) with intent 1006 (NIFTI_INTENT_DISPVECT): NIfTI vectors are RAS, and ITK's NIfTI reader
+  (SimpleITK 2.5, checked by a round trip in the tests) negates their first two components when reading, so this
+  writer stores (-ux, -uy, uz) and ITK, Slicer and NIfTI tools all read the displacement right. nibabel writes it:
+  ITK refuses to write DISPVECT from a vector image. Vectors in files with any other intent (ANTs writes 1007)
+  are taken as LPS, which is what ITK-based tools write.
 """
 
 from __future__ import annotations
@@ -25,7 +24,7 @@ import SimpleITK as sitk
 
 from radassist.errors import InputError
 from radassist.io.atomic import atomic_path, full_suffix
-from radassist.io.sitk_bridge import array_to_sitk, geometry_of, sitk_to_volume, volume_to_sitk
+from radassist.io.sitk_bridge import array_to_sitk, geometry_of, reference_image, sitk_to_volume, volume_to_sitk
 from radassist.results.displacement import DisplacementField
 from radassist.volume import Volume
 
@@ -46,14 +45,10 @@ def stored_vectors(vectors: np.ndarray) -> np.ndarray:
     return (np.round(np.asarray(vectors, dtype=np.float64) / FIELD_STEP_MM) * FIELD_STEP_MM).astype(np.float32)
 
 
-def displacement_image(field: DisplacementField) -> sitk.Image:
-    """The field as a 3-component float64 SimpleITK image on its grid (vectors in LPS mm)."""
-    return array_to_sitk(field.vectors.astype(np.float64), field.geometry, is_vector=True)
-
-
 def displacement_transform(field: DisplacementField) -> sitk.DisplacementFieldTransform:
-    """An ITK DisplacementFieldTransform (fixed -> moving) holding a copy of the field."""
-    return sitk.DisplacementFieldTransform(displacement_image(field))
+    """An ITK DisplacementFieldTransform (fixed -> moving) holding a float64 copy of the field (LPS mm)."""
+    return sitk.DisplacementFieldTransform(array_to_sitk(field.vectors.astype(np.float64), field.geometry,
+                                                         is_vector=True))
 
 
 def write_itk_displacement_h5(field: DisplacementField, path: str | Path) -> Path:
@@ -155,11 +150,6 @@ def warp_volume(moving: Volume, field: DisplacementField, interpolator: str = "l
     if interpolator not in _INTERPOLATORS:
         raise ValueError(f"interpolator must be one of {sorted(_INTERPOLATORS)}, got {interpolator!r}")
     moving_image = volume_to_sitk(moving)
-    reference = sitk.Image(*field.geometry.shape[::-1], sitk.sitkUInt8)
-    reference.SetSpacing(field.geometry.spacing)
-    reference.SetOrigin(field.geometry.origin)
-    reference.SetDirection(field.geometry.direction)
-    warped = sitk.Resample(moving_image, reference, displacement_transform(field), _INTERPOLATORS[interpolator],
-                           float(default_value), moving_image.GetPixelID())
+    warped = sitk.Resample(moving_image, reference_image(field.geometry), displacement_transform(field),
+                           _INTERPOLATORS[interpolator], float(default_value), moving_image.GetPixelID())
     return sitk_to_volume(warped, moving.source)
-
