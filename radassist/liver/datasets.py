@@ -15,12 +15,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from radassist.errors import InputError
 from radassist.io.images import read_volume
 from radassist.liver.model import CLASS_COUNT
-from radassist.liver.preprocess import LiverPreprocessing, context_indices, window_to_unit
+from radassist.liver.preprocess import LiverPreprocessing, stack_context, window_to_unit
 from radassist.reorient import array_on_grid_of
 from radassist.runtime.progress import Progress
 from radassist.runtime.slicewise import AxialReorientation, fit_slices, plan_fit
@@ -124,7 +123,7 @@ def volume_slices(image: Volume, labels: np.ndarray, preprocessing: LiverPreproc
     chosen = np.flatnonzero(keep)
     if chosen.size == 0:
         return (np.zeros((0, preprocessing.channels, *size), np.float32), np.zeros((0, *size), np.int64))
-    stacks = canonical[context_indices(canonical.shape[0], 0, canonical.shape[0], preprocessing.context_slices)]
+    stacks = stack_context(canonical, preprocessing.context_slices)
     windowed = window_to_unit(stacks[chosen], preprocessing.window)
     fit = plan_fit(canonical.shape[1:], size)
     pad = float(window_to_unit(np.array([PAD_HU]), preprocessing.window)[0])
@@ -153,7 +152,3 @@ def training_slices(volumes: Iterable[LitsVolume], preprocessing: LiverPreproces
         raise InputError(None, "no training slices: the data set has no labelled slices")
     progress.update(1.0, "slices ready")
     return SliceSet(np.concatenate(images), np.concatenate(masks), np.concatenate(cases))
-
-
-def as_tensors(images: np.ndarray, masks: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-    return torch.from_numpy(np.ascontiguousarray(images)), torch.from_numpy(np.ascontiguousarray(masks))

@@ -87,10 +87,7 @@ class LitsEvaluation:
 
     @property
     def lesions(self) -> LesionCounts:
-        total = LesionCounts()
-        for case in self.cases:
-            total = total + case.lesions
-        return total
+        return sum((case.lesions for case in self.cases), LesionCounts())
 
     def summary(self) -> dict[str, Any]:
         result: dict[str, Any] = {"cases": len(self.cases)}

@@ -1,10 +1,10 @@
 """Put a segmentation onto a CT's voxel grid, exactly, or refuse with a clear message.
 
 A label map stored with its axes in another order or direction (the same voxels) is first put in the CT's order
-(:mod:`radassist.reorient`). Slicer saves a ``.seg.nrrd`` cropped to the segments' extent by default: the same voxel lattice as the CT (same
-spacing and direction, origin shifted by whole voxels), a smaller box. Such a file is padded back onto the CT grid
-without any interpolation. Anything else (other spacing, rotation, half-voxel shifts) is a segmentation made on a
-different image, and measuring it against this CT would be wrong, so it is refused.
+(:mod:`radassist.reorient`). Slicer saves a ``.seg.nrrd`` cropped to the segments' extent by default: the same
+voxel lattice as the CT (same spacing and direction, origin shifted by whole voxels), a smaller box. Such a file is
+padded back onto the CT grid without any interpolation. Anything else (other spacing, rotation, half-voxel shifts)
+is a segmentation made on a different image, and measuring it against this CT would be wrong, so it is refused.
 """
 
 from __future__ import annotations
@@ -19,10 +19,6 @@ from radassist.reorient import describe_grid, reorient_like
 from radassist.volume import Geometry
 
 TOLERANCE_VOXELS = 1e-3
-
-
-def _describe(geometry: Geometry) -> str:
-    return describe_grid(geometry)
 
 
 def voxel_offset(source: Geometry, target: Geometry) -> np.ndarray | None:
@@ -54,25 +50,21 @@ def align_to_grid(labelmap: LabelMap, target: Geometry, path: str | Path | None 
                             source=labelmap.source, metadata=dict(labelmap.metadata))
         if labelmap.geometry.same_grid(target):
             return labelmap
+    grids = (f"{image_name}{f' {image_path}' if image_path else ''}: segmentation {describe_grid(stored)}, "
+             f"{image_name} {describe_grid(target)}")
     offset = voxel_offset(labelmap.geometry, target)
     if offset is None:
-        raise InputError(where, f"the segmentation is on a grid that does not match the {image_name}"
-                                f"{f' {image_path}' if image_path else ''}: segmentation "
-                                f"{_describe(stored)}, {image_name} {_describe(target)}; segment this "
+        raise InputError(where, f"the segmentation is on a grid that does not match the {grids}; segment this "
                                 f"{image_name}, or resample the segmentation onto it (e.g. in Slicer)")
     labels = np.zeros((labelmap.layer_count, *target.shape), dtype=labelmap.labels.dtype)
     source_start = np.maximum(-offset, 0)
     target_start = np.maximum(offset, 0)
     size = np.minimum(np.array(labelmap.geometry.shape) - source_start, np.array(target.shape) - target_start)
-    kept = 0
     if np.all(size > 0):
         src = tuple(slice(int(a), int(a + n)) for a, n in zip(source_start, size))
         dst = tuple(slice(int(a), int(a + n)) for a, n in zip(target_start, size))
         labels[(slice(None), *dst)] = labelmap.labels[(slice(None), *src)]
-        kept = int(np.count_nonzero(labels))
-    if kept != int(np.count_nonzero(labelmap.labels)):
-        raise InputError(where, f"the segmentation reaches outside the {image_name}"
-                                f"{f' {image_path}' if image_path else ''}: segmentation "
-                                f"{_describe(stored)}, {image_name} {_describe(target)}")
+    if np.count_nonzero(labels) != np.count_nonzero(labelmap.labels):
+        raise InputError(where, f"the segmentation reaches outside the {grids}")
     return LabelMap(labels=labels, geometry=target, segments=list(labelmap.segments), source=labelmap.source,
                     metadata=dict(labelmap.metadata))

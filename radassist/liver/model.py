@@ -98,11 +98,6 @@ class LiverMUNetConfig:
             raise InputError(None, f"{MUNET}: skip_convolutions needs {depth} non-negative counts (one per skip), "
                                    f"got {self.skip_convolutions}")
 
-    @property
-    def skip_convolution_counts(self) -> tuple[int, ...]:
-        depth = len(self.channels) - 1
-        return tuple(self.skip_convolutions) or tuple(range(depth, 0, -1))
-
 
 class ResidualSkipPath2d(nn.Module):
     """One mU-Net skip connection: ``skip - ReLU(deconv(deeper))`` (optional), then extra conv units.
@@ -136,7 +131,8 @@ class MUNet2d(EncoderDecoder2d):
         in_channels: image channels (slices).
         out_channels: classes, background included.
         channels: feature channels per level, top to bottom (``len - 1`` poolings).
-        skip_convolutions: extra conv units on each skip path, top level first (``len(channels) - 1`` values).
+        skip_convolutions: extra conv units on each skip path, top level first (``len(channels) - 1`` values;
+            empty: depth, depth-1, ..., 1).
         residual_skip_paths: add the deconvolution-and-activation residual path to every skip.
         batch_norm: batch normalisation after every convolution.
         dropout: dropout after the two deepest levels' convolutions.
@@ -185,7 +181,7 @@ def build_unet(config: LiverUNetConfig) -> nn.Module:
 
 def build_munet(config: LiverMUNetConfig) -> nn.Module:
     return MUNet2d(in_channels=config.in_channels, out_channels=config.out_channels, channels=config.channels,
-                   skip_convolutions=config.skip_convolution_counts, residual_skip_paths=config.residual_skip_paths,
+                   skip_convolutions=config.skip_convolutions, residual_skip_paths=config.residual_skip_paths,
                    batch_norm=config.batch_norm, dropout=config.dropout)
 
 

@@ -112,9 +112,7 @@ def _clean_box(labels: np.ndarray, geometry: Geometry, config: PostprocessConfig
         near_liver = ndimage.binary_dilation(organ & ~tumour, structure=FULL_CONNECTIVITY)
         components, _ = ndimage.label(tumour, structure=FULL_CONNECTIVITY)
         min_voxels = config.min_tumour_volume_ml * 1000.0 / geometry.voxel_volume_mm3
-        for index, region in enumerate(ndimage.find_objects(components), start=1):
-            if region is None:
-                continue
+        for index, region in enumerate(ndimage.find_objects(components), start=1):  # labels 1..n, none missing
             component = components[region] == index
             if not (near_liver[region] & component).any():
                 summary.tumours_outside_liver_removed += 1

@@ -201,9 +201,7 @@ def tumour_components(tumours: np.ndarray) -> list[tuple[tuple[slice, ...], np.n
         return []
     components, _ = ndimage.label(tumours[outer], structure=FULL_CONNECTIVITY)
     found = []
-    for index, region in enumerate(ndimage.find_objects(components), start=1):
-        if region is None:
-            continue
+    for index, region in enumerate(ndimage.find_objects(components), start=1):  # labels 1..n, none missing
         shifted = tuple(slice(r.start + o.start, r.stop + o.start) for r, o in zip(region, outer))
         found.append((shifted, components[region] == index))
     return found

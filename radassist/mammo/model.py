@@ -259,23 +259,13 @@ def retrieve_roi_numpy(saliency_maps: np.ndarray, image_size: tuple[int, int], c
             top, left = divmod(int(np.argmax(windows)), map_width)
             grid[top:top + wh, left:left + ww] = 0.0
             corners[item, patch] = (top, left)
-    _check_crop_fits(image_size, crop_shape)
-    for axis in range(2):
-        scaled = (corners[..., axis] * image_size[axis] + (h, w)[axis] // 2) // (h, w)[axis]
-        corners[..., axis] = np.clip(scaled, 0, image_size[axis] - crop_shape[axis])
-    return corners
+    return cam_to_image(torch.from_numpy(corners), (h, w), image_size, crop_shape).numpy()  # integers: exact
 
 
 def crop_patches_numpy(images: np.ndarray, locations: np.ndarray, crop_shape: tuple[int, int]) -> np.ndarray:
     """:func:`crop_patches` in numpy: (N, 1, H, W) images, (N, K, 2) corners -> (N, K, ph, pw)."""
-    ph, pw = crop_shape
-    n, k, _ = locations.shape
-    out = np.empty((n, k, ph, pw), dtype=images.dtype)
-    for item in range(n):
-        for patch in range(k):
-            top, left = locations[item, patch]
-            out[item, patch] = images[item, 0, top:top + ph, left:left + pw]
-    return out
+    windows = np.lib.stride_tricks.sliding_window_view(images[:, 0], tuple(crop_shape), axis=(1, 2))
+    return windows[np.arange(len(locations))[:, None], locations[..., 0], locations[..., 1]]
 
 
 def select_patches_numpy(images: np.ndarray, saliency_maps: np.ndarray,
@@ -405,26 +395,25 @@ LOCAL_EXPORT_OUTPUTS = ("y_local", "y_fusion", "attention")
 FULL_EXPORT_OUTPUTS = ("y_fusion", "y_global", "y_local", "saliency_maps", "patch_locations", "attention")
 
 
-class GmicGlobalExport(nn.Module):
-    """``image`` -> (saliency_maps, y_global, global_vector); exportable with dynamic batch and image size."""
+class _ExportView(nn.Module):
+    """A wrapper around a :class:`Gmic` whose forward returns a plain tuple, in the model's train/eval mode."""
 
     def __init__(self, model: Gmic) -> None:
         super().__init__()
         self.model = model
         self.train(model.training)  # a wrapper must not flip the model's mode when an exporter restores it
+
+
+class GmicGlobalExport(_ExportView):
+    """``image`` -> (saliency_maps, y_global, global_vector); exportable with dynamic batch and image size."""
 
     def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         out = self.model.forward_global(image)
         return out.saliency_maps, out.y_global, out.global_vector
 
 
-class GmicLocalExport(nn.Module):
+class GmicLocalExport(_ExportView):
     """(``patches``, ``global_vector``) -> (y_local, y_fusion, attention); dynamic batch."""
-
-    def __init__(self, model: Gmic) -> None:
-        super().__init__()
-        self.model = model
-        self.train(model.training)  # a wrapper must not flip the model's mode when an exporter restores it
 
     def forward(self, patches: torch.Tensor, global_vector: torch.Tensor
                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -432,14 +421,9 @@ class GmicLocalExport(nn.Module):
         return out.y_local, out.y_fusion, out.attention
 
 
-class GmicFullExport(nn.Module):
+class GmicFullExport(_ExportView):
     """``image`` -> FULL_EXPORT_OUTPUTS as one graph, patch selection included. The window sizes of the selection
     are fixed when traced, so export it for the input size it will run on (batch may stay dynamic)."""
-
-    def __init__(self, model: Gmic) -> None:
-        super().__init__()
-        self.model = model
-        self.train(model.training)  # a wrapper must not flip the model's mode when an exporter restores it
 
     def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, ...]:
         out = self.model(image)

@@ -34,6 +34,7 @@ import numpy as np
 from scipy import ndimage
 
 from radassist.errors import InputError
+from radassist.extent import nonzero_extent
 from radassist.io.mammogram import Mammogram
 
 GMIC_VIEWS = ("CC", "MLO")
@@ -100,34 +101,31 @@ class WindowMap:
         return ((np.asarray(rows, dtype=float) - self.row_offset) * self.row_sign,
                 (np.asarray(cols, dtype=float) - self.col_offset) * self.col_sign)
 
-    def _pairs(self, source_len: int, target_len: int, offset: int, sign: int, forward: bool
-               ) -> tuple[np.ndarray, np.ndarray]:
-        """Matching (target index, source index) pairs along one axis, both inside their arrays."""
-        target = np.arange(target_len)
-        source = offset + sign * target if forward else (target - offset) * sign
-        inside = (source >= 0) & (source < source_len)
-        return target[inside], source[inside]
+    def _transfer(self, array: np.ndarray, fill: float, to_input: bool) -> np.ndarray:
+        """``array`` (..., rows, cols) moved from the image frame into the window (``to_input``) or back."""
+        array = np.asarray(array)
+        source_shape, target_shape = ((self.image_shape, self.input_shape) if to_input else
+                                      (self.input_shape, self.image_shape))
+        out = np.full(array.shape[:-2] + tuple(target_shape), fill, dtype=array.dtype)
+        pairs = []  # per axis, the (target, source) indices that both lie inside their arrays
+        for axis, (offset, sign) in enumerate(((self.row_offset, self.row_sign), (self.col_offset, self.col_sign))):
+            target = np.arange(target_shape[axis])
+            source = offset + sign * target if to_input else (target - offset) * sign
+            inside = (source >= 0) & (source < source_shape[axis])
+            pairs.append((target[inside], source[inside]))
+        (rt, rs), (ct, cs) = pairs
+        if len(rt) and len(ct):
+            out[..., rt[0]:rt[-1] + 1, ct[0]:ct[-1] + 1] = array[..., rs, :][..., cs]
+        return out
 
     def to_input(self, image: np.ndarray, fill: float = 0.0) -> np.ndarray:
         """The window of ``image`` (..., rows, cols): (..., H, W), ``fill`` outside the image."""
-        image = np.asarray(image)
-        out = np.full(image.shape[:-2] + tuple(self.input_shape), fill, dtype=image.dtype)
-        rt, rs = self._pairs(self.image_shape[0], self.input_shape[0], self.row_offset, self.row_sign, True)
-        ct, cs = self._pairs(self.image_shape[1], self.input_shape[1], self.col_offset, self.col_sign, True)
-        if len(rt) and len(ct):
-            out[..., rt[0]:rt[-1] + 1, ct[0]:ct[-1] + 1] = image[..., rs, :][..., cs]
-        return out
+        return self._transfer(image, fill, True)
 
     def to_image(self, window: np.ndarray, fill: float = 0.0) -> np.ndarray:
         """Input-frame values (..., H, W) put back on the image grid (..., rows, cols), ``fill`` where the window
         does not reach."""
-        window = np.asarray(window)
-        out = np.full(window.shape[:-2] + tuple(self.image_shape), fill, dtype=window.dtype)
-        rt, rs = self._pairs(self.input_shape[0], self.image_shape[0], self.row_offset, self.row_sign, False)
-        ct, cs = self._pairs(self.input_shape[1], self.image_shape[1], self.col_offset, self.col_sign, False)
-        if len(rt) and len(ct):
-            out[..., rt[0]:rt[-1] + 1, ct[0]:ct[-1] + 1] = window[..., rs, :][..., cs]
-        return out
+        return self._transfer(window, fill, False)
 
     def box_to_image(self, top: float, left: float, height: float, width: float) -> tuple[float, float, float, float]:
         """An input-frame box (upper-left corner, size in pixels) as the image-frame box (top, left, height,
@@ -258,10 +256,8 @@ def chest_wall_on_right(mask: np.ndarray) -> bool:
 
 def crop_box(mask: np.ndarray, chest_wall_right: bool, buffer_px: int) -> tuple[int, int, int, int]:
     """(top, bottom, left, right) of the breast plus ``buffer_px`` above, below and on the nipple side."""
-    rows = np.flatnonzero(mask.any(axis=1))
-    cols = np.flatnonzero(mask.any(axis=0))
-    top, bottom = max(int(rows[0]) - buffer_px, 0), min(int(rows[-1]) + 1 + buffer_px, mask.shape[0])
-    left, right = int(cols[0]), int(cols[-1]) + 1
+    (top, bottom), (left, right) = nonzero_extent(mask)
+    top, bottom = max(top - buffer_px, 0), min(bottom + buffer_px, mask.shape[0])
     if chest_wall_right:
         left = max(left - buffer_px, 0)
     else:

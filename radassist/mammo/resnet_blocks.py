@@ -65,32 +65,27 @@ class PreActResNet(nn.Module):
 
     Args:
         in_channels: image channels (1: a grey mammogram).
-        filters: channels of the stem and of the first stage; each later stage multiplies them by ``growth``.
+        filters: channels of the stem and of the first stage; doubled at every later stage.
         blocks: number of blocks per stage (five stages of two blocks give 2 + 5*2*2 = 22 weighted layers).
         strides: stride of the first block of each stage.
-        stem_kernel, stem_stride, stem_padding: the first convolution (7x7, stride 2, padding 3).
-        pool_kernel, pool_stride, pool_padding: the max pool after it (3x3, stride 2; GMIC uses no padding,
-            which is what makes a 2944 x 1920 input give 46 x 30 features).
-        growth: channel multiplier from one stage to the next.
+        Stem: 7x7 stride-2 convolution, then a 3x3 stride-2 max pool without padding (GMIC's; it is what makes a
+        2944 x 1920 input give 46 x 30 features).
     """
 
     def __init__(self, in_channels: int = 1, filters: int = 16, blocks: Sequence[int] = (2, 2, 2, 2, 2),
-                 strides: Sequence[int] = (1, 2, 2, 2, 2), stem_kernel: int = 7, stem_stride: int = 2,
-                 stem_padding: int = 3, pool_kernel: int = 3, pool_stride: int = 2, pool_padding: int = 0,
-                 growth: int = 2) -> None:
+                 strides: Sequence[int] = (1, 2, 2, 2, 2)) -> None:
         super().__init__()
         if len(blocks) != len(strides) or not blocks:
             raise ValueError(f"blocks {tuple(blocks)} and strides {tuple(strides)} need one value per stage")
-        self.stem_conv = nn.Conv2d(in_channels, filters, kernel_size=stem_kernel, stride=stem_stride,
-                                   padding=stem_padding, bias=False)
-        self.stem_pool = nn.MaxPool2d(kernel_size=pool_kernel, stride=pool_stride, padding=pool_padding)
+        self.stem_conv = nn.Conv2d(in_channels, filters, kernel_size=7, stride=2, padding=3, bias=False)
+        self.stem_pool = nn.MaxPool2d(kernel_size=3, stride=2, padding=0)
         self.stages = nn.ModuleList()
         channels, width = filters, filters
         for count, stride in zip(blocks, strides):
             stage = [PreActBasicBlock(channels, width, stride, projection=True)]
             stage += [PreActBasicBlock(width, width) for _ in range(1, count)]
             self.stages.append(nn.Sequential(*stage))
-            channels, width = width, width * growth
+            channels, width = width, width * 2
         self.out_channels = channels
         self.final_bn = nn.BatchNorm2d(channels)
         self.relu = nn.ReLU()

@@ -15,8 +15,8 @@ import numpy as np
 from radassist.results.labelmap import LabelMap
 from radassist.results.segments import Code, Segment, Terminology
 from radassist.synthetic.chest import ANATOMICAL_STRUCTURE, series_uid_for
-from radassist.synthetic.noise import (Grid, branching_tree, centred_geometry, correlated_noise, cylinder_z_stamp,
-                                       ellipsoid_stamp, fractal_noise, lobulated_surface, make_rng,
+from radassist.synthetic.noise import (Body, Grid, Stamp, branching_tree, centred_geometry, correlated_noise,
+                                       cylinder_z_stamp, ellipsoid_stamp, fractal_noise, lobulated_surface, make_rng,
                                        paint_vertebral_column, psf_blur, random_rotation, render_tubes,
                                        smooth_noise, trunk_mask)
 from radassist.volume import SourceInfo, Volume
@@ -85,15 +85,9 @@ def make_abdomen_ct(seed: int = 0, config: AbdomenPhantomConfig | None = None) -
     config = config or AbdomenPhantomConfig()
     geometry = centred_geometry(config.shape, config.spacing, z_origin=-(config.shape[0] - 1) * config.spacing[2])
     grid = Grid(geometry)
-    z_axis, y_axis, x_axis = grid.axis(0), grid.axis(1), grid.axis(2)
-    ax = 0.46 * (x_axis[-1] - x_axis[0])
-    ay = min(0.42 * (y_axis[-1] - y_axis[0]), 0.75 * ax)
-    z_low, z_high = float(z_axis[0]), float(z_axis[-1])
+    body = Body.of(grid)
+    ax, ay, z_low, z_high, k, z_at = body.ax, body.ay, body.z_low, body.z_high, body.k, body.z_at
     height = z_high - z_low
-    k = ax / 160.0
-
-    def z_at(fraction: float) -> float:
-        return z_low + fraction * height
 
     anatomy = make_rng(seed, "abdomen", "anatomy")
     liver_hu = float(anatomy.uniform(*config.liver_hu))
@@ -124,8 +118,7 @@ def make_abdomen_ct(seed: int = 0, config: AbdomenPhantomConfig | None = None) -
         stomach.paint(image, 20.0)
         _, y, _ = grid.open_mesh(stomach.slices)
         air = np.where(y < stomach_center[1] - 0.45 * stomach_radii[1], stomach.coverage, 0.0).astype(np.float32)
-        region = image[stomach.slices]
-        region += (-1000.0 - region) * air
+        Stamp(stomach.slices, air).paint(image, -1000.0)
 
     # kidneys (cortex enhancing more than medulla), spleen
     for side, t in ((-1.0, 0.22), (1.0, 0.32)):
@@ -163,7 +156,7 @@ def make_abdomen_ct(seed: int = 0, config: AbdomenPhantomConfig | None = None) -
     texture = fractal_noise(make_rng(seed, "abdomen", "liver-texture"), grid.shape, (2.0, 6.0, 20.0), (0.5, 0.8, 0.6))
     image[liver] = liver_hu + 7.0 * texture[liver]
     del texture
-    portal = _portal_tree(make_rng(seed, "abdomen", "portal"), grid, liver, ax, ay, z_at)
+    portal = _portal_tree(make_rng(seed, "abdomen", "portal"), grid, liver, body)
     image += ((liver_hu + 45.0) - image) * (portal * liver)
 
     # tumours, wholly inside the liver and apart from each other
@@ -196,8 +189,7 @@ def make_abdomen_ct(seed: int = 0, config: AbdomenPhantomConfig | None = None) -
                 continue
             hu = liver_hu - float(tumour_rng.uniform(*config.tumour_contrast_hu))
             inner = hu + 6.0 * tumour_rng.standard_normal(stamp.coverage.shape).astype(np.float32)
-            region = image[stamp.slices]
-            region += (inner - region) * stamp.coverage
+            stamp.paint(image, inner)
             stamp.mark(tumour_mask)
             volume_ml = float((stamp.coverage >= 0.5).sum()) * geometry.voxel_volume_mm3 / 1000.0
             placed.append((center, radius))
@@ -232,7 +224,7 @@ def make_abdomen_ct(seed: int = 0, config: AbdomenPhantomConfig | None = None) -
                           tumours=tumours, liver_hu=liver_hu, series_uid=uid, seed=seed, config=config)
 
 
-def _portal_tree(rng: np.random.Generator, grid: Grid, liver: np.ndarray, ax: float, ay: float, z_at) -> np.ndarray:
+def _portal_tree(rng: np.random.Generator, grid: Grid, liver: np.ndarray, body: Body) -> np.ndarray:
     """Coverage of portal vein branches that spread from the liver hilum and stay inside the liver."""
     geometry = grid.geometry
     upper = np.array(grid.shape) - 1
@@ -241,10 +233,9 @@ def _portal_tree(rng: np.random.Generator, grid: Grid, liver: np.ndarray, ax: fl
         index = np.round(geometry.world_to_zyx(point)).astype(int)
         return bool(np.all(index >= 0) and np.all(index <= upper) and liver[tuple(index)])
 
-    k = ax / 160.0
-    hilum = np.array([-0.18 * ax, 0.0, z_at(0.55)])
+    hilum = np.array([-0.18 * body.ax, 0.0, body.z_at(0.55)])
     segments = []
     for direction in ((-1.0, -0.3, 0.4), (-0.8, 0.4, -0.2), (-0.3, -0.9, 0.3), (0.6, -0.8, 0.4)):
-        segments += branching_tree(rng, hilum, direction, length=30 * k, radius=5.0 * k, generations=5,
+        segments += branching_tree(rng, hilum, direction, length=30 * body.k, radius=5.0 * body.k, generations=5,
                                    inside=inside, min_radius=0.6)
     return render_tubes(grid, segments)

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import ndimage
 
+from radassist.extent import nonzero_extent
 from radassist.results.displacement import DisplacementField
 from radassist.results.labelmap import LabelMap
 from radassist.results.segments import Code, Segment, Terminology
@@ -198,8 +199,7 @@ def _displacement(seed: int, grid: Grid, center: np.ndarray, config: BrainPhanto
     offset = [np.broadcast_to(c, grid.shape) for c in (x - center[0], y - center[1], z - center[2])]
     vectors = np.empty((*grid.shape, 3), dtype=np.float64)
     for axis in range(3):
-        affine = sum((rotation[axis, j] - (axis == j)) * offset[j] for j in range(3)) + translation[axis]
-        vectors[..., axis] = affine
+        vectors[..., axis] = sum((rotation[axis, j] - (axis == j)) * offset[j] for j in range(3)) + translation[axis]
     smooth = np.stack([smooth_noise(rng, grid.shape, 40.0 / grid.voxel_size) for _ in range(3)], axis=-1)
     peak = float(np.linalg.norm(smooth, axis=-1).max()) or 1.0
     vectors += smooth * (config.max_displacement_mm * rng.uniform(0.6, 1.0) / peak)
@@ -238,12 +238,8 @@ def inverse_map(deformation: DisplacementField, region: tuple[slice, slice, slic
 
 def _reach(mask: np.ndarray, margin_voxels: np.ndarray) -> tuple[slice, slice, slice]:
     """Bounding box of ``mask`` grown by ``margin_voxels`` per axis: where anything can move to."""
-    slices = []
-    for axis, n in enumerate(mask.shape):
-        present = np.flatnonzero(mask.any(axis=tuple(a for a in range(3) if a != axis)))
-        margin = int(margin_voxels[axis])
-        slices.append(slice(max(int(present[0]) - margin, 0), min(int(present[-1]) + margin + 1, n)))
-    return tuple(slices)
+    return tuple(slice(max(first - int(margin), 0), min(stop + int(margin), n))
+                 for (first, stop), margin, n in zip(nonzero_extent(mask), margin_voxels, mask.shape))
 
 
 def warp(array: np.ndarray, coordinates: np.ndarray, order: int) -> np.ndarray:

@@ -17,7 +17,7 @@ import pydicom.uid
 from radassist.results.detections import Detection, Detections
 from radassist.results.labelmap import LabelMap
 from radassist.results.segments import Code, Segment, Terminology
-from radassist.synthetic.noise import (Grid, TubeSegment, branching_tree, centred_geometry, correlated_noise,
+from radassist.synthetic.noise import (Body, Grid, TubeSegment, branching_tree, centred_geometry, correlated_noise,
                                        cylinder_z_stamp, ellipsoid_stamp, fractal_noise, make_rng,
                                        paint_vertebral_column, polyline_segments, psf_blur, render_tubes,
                                        trunk_mask)
@@ -75,30 +75,13 @@ class ChestPhantom:
     config: ChestPhantomConfig = field(default_factory=ChestPhantomConfig)
 
 
-@dataclass(frozen=True)
-class _Body:
-    """Sizes of this patient in mm, derived from the field of view so small test grids stay anatomical."""
-
-    ax: float  # half width
-    ay: float  # half depth (anterior-posterior)
-    z_low: float
-    z_high: float
-    k: float  # anatomy scale relative to an adult (half width 160 mm)
-
-    def z_at(self, fraction: float) -> float:
-        return self.z_low + fraction * (self.z_high - self.z_low)
-
-    def fraction_of(self, z: np.ndarray | float) -> np.ndarray | float:
-        return (z - self.z_low) / (self.z_high - self.z_low)
-
-
 def series_uid_for(kind: str, seed: int, config: object) -> str:
     """A valid DICOM UID that is the same for the same generator, seed and configuration."""
     return pydicom.uid.generate_uid(entropy_srcs=["radassist-synthetic", kind, str(seed), repr(config)])
 
 
 # -- lungs ------------------------------------------------------------------------------------------------------
-def _lung_inside(body: _Body, side: float, x, y, z):
+def _lung_inside(body: Body, side: float, x, y, z):
     """Whether points are inside one lung (side -1: patient's right at low x, +1: left). Broadcasts."""
     cx, cy = side * 0.47 * body.ax, 0.05 * body.ay
     rx, ry = 0.37 * body.ax, 0.80 * body.ay
@@ -117,12 +100,7 @@ def _lung_inside(body: _Body, side: float, x, y, z):
     return inside & ~spine & ~heart & ~mediastinum
 
 
-def _lung_masks(grid: Grid, body: _Body) -> tuple[np.ndarray, np.ndarray]:
-    z, y, x = grid.open_mesh()
-    return _lung_inside(body, -1.0, x, y, z), _lung_inside(body, 1.0, x, y, z)
-
-
-def _point_inside(body: _Body, side: float):
+def _point_inside(body: Body, side: float):
     def inside(point: np.ndarray) -> bool:
         return bool(_lung_inside(body, side, point[0], point[1], point[2]))
 
@@ -130,7 +108,7 @@ def _point_inside(body: _Body, side: float):
 
 
 # -- tube trees -------------------------------------------------------------------------------------------------
-def _vessel_trees(rng: np.random.Generator, body: _Body, generations: int) -> list[TubeSegment]:
+def _vessel_trees(rng: np.random.Generator, body: Body, generations: int) -> list[TubeSegment]:
     segments: list[TubeSegment] = []
     for side in (-1.0, 1.0):
         inside = _point_inside(body, side)
@@ -145,7 +123,7 @@ def _vessel_trees(rng: np.random.Generator, body: _Body, generations: int) -> li
     return segments
 
 
-def _airway_tree(rng: np.random.Generator, body: _Body, z_top: float,
+def _airway_tree(rng: np.random.Generator, body: Body, z_top: float,
                  generations: int) -> tuple[list[TubeSegment], list[TubeSegment]]:
     """Trachea and main bronchi (central airways) plus the intrapulmonary branches."""
     k = body.k
@@ -163,7 +141,7 @@ def _airway_tree(rng: np.random.Generator, body: _Body, z_top: float,
     return central, branches
 
 
-def _rib_segments(body: _Body, z_top: float) -> list[TubeSegment]:
+def _rib_segments(body: Body, z_top: float) -> list[TubeSegment]:
     """Ribs: curved tubes just inside the body wall that descend from the spine towards the front."""
     k = body.k
     segments: list[TubeSegment] = []
@@ -217,19 +195,12 @@ def _place_nodules(rng: np.random.Generator, grid: Grid, lungs: tuple[np.ndarray
 
 
 # -- the phantom ------------------------------------------------------------------------------------------------
-def _body_sizes(grid: Grid) -> _Body:
-    x, y, z = grid.axis(2), grid.axis(1), grid.axis(0)
-    ax = 0.46 * (x[-1] - x[0])
-    ay = min(0.42 * (y[-1] - y[0]), 0.75 * ax)
-    return _Body(ax=ax, ay=ay, z_low=float(z[0]), z_high=float(z[-1]), k=ax / 160.0)
-
-
 def make_chest_ct(seed: int = 0, config: ChestPhantomConfig | None = None) -> ChestPhantom:
     """A chest CT phantom with nodules; the same seed and config give the same voxels and ground truth."""
     config = config or ChestPhantomConfig()
     geometry = centred_geometry(config.shape, config.spacing, z_origin=-(config.shape[0] - 1) * config.spacing[2])
     grid = Grid(geometry)
-    body = _body_sizes(grid)
+    body = Body.of(grid)
     k = body.k
     z_top = body.z_high
 
@@ -251,11 +222,11 @@ def make_chest_ct(seed: int = 0, config: ChestPhantomConfig | None = None) -> Ch
             stamp.paint(image, value)
 
     # lungs: textured parenchyma, denser towards the back (dependent lung)
-    right, left = _lung_masks(grid, body)
+    z, y, x = grid.open_mesh()
+    right, left = _lung_inside(body, -1.0, x, y, z), _lung_inside(body, 1.0, x, y, z)
     lungs_any = right | left
     texture = fractal_noise(make_rng(seed, "chest", "lung-texture"), grid.shape,
                             correlations=(3.0, 8.0, 24.0), weights=(0.6, 0.8, 0.5))
-    _, y, _ = grid.open_mesh()
     parenchyma = HU_LUNG + 22.0 * texture + 45.0 * np.clip((y - 0.05 * body.ay) / (0.8 * body.ay), -1, 1)
     image[lungs_any] = parenchyma[lungs_any]
     del texture, parenchyma
@@ -294,8 +265,7 @@ def make_chest_ct(seed: int = 0, config: ChestPhantomConfig | None = None) -> Ch
         stamp = ellipsoid_stamp(grid, center, radii)
         assert stamp is not None
         inner = hu + 12.0 * nodule_rng.standard_normal(stamp.coverage.shape).astype(np.float32)
-        region = image[stamp.slices]
-        region += (inner - region) * stamp.coverage
+        stamp.paint(image, inner)
         diameter = float(2.0 * np.prod(radii) ** (1 / 3))
         detections.append(Detection(center=tuple(center), size=tuple(2 * radii), probability=1.0, label="nodule",
                                     diameter_mm=diameter, extra={"hu": hu}))

@@ -355,15 +355,10 @@ def make_mammogram_exam(seed: int = 0, config: MammoPhantomConfig | None = None,
     ``findings`` may fix the findings per breast ({"L": [...], "R": [...]}); breasts not named draw theirs.
     """
     config = config or MammoPhantomConfig()
-    per_breast: dict[str, list[MammoFinding]] = {}
-    for laterality in ("L", "R"):
-        given = (findings or {}).get(laterality)
-        per_breast[laterality] = _random_findings(seed, laterality, config) if given is None else \
-            _place_findings(seed, laterality, list(given))
     views = []
-    for name in VIEWS:
+    for name in VIEWS:  # a breast's findings are placed from (seed, laterality), the same in both its views
         laterality, view = name.split("-")
-        views.append(make_mammogram(seed, laterality, view, per_breast[laterality], config))
+        views.append(make_mammogram(seed, laterality, view, (findings or {}).get(laterality), config))
     labels = {}
     for laterality in ("L", "R"):
         both = [v.labels for v in views if v.laterality == laterality]

@@ -365,6 +365,30 @@ def psf_blur(image: np.ndarray, sigma_mm: float, spacing_zyx: Sequence[float]) -
 
 
 # -- anatomy both CT phantoms share -----------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Body:
+    """Sizes of a trunk phantom's patient in mm, derived from the field of view so small test grids stay anatomical."""
+
+    ax: float  # half width
+    ay: float  # half depth (anterior-posterior)
+    z_low: float
+    z_high: float
+    k: float  # anatomy scale relative to an adult (half width 160 mm)
+
+    @classmethod
+    def of(cls, grid: Grid) -> Body:
+        x, y, z = grid.axis(2), grid.axis(1), grid.axis(0)
+        ax = 0.46 * (x[-1] - x[0])
+        ay = min(0.42 * (y[-1] - y[0]), 0.75 * ax)
+        return cls(ax=ax, ay=ay, z_low=float(z[0]), z_high=float(z[-1]), k=ax / 160.0)
+
+    def z_at(self, fraction: float) -> float:
+        return self.z_low + fraction * (self.z_high - self.z_low)
+
+    def fraction_of(self, z: np.ndarray | float) -> np.ndarray | float:
+        return (z - self.z_low) / (self.z_high - self.z_low)
+
+
 def trunk_mask(grid: Grid, half_width: float, half_depth: float, shrink_mm: float = 0.0) -> np.ndarray:
     """Inside of a trunk cross-section (a slightly boxy ellipse, flatter at the back), ``shrink_mm`` inside the skin.
 
