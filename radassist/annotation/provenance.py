@@ -72,7 +72,8 @@ def model_info_for(reference: str | None, version: str | None = None,
                    weights_sha256: str | None = None) -> ModelInfo:
     """Resolve what the user said made the AI result: a checkpoint folder (its config.json), a weights file (its
     name and sha256), a catalogue model id (``ID`` or ``ID@VERSION``: version and weights sha256 from the
-    catalogue, or from the installed file), or nothing. Explicit ``version``/``weights_sha256`` win over what is looked up. An unknown id is an InputError."""
+    catalogue, or from the installed file), or nothing. Explicit ``version``/``weights_sha256`` win over what is
+    looked up. An unknown id is an InputError."""
     if not reference:
         return ModelInfo(version=version or "", weights_sha256=weights_sha256 or "")
     path = Path(reference)

@@ -11,7 +11,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from radassist.extent import nonzero_extent, span_to_multiple
-from radassist.io.sitk_bridge import sitk_to_volume, volume_to_sitk
+from radassist.io.sitk_bridge import reference_image, sitk_to_volume, volume_to_sitk
 from radassist.volume import Geometry, Volume
 
 MODALITIES = ("flair", "t1", "t1ce", "t2")
@@ -92,10 +92,7 @@ def resample_onto(volume: Volume, geometry: Geometry, interpolator: int = sitk.s
     """``volume`` on ``geometry`` with the identity transform in world space (no copy when already there)."""
     if volume.geometry.same_grid(geometry):
         return volume
-    reference = sitk.Image(*geometry.shape[::-1], sitk.sitkUInt8)
-    reference.SetSpacing(geometry.spacing)
-    reference.SetOrigin(geometry.origin)
-    reference.SetDirection(geometry.direction)
+    reference = reference_image(geometry)
     image = volume_to_sitk(volume)
     if interpolator != sitk.sitkNearestNeighbor:
         image = sitk.Cast(image, sitk.sitkFloat32)

@@ -62,9 +62,10 @@ def register(commands: argparse._SubParsersAction, formatter: type[argparse.Help
         "register", help="register MOVING to FIXED and segment the tumour", formatter_class=formatter,
         description="MOVING and FIXED are each an image file or a folder of sequences (flair, t1, t1ce, t2; a\n"
                     "BraTS case folder works, its *_seg labels are used as the tumour). Writes to --out:\n"
-                    "  transform.h5          ITK displacement field transform, fixed -> moving, LPS, float32, compressed\n"
-                    "                        (Slicer loads it); --field-format nifti writes displacement.nii.gz instead\n"
-                    "                        (a NIfTI vector image, intent 1006), both writes the two\n"
+                    "  transform.h5          ITK displacement field transform, fixed -> moving, LPS, float32,\n"
+                    "                        compressed (Slicer loads it); --field-format nifti writes\n"
+                    "                        displacement.nii.gz instead (a NIfTI vector image, intent 1006),\n"
+                    "                        both writes the two\n"
                     "  warped.nii.gz         the moving image resampled onto the fixed grid (warped_<seq> for others)\n"
                     "  tumour_fixed.seg.nrrd, tumour_moving.seg.nrrd   tumour segmentations (when known)\n"
                     "  jacobian.nii.gz       Jacobian determinant of the transform (<= 0: folding)\n"
@@ -80,8 +81,9 @@ def register(commands: argparse._SubParsersAction, formatter: type[argparse.Help
                         help="what BraTS label values mean: 2015 (1 necrosis, 2 oedema, 3 non-enhancing, 4 "
                              "enhancing), 2017-2020 (1 NCR/NET, 2 ED, 4 ET), 2021+ (1 NCR, 2 ED, 3 ET); auto tells "
                              "them apart by the values present")
-    parser.add_argument("--fixed-brain-mask", type=Path, help="fixed brain mask (default: voxels that differ from the image's border value)")
-    parser.add_argument("--moving-brain-mask", type=Path, help="moving brain mask (default: voxels that differ from the image's border value)")
+    for side in ("fixed", "moving"):
+        parser.add_argument(f"--{side}-brain-mask", type=Path,
+                            help=f"{side} brain mask (default: voxels that differ from the image's border value)")
     _engine_arguments(parser)
     parser.add_argument("--backend", choices=("torch", "onnx"), default="torch",
                         help="inference engine for the joint network (ONNX Runtime exports the model once and "

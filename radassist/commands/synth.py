@@ -26,8 +26,9 @@ def register(commands: argparse._SubParsersAction, formatter: type[argparse.Help
                     + layouts)
     parser.add_argument("task", choices=sorted(LAYOUTS), help="which phantom")
     parser.add_argument("--out", type=Path, required=True, help="output folder (created if needed)")
-    parser.add_argument("--cases", type=int, default=2, help="number of cases (pairs for brain, exams for mammo); at most 10000, and no more "
-                                                          "than fit on the disk")
+    parser.add_argument("--cases", type=int, default=2,
+                        help="number of cases (pairs for brain, exams for mammo); at most 10000, and no more than "
+                             "fit on the disk")
     parser.add_argument("--seed", type=int, default=0, help="random seed; the same seed gives the same data")
     parser.set_defaults(handler=run)
 

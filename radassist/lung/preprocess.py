@@ -30,7 +30,7 @@ import SimpleITK as sitk
 from scipy import ndimage
 
 from radassist.extent import nonzero_extent, span_to_multiple
-from radassist.io.sitk_bridge import volume_to_sitk
+from radassist.io.sitk_bridge import reference_image, volume_to_sitk
 from radassist.results.detections import Detection, Detections
 from radassist.volume import Geometry, Volume
 
@@ -128,10 +128,7 @@ def resample_to_grid(volume: Volume, geometry: Geometry, linear: bool = True, de
     image = volume_to_sitk(volume)
     if linear:
         image = sitk.Cast(image, sitk.sitkFloat32)
-    reference = sitk.Image(*geometry.shape[::-1], sitk.sitkUInt8)
-    reference.SetSpacing(geometry.spacing)
-    reference.SetOrigin(geometry.origin)
-    reference.SetDirection(geometry.direction)
+    reference = reference_image(geometry)
     interpolator = sitk.sitkLinear if linear else sitk.sitkNearestNeighbor
     resampled = sitk.Resample(image, reference, sitk.Transform(), interpolator, float(default))
     return Volume.from_geometry(sitk.GetArrayFromImage(resampled), geometry, volume.source)

@@ -5,7 +5,8 @@ rows, button states and tooltips, advice for failed downloads, device choices an
 :mod:`radassist.runtime.model_status`, the same code behind ``radassist models``. Downloads and imports are
 ``radassist models install/import`` commands run in their own process through :class:`SlicerJobRunner` (Install
 becomes Cancel, a progress bar shows the bytes); an offline failure shows where to put the file by hand, in
-selectable text. Until RadAssist's packages are installed the section says so and offers nothing else. The panel reads :attr:`ModelsSection.selectedModelId`,
+selectable text. Until RadAssist's packages are installed the section says so and offers nothing else. The panel
+reads :attr:`ModelsSection.selectedModelId`,
 :attr:`ModelsSection.selectedModelFolder` and :attr:`ModelsSection.device`, or observes changes with
 :meth:`ModelsSection.addSelectionObserver` and :meth:`ModelsSection.addDeviceObserver`.
 """
