@@ -7,7 +7,11 @@ commands do not know: the wall time of the training, the machine's load average 
 the 2-core machine is shared, so a busy machine makes a run slower), and the scores from evaluation.json.
 
     python -m benchmarks.infection_real run NAME --data DATA --runs RUNS [--threads 1] -- --arch unet --plain-ce ...
+    python -m benchmarks.infection_real ensemble NAME --data DATA --runs RUNS --members RUN RUN ... [--mirror]
     python -m benchmarks.infection_real table --runs RUNS
+
+An ensemble scores recorded runs' checkpoints together (``evaluate lung-infection`` with one ``--model`` per run:
+softmax probabilities averaged; ``--mirror`` adds each slice flipped left-right); it trains nothing.
 
 The checkpoints stay in RUNS/NAME (keep RUNS outside the repository: weights trained on this data are for research
 only and are never committed).
@@ -102,12 +106,39 @@ def run(name: str, data: Path, runs: Path, threads: int, train_arguments: list[s
               "load_average_1min": load.summary(), "kept_epoch": train_record["kept_epoch"],
               "validation_mean_dice": train_record["validation_mean_dice"],
               "validation_slices": train_record["validation_slice_names"], "test": _scores(evaluation),
-              "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} logical cores, "
-                         f"{platform.system()} {platform.release()}, Python {platform.python_version()}"}
+              "machine": _machine()}
     records = _read(runs)
     records.append(record)
     (runs / RECORDS).write_text(json.dumps(records, indent=2) + "\n", encoding="utf-8")
     return record
+
+
+def ensemble(name: str, data: Path, runs: Path, threads: int, members: list[str], mirror: bool) -> dict[str, Any]:
+    folder = runs / name
+    if folder.exists():
+        raise SystemExit(f"{folder} exists already: choose another run name")
+    missing = [member for member in members if not (runs / member / "model").is_dir()]
+    if missing:
+        raise SystemExit(f"no trained model in {', '.join(str(runs / m / 'model') for m in missing)}")
+    started = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    models = [argument for member in members for argument in ("--model", str(runs / member / "model"))]
+    with LoadSampler() as load:
+        seconds = _radassist(["evaluate", "lung-infection", "--data", str(data), *models, *(["--mirror"] * mirror),
+                              "--out", str(folder / "evaluation"), "--device", "cpu", "--threads", str(threads)],
+                             runs / f"{name}.log")
+    evaluation = json.loads((folder / "evaluation" / "evaluation.json").read_text())
+    record = {"name": name, "started": started, "members": members, "mirror": mirror, "threads": threads,
+              "evaluate_seconds": round(seconds, 1), "load_average_1min": load.summary(),
+              "test": _scores(evaluation), "machine": _machine()}
+    records = _read(runs)
+    records.append(record)
+    (runs / RECORDS).write_text(json.dumps(records, indent=2) + "\n", encoding="utf-8")
+    return record
+
+
+def _machine() -> str:
+    return (f"{platform.processor() or platform.machine()}, {os.cpu_count()} logical cores, "
+            f"{platform.system()} {platform.release()}, Python {platform.python_version()}")
 
 
 def _read(runs: Path) -> list[dict[str, Any]]:
@@ -132,10 +163,14 @@ def table(runs: Path) -> str:
     for r in _read(runs):
         test = r["test"]
         infection = test["infection"]
-
-
-        lines.append(f"| {r['name']} | {r['train_seconds'] / 60:.1f} | {r['load_average_1min']['mean']:.1f} | "
-                     f"{r['kept_epoch']} | {_cell(r['validation_mean_dice'])} | {_protocol(test, 'infection')} | "
+        if "members" in r:  # an ensemble trains nothing: its row names its members instead
+            name = f"{r['name']} ({' + '.join(r['members'])}{', mirrored' * r['mirror']})"
+            training = f"- | {r['load_average_1min']['mean']:.1f} | - | -"
+        else:
+            name = r["name"]
+            training = (f"{r['train_seconds'] / 60:.1f} | {r['load_average_1min']['mean']:.1f} | {r['kept_epoch']} | "
+                        f"{_cell(r['validation_mean_dice'])}")
+        lines.append(f"| {name} | {training} | {_protocol(test, 'infection')} | "
                      f"{_protocol(test, 'ground-glass opacity')} | {_protocol(test, 'consolidation')} | "
                      f"{_cell(infection['mean_dice'])} / {_cell(infection['mean_sensitivity'])} / "
                      f"{_cell(infection['mean_specificity'])} |")
@@ -150,6 +185,13 @@ def main(argv: list[str] | None = None) -> int:
     one.add_argument("--data", type=Path, required=True, help="the COVID-SemiSeg folder")
     one.add_argument("--runs", type=Path, required=True, help="folder of runs (outside the repository)")
     one.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    together = commands.add_parser("ensemble", help="score recorded runs' models together")
+    together.add_argument("name")
+    together.add_argument("--data", type=Path, required=True, help="the COVID-SemiSeg folder")
+    together.add_argument("--runs", type=Path, required=True, help="folder of runs (outside the repository)")
+    together.add_argument("--members", nargs="+", required=True, help="names of recorded runs")
+    together.add_argument("--mirror", action="store_true", help="also each slice flipped left-right")
+    together.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     show = commands.add_parser("table", help="print the Markdown table of the recorded runs")
     show.add_argument("--runs", type=Path, required=True)
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -158,8 +200,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "table":
         print(table(args.runs))
         return 0
-    record = run(args.name, args.data, args.runs, args.threads, argv[split + 1:])
-    print(json.dumps({k: record[k] for k in ("name", "train_seconds", "load_average_1min", "kept_epoch", "test")},
+    if args.command == "ensemble":
+        record = ensemble(args.name, args.data, args.runs, args.threads, args.members, args.mirror)
+    else:
+        record = run(args.name, args.data, args.runs, args.threads, argv[split + 1:])
+    print(json.dumps({k: record.get(k) for k in ("name", "train_seconds", "load_average_1min", "kept_epoch", "test")},
                      indent=2))
     return 0
 

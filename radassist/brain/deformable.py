@@ -60,7 +60,7 @@ class DeformableConfig:
     image_sigmas_mm: tuple[float, ...] = (2.0, 0.7, 0.7)        # image smoothing per deformable level
     sample_spacing_mm: tuple[float, ...] = (3.0, 2.0, 2.0)      # lattice of voxels compared per level
     control_spacing_mm: float = 24.0                             # first level; halved at each next level
-    iterations: int = 40                                         # L-BFGS iterations per level
+    iterations: int = 60                                         # L-BFGS iterations per level
     regularisation: tuple[float, ...] = (0.05, 0.2, 0.5)         # diffusion penalty weight per level (last repeats)
     bending: float = 1.0                                         # bending (second-difference) penalty weight
     margin_mm: float = 16.0                                      # moving box: its mask's bounding box and this
