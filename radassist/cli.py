@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import tempfile
 from collections.abc import Sequence
 
 from radassist import __version__
@@ -17,6 +18,7 @@ from radassist.commands import COMMAND_MODULES, TASK_MODULES
 from radassist.commands.run_context import add_overwrite_options, leaf_parsers
 from radassist.commands.train_evaluate import register_all
 from radassist.errors import RadAssistError
+from radassist.io.atomic import sweep_stale
 from radassist.runtime import interrupt
 
 PROG = "_prog"  # every command's full name ("radassist lung detect"), for its messages
@@ -65,22 +67,13 @@ def _refuse_existing_results(args: argparse.Namespace) -> None:
                      "--overwrite")
 
 
-def _sweep_temporary_folders() -> None:
-    """Remove what killed RadAssist processes left in the system's temporary folder (see radassist.io.atomic)."""
-    import tempfile
-
-    from radassist.io.atomic import sweep_stale
-
-    sweep_stale(tempfile.gettempdir())
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     prog = getattr(args, PROG, f"radassist {args.command}")
     try:
         with interrupt.handling(prog):
-            _sweep_temporary_folders()
+            sweep_stale(tempfile.gettempdir())  # what killed RadAssist processes left there (radassist.io.atomic)
             _refuse_existing_results(args)
             return int(args.handler(args) or 0)
     except RadAssistError as error:

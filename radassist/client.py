@@ -9,7 +9,9 @@ FastAPI, so a Slicer workstation needs only requests.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
 import time
 import zipfile
 from collections.abc import Sequence
@@ -159,24 +161,17 @@ class RadAssistClient:
         for path in inputs:
             if not path.exists():
                 raise InputError(path, "does not exist")
-        with temporary_folder(prefix="radassist-upload-") as scratch:
-            handles = []
-            try:
-                parts = []
-                for index, path in enumerate(inputs):
-                    if path.is_dir():
-                        name = (path.name or "dicom") + ".zip"
-                        path = zip_folder(path, Path(scratch) / f"{index}.zip")
-                    else:
-                        name = path.name
-                    handle = open(path, "rb")
-                    handles.append(handle)
-                    parts.append(("files", (name, handle, "application/octet-stream")))
-                data = {"task": task, "options": json.dumps(options or {})}
-                return self._request("POST", "/jobs", files=parts, data=data).json()
-            finally:
-                for handle in handles:
-                    handle.close()
+        with temporary_folder(prefix="radassist-upload-") as scratch, contextlib.ExitStack() as handles:
+            parts = []
+            for index, path in enumerate(inputs):
+                if path.is_dir():
+                    name = (path.name or "dicom") + ".zip"
+                    path = zip_folder(path, Path(scratch) / f"{index}.zip")
+                else:
+                    name = path.name
+                parts.append(("files", (name, handles.enter_context(open(path, "rb")), "application/octet-stream")))
+            data = {"task": task, "options": json.dumps(options or {})}
+            return self._request("POST", "/jobs", files=parts, data=data).json()
 
     def wait(self, job_id: str, progress: Progress | None = None, poll_interval_s: float = 0.25,
              timeout_s: float | None = None) -> dict[str, Any]:
@@ -224,8 +219,7 @@ class RadAssistClient:
                         if relative.is_absolute() or ".." in relative.parts or "\\" in info.filename:
                             raise ServerError(f"the server's result holds an unsafe file name {info.filename!r}")
                         with zipped.open(info) as source, open(output.path(relative), "wb") as target:
-                            while chunk := source.read(_CHUNK):
-                                target.write(chunk)
+                            shutil.copyfileobj(source, target, _CHUNK)
                     published = output
             except zipfile.BadZipFile as exc:
                 raise ServerError(f"the server's result for job {job_id} is not a readable zip ({exc})") from None
@@ -243,10 +237,8 @@ class RadAssistClient:
             return self.download(job["id"], out, overwrite)
         finally:
             if not keep_on_server:
-                try:
+                with contextlib.suppress(ServerError):
                     self.delete(job["id"])
-                except ServerError:
-                    pass
 
 
 def upload_consent_text(url: str, names: Sequence[str]) -> str:

@@ -23,8 +23,7 @@ LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0])
 
 def lps_to_ras(points: np.ndarray) -> np.ndarray:
     """Convert world points (..., 3) between LPS and RAS (the same flip goes both ways)."""
-    points = np.asarray(points, dtype=float)
-    return points * np.array([-1.0, -1.0, 1.0])
+    return np.asarray(points, dtype=float) * np.array([-1.0, -1.0, 1.0])
 
 
 ras_to_lps = lps_to_ras
@@ -152,8 +151,7 @@ class SourceInfo:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        data = {k: v for k, v in self.__dict__.items() if v not in (None, [], {})}
-        return data
+        return {k: v for k, v in self.__dict__.items() if v not in (None, [], {})}
 
 
 @dataclass

@@ -17,10 +17,12 @@ A folder that has files but no index is refused: an export never writes over a d
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import re
 import shutil
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -90,12 +92,17 @@ def next_version(index: Mapping[str, Any], case: str) -> str:
 
 def latest_entries(index: Mapping[str, Any]) -> list[tuple[str, dict[str, Any]]]:
     """(case, entry of its latest version) for every case, sorted by case name."""
-    out = []
-    for case in sorted(index["cases"]):
-        info = index["cases"][case]
-        latest = next(v for v in info["versions"] if v["version"] == info["latest"])
-        out.append((case, latest))
-    return out
+    return [(case, next(v for v in info["versions"] if v["version"] == info["latest"]))
+            for case, info in sorted(index["cases"].items())]
+
+
+def csv_text(header: Iterable[str], rows: Iterable[Iterable[Any]]) -> str:
+    """A CSV file's text (``\n`` line ends), for the index files the layouts render."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(list(header))
+    writer.writerows(rows)
+    return buffer.getvalue()
 
 
 # -- one export -----------------------------------------------------------------------------------------------

@@ -13,8 +13,6 @@ BraTS labels are exclusive, so a correction with overlapping tumour segments is 
 
 from __future__ import annotations
 
-import csv
-import io
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -22,7 +20,8 @@ from typing import Any
 import numpy as np
 
 from radassist.annotation.changes import segment_changes, target_registration_error
-from radassist.annotation.export import CasePlan, ExportResult, export_case, latest_entries, source_summary
+from radassist.annotation.export import (CasePlan, ExportResult, csv_text, export_case, latest_entries,
+                                         source_summary)
 from radassist.annotation.provenance import ModelInfo
 from radassist.annotation.review import review_items, review_summary, unapproved_names
 from radassist.errors import InputError
@@ -67,15 +66,13 @@ def brats_labels(labels: LabelMap) -> np.ndarray:
 
 
 def render_landmarks(index: dict[str, Any]) -> dict[str, str]:
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(["case", "landmark", "tre_before_mm", "tre_after_mm"])
+    rows = []
     for case, entry in latest_entries(index):
         tre = entry.get("landmarks") or {}
         after = tre.get("after_mm") or [None] * len(tre.get("labels", []))
-        for label, before, later in zip(tre.get("labels", []), tre.get("before_mm", []), after):
-            writer.writerow([case, label, before, "" if later is None else later])
-    return {"landmarks.csv": buffer.getvalue()}
+        rows += [[case, label, before, later] for label, before, later in zip(tre.get("labels", []),
+                                                                               tre.get("before_mm", []), after)]
+    return {"landmarks.csv": csv_text(["case", "landmark", "tre_before_mm", "tre_after_mm"], rows)}
 
 
 def export_registration(root: str | Path, case: str, images: Mapping[str, Volume], ai: LabelMap,

@@ -8,8 +8,6 @@ the confirmed per-breast ones; the provenance compares them with the AI's per-br
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -18,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from radassist.annotation.changes import label_changes
-from radassist.annotation.export import CasePlan, ExportResult, export_case, latest_entries
+from radassist.annotation.export import CasePlan, ExportResult, csv_text, export_case, latest_entries
 from radassist.annotation.provenance import ModelInfo
 from radassist.errors import InputError
 
@@ -73,11 +71,7 @@ def render_exam_list(index: dict[str, Any]) -> dict[str, str]:
                                 for s in sorted(labels) for name in CLASSES}
         exam["masks"] = entry["masks"]
         exams.append(exam)
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(CSV_COLUMNS)
-    writer.writerows(rows)
-    return {"exam_list.json": json.dumps(exams, indent=2) + "\n", "exam_list.csv": buffer.getvalue()}
+    return {"exam_list.json": json.dumps(exams, indent=2) + "\n", "exam_list.csv": csv_text(CSV_COLUMNS, rows)}
 
 
 def export_mammography(root: str | Path, case: str, views: Mapping[str, Path],

@@ -9,14 +9,13 @@ no longer matches the AI's diameter estimate); a box without size keeps its ``di
 
 from __future__ import annotations
 
-import csv
-import io
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from radassist.annotation.changes import match_boxes
-from radassist.annotation.export import CasePlan, ExportResult, export_case, latest_entries, source_summary
+from radassist.annotation.export import (CasePlan, ExportResult, csv_text, export_case, latest_entries,
+                                         source_summary)
 from radassist.annotation.provenance import ModelInfo
 from radassist.annotation.review import review_items, review_summary, unapproved_names
 from radassist.errors import InputError
@@ -38,13 +37,9 @@ def diameter_of(detection: Detection) -> float:
 
 
 def render_annotations(index: dict[str, Any]) -> dict[str, str]:
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(ANNOTATION_COLUMNS)
-    for case, entry in latest_entries(index):
-        for row in entry.get("nodules", []):
-            writer.writerow([case, *(repr(float(v)) for v in row)])
-    return {"annotations.csv": buffer.getvalue()}
+    rows = ([case, *(repr(float(v)) for v in row)] for case, entry in latest_entries(index)
+            for row in entry.get("nodules", []))
+    return {"annotations.csv": csv_text(ANNOTATION_COLUMNS, rows)}
 
 
 def export_detections(root: str | Path, case: str, image: Volume, ai: Detections, corrected: Detections, *,

@@ -14,16 +14,16 @@ folder that lives as long as the training.
 from __future__ import annotations
 
 import csv
-import io
 import json
 import os
 import re
 import shutil
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from radassist.annotation.export import csv_text
 from radassist.errors import InputError
 from radassist.io.atomic import RunOutput, temporary_folder
 
@@ -40,14 +40,6 @@ def _link(source: Path, target: Path) -> None:
             os.link(source, target)
         except OSError:
             shutil.copy2(source, target)
-
-
-def _csv_text(header: Iterable[str], rows: Iterable[Iterable[Any]]) -> str:
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(list(header))
-    writer.writerows(rows)
-    return buffer.getvalue()
 
 
 def _read_rows(path: Path) -> tuple[list[str], list[dict[str, str]]]:
@@ -79,7 +71,7 @@ def _mix_lung(original: Path, export: Path, run: RunOutput) -> dict[str, Any]:
         rows = [r for r in rows if r.get("seriesuid") not in corrected]
         if name == "annotations.csv":
             rows += _read_rows(export / name)[1]
-        run.path(name).write_text(_csv_text(header, ([r.get(c, "") for c in header] for r in rows)),
+        run.path(name).write_text(csv_text(header, ([r.get(c, "") for c in header] for r in rows)),
                                   encoding="utf-8")
     if (original / "patients.csv").is_file():
         _link(original / "patients.csv", run.path("patients.csv"))
@@ -142,7 +134,7 @@ def _mix_mammo(original: Path, export: Path, run: RunOutput) -> dict[str, Any]:
                          view.malignant, str(view.benign_mask.resolve()) if view.benign_mask else "",
                          str(view.malignant_mask.resolve()) if view.malignant_mask else ""])
     header = ("path", "exam", "laterality", "view", "benign", "malignant", "benign_mask", "malignant_mask")
-    run.path("exam_list.csv").write_text(_csv_text(header, rows), encoding="utf-8")
+    run.path("exam_list.csv").write_text(csv_text(header, rows), encoding="utf-8")
     return {"exams": len(exams), "corrected": sorted(corrected)}
 
 

@@ -27,12 +27,10 @@ Slicer bridge writes (radassist.slicer.conversions.STATUS_ATTRIBUTE)."""
 SEGMENT_STATUS_TAG = "Segmentation.Status"
 """Segment tag Slicer itself uses for the review status of a segment."""
 
-_ALIASES = {
+_ALIASES = {  # keyed without spaces, '-' or '_': "not reviewed", "Not-Started" and "InProgress" all match
     "approved": ReviewStatus.COMPLETED, "completed": ReviewStatus.COMPLETED, "done": ReviewStatus.COMPLETED,
-    "not reviewed": ReviewStatus.NOT_STARTED, "notreviewed": ReviewStatus.NOT_STARTED,
-    "not started": ReviewStatus.NOT_STARTED, "notstarted": ReviewStatus.NOT_STARTED, "": ReviewStatus.NOT_STARTED,
-    "in progress": ReviewStatus.IN_PROGRESS, "inprogress": ReviewStatus.IN_PROGRESS,
-    "flagged": ReviewStatus.FLAGGED,
+    "notreviewed": ReviewStatus.NOT_STARTED, "notstarted": ReviewStatus.NOT_STARTED, "": ReviewStatus.NOT_STARTED,
+    "inprogress": ReviewStatus.IN_PROGRESS, "flagged": ReviewStatus.FLAGGED,
 }
 
 STATUS_LABELS = {ReviewStatus.NOT_STARTED: "not reviewed", ReviewStatus.IN_PROGRESS: "in progress",
@@ -44,11 +42,9 @@ def parse_status(text: str | ReviewStatus) -> ReviewStatus:
     """A status from Slicer's value or a person's word ("approved", "not reviewed", ...); ValueError otherwise."""
     if isinstance(text, ReviewStatus):
         return text
-    key = " ".join(str(text).strip().lower().replace("-", " ").replace("_", " ").split())
+    key = "".join(str(text).lower().replace("-", " ").replace("_", " ").split())
     if key in _ALIASES:
         return _ALIASES[key]
-    if key.replace(" ", "") in _ALIASES:
-        return _ALIASES[key.replace(" ", "")]
     raise ValueError(f"unknown review status {text!r}; use one of: {', '.join(STATUS_LABELS.values())}")
 
 
@@ -87,11 +83,8 @@ def next_not_approved(items: Sequence[ReviewItem], current: str | None = None,
     unknown. With ``wrap`` the search continues from the top; None when everything is approved."""
     keys = [item.key for item in items]
     start = keys.index(current) + 1 if current in keys else 0
-    order = list(range(start, len(items))) + (list(range(0, start)) if wrap else [])
-    for index in order:
-        if not is_approved(items[index].status):
-            return items[index]
-    return None
+    order = [*items[start:], *(items[:start] if wrap else ())]
+    return next((item for item in order if not is_approved(item.status)), None)
 
 
 def set_status(result: LabelMap | Detections, key: str, status: ReviewStatus | str) -> None:

@@ -144,12 +144,6 @@ def read_boxes(path: Path, series_uid: str):
     raise InputError(path, "expected boxes: a .mrk.json of ROIs or a LUNA16 CSV")
 
 
-def _model(args: argparse.Namespace):
-    from radassist.annotation.provenance import model_info_for
-
-    return model_info_for(args.model, args.model_version, args.weights_sha256)
-
-
 def _annotator(args: argparse.Namespace) -> str:
     if args.annotator:
         return args.annotator
@@ -159,15 +153,12 @@ def _annotator(args: argparse.Namespace) -> str:
         return "unknown"
 
 
-def _image(args: argparse.Namespace):
+def _image_and_case(args: argparse.Namespace) -> tuple[Any, str]:
+    """The --image volume and the case name: --case, else the DICOM series UID or the file name."""
     from radassist.commands.inputs import load_input_volume
 
-    namespace = argparse.Namespace(input=args.image, series=args.series)
-    return load_input_volume(namespace)
-
-
-def _case_name(args: argparse.Namespace, fallback: str) -> str:
-    return args.case or fallback
+    image = load_input_volume(argparse.Namespace(input=args.image, series=args.series))
+    return image, args.case or (image.source.series_instance_uid if args.image.is_dir() else _stem(args.image))
 
 
 def _stem(path: Path) -> str:
@@ -182,8 +173,7 @@ def _stem(path: Path) -> str:
 def _export_segmentation(args: argparse.Namespace, common: dict[str, Any]):
     from radassist.annotation.export_msd import export_segmentation
 
-    image = _image(args)
-    case = _case_name(args, image.source.series_instance_uid if args.image.is_dir() else _stem(args.image))
+    image, case = _image_and_case(args)
     dicom = args.image if args.image.is_dir() and not args.no_dicom_seg else None
     return export_segmentation(args.out, args.task, case, image, read_labels(args.ai_result),
                                read_labels(args.corrected), channel_name=args.channel_name, dicom_source=dicom,
@@ -193,8 +183,7 @@ def _export_segmentation(args: argparse.Namespace, common: dict[str, Any]):
 def _export_lung(args: argparse.Namespace, common: dict[str, Any]):
     from radassist.annotation.export_luna16 import export_detections
 
-    image = _image(args)
-    case = _case_name(args, image.source.series_instance_uid if args.image.is_dir() else _stem(args.image))
+    image, case = _image_and_case(args)
     return export_detections(args.out, case, image, read_boxes(args.ai_result, case),
                              read_boxes(args.corrected, case), tolerance_mm=args.tolerance_mm, **common)
 
@@ -235,7 +224,7 @@ def _export_brain(args: argparse.Namespace, common: dict[str, Any]):
                                                     f"{len(fixed)}; they pair up by order")
     if args.transform:
         field = read_displacement(args.transform)
-    return export_registration(args.out, _case_name(args, fallback), images, read_labels(args.ai_result),
+    return export_registration(args.out, args.case or fallback, images, read_labels(args.ai_result),
                                read_labels(args.corrected), fixed_landmarks=fixed, moving_landmarks=moving,
                                landmark_labels=labels, field=field, **common)
 
@@ -289,8 +278,10 @@ _EXPORTERS = {"liver": _export_segmentation, "lung-infection": _export_segmentat
 
 
 def run_export(args: argparse.Namespace) -> int:
-    common = {"model": _model(args), "annotator": _annotator(args), "ai_files": [args.ai_result],
-              "corrected_files": [args.corrected]}
+    from radassist.annotation.provenance import model_info_for
+
+    common = {"model": model_info_for(args.model, args.model_version, args.weights_sha256),
+              "annotator": _annotator(args), "ai_files": [args.ai_result], "corrected_files": [args.corrected]}
     result = _EXPORTERS[args.task](args, common)
     print(f"exported {result.case} as {result.version} into {result.root} "
           f"(provenance: {result.provenance.relative_to(result.root)})")

@@ -74,21 +74,16 @@ def _lung_task(args: argparse.Namespace) -> Any:
 def _liver_task(args: argparse.Namespace) -> Any:
     from radassist.batch import BatchTask
     from radassist.commands import liver
-    from radassist.errors import InputError
-    from radassist.liver.pipeline import LiverSegmentationConfig, segment_liver
-    from radassist.liver.postprocess import PostprocessConfig
     from radassist.commands.options import model_folder
+    from radassist.liver.pipeline import segment_liver
     from radassist.liver.preprocess import check_ct
     from radassist.liver.weights import load_liver_model
     from radassist.runtime.device import device_from_args
 
-    if args.batch_size < 1:
-        raise InputError(None, "--batch-size must be at least 1")
+    config = liver.segmentation_config(args)
     device = device_from_args(args)
     model = load_liver_model(args.arch, model_folder(args.model), device.device)
     backend = model.backend(args.backend, device)
-    config = LiverSegmentationConfig(batch_size=args.batch_size,
-                                     postprocess=PostprocessConfig(min_tumour_volume_ml=args.min_tumour_ml))
 
     def run_case(case, output, record, progress) -> None:
         with record.timed("read"):

@@ -95,11 +95,10 @@ def register(commands: argparse._SubParsersAction, formatter: type[argparse.Help
 
 
 def _write_json(document, path: Path) -> None:
-    from radassist.io.atomic import atomic_path
+    """``path`` lies in the run's staging folder, published all at once: no temporary file of its own needed."""
     from radassist.results import plain_json
 
-    with atomic_path(path) as temp:
-        temp.write_text(json.dumps(plain_json(document), indent=2) + "\n", encoding="utf-8")
+    path.write_text(json.dumps(plain_json(document), indent=2) + "\n", encoding="utf-8")
 
 
 # -- register -----------------------------------------------------------------------------------------------------
@@ -189,8 +188,6 @@ def write_registration(result, output, field_format: str = "h5") -> list[str]:
         names.append(name)
         return output.path(name)
 
-    if field_format not in FIELD_FORMATS:
-        raise InputError(None, f"field format must be one of {FIELD_FORMATS}, got {field_format!r}")
     if field_format in ("h5", "both"):
         write_itk_displacement_h5(result.field, path("transform.h5"))
     if field_format in ("nifti", "both"):

@@ -10,7 +10,7 @@ import numpy as np
 
 from radassist.commands.run_context import command_run
 from radassist.errors import InputError
-from radassist.volume import Volume
+from radassist.volume import Geometry, Volume
 
 FORMATS = {"nrrd": ".nrrd", "nifti": ".nii.gz", "mha": ".mha"}
 
@@ -50,19 +50,14 @@ def describe(volume: Volume) -> dict:
     }
 
 
-_AXIS_LETTERS = ("LR", "PA", "SI")  # LPS world axis -> (letter of +, letter of -)
-
-
-def orientation_code(direction: tuple[float, ...]) -> str:
+def orientation_code(geometry: Geometry) -> str:
     """Where the i, j, k voxel axes point, as three letters ("LPS": i to the patient's left, j posterior, k
     superior); a lower-case letter marks an axis that is oblique (more than 1 degree off the nearest one)."""
-    matrix = np.asarray(direction, dtype=float).reshape(3, 3)
-    letters = []
-    for column in matrix.T:
-        world = int(np.argmax(np.abs(column)))
-        letter = _AXIS_LETTERS[world][0 if column[world] > 0 else 1]
-        letters.append(letter if abs(column[world]) > np.cos(np.radians(1.0)) else letter.lower())
-    return "".join(letters)
+    from radassist.reorient import axis_codes
+
+    alignment = np.abs(geometry.direction_matrix).max(axis=0)
+    return "".join(letter if cosine > np.cos(np.radians(1.0)) else letter.lower()
+                   for letter, cosine in zip(axis_codes(geometry), alignment))
 
 
 def summary_lines(volume: Volume, name: str) -> list[str]:
@@ -76,7 +71,7 @@ def summary_lines(volume: Volume, name: str) -> list[str]:
     lines.append(f"  grid        {nx} x {ny} x {nz} voxels (x, y, z), {array.dtype}")
     lines.append(f"  spacing     {sx:g} x {sy:g} x {sz:g} mm; extent {nx * sx:.1f} x {ny * sy:.1f} x {nz * sz:.1f} mm")
     lines.append(f"  origin      ({', '.join(f'{v:.2f}' for v in volume.origin)}) mm, LPS")
-    lines.append(f"  orientation {orientation_code(volume.direction)} (voxel axes i, j, k point to these sides of "
+    lines.append(f"  orientation {orientation_code(volume.geometry)} (voxel axes i, j, k point to these sides of "
                  f"the patient)")
     lines.append(f"  values      min {float(array.min()):g}, max {float(array.max()):g}, mean "
                  f"{float(array.mean()):.4g}")
@@ -129,7 +124,7 @@ def run_inspect(args: argparse.Namespace) -> int:
         return 0
     volume = load_input_volume(args, require_3d=False)
     if args.json:
-        print(json.dumps(describe(volume) | {"orientation": orientation_code(volume.direction)}, indent=2))
+        print(json.dumps(describe(volume) | {"orientation": orientation_code(volume.geometry)}, indent=2))
     else:
         print("\n".join(summary_lines(volume, str(args.input))))
     return 0

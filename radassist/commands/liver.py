@@ -79,22 +79,30 @@ def register(commands: argparse._SubParsersAction, formatter: type[argparse.Help
 # ------------------------------------------------------------------------------------------------ segment
 
 
-def run_segment(args: argparse.Namespace) -> int:
-    from radassist.liver.pipeline import LiverSegmentationConfig, segment_liver
+def segmentation_config(args: argparse.Namespace) -> Any:
+    """The LiverSegmentationConfig of the segment options (the command's and the batch's)."""
+    from radassist.liver.pipeline import LiverSegmentationConfig
     from radassist.liver.postprocess import PostprocessConfig
+
+    if args.batch_size < 1:
+        raise InputError(None, "--batch-size must be at least 1")
+    return LiverSegmentationConfig(batch_size=args.batch_size,
+                                   postprocess=PostprocessConfig(min_tumour_volume_ml=args.min_tumour_ml))
+
+
+def run_segment(args: argparse.Namespace) -> int:
+    from radassist.liver.pipeline import segment_liver
     from radassist.liver.preprocess import check_ct
+    from radassist.liver.quantify import summary_line
     from radassist.liver.weights import load_liver_model
     from radassist.runtime.device import device_from_args
     from radassist.runtime.progress import tqdm_progress
 
-    if args.batch_size < 1:
-        raise InputError(None, "--batch-size must be at least 1")
+    config = segmentation_config(args)
     volume = load_input_volume(args)
     check_ct(volume, str(args.input))
     device = device_from_args(args)
     model = load_liver_model(args.arch, model_folder(args.model), device.device)  # before any output
-    config = LiverSegmentationConfig(batch_size=args.batch_size,
-                                     postprocess=PostprocessConfig(min_tumour_volume_ml=args.min_tumour_ml))
     with command_run(args.out, "liver segment", args) as (output, record):
         record.inputs = [str(args.input)]
         with record.timed("segment"), tqdm_progress("liver segment") as progress:
@@ -103,7 +111,7 @@ def run_segment(args: argparse.Namespace) -> int:
         with record.timed("write"):
             write_outputs(volume, result, output)
         record.summary = result.report.summary | {"backend": result.backend}
-    print_summary(result.report.summary)
+    print(summary_line(result.report.summary))
     print(f"wrote segmentation.seg.nrrd, report.json, report.csv and segmentation.png to {args.out}")
     return 0
 
@@ -116,12 +124,6 @@ def write_outputs(volume: Any, result: Any, output: Any) -> None:
     write_report(result.report, output.path("report.json"), output.path("report.csv"))
     preview_labelmap(volume, result.labelmap, output.path("segmentation.png"), CT_SOFT_TISSUE,
                      centre_lps=result.largest_tumour_center)
-
-
-def print_summary(summary: dict) -> None:
-    from radassist.liver.quantify import summary_line
-
-    print(summary_line(summary))
 
 
 # ------------------------------------------------------------------------------------------------ quantify
@@ -168,13 +170,12 @@ def _labelmap_from_image(path: Path) -> Any:
 
 def run_quantify(args: argparse.Namespace) -> int:
     from radassist.liver.grid import align_to_grid
-    from radassist.liver.quantify import quantify_labelmap
+    from radassist.liver.quantify import liver_tumour_labelmap, quantify_labelmap, summary_line
 
     labelmap = read_segmentation(args.segmentation)
     image = None
     if args.image is not None:
-        image_args = argparse.Namespace(input=args.image, series=None)
-        image = load_input_volume(image_args)
+        image = load_input_volume(argparse.Namespace(input=args.image, series=None))
         labelmap = align_to_grid(labelmap, image.geometry, args.segmentation, args.image)
     try:
         quantification = quantify_labelmap(labelmap, image, args.liver_label, args.tumour_label)
@@ -190,12 +191,10 @@ def run_quantify(args: argparse.Namespace) -> int:
             write_report(report, output.path("report.json"), output.path("report.csv"))
             if image is not None:
                 centre = quantification.tumours[0].center_lps if quantification.tumours else None
-                from radassist.liver.quantify import liver_tumour_labelmap
-
                 shown = liver_tumour_labelmap(labelmap, args.liver_label, args.tumour_label)
                 preview_labelmap(image, shown, output.path("segmentation.png"), CT_SOFT_TISSUE, centre_lps=centre)
             record.summary = report.summary
-    print_summary(report.summary)
+    print(summary_line(report.summary))
     for row in report.rows[1:]:
         print(f"  {row['structure']}: {row['volume_ml']:.3f} mL, longest axial diameter "
               f"{row['longest_axial_diameter_mm']:.1f} mm")

@@ -133,7 +133,7 @@ def run_summary(detections, choice) -> dict:
 
 
 def run_detect(args: argparse.Namespace) -> int:
-    from radassist.lung.pipeline import detect_nodules
+    from radassist.lung.pipeline import detect_nodules, shown_findings
     from radassist.runtime.device import device_from_args
     from radassist.runtime.progress import tqdm_progress
 
@@ -150,8 +150,6 @@ def run_detect(args: argparse.Namespace) -> int:
             write_outputs(volume, detections, output)
         record.inputs = [str(args.input)]
         record.summary = run_summary(detections, choice)
-    from radassist.lung.pipeline import shown_findings
-
     kind = "nodule(s)" if engine == "detr" else "nodule candidate(s) from the classical detector"
     print(f"{len(shown_findings(detections))} {kind} at {detections.score_name} >= {args.threshold:g} (boxed in "
           f"nodules.mrk.json and nodules.png); nodules.csv lists all {len(detections)} candidate(s) with their "

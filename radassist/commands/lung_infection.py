@@ -125,12 +125,10 @@ def run_picture(args: argparse.Namespace) -> int:
 
 
 def _write_label_png(labels, path: Path) -> None:
+    """``path`` lies in the run's staging folder, published all at once: no temporary file of its own needed."""
     from PIL import Image
 
-    from radassist.io.atomic import atomic_path
-
-    with atomic_path(path) as temp:
-        Image.fromarray(np.asarray(labels, dtype=np.uint8), mode="L").save(temp, format="PNG")
+    Image.fromarray(np.asarray(labels, dtype=np.uint8), mode="L").save(path, format="PNG")
 
 
 def check_batch_size(batch_size: int) -> None:

@@ -132,7 +132,7 @@ def summary_lines(classification: Any) -> list[str]:
 
 
 def run_classify(args: argparse.Namespace) -> int:
-    from radassist.mammo.pipeline import MammoConfig, classify_exam
+    from radassist.mammo.pipeline import MammoConfig, classify_exam, prepare_exam
     from radassist.runtime.device import device_from_args
     from radassist.runtime.progress import tqdm_progress
 
@@ -140,8 +140,6 @@ def run_classify(args: argparse.Namespace) -> int:
     mammograms = read_exam(args.files, args.laterality, args.view)
     device = device_from_args(args)
     runners = load_models(args.model, args.backend, device.device)  # before any output: no weights, no folder
-    from radassist.mammo.pipeline import prepare_exam
-
     prepare_exam(mammograms, config, max(tuple(r.config.crop_shape) for r in runners))  # bad input: nothing written
     with command_run(args.out, "mammo classify", args) as (output, record):
         record.inputs = [str(path) for path in args.files]

@@ -9,8 +9,7 @@ from pathlib import Path
 
 from radassist.errors import DownloadError, InputError, RadAssistError
 from radassist.runtime import model_status, paths
-from radassist.runtime.catalog import PLANNED, USER_IMPORT, Catalog, ModelEntry, installed_path
-from radassist.runtime.catalog import load_catalog
+from radassist.runtime.catalog import PLANNED, USER_IMPORT, Catalog, ModelEntry, installed_path, load_catalog
 from radassist.runtime.registry import is_installed
 
 

@@ -73,9 +73,7 @@ def read_image(path: Path, series: str | None = None):
     if path.suffix.lower() in PNG_SUFFIXES:
         from radassist.io.mammogram import read_mammogram
 
-        if not path.is_file():
-            raise InputError(path, "does not exist")
-        return read_mammogram(path).to_volume()
+        return read_mammogram(path).to_volume()  # refuses a missing file itself
     return load_input_volume(argparse.Namespace(input=path, series=series), require_3d=False)
 
 
