@@ -48,8 +48,8 @@ def test_no_command_shows_a_retired_option_name() -> None:
     (["lung", "infection", "ct.nrrd", "--out", "o", "--checkpoint", "ck", "--engine", "onnx"],
      {"model": "ck", "backend": "onnx"}, ["--checkpoint is deprecated; use --model",
                                          "--engine is deprecated; use --backend"]),
-    (["evaluate", "lung-infection", "--data", "d", "--out", "o", "--checkpoint", "ck"], {"model": "ck"},
-     ["--checkpoint is deprecated; use --model"]),
+    (["evaluate", "lung-infection", "--data", "d", "--out", "o", "--checkpoint", "ck"], {"model": ["ck"]},
+     ["--checkpoint is deprecated; use --model"]),  # a list: --model may be given more than once (an ensemble)
     (["brain", "register", "m", "f", "--out", "o", "--checkpoint", "ck", "--channels", "flair", "t1",
       "--registration-channel", "t1"], {"model": "ck", "sequences": ["flair", "t1"], "registration_sequence": "t1"},
      ["--checkpoint is deprecated", "--channels is deprecated; use --sequences",
