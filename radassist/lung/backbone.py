@@ -127,7 +127,6 @@ class ResNetBackbone(ResNet):
             freeze_batch_norms(self)
         expansion = ResNetBottleneck.expansion if block == "bottleneck" else ResNetBlock.expansion
         self.out_channels: tuple[int, ...] = tuple(widths[index] * expansion for index in (1, 2, 3))
-        self.strides: tuple[int, int, int] = (8, 16, 32)
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         c2 = self.layer1(self.maxpool(self.act(self.bn1(self.conv1(x)))))

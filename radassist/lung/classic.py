@@ -126,12 +126,11 @@ def search_region(mask: np.ndarray, spacing_mm: float | tuple[float, float, floa
     labels, count = ndimage.label(mask)
     if count <= 1:
         return _closed(mask, spacing, closing_mm, margin_mm)
-    sizes = np.bincount(labels.ravel())[1:]
+    lungs = np.argsort(np.bincount(labels.ravel())[1:])[::-1][:2] + 1  # the rest (small pieces) stay as they are
     region = np.zeros_like(mask)
-    for label in np.argsort(sizes)[::-1][:2] + 1:  # the two lungs; the rest (small pieces) as they are
+    for label in lungs:
         region |= _closed(labels == label, spacing, closing_mm, margin_mm)
-    rest = mask & ~np.isin(labels, np.argsort(sizes)[::-1][:2] + 1)
-    return region | rest
+    return region | (mask & ~np.isin(labels, lungs))
 
 
 def search_region_volume(mask_volume: Volume, config: ClassicDetectorConfig) -> Volume:
@@ -232,7 +231,7 @@ def _ball(radius_voxels: float) -> np.ndarray:
     return sum(a.astype(float) ** 2 for a in axes) <= radius_voxels ** 2 + 1e-9
 
 
-def _without_thin_attachments(region: np.ndarray, point: np.ndarray, spacing_mm: float) -> np.ndarray:
+def _without_thin_attachments(region: np.ndarray, point: np.ndarray) -> np.ndarray:
     """The region after a morphological opening with a ball of 0.6 x its inscribed radius at ``point``: vessels
     thinner than that, attached to a nodule, are cut off (the part holding ``point``, or the largest, is kept).
     A vessel itself survives (its own radius is the inscribed one) and is then rejected for its shape."""
@@ -296,7 +295,7 @@ def measure_candidate(hu: np.ndarray, space: ScaleSpace, peak: np.ndarray, sigma
         if not near.any():
             return None
         label = np.bincount(labels[near]).argmax()
-    region = _without_thin_attachments(labels == label, point, spacing_mm)
+    region = _without_thin_attachments(labels == label, point)
     voxels = int(region.sum())
     volume_mm3 = voxels * spacing_mm ** 3
     diameter = float((6.0 * volume_mm3 / np.pi) ** (1.0 / 3.0))
@@ -418,11 +417,8 @@ def measure_peaks(volume: Volume, config: ClassicDetectorConfig = ClassicDetecto
 def detect_candidates(volume: Volume, config: ClassicDetectorConfig = ClassicDetectorConfig(),
                       progress: Progress | None = None, mask_volume: Volume | None = None) -> Detections:
     """Nodule candidates of a CT (HU) as Detections in LPS mm, best first, engine ``classic``, their number a
-    heuristic ``score`` (``score_name``), at least ``config.min_score``, at most ``config.max_candidates``.
-
-    ``mask_volume`` is the lung mask from :func:`radassist.lung.preprocess.lung_mask_volume` when the caller has
-    it already. An empty list is returned when no lung is found (the pipeline checks that before).
-    """
+    heuristic ``score`` (``score_name``), at least ``config.min_score``, at most ``config.max_candidates``;
+    ``mask_volume`` as for :func:`measure_peaks`."""
     progress = progress or Progress()
     measured = measure_peaks(volume, config, progress.sub(0.0, 0.95), mask_volume)
     candidates = [c for c in measured if c.score >= config.min_score]

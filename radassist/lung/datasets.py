@@ -20,7 +20,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,12 +31,13 @@ import torch
 from radassist.errors import InputError
 from radassist.io.atomic import atomic_path
 from radassist.lung.augment import AugmentConfig, random_augment
-from radassist.lung.evaluate import ANNOTATIONS, EXCLUDED, read_annotations
+from radassist.lung.evaluate import ANNOTATIONS, read_annotations, read_excluded
 from radassist.lung.preprocess import (LungMaskConfig, SlabConfig, SlabStack, annotations_to_slab_boxes,
                                        nodule_boxes_on_slabs)
-from radassist.lung.slab_inference import SIZE_MULTIPLE
+from radassist.lung.slab_inference import padded_size
 from radassist.metrics.froc import UNKNOWN_DIAMETER_MM
 from radassist.results.detections import Detection
+from radassist.runtime.progress import Progress
 from radassist.volume import Geometry
 
 PATIENTS = "patients.csv"
@@ -72,15 +73,6 @@ class Luna16Data:
 
     def has_nodules(self, uid: str) -> bool:
         return bool(self.nodules.get(uid))
-
-
-def find_excluded_annotations(root: Path) -> Path | None:
-    """``annotations_excluded.csv`` beside ``annotations.csv``, or where LUNA16 ships it
-    (``evaluationScript/annotations/``)."""
-    for candidate in (root / EXCLUDED, root / "evaluationScript" / "annotations" / EXCLUDED):
-        if candidate.is_file():
-            return candidate
-    return None
 
 
 def read_patients(path: Path, uids: Iterable[str]) -> dict[str, str]:
@@ -123,12 +115,7 @@ def read_luna16(root: str | Path) -> Luna16Data:
     all_nodules = read_annotations(root / ANNOTATIONS)
     nodules = {uid: items for uid, items in all_nodules.items() if uid in seen}
     files = {"annotations": str(root / ANNOTATIONS), "scans": str(root / "subset*")}
-    excluded: dict[str, list[Detection]] = {}
-    excluded_path = find_excluded_annotations(root)
-    if excluded_path is not None:
-        excluded = {uid: items for uid, items in read_annotations(excluded_path, excluded=True).items()
-                    if uid in seen}
-        files["annotations_excluded"] = str(excluded_path)
+    excluded = read_excluded(root, seen, files)
     patients = {uid: uid for uid in seen}
     if (root / PATIENTS).is_file():
         patients = read_patients(root / PATIENTS, seen)
@@ -269,15 +256,10 @@ class PreparedScan:
 
 def _sized(findings: Sequence[Detection]) -> list[Detection]:
     """Excluded findings of unknown size get LUNA16's 10 mm, so they cover the slabs they are on."""
-    sized = []
-    for item in findings:
-        if min(item.size) > 0:
-            sized.append(item)
-        else:
-            side = UNKNOWN_DIAMETER_MM
-            sized.append(Detection(center=item.center, size=(side, side, side), probability=item.probability,
-                                   diameter_mm=side))
-    return sized
+    side = UNKNOWN_DIAMETER_MM
+    return [item if min(item.size) > 0 else Detection(center=item.center, size=(side, side, side),
+                                                      probability=item.probability, diameter_mm=side)
+            for item in findings]
 
 
 def prepare_scan(scan: Luna16Scan, nodules: Sequence[Detection], excluded: Sequence[Detection] = (),
@@ -375,15 +357,14 @@ class SlabCache:
         self.computed += 1
         return prepared
 
-    def prepare(self, data: Luna16Data, uids: Sequence[str], progress: Any = None) -> list[PreparedScan]:
-        """Every scan of ``uids`` prepared, in order; ``progress`` (a Progress) hears about each."""
+    def prepare(self, data: Luna16Data, uids: Sequence[str], progress: Progress | None = None) -> list[PreparedScan]:
+        """Every scan of ``uids`` prepared, in order; ``progress`` hears about each."""
+        progress = progress or Progress()
         prepared = []
         for index, uid in enumerate(uids):
-            if progress is not None:
-                progress.update(index / max(len(uids), 1), f"slabs of scan {index + 1}/{len(uids)}")
+            progress.update(index / max(len(uids), 1), f"slabs of scan {index + 1}/{len(uids)}")
             prepared.append(self.get(data.scan(uid), data.nodules.get(uid, []), data.excluded.get(uid, [])))
-        if progress is not None:
-            progress.update(1.0, f"{len(uids)} scan(s) prepared")
+        progress.update(1.0, f"{len(uids)} scan(s) prepared")
         return prepared
 
 
@@ -455,11 +436,6 @@ class SlabDataset(torch.utils.data.Dataset):
         return SlabSample(tensor, torch.from_numpy(np.ascontiguousarray(boxes)), scan.uid, slab)
 
 
-def padded_size(height: int, width: int, multiple: int = SIZE_MULTIPLE) -> tuple[int, int]:
-    """(H, W) rounded up to multiples of ``multiple``."""
-    return -(-height // multiple) * multiple, -(-width // multiple) * multiple
-
-
 def xyxy_to_normalised_cxcywh(boxes: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     """Pixel (x0, y0, x1, y1) -> DETR targets (cx, cy, w, h) as fractions of the (H, W) canvas."""
     height, width = size
@@ -504,12 +480,7 @@ def slab_counts(scans: Sequence[PreparedScan], items: Sequence[tuple[int, int]])
             "positive_ratio": round(positive / len(items), 4) if items else None}
 
 
-def nodules_of(data: Luna16Data, uids: Iterable[str]) -> Mapping[str, list[Detection]]:
-    return {uid: list(data.nodules.get(uid, [])) for uid in uids}
-
-
 __all__ = ["CACHE_FORMAT", "Luna16Data", "Luna16Scan", "PatientSplit", "PreparedScan", "SPLITS", "SlabBatch",
-           "SlabCache", "SlabDataset", "SlabSample", "SplitConfig", "allocate", "collate_slabs",
-           "find_excluded_annotations", "load_prepared", "nodules_of", "padded_size", "prepare_scan",
-           "read_luna16", "read_patients", "save_prepared", "scan_fingerprint", "select_slabs", "slab_counts",
-           "split_by_patient", "xyxy_to_normalised_cxcywh"]
+           "SlabCache", "SlabDataset", "SlabSample", "SplitConfig", "allocate", "collate_slabs", "load_prepared",
+           "padded_size", "prepare_scan", "read_luna16", "read_patients", "save_prepared", "scan_fingerprint",
+           "select_slabs", "slab_counts", "split_by_patient", "xyxy_to_normalised_cxcywh"]

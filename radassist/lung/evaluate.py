@@ -19,7 +19,7 @@ from __future__ import annotations
 import csv
 import json
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Container, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -159,11 +159,14 @@ def find_scans(data: Path, subsets: Sequence[str] = ()) -> tuple[list[str], str]
     return scans, str(data / "subset*")
 
 
-def _find_excluded(data: Path) -> Path | None:
-    for candidate in (data / EXCLUDED, data / "evaluationScript" / "annotations" / EXCLUDED):
-        if candidate.is_file():
-            return candidate
-    return None
+def read_excluded(data: Path, scans: Container[str], files: dict[str, str]) -> dict[str, list[Detection]]:
+    """The excluded findings of ``scans`` from ``annotations_excluded.csv`` beside ``annotations.csv`` or where
+    LUNA16 ships it (``evaluationScript/annotations/``), none without it; the file read is noted in ``files``."""
+    for path in (data / EXCLUDED, data / "evaluationScript" / "annotations" / EXCLUDED):
+        if path.is_file():
+            files["annotations_excluded"] = str(path)
+            return {uid: items for uid, items in read_annotations(path, excluded=True).items() if uid in scans}
+    return {}
 
 
 def read_luna16_reference(data: str | Path, subsets: Sequence[str] = ()) -> Luna16Reference:
@@ -175,12 +178,7 @@ def read_luna16_reference(data: str | Path, subsets: Sequence[str] = ()) -> Luna
     wanted = set(scans)
     nodules = {uid: items for uid, items in read_annotations(data / ANNOTATIONS).items() if uid in wanted}
     files = {"annotations": str(data / ANNOTATIONS), "scans": scan_source}
-    excluded_path = _find_excluded(data)
-    excluded: dict[str, list[Detection]] = {}
-    if excluded_path is not None:
-        excluded = {uid: items for uid, items in read_annotations(excluded_path, excluded=True).items()
-                    if uid in wanted}
-        files["annotations_excluded"] = str(excluded_path)
+    excluded = read_excluded(data, wanted, files)
     if not any(nodules.values()):
         raise InputError(data / ANNOTATIONS, "no nodule on the evaluated scans: sensitivity would be undefined")
     return Luna16Reference(scans=scans, nodules=nodules, excluded=excluded, files=files)

@@ -87,7 +87,7 @@ class DetrLoss(nn.Module):
         return {"loss_ce": loss_ce, "loss_bbox": loss_bbox, "loss_giou": loss_giou}
 
     def forward(self, outputs: Outputs, targets: Sequence[Target]) -> dict[str, torch.Tensor]:
-        self._check(outputs, targets)
+        self._check(targets)
         num_boxes = float(max(sum(len(target["labels"]) for target in targets), 1))
         losses = self.layer_losses(outputs, targets, num_boxes)
         total = sum(self.weights[name] * value for name, value in losses.items())
@@ -99,10 +99,8 @@ class DetrLoss(nn.Module):
         losses["loss"] = total
         return losses
 
-    def _check(self, outputs: Outputs, targets: Sequence[Target]) -> None:
-        batch = outputs["pred_logits"].shape[0]
-        if len(targets) != batch:
-            raise ValueError(f"{len(targets)} targets for a batch of {batch} images")
+    def _check(self, targets: Sequence[Target]) -> None:
+        """Each target's boxes and labels (the matcher checks that there is one target per image)."""
         for index, target in enumerate(targets):
             labels, boxes = target["labels"], target["boxes"]
             if boxes.ndim != 2 or boxes.shape[-1] != 4 or len(boxes) != len(labels):

@@ -22,7 +22,8 @@ from torch import nn
 
 from radassist.errors import InputError
 from radassist.lung.backbone import RESNETS, ResNetBackbone, fold_batch_norms
-from radassist.lung.transformer import DeformableTransformer, SinePositionEncoding, inverse_sigmoid
+from radassist.lung.transformer import DeformableTransformer, SinePositionEncoding, refine_boxes
+from radassist.runtime.registry import register_architecture
 
 ARCHITECTURE_NAME = "lung-detr"
 
@@ -119,11 +120,9 @@ class MLP(nn.Module):
         self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in zip(dims[:-1], dims[1:]))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        for index, layer in enumerate(self.layers):
-            x = layer(x)
-            if index < len(self.layers) - 1:
-                x = torch.relu(x)
-        return x
+        for layer in self.layers[:-1]:
+            x = torch.relu(layer(x))
+        return self.layers[-1](x)
 
 
 def _input_projection(in_channels: int, hidden_dim: int, groups: int, stride: int) -> nn.Sequential:
@@ -204,14 +203,8 @@ class LungDetr(nn.Module):
         outputs, _, references = self.transformer(sources, masks, positions, self.query_embed.weight)
         logits, boxes = [], []
         for layer, (hidden, reference) in enumerate(zip(outputs, references)):
-            delta = self.bbox_embed[layer](hidden)
-            reference = inverse_sigmoid(reference)
-            if reference.shape[-1] == 4:
-                unnormalised = delta + reference
-            else:
-                unnormalised = torch.cat([delta[..., :2] + reference, delta[..., 2:]], -1)
             logits.append(self.class_embed[layer](hidden))
-            boxes.append(unnormalised.sigmoid())
+            boxes.append(refine_boxes(self.bbox_embed[layer](hidden), reference).sigmoid())
         result: dict[str, Any] = {"pred_logits": logits[-1], "pred_boxes": boxes[-1]}
         if self.config.aux_loss:
             result["aux_outputs"] = [{"pred_logits": a, "pred_boxes": b} for a, b in zip(logits[:-1], boxes[:-1])]
@@ -328,18 +321,9 @@ def postprocess_outputs(outputs: Mapping[str, Any], image_size: tuple[int, int] 
 
 # --- registration ---------------------------------------------------------------------------------------------
 
-def _register() -> None:
-    """Make "lung-detr" buildable by name (catalogue entries, checkpoints); skipped if the registry is absent."""
-    try:
-        from radassist.runtime.registry import register_architecture
-    except ImportError:
-        return
-    register_architecture(ARCHITECTURE_NAME, LungDetrConfig, build_lung_detr,
-                          description="Lung-DETR: Deformable DETR (ResNet backbone, multi-scale deformable "
-                                      "attention, focal loss) for nodule boxes on CT MIP slabs")
-
-
-_register()
+register_architecture(ARCHITECTURE_NAME, LungDetrConfig, build_lung_detr,
+                      description="Lung-DETR: Deformable DETR (ResNet backbone, multi-scale deformable attention, "
+                                  "focal loss) for nodule boxes on CT MIP slabs")
 
 __all__ = ["ARCHITECTURE_NAME", "ImageDetections", "LungDetr", "LungDetrConfig", "LungDetrInference", "MLP",
            "build_lung_detr", "optimizer_parameter_groups", "postprocess_outputs"]

@@ -78,12 +78,6 @@ def _name(volume: Volume) -> str | None:
     return volume.source.path or volume.source.series_instance_uid
 
 
-def slice_thickness_mm(volume: Volume) -> float:
-    """The voxel size along the array axis that runs most along the patient's z (head-foot) axis."""
-    axis_ijk = int(np.argmax(np.abs(volume.geometry.direction_matrix[2])))
-    return float(volume.spacing[axis_ijk])
-
-
 def check_chest_ct(volume: Volume, config: LungDetectionConfig = LungDetectionConfig()) -> None:
     """Refuse, with a clear InputError, a volume the detector cannot use (before any heavy work)."""
     name = _name(volume)
@@ -100,13 +94,13 @@ def check_chest_ct(volume: Volume, config: LungDetectionConfig = LungDetectionCo
         raise InputError(name, f"does not look like CT in Hounsfield units (1st-99th percentile {low:.0f} to "
                                f"{high:.0f}; a chest CT has air near -1000 HU and soft tissue near 0-100 HU). If "
                                f"it is CT, its values lack the DICOM rescale to HU")
-    thickness = slice_thickness_mm(volume)
+    axis_ijk = int(np.argmax(np.abs(volume.geometry.direction_matrix[2])))  # the array axis nearest head-foot
+    thickness = float(volume.spacing[axis_ijk])
     limit = config.max_slice_thickness_mm or config.slabs.thickness_mm
     if thickness > limit + 1e-6:
         raise InputError(name, f"has slices {thickness:g} mm apart; the {config.slabs.thickness_mm:g} mm MIP slabs "
                                f"need slices of at most {limit:g} mm (a thin-slice chest CT, ideally 2.5 mm or "
                                f"less), and nodules of 4-10 mm vanish between thicker slices")
-    axis_ijk = int(np.argmax(np.abs(volume.geometry.direction_matrix[2])))
     covered = volume.geometry.shape[2 - axis_ijk] * thickness
     if covered < config.slabs.thickness_mm - 1e-6:
         raise InputError(name, f"covers only {covered:g} mm from head to foot; at least one "

@@ -98,11 +98,8 @@ def chain_to_detection(chain: Sequence[SlabBox], stack: SlabStack, label: str = 
     """One 3-D candidate from a chain of slab boxes (world LPS mm)."""
     scores = np.array([b.score for b in chain], dtype=float)
     weights = np.maximum(scores, 1e-6)
-    centres = []
-    for b in chain:
-        x0, y0, x1, y1 = b.box
-        centres.append(stack.pixel_to_world(b.slab, (x0 + x1) / 2, (y0 + y1) / 2)[0])
-    centres = np.asarray(centres)
+    centres = np.array([stack.pixel_to_world(b.slab, (b.box[0] + b.box[2]) / 2, (b.box[1] + b.box[3]) / 2)[0]
+                        for b in chain])
     centre = (centres * weights[:, None]).sum(axis=0) / weights.sum()
     best = chain[int(np.argmax(scores))]
     corner_low = stack.pixel_to_world(best.slab, best.box[0], best.box[1])[0]

@@ -2,10 +2,8 @@
 
 The steps of Ramezani, Aleman and Letourneau (Lung-DETR, arXiv:2409.05200), each a pure function:
 
-1. :func:`resample_volume`: onto an axis-aligned LPS grid at a target spacing; the new size comes from the
-   resampling factor (original spacing / target spacing), the spacing is then adjusted so the grid covers exactly
-   the same extent. Axis-aligned means array axis 0 runs inferior -> superior whatever the file's orientation, so
-   slabs are always axial.
+1. :func:`resample_volume`: onto an axis-aligned LPS grid at a target spacing (:func:`axis_aligned_grid`), so
+   array axis 0 runs inferior -> superior whatever the file's orientation and slabs are always axial.
 2. :func:`lung_mask`: Otsu threshold, removal of the air around the patient and of everything outside the body
    (the table's mattress), erosion, connected components (the large ones that are tissue, not pure gas, are the
    lungs), then the mask is grown back and its holes (vessels, nodules) filled; the edge slices with little lung
@@ -255,11 +253,6 @@ def lung_components(mask: np.ndarray, hu: np.ndarray, voxel_ml: float,
     return np.isin(labels, keep)
 
 
-def erosion_radius_mm(erosion_mm: float, spacing_zyx: Sequence[float]) -> float:
-    """The erosion radius actually used: at least one in-plane voxel, so thin bridges are always cut."""
-    return max(float(erosion_mm), float(max(spacing_zyx[1], spacing_zyx[2])))
-
-
 def bounding_box(mask: np.ndarray, margin_mm: float, spacing_zyx: Sequence[float]) -> tuple[slice, ...]:
     """Slices of the box around ``mask`` grown by ``margin_mm`` (clipped to the array)."""
     extent = nonzero_extent(mask)
@@ -285,7 +278,7 @@ def lung_mask(volume: Volume, config: LungMaskConfig = LungMaskConfig()) -> np.n
     threshold = min(otsu_threshold(hu), config.max_threshold_hu)
     inside = remove_outside_air(hu < threshold, hu < config.gas_hu, spacing_zyx, config.skin_mm)
     inside &= body_region(hu >= threshold)
-    radius = erosion_radius_mm(config.erosion_mm, spacing_zyx)
+    radius = max(float(config.erosion_mm), float(max(spacing_zyx[1], spacing_zyx[2])))  # >= 1 in-plane voxel
     eroded = ndimage.binary_erosion(inside, structure=ellipsoid_footprint(radius, spacing_zyx))
     voxel_ml = volume.geometry.voxel_volume_mm3 / 1000.0
     lungs = lung_components(eroded, hu, voxel_ml, config)

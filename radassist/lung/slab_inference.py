@@ -32,12 +32,16 @@ def window_batches(stack: SlabStack, batch_size: int) -> list[list[int]]:
             for start in range(0, len(indices), batch_size)]
 
 
+def padded_size(height: int, width: int, multiple: int = SIZE_MULTIPLE) -> tuple[int, int]:
+    """(H, W) rounded up to multiples of ``multiple``."""
+    return -(-height // multiple) * multiple, -(-width // multiple) * multiple
+
+
 def padded_batch(images: list[np.ndarray], channels: int, multiple: int = SIZE_MULTIPLE) -> np.ndarray:
     """Equal-size (H, W) images -> (B, C, H', W'), H' and W' rounded up to ``multiple`` (zero padding bottom/right,
     so pixel coordinates are unchanged)."""
     height, width = images[0].shape
-    padded = np.zeros((len(images), channels, -(-height // multiple) * multiple, -(-width // multiple) * multiple),
-                      dtype=np.float32)
+    padded = np.zeros((len(images), channels, *padded_size(height, width, multiple)), dtype=np.float32)
     for index, image in enumerate(images):
         padded[index, :, :height, :width] = image[None]
     return padded
@@ -65,4 +69,4 @@ def detect_on_slabs(stack: SlabStack, run_batch: RunBatch, channels: int = 1, ba
     return [image for image in found if image is not None]
 
 
-__all__ = ["SIZE_MULTIPLE", "detect_on_slabs", "padded_batch", "window_batches"]
+__all__ = ["SIZE_MULTIPLE", "detect_on_slabs", "padded_batch", "padded_size", "window_batches"]

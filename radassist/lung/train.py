@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import csv
 import dataclasses
-import io
 import json
 import math
 import shutil
@@ -55,6 +54,7 @@ from radassist.io.atomic import atomic_path, ensure_writable_dir
 from radassist.lung.augment import AugmentConfig
 from radassist.lung.datasets import (PreparedScan, SlabBatch, SlabCache, SlabDataset, SplitConfig, collate_slabs,
                                      read_luna16, select_slabs, slab_counts, split_by_patient)
+from radassist.lung.evaluate import _fraction
 from radassist.lung.losses import DetrLoss
 from radassist.lung.model import (ARCHITECTURE_NAME, LungDetr, LungDetrConfig, build_lung_detr,
                                   optimizer_parameter_groups, postprocess_outputs)
@@ -74,9 +74,6 @@ LOG_FILE = "train_log.csv"
 SPLIT_FILE = "split.json"
 CACHE_FOLDER = "slab_cache"
 TENSORBOARD_FOLDER = "tensorboard"
-LOG_COLUMNS = ("epoch", "lr", "lr_backbone", "train_loss", "train_loss_ce", "train_loss_bbox", "train_loss_giou",
-               "train_slabs", "train_positive_slabs", "val_loss", "val_precision", "val_recall", "val_f1",
-               "val_scan_cpm", "best", "seconds")
 DEFAULT_MODEL_ID = "lung-detr-user"
 
 
@@ -181,6 +178,9 @@ class EpochRecord:
         return ["" if (value := getattr(self, name)) is None else value for name in LOG_COLUMNS]
 
 
+LOG_COLUMNS = tuple(f.name for f in dataclasses.fields(EpochRecord))
+
+
 @dataclass
 class TrainResult:
     """What a training run produced."""
@@ -249,18 +249,7 @@ def epoch_order(length: int, seed: int, epoch: int) -> list[int]:
 def dataset_loss(model: LungDetr, dataset: SlabDataset, criterion: DetrLoss, device: torch.device,
                  batch_size: int, amp_dtype: torch.dtype | None = None) -> float:
     """The mean total loss of the model (eval mode, no gradients) over a dataset, batch by batch."""
-    was_training = model.training
-    model.eval()
-    total, count = 0.0, 0
-    with torch.no_grad():
-        for indices in batches(dataset, batch_size):
-            images, targets = _to_device(collate_slabs([dataset[i] for i in indices]), device)
-            with _autocast(device, amp_dtype):
-                outputs = model(images)
-            total += float(criterion(_float_outputs(outputs), targets)["loss"]) * len(indices)
-            count += len(indices)
-    model.train(was_training)
-    return total / max(count, 1)
+    return validate(model, dataset, criterion, device, batch_size, amp_dtype=amp_dtype).loss
 
 
 @dataclass
@@ -352,10 +341,6 @@ def scan_cpm(model: LungDetr, scans: Sequence[PreparedScan], nodules: Mapping[st
 
 # -- state, log and registration ------------------------------------------------------------------------------------
 
-def _history_json(history: Sequence[EpochRecord]) -> str:
-    return json.dumps([dataclasses.asdict(r) for r in history])
-
-
 def save_state(path: Path, *, epoch: int, model: LungDetr, optimizer: torch.optim.Optimizer,
                scheduler: torch.optim.lr_scheduler.LRScheduler, scaler: torch.amp.GradScaler,
                best: Mapping[str, Any], history: Sequence[EpochRecord], split: Mapping[str, list[str]],
@@ -368,7 +353,7 @@ def save_state(path: Path, *, epoch: int, model: LungDetr, optimizer: torch.opti
              "model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
              "scaler": scaler.state_dict(), "torch_rng": torch.get_rng_state(),
              "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-             "best": json.dumps(dict(best)), "history": _history_json(history),
+             "best": json.dumps(dict(best)), "history": json.dumps([dataclasses.asdict(r) for r in history]),
              "model_config": json.dumps(config_to_dict(model.config)), "split": json.dumps(dict(split)),
              "init": json.dumps(None if init is None else dict(init))}
     with atomic_path(path) as temp:
@@ -402,13 +387,10 @@ def saved_model_config(out: str | Path) -> LungDetrConfig:
 
 def write_log(path: Path, history: Sequence[EpochRecord]) -> Path:
     """``train_log.csv``: one row per epoch, rewritten whole (atomically) after every epoch."""
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(LOG_COLUMNS)
-    for record in history:
-        writer.writerow(record.row())
-    with atomic_path(path) as temp:
-        temp.write_text(buffer.getvalue(), encoding="utf-8")
+    with atomic_path(path) as temp, temp.open("w", encoding="utf-8") as handle:  # as write_text: native newlines
+        writer = csv.writer(handle, lineterminator="\n")
+        writer.writerow(LOG_COLUMNS)
+        writer.writerows(record.row() for record in history)
     return path
 
 
@@ -423,14 +405,12 @@ class _TensorBoard:
 
     def __init__(self, folder: Path, enabled: bool = True) -> None:
         self.writer = None
-        if not enabled:
-            return
-        try:
-            from torch.utils.tensorboard import SummaryWriter
-        except ImportError:
-            self.writer = None
-            return
-        self.writer = SummaryWriter(log_dir=str(folder))
+        if enabled:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+            except ImportError:
+                return
+            self.writer = SummaryWriter(log_dir=str(folder))
 
     def add(self, record: EpochRecord) -> None:
         if self.writer is None:
@@ -477,14 +457,6 @@ def register_trained_model(checkpoint: Path, model_id: str, version: str, title:
 
 
 # -- the training run -----------------------------------------------------------------------------------------------
-
-def _prepare_split(split: Mapping[str, list[str]], data: Any, cache: SlabCache,
-                   progress: Progress) -> tuple[list[PreparedScan], list[PreparedScan]]:
-    """The training and validation scans as slabs (the test split is left for 'radassist evaluate lung')."""
-    train = cache.prepare(data, split["train"], progress.sub(0.0, 0.75))
-    validation = cache.prepare(data, split["validation"], progress.sub(0.75, 1.0))
-    return train, validation
-
 
 def _is_better(f1: float | None, loss: float, best: Mapping[str, Any]) -> bool:
     """Higher validation F1 wins; at equal F1 (e.g. none found yet) the lower validation loss."""
@@ -538,8 +510,10 @@ def train_lung(config: LungTrainConfig, progress: Progress | None = None,
     main = is_main_process()
     progress.update(0.0, f"preparing slabs on {device}")
     cache = SlabCache(config.cache_folder, config.slabs, config.mask)
-    with main_process_first():  # rank 0 fills the slab cache, the other ranks read it
-        train_scans, validation_scans = _prepare_split(split, data, cache, progress.sub(0.0, 0.1))
+    preparing = progress.sub(0.0, 0.1)
+    with main_process_first():  # rank 0 fills the slab cache, the other ranks read it; the test split is not needed
+        train_scans = cache.prepare(data, split["train"], preparing.sub(0.0, 0.75))
+        validation_scans = cache.prepare(data, split["validation"], preparing.sub(0.75, 1.0))
     ratio_train, ratio_validation, _ = config.split.positive_ratio
     train_items = select_slabs(train_scans, ratio_train, config.seed, config.min_lung_fraction)
     validation_items = select_slabs(validation_scans, ratio_validation, config.seed + 1, config.min_lung_fraction)
@@ -626,7 +600,7 @@ def train_lung(config: LungTrainConfig, progress: Progress | None = None,
                 save_state(state_path, epoch=epoch + 1, model=model, optimizer=optimizer, scheduler=scheduler,
                            scaler=scaler, best=best, history=history, split=split, init=start_weights)
             epoch_progress.update(1.0, f"epoch {epoch + 1}/{config.epochs}: loss {record.train_loss:.3f}, "
-                                       f"validation F1 {_text(scores.f1)}")
+                                       f"validation F1 {_fraction(scores.f1)}")
     finally:
         board.close()
 
@@ -636,7 +610,7 @@ def train_lung(config: LungTrainConfig, progress: Progress | None = None,
     if config.model_id is not None and main:
         progress.update(0.99, f"registering model {config.model_id}")
         title = (f"Lung-DETR trained on {Path(config.data).name} (epoch {best['epoch']}, validation F1 "
-                 f"{_text(best['f1'])})")
+                 f"{_fraction(best['f1'])})")
         registered_path = register_trained_model(out / BEST_FOLDER, config.model_id, config.model_version, title)
     barrier()  # the other ranks return once rank 0's checkpoint and registration are in place
     progress.update(1.0, "training done")
@@ -688,10 +662,6 @@ def run_epoch(model: LungDetr, criterion: DetrLoss, optimizer: torch.optim.Optim
         raise TrainingDiverged(f"the training loss became {sums['loss']} in epoch {epoch + 1}; lower --lr (the "
                                f"state of the last finished epoch is kept for --resume)")
     return {name: value / max(seen, 1) for name, value in sums.items()}
-
-
-def _text(value: float | None) -> str:
-    return "-" if value is None else f"{value:.3f}"
 
 
 __all__ = ["BEST_FOLDER", "DEFAULT_MODEL_ID", "EpochRecord", "LOG_COLUMNS", "LOG_FILE", "LungTrainConfig",

@@ -23,6 +23,14 @@ def inverse_sigmoid(x: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
     return torch.log(x.clamp(min=eps) / (1.0 - x).clamp(min=eps))
 
 
+def refine_boxes(delta: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
+    """Box head output added to its reference, (x, y) points or (cx, cy, w, h) boxes, in logit space (no sigmoid)."""
+    reference = inverse_sigmoid(reference)
+    if reference.shape[-1] == 4:
+        return delta + reference
+    return torch.cat([delta[..., :2] + reference, delta[..., 2:]], -1)
+
+
 class SinePositionEncoding(nn.Module):
     """2-D sine-cosine position encoding (DETR): half the channels encode y, half x, at geometric frequencies.
 
@@ -196,12 +204,7 @@ class DeformableDecoder(nn.Module):
             target = layer(target, query_pos, level_reference, memory, spatial_shapes, memory_padding_mask)
             outputs.append(target)
             if self.bbox_embed is not None:
-                delta = self.bbox_embed[index](target)
-                if reference_points.shape[-1] == 4:
-                    refined = delta + inverse_sigmoid(reference_points)
-                else:
-                    refined = torch.cat([delta[..., :2] + inverse_sigmoid(reference_points), delta[..., 2:]], -1)
-                reference_points = refined.sigmoid().detach()
+                reference_points = refine_boxes(self.bbox_embed[index](target), reference_points).sigmoid().detach()
         return outputs, references
 
 
