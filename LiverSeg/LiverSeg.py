@@ -68,9 +68,9 @@ class LiverSegLogic(panel.RadAssistLogic):
     def taskRequest(self, inputs: dict) -> Any:
         """The CT, architecture and (optionally) a checkpoint folder of the user's for the liver-segment task."""
         from radassist.slicer.result_files import read_liver_segment
-        from radassist.slicer.task_requests import TaskRequest, liver_options
+        from radassist.slicer.task_requests import TaskRequest, architecture_options
 
-        options = liver_options(inputs["arch"]) | ({"model": inputs["model"]} if inputs["model"] else {})
+        options = architecture_options(inputs["arch"]) | ({"model": inputs["model"]} if inputs["model"] else {})
         return TaskRequest([inputs["volume"]], options, read_liver_segment)
 
     def showResult(self, result: Any, parameterNode=None) -> str:

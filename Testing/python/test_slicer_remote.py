@@ -71,9 +71,9 @@ def _server_task(name: str):
 @pytest.mark.parametrize("task, options", [
     (rt.LUNG_DETECT, rt.lung_detect_options("classic", 0.35)),
     (rt.LUNG_DETECT, rt.lung_detect_options("detr", 1)),
-    (rt.LIVER_SEGMENT, rt.liver_options("unet")),
+    (rt.LIVER_SEGMENT, rt.architecture_options("unet")),
     (rt.MAMMO_CLASSIFY, rt.mammo_options(["R-MLO", "L-CC"], 2)),
-    (rt.LUNG_INFECTION, rt.infection_options("segnet")),
+    (rt.LUNG_INFECTION, rt.architecture_options("segnet")),
     (rt.BRAIN_REGISTER, rt.brain_options("classic", ["flair", "t1"], ["flair", "t1"])),
     (rt.BRAIN_REGISTER, rt.brain_options("auto", ["sequence1"], ["sequence1"])),
 ])

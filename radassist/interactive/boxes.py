@@ -10,6 +10,7 @@ nearest to its middle along that axis.
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -137,9 +138,7 @@ def slice_orientation(geometry: Geometry) -> AxialReorientation:
 def voxel_box(box: BoxPrompt, geometry: Geometry, reorientation: AxialReorientation | None = None) -> VoxelBox:
     """The canonical voxel ranges of ``box``; ValueError when it misses the image."""
     reorientation = reorientation or slice_orientation(geometry)
-    lower, upper = np.asarray(box.lower_lps), np.asarray(box.upper_lps)
-    corners = np.array([[x, y, z] for x in (lower[0], upper[0]) for y in (lower[1], upper[1])
-                        for z in (lower[2], upper[2])])
+    corners = np.array(list(itertools.product(*zip(box.lower_lps, box.upper_lps))))
     zyx = geometry.world_to_zyx(corners)
     ranges = []
     for axis in range(3):

@@ -35,22 +35,15 @@ class SliceCrop:
         return "" if self.full else f"{self.y0}:{self.x0}:{self.height}:{self.width}"
 
 
-def whole_slice(rows: int, cols: int) -> SliceCrop:
-    return SliceCrop(0, 0, rows, cols, full=True)
-
-
 def crop_for_box(box: VoxelBox, rows: int, cols: int, context: float = 3.0, min_side: int = 256) -> SliceCrop:
     """The square the encoder sees for ``box`` (see the module docstring); ``context`` 0 keeps the whole slice."""
     longest = max(rows, cols)
-    size = max(box.x1 - box.x0 + 1, box.y1 - box.y0 + 1)
-    if context <= 0:
-        return whole_slice(rows, cols)
-    needed = max(context * size, min_side)
+    needed = max(context * max(box.x1 - box.x0 + 1, box.y1 - box.y0 + 1), min_side)
     level = 0
-    while math.ceil(longest / 2 ** (level + 1)) >= needed:
+    while context > 0 and math.ceil(longest / 2 ** (level + 1)) >= needed:
         level += 1
     if level == 0:
-        return whole_slice(rows, cols)
+        return SliceCrop(0, 0, rows, cols, full=True)
     side = math.ceil(longest / 2 ** level)
     grid = max(side // 4, 1)
     centre_y = round((box.y0 + box.y1) / 2 / grid) * grid

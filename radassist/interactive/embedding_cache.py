@@ -86,11 +86,9 @@ class EmbeddingCache:
         try:
             array = np.load(path, allow_pickle=False)
             os.utime(path)  # recently used: pruned last
-        except FileNotFoundError:
-            self.misses += 1
-            return None
-        except (OSError, ValueError, EOFError):
-            path.unlink(missing_ok=True)
+        except (OSError, ValueError, EOFError) as error:
+            if not isinstance(error, FileNotFoundError):
+                path.unlink(missing_ok=True)
             self.misses += 1
             return None
         self.hits += 1

@@ -77,14 +77,13 @@ def export_parts(model, weights_sha256: str, folder: Path | None = None) -> tupl
     """Export encoder and decoder of a loaded torch :class:`LiteMedSam` (skipped when the files exist)."""
     import torch
 
-    from radassist.interactive.model import DecoderGraph, EncoderGraph
+    from radassist.interactive.model import DecoderGraph
     from radassist.runtime.onnx_backend import export_onnx
 
-    encoder, decoder = onnx_path(weights_sha256, "encoder", folder=folder), onnx_path(weights_sha256, "decoder",
-                                                                                        folder=folder)
+    encoder, decoder = (onnx_path(weights_sha256, part, folder=folder) for part in ("encoder", "decoder"))
     size = model.config.image_size
     if not encoder.is_file():
-        export_onnx(EncoderGraph(model), [torch.rand(1, 3, size, size)], encoder, ["images"], ["embeddings"],
+        export_onnx(model.image_encoder, [torch.rand(1, 3, size, size)], encoder, ["images"], ["embeddings"],
                     {"images": {0: "batch"}, "embeddings": {0: "batch"}}, OPSET)
     if not decoder.is_file():
         grid = model.config.embedding_size
@@ -116,9 +115,9 @@ def build_engine(model, weights_sha256: str, backend: Backend = "onnx", int8: bo
     if backend == "torch":
         if int8:
             raise InputError(None, "int8 weights run through ONNX Runtime: use the onnx backend with int8")
-        from radassist.interactive.model import DecoderGraph, EncoderGraph
+        from radassist.interactive.model import DecoderGraph
 
-        encoder = TorchBackend(EncoderGraph(model), device, ["images"], ["embeddings"], threads)
+        encoder = TorchBackend(model.image_encoder, device, ["images"], ["embeddings"], threads)
         decoder = TorchBackend(DecoderGraph(model), device, ["embeddings", "boxes"], ["logits", "iou"], threads)
         return LiteMedSamEngine(encoder, decoder, "torch-fp32", weights_sha256, encoder.describe())
     if backend != "onnx":

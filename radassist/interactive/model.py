@@ -85,19 +85,9 @@ class LiteMedSam(nn.Module):
         return self.decode(self.encode(images), boxes)
 
 
-class EncoderGraph(nn.Module):
-    """The encoder alone, for ONNX export: images -> embeddings."""
-
-    def __init__(self, model: LiteMedSam) -> None:
-        super().__init__()
-        self.model = model
-
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.model.encode(images)
-
-
 class DecoderGraph(nn.Module):
-    """Prompt encoder + mask decoder, for ONNX export: (embeddings, boxes) -> (logits, iou)."""
+    """Prompt encoder + mask decoder, for ONNX export: (embeddings, boxes) -> (logits, iou); the encoder half is
+    ``model.image_encoder`` itself."""
 
     def __init__(self, model: LiteMedSam) -> None:
         super().__init__()
@@ -107,10 +97,6 @@ class DecoderGraph(nn.Module):
         return self.model.decode(embeddings, boxes)
 
 
-def build_litemedsam(config: LiteMedSamConfig) -> LiteMedSam:
-    return LiteMedSam(config)
-
-
-register_architecture(ARCHITECTURE_NAME, LiteMedSamConfig, build_litemedsam,
+register_architecture(ARCHITECTURE_NAME, LiteMedSamConfig, LiteMedSam,
                       description="LiteMedSAM (Ma et al., MedSAM, Nat. Commun. 2024): TinyViT encoder + SAM prompt "
                                   "encoder and mask decoder, box-prompted 2-D segmentation")

@@ -166,22 +166,20 @@ def box_report(volume: Volume, results: Sequence[SegmentedBox], window: Intensit
     for result in results:
         voxels = int(np.count_nonzero(result.mask))
         axes = axial_axes(result.mask, volume.geometry)
-        segmented = [i for i in range(result.propagation.masks.shape[0]) if result.propagation.masks[i].any()]
-        ious = [v for i, v in result.propagation.iou.items()]
+        segmented = result.propagation.masks.any(axis=(1, 2))
+        ious = list(result.propagation.iou.values())
         rows.append({"segment": result.segment.name, "voxels": voxels,
                      "volume_ml": round(voxels * volume.geometry.voxel_volume_mm3 / 1000.0, 3),
                      "longest_axial_diameter_mm": round(axes.long_mm, 2),
                      "short_axis_mm": round(axes.short_mm, 2), "mean_diameter_mm": round(axes.mean_mm, 2),
-                     "slices": len(segmented), "box_slices": result.propagation.masks.shape[0],
+                     "slices": int(segmented.sum()), "box_slices": result.propagation.masks.shape[0],
                      "mean_predicted_iou": round(float(np.mean(ious)), 3) if ious else None,
                      "encoder_view": "whole slice" if result.crop.full else
                      f"{result.crop.height}x{result.crop.width} pixels around the box",
                      "box_lower_lps": [round(v, 2) for v in result.box.lower_lps],
                      "box_upper_lps": [round(v, 2) for v in result.box.upper_lps]})
     units = {"volume_ml": "mL", "longest_axial_diameter_mm": "mm", "short_axis_mm": "mm", "mean_diameter_mm": "mm",
-             "box_lower_lps": "mm (LPS)",
-             "box_upper_lps": "mm (LPS)"}
-    summary = {"segments": len(rows), "modality": modality, "window": window.key, "model": "LiteMedSAM",
-               **stats}
+             "box_lower_lps": "mm (LPS)", "box_upper_lps": "mm (LPS)"}
+    summary = {"segments": len(rows), "modality": modality, "window": window.key, "model": "LiteMedSAM", **stats}
     return Report(title="Box-prompted segmentation (LiteMedSAM)", rows=rows, summary=summary, units=units,
                   metadata={"image": volume.source.path or ""})

@@ -82,16 +82,16 @@ def propagate_box(box: VoxelBox, segment: SegmentSlice, frame_scale: float,
         progress.update(min(done * step / count, 1.0), f"slice {done} of at most {count}")
         return mask
 
-    def follow(previous: np.ndarray, index: int, direction: int, stride: int) -> tuple[int, np.ndarray, int | None]:
-        """Segment slice ``index`` from its neighbour's mask; (index, mask, None) or (.., .., where it ended)."""
+    def follow(previous: np.ndarray, index: int, direction: int, stride: int) -> tuple[np.ndarray, int | None]:
+        """Segment slice ``index`` from its neighbour's mask; (mask, None), or (.., index) when the object ended."""
         prompt = tightened_box(previous, limit, config.tighten_margin * frame_scale)
         if prompt is None:
-            return index, previous, index
+            return previous, index
         ahead = [index + direction * stride * k for k in (1, 2)
                  if box.z0 <= index + direction * stride * k <= box.z1]
         mask = run(index, prompt, ahead)
         ended = mask.sum() < config.min_pixels or result.iou[index] < config.min_iou
-        return (index, mask, index) if ended else (index, mask, None)
+        return mask, (index if ended else None)
 
     first = run(start, limit, [start + step, start - step])
     if first.sum() < config.min_pixels:
@@ -104,7 +104,7 @@ def propagate_box(box: VoxelBox, segment: SegmentSlice, frame_scale: float,
             while index != end and stopped is None:
                 target = index + direction * step
                 target = min(target, end) if direction > 0 else max(target, end)
-                _, mask, stopped = follow(previous, target, direction, step)
+                mask, stopped = follow(previous, target, direction, step)
                 if stopped is None:
                     masks[target] = mask
                     for between in range(index + direction, target, direction):  # skipped slices
@@ -113,7 +113,7 @@ def propagate_box(box: VoxelBox, segment: SegmentSlice, frame_scale: float,
                     continue
                 stopped = None  # the object ends between index and target: walk there slice by slice
                 for between in range(index + direction, target, direction):
-                    _, mask, stopped = follow(previous, between, direction, 1)
+                    mask, stopped = follow(previous, between, direction, 1)
                     if stopped is not None:
                         break
                     masks[between] = previous = mask

@@ -189,8 +189,6 @@ class TinyViTBlock(nn.Module):
         padded tokens take part as keys, as in the published model."""
         batch, size, _, channels = grid.shape
         window = self.window
-        if size == window:
-            return self.attn(grid.reshape(batch, size * size, channels)).reshape(batch, size, size, channels)
         pad = (window - size % window) % window
         if pad:
             grid = F.pad(grid, (0, 0, 0, pad, 0, pad))
@@ -199,8 +197,7 @@ class TinyViTBlock(nn.Module):
         windows = grid.reshape(batch, count, window, count, window, channels).transpose(2, 3)
         windows = windows.reshape(batch * count * count, window * window, channels)
         out = self.attn(windows).reshape(batch, count, count, window, window, channels).transpose(2, 3)
-        out = out.reshape(batch, padded, padded, channels)
-        return out[:, :size, :size] if pad else out
+        return out.reshape(batch, padded, padded, channels)[:, :size, :size]
 
 
 class AttentionStage(nn.Module):

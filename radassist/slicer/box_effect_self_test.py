@@ -63,7 +63,6 @@ def install_model_if_missing(test) -> None:
     job = jobs.command_job("models", "install", MODEL_ID, kind="install")
     runner.start(job, on_success=lambda _folder: None, on_error=failures.append)
     self_test.wait_for_job(runner)
-    jobs.remove_job_folder(job.folder)
     test.assertEqual(failures, [], f"installing {MODEL_ID} failed")
 
 

@@ -65,10 +65,7 @@ def segment_mask(segmentationNode: Any, referenceVolumeNode: Any, wanted: Callab
     chosen = [segment for segment in labelmap.segments if wanted(segment.name)]
     if not chosen:
         raise InputError(segmentationNode.GetName(), "has no tumour segment to refine")
-    mask = np.zeros(labelmap.geometry.shape, dtype=bool)
-    for segment in chosen:
-        mask |= labelmap.mask(segment)
-    return mask, labelmap.geometry
+    return np.logical_or.reduce([labelmap.mask(segment) for segment in chosen]), labelmap.geometry
 
 
 def tumour_box_jobs(segmentationNode: Any, volumeNode: Any, wanted: Callable[[str], bool],
@@ -229,23 +226,13 @@ class BoxEffectController:
             return
 
         def succeeded(folder: Any) -> None:
-            try:
-                result = request.read(folder)
-            finally:
-                jobs.remove_job_folder(job.folder)
+            result = request.read(folder)
             editorNode.SetSelectedSegmentID(segmentId)  # the segment chosen at Apply, even if the user moved on
             voxels = replace_selected_segment(self.scriptedEffect, result.labelmap)
             row = result.report.rows[0]
             self.setStatus(f"'{roi.GetName()}' segmented: {voxels} voxels, {row['volume_ml']:.2f} mL, longest axial "
                            f"diameter {row['longest_axial_diameter_mm']:.1f} mm (Undo restores the segment).")
 
-        def failed(error: BaseException) -> None:
-            jobs.remove_job_folder(job.folder)
-            self.setStatus(f"Failed: {error}")
-
-        def cancelled() -> None:
-            jobs.remove_job_folder(job.folder)
-            self.setStatus("Cancelled; the segment is unchanged.")
-
         self.setStatus(f"Segmenting '{roi.GetName()}' with LiteMedSAM...")
-        self._runner.start(job, on_success=succeeded, on_error=failed, on_cancelled=cancelled)
+        self._runner.start(job, on_success=succeeded, on_error=lambda error: self.setStatus(f"Failed: {error}"),
+                           on_cancelled=lambda: self.setStatus("Cancelled; the segment is unchanged."))

@@ -21,9 +21,8 @@ def unsupported_reason():
     version = slicer_version()
     if version < MINIMUM_SLICER or sys.version_info[:2] < MINIMUM_PYTHON:
         return ("RadAssist needs 3D Slicer {}.{} or later (this is Slicer {}.{} with Python {}.{}): install a "
-                "current Slicer from https://download.slicer.org.".format(
-                    MINIMUM_SLICER[0], MINIMUM_SLICER[1], version[0], version[1], sys.version_info[0],
-                    sys.version_info[1]))
+                "current Slicer from https://download.slicer.org.".format(*MINIMUM_SLICER, *version,
+                                                                          *sys.version_info[:2]))
     return None
 
 

@@ -173,26 +173,18 @@ def detection_to_roi(detection: Detection, name: str) -> RoiBox:
                   description=detection_description(detection), attributes=attributes)
 
 
-def axis_aligned_size(size: Sequence[float], axes: np.ndarray | None) -> np.ndarray:
-    """Extent along the world axes of a box of ``size`` whose edge directions are the columns of ``axes``.
-
-    A box the user rotated in Slicer becomes the smallest axis-aligned box that holds it.
-    """
-    size = np.asarray(size, dtype=float)
-    if axes is None:
-        return size
-    return np.abs(np.asarray(axes, dtype=float)) @ size
-
-
 def roi_to_detection(center_ras: Sequence[float], size: Sequence[float], axes_ras: np.ndarray | None = None,
                      attributes: Mapping[str, str] | None = None) -> Detection:
     """A Detection (LPS) from an ROI's world centre, size and axes (columns, RAS) and its RadAssist attributes.
 
-    ROIs drawn by hand carry no attributes: they become findings of probability 1 marked as in progress.
+    ROIs drawn by hand carry no attributes: they become findings of probability 1 marked as in progress. A box the
+    user rotated becomes the smallest axis-aligned box that holds it.
     """
     attributes = dict(attributes or {})
     center_lps = ras_to_lps(np.asarray(center_ras, dtype=float))
-    size_world = axis_aligned_size(size, axes_ras)
+    size_world = np.asarray(size, dtype=float)
+    if axes_ras is not None:
+        size_world = np.abs(np.asarray(axes_ras, dtype=float)) @ size_world
     diameter = attributes.get(DIAMETER_ATTRIBUTE)
     status = attributes.get(STATUS_ATTRIBUTE, ReviewStatus.IN_PROGRESS.value)
     try:
@@ -372,10 +364,6 @@ def report_summary_columns(report: Report) -> list[TableColumn]:
     ]
 
 
-def probability_column_name(class_name: str) -> str:
-    return f"{class_name} probability"
-
-
 def classification_table_columns(classification: Classification) -> list[TableColumn]:
     """Rows = images then groups (``level`` says which); columns = id, level, attributes, one per class."""
     entries = [("image", item) for item in classification.images] + \
@@ -385,7 +373,7 @@ def classification_table_columns(classification: Classification) -> list[TableCo
     columns = [TableColumn("id", "string", [item.image_id for _, item in entries]),
                TableColumn("level", "string", [level for level, _ in entries])]
     columns += [make_column(key, [item.attributes.get(key) for _, item in entries]) for key in attribute_keys]
-    columns += [make_column(probability_column_name(name), [item.probabilities.get(name) for _, item in entries],
+    columns += [make_column(f"{name} probability", [item.probabilities.get(name) for _, item in entries],
                             description=f"probability of {name}") for name in class_names]
     return columns
 

@@ -94,14 +94,11 @@ def check_requirement(text: str) -> RequirementStatus:
     if version is None:
         return RequirementStatus(text, name, None, "not installed")
     try:
-        parsed = Version(version)
+        satisfied = requirement.specifier.contains(Version(version), prereleases=True)
     except InvalidVersion:
-        # A local build with a free-form version: trust it rather than replace a package Slicer depends on.
-        return RequirementStatus(text, name, version)
-    if not requirement.specifier.contains(parsed, prereleases=True):
-        return RequirementStatus(text, name, version,
-                                 f"version {version} installed, {requirement.specifier} needed")
-    return RequirementStatus(text, name, version)
+        satisfied = True  # a local build with a free-form version: trust it rather than replace one Slicer depends on
+    problem = None if satisfied else f"version {version} installed, {requirement.specifier} needed"
+    return RequirementStatus(text, name, version, problem)
 
 
 def check_requirements(requirements: Iterable[str] = RUNTIME_REQUIREMENTS) -> list[RequirementStatus]:
@@ -172,8 +169,6 @@ def pip_failure_text(log: str, requirements: Iterable[str]) -> str:
 def torch_version_requirement(torch_requirement: str) -> str:
     """The bare specifier (``>=2.1``) PyTorchUtils' ``torchVersionRequirement`` expects."""
     return str(parse_requirement(torch_requirement).specifier)
-
-
 
 
 def confirmation_text(unmet: list[RequirementStatus]) -> str:

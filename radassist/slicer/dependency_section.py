@@ -157,15 +157,11 @@ class DependencySection:
     def _start_pip(self, requirements: list[str]) -> None:
         job = pip_install_job(requirements)
         self.statusLabel.text = f"Installing {', '.join(requirements)}..."
-        self._runner.start(job, on_success=lambda folder: self._finished(job.folder),
+        self._runner.start(job, on_success=lambda folder: self._finished(),
                            on_error=lambda error: self._failed(job.folder, requirements, error),
-                           on_cancelled=lambda: self._cancelled(job.folder))
+                           on_cancelled=self._cancelled)
 
-    def _finished(self, folder: Path | None = None) -> None:
-        if folder is not None:
-            from radassist.slicer.jobs import remove_job_folder
-
-            remove_job_folder(folder)
+    def _finished(self) -> None:
         unmet = self.unmet()
         if unmet:
             details = "; ".join(f"{status.requirement}: {status.problem}" for status in unmet)
@@ -183,10 +179,7 @@ class DependencySection:
         self.statusLabel.text = dependencies.pip_failure_text(log, requirements)
         self.installButton.enabled = True
 
-    def _cancelled(self, folder: Path) -> None:
-        from radassist.slicer.jobs import remove_job_folder
-
-        remove_job_folder(folder)
+    def _cancelled(self) -> None:
         self.statusLabel.text = "Installation cancelled; press Install to try again."
 
     def cancel(self) -> None:

@@ -23,9 +23,9 @@ ARCHITECTURES = (("U-Net", "unet"), ("SegNet", "segnet"))
 def infection_request(volume: Any, architecture: str) -> Any:
     """The lung-infection task for ``volume``, and how its files come back as an InfectionResult."""
     from radassist.slicer.result_files import read_lung_infection
-    from radassist.slicer.task_requests import LUNG_INFECTION, TaskRequest, infection_options
+    from radassist.slicer.task_requests import LUNG_INFECTION, TaskRequest, architecture_options
 
-    return TaskRequest([volume], infection_options(architecture), read_lung_infection, LUNG_INFECTION)
+    return TaskRequest([volume], architecture_options(architecture), read_lung_infection, LUNG_INFECTION)
 
 
 class InfectionSection:

@@ -6,9 +6,8 @@ rows, button states and tooltips, advice for failed downloads, device choices an
 ``radassist models install/import`` commands run in their own process through :class:`SlicerJobRunner` (Install
 becomes Cancel, a progress bar shows the bytes); an offline failure shows where to put the file by hand, in
 selectable text. Until RadAssist's packages are installed the section says so and offers nothing else. The panel
-reads :attr:`ModelsSection.selectedModelId`,
-:attr:`ModelsSection.selectedModelFolder` and :attr:`ModelsSection.device`, or observes changes with
-:meth:`ModelsSection.addSelectionObserver` and :meth:`ModelsSection.addDeviceObserver`.
+reads :attr:`ModelsSection.selectedModelId` and :attr:`ModelsSection.device`, or observes the selection with
+:meth:`ModelsSection.addSelectionObserver`.
 """
 
 from __future__ import annotations
@@ -23,7 +22,7 @@ import qt
 import slicer
 
 from radassist.errors import RadAssistError
-from radassist.slicer.worker import SlicerJobRunner
+from radassist.slicer.worker import SlicerJobRunner, selection_table
 
 if TYPE_CHECKING:
     from radassist.runtime.model_status import ModelRow
@@ -54,22 +53,13 @@ class ModelsSection:
         self._load_failed = False
         self._folder_restored = False
         self._selection_observers: list[Callable[[str | None], None]] = []
-        self._device_observers: list[Callable[[str], None]] = []
 
         self.widget = ctk.ctkCollapsibleButton()
         self.widget.text = "Models"
         self.widget.collapsed = False
         layout = qt.QVBoxLayout(self.widget)
 
-        self.table = qt.QTableWidget()
-        self.table.setColumnCount(len(COLUMNS))
-        self.table.setHorizontalHeaderLabels(list(COLUMNS))
-        self.table.setSelectionBehavior(qt.QAbstractItemView.SelectRows)
-        self.table.setSelectionMode(qt.QAbstractItemView.SingleSelection)
-        self.table.setEditTriggers(qt.QAbstractItemView.NoEditTriggers)
-        self.table.verticalHeader().setVisible(False)
-        self.table.horizontalHeader().setStretchLastSection(True)
-        self.table.connect("itemSelectionChanged()", self._onSelectionChanged)
+        self.table = selection_table(COLUMNS, self._onSelectionChanged)
         layout.addWidget(self.table)
 
         buttons = qt.QHBoxLayout()
@@ -134,12 +124,6 @@ class ModelsSection:
         return None if row is None else row.id
 
     @property
-    def selectedModelFolder(self) -> Path | None:
-        """The selected model's install folder, or None when it is not (completely) installed."""
-        row = self.selectedModel
-        return row.folder if row is not None and row.installed else None
-
-    @property
     def device(self) -> str:
         index = self.deviceComboBox.currentIndex
         return self._device_values[index] if 0 <= index < len(self._device_values) else "auto"
@@ -147,10 +131,6 @@ class ModelsSection:
     def addSelectionObserver(self, callback: Callable[[str | None], None]) -> None:
         """Call ``callback(model_id or None)`` whenever the selected model changes."""
         self._selection_observers.append(callback)
-
-    def addDeviceObserver(self, callback: Callable[[str], None]) -> None:
-        """Call ``callback(device)`` (e.g. "auto", "cuda:0", "cpu") whenever the device choice changes."""
-        self._device_observers.append(callback)
 
     def cancel(self) -> None:
         """Stop a running download (the panel calls this on cleanup and scene close); the part is kept."""
@@ -265,10 +245,7 @@ class ModelsSection:
             callback(model_id)
 
     def _onDeviceChanged(self, index: int) -> None:
-        value = self.device
-        qt.QSettings().setValue(SETTINGS_DEVICE, value)
-        for callback in self._device_observers:
-            callback(value)
+        qt.QSettings().setValue(SETTINGS_DEVICE, self.device)
 
     def onRefresh(self) -> None:
         self.setStatus("")
@@ -280,7 +257,6 @@ class ModelsSection:
     def _startInstall(self) -> None:
         from radassist.runtime import model_status
         from radassist.runtime.model_status import Frontend
-        from radassist.slicer import jobs
 
         row = self.selectedModel
         if row is None or not model_status.row_actions(row).can_install or not self._ready():
@@ -301,34 +277,32 @@ class ModelsSection:
                 self.setStatus(f"{row.label} was not installed: its licence ({terms.name}) was not accepted.")
                 return
             arguments.append("--accept-license")
+        self._runModelsCommand(arguments, "install", f"Downloading {row.label}...", f"Installed {row.label}.",
+                               lambda error: model_status.install_failure_text(entry, error, Frontend.PANEL),
+                               f"Download of {row.label} cancelled; what arrived is kept and Install resumes it.")
+
+    def _runModelsCommand(self, arguments: list[str], kind: str, running: str, done: str,
+                          failure: Callable[[BaseException], str], cancelled: str) -> None:
+        """Run ``radassist ARGUMENTS`` in its own process; whatever the outcome, say it and re-read the rows."""
+        from radassist.slicer import jobs
+
         try:
-            job = jobs.command_job(*arguments, kind="install")
+            job = jobs.command_job(*arguments, kind=kind)
         except RadAssistError as error:
             self.setStatus(str(error))
             return
-        self.setStatus(f"Downloading {row.label}...")
+        self.setStatus(running)
 
-        def finished(_output: Path) -> None:
-            jobs.remove_job_folder(job.folder)
-            self.setStatus(f"Installed {row.label}.")
+        def ended(text: str) -> None:
+            self.setStatus(text)
             self.refresh()
 
-        def failed(error: BaseException) -> None:
-            jobs.remove_job_folder(job.folder)
-            self.setStatus(model_status.install_failure_text(entry, error, Frontend.PANEL))
-            self.refresh()
-
-        def cancelled() -> None:
-            jobs.remove_job_folder(job.folder)
-            self.setStatus(f"Download of {row.label} cancelled; what arrived is kept and Install resumes it.")
-            self.refresh()
-
-        self._runner.start(job, on_success=finished, on_error=failed, on_cancelled=cancelled)
+        self._runner.start(job, on_success=lambda _output: ended(done), on_error=lambda error: ended(failure(error)),
+                           on_cancelled=lambda: ended(cancelled))
         self._updateButtons()
 
     def onImport(self) -> None:
         from radassist.runtime import model_status
-        from radassist.slicer import jobs
 
         row = self.selectedModel
         target = model_status.row_actions(row).import_target if row is not None else None
@@ -336,32 +310,11 @@ class ModelsSection:
             return
         caption = f"Weights for {row.label}" if target == row.id else f"Weights of your own {row.task} model"
         path = qt.QFileDialog.getOpenFileName(self.widget, caption, str(Path.home()), WEIGHTS_FILTER)
-        if not path:
-            return
-        try:
-            job = jobs.command_job("models", "import", target, str(path), kind="import")
-        except RadAssistError as error:
-            self.setStatus(str(error))
-            return
-        self.setStatus(f"Checking and installing {Path(path).name}...")
-
-        def finished(_output: Path) -> None:
-            jobs.remove_job_folder(job.folder)
-            self.setStatus(f"Imported {Path(path).name}.")
-            self.refresh()
-
-        def failed(error: BaseException) -> None:
-            jobs.remove_job_folder(job.folder)
-            self.setStatus(f"Import failed: {error}")
-            self.refresh()
-
-        def cancelled() -> None:
-            jobs.remove_job_folder(job.folder)
-            self.setStatus("Import cancelled.")
-            self.refresh()
-
-        self._runner.start(job, on_success=finished, on_error=failed, on_cancelled=cancelled)
-        self._updateButtons()
+        if path:
+            name = Path(path).name
+            self._runModelsCommand(["models", "import", target, str(path)], "import",
+                                   f"Checking and installing {name}...", f"Imported {name}.",
+                                   lambda error: f"Import failed: {error}", "Import cancelled.")
 
     def onRemove(self) -> None:
         from radassist.runtime import model_status

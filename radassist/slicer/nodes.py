@@ -43,6 +43,14 @@ def _name(node) -> str:
     return node.GetName() if node is not None else "(no node)"
 
 
+def _new_or_renamed(class_name: str, name: str, node=None):
+    """A new node of ``class_name`` called ``name``, or ``node`` renamed to it."""
+    if node is None:
+        return slicer.mrmlScene.AddNewNodeByClass(class_name, name)
+    node.SetName(name)
+    return node
+
+
 # -- volumes ------------------------------------------------------------------------------------------------------
 
 def _world_ijk_to_ras(node) -> np.ndarray:
@@ -111,10 +119,7 @@ def volume_from_node(node) -> Volume:
 
 def volume_to_node(volume: Volume, name: str, node=None):
     """Put a Volume into a (new or given) vtkMRMLScalarVolumeNode with the matching IJK-to-RAS."""
-    if node is None:
-        node = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", name)
-    else:
-        node.SetName(name)
+    node = _new_or_renamed("vtkMRMLScalarVolumeNode", name, node)
     node.SetIJKToRASMatrix(_vtk_matrix(volume.geometry.ijk_to_ras))
     slicer.util.updateVolumeFromArray(node, conversions.slicer_compatible_array(volume.array))
     node.CreateDefaultDisplayNodes()
@@ -123,20 +128,16 @@ def volume_to_node(volume: Volume, name: str, node=None):
 
 # -- segmentations ------------------------------------------------------------------------------------------------
 
-def _oriented_mask(mask: np.ndarray, ijk_to_ras: np.ndarray):
-    """A vtkOrientedImageData holding a uint8 mask on the grid given by ``ijk_to_ras``."""
+def mask_to_oriented_image(mask: np.ndarray, geometry: Geometry):
+    """A (z, y, x) mask on ``geometry``'s grid as the (uint8) vtkOrientedImageData the Segment Editor writes into
+    segments."""
     mask = np.ascontiguousarray(mask, dtype=np.uint8)
     image = slicer.vtkOrientedImageData()
     image.SetDimensions(*conversions.vtk_dimensions(mask.shape))
     image.AllocateScalars(vtk.VTK_UNSIGNED_CHAR, 1)
     numpy_support.vtk_to_numpy(image.GetPointData().GetScalars()).reshape(mask.shape)[:] = mask
-    image.SetImageToWorldMatrix(_vtk_matrix(ijk_to_ras))
+    image.SetImageToWorldMatrix(_vtk_matrix(geometry.ijk_to_ras))
     return image
-
-
-def mask_to_oriented_image(mask: np.ndarray, geometry: Geometry):
-    """A (z, y, x) mask on ``geometry``'s grid as the vtkOrientedImageData the Segment Editor writes into segments."""
-    return _oriented_mask(mask, geometry.ijk_to_ras)
 
 
 def labelmap_to_segmentation_node(labelmap: LabelMap, reference_volume_node, name: str, node=None):
@@ -145,19 +146,15 @@ def labelmap_to_segmentation_node(labelmap: LabelMap, reference_volume_node, nam
     Each segment is added from its own mask, so overlapping segments stay whole (Slicer stores them in separate
     layers). The segmentation's reference geometry is the reference volume's, so Segment Editor edits on its grid.
     """
-    if node is None:
-        node = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLSegmentationNode", name)
-    else:
-        node.SetName(name)
-        node.GetSegmentation().RemoveAllSegments()
+    node = _new_or_renamed("vtkMRMLSegmentationNode", name, node)
+    node.GetSegmentation().RemoveAllSegments()
     node.CreateDefaultDisplayNodes()
     if reference_volume_node is not None:
         node.SetReferenceImageGeometryParameterFromVolumeNode(reference_volume_node)
-    ijk_to_ras = labelmap.geometry.ijk_to_ras
     segmentation_logic = slicer.vtkSlicerSegmentationsModuleLogic
     for segment in labelmap.segments:
         spec = conversions.segment_spec(segment)
-        image = _oriented_mask(labelmap.mask(segment), ijk_to_ras)
+        image = mask_to_oriented_image(labelmap.mask(segment), labelmap.geometry)
         segment_id = node.AddSegmentFromBinaryLabelmapRepresentation(image, spec.name, list(spec.color),
                                                                      spec.segment_id)
         vtk_segment = node.GetSegmentation().GetSegment(segment_id)
@@ -261,40 +258,30 @@ def displacement_to_transform_node(field: DisplacementField, name: str):
 
 # -- tables -------------------------------------------------------------------------------------------------------
 
-def _vtk_column(column: conversions.TableColumn):
-    if column.value_type == "double":
-        array = vtk.vtkDoubleArray()
-        for text in column.values:
-            array.InsertNextValue(float(text))
-    elif column.value_type == "int" and all(abs(int(text)) < 2**31 for text in column.values):
-        array = vtk.vtkIntArray()
-        for text in column.values:
-            array.InsertNextValue(int(text))
-    elif column.value_type == "int":
-        array = vtk.vtkDoubleArray()
-        for text in column.values:
-            array.InsertNextValue(float(text))
+def _add_column(node, column: conversions.TableColumn) -> None:
+    """Append ``column`` to a table node; integers too large for a vtkIntArray go to a vtkDoubleArray."""
+    if column.value_type == "int" and all(abs(int(text)) < 2**31 for text in column.values):
+        array, value = vtk.vtkIntArray(), int
+    elif column.value_type in ("int", "double"):
+        array, value = vtk.vtkDoubleArray(), float
     else:
-        array = vtk.vtkStringArray()
-        for text in column.values:
-            array.InsertNextValue(text)
+        array, value = vtk.vtkStringArray(), str
+    for text in column.values:
+        array.InsertNextValue(value(text))
     array.SetName(column.name)
-    return array
+    node.AddColumn(array)
+    if column.unit:
+        node.SetColumnUnitLabel(column.name, column.unit)
+    if column.description:
+        node.SetColumnDescription(column.name, column.description)
 
 
 def columns_to_table_node(columns: Sequence[conversions.TableColumn], name: str, node=None):
     """A vtkMRMLTableNode (new or emptied) holding ``columns`` with their units and descriptions."""
-    if node is None:
-        node = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLTableNode", name)
-    else:
-        node.SetName(name)
+    node = _new_or_renamed("vtkMRMLTableNode", name, node)
     node.RemoveAllColumns()
     for column in columns:
-        node.AddColumn(_vtk_column(column))
-        if column.unit:
-            node.SetColumnUnitLabel(column.name, column.unit)
-        if column.description:
-            node.SetColumnDescription(column.name, column.description)
+        _add_column(node, column)
     node.Modified()
     return node
 
@@ -306,15 +293,8 @@ def set_table_column(node, name: str, values: Sequence[float | None], unit: str 
     index = node.GetColumnIndex(name)
     if index >= 0:
         node.RemoveColumn(index)
-    array = vtk.vtkDoubleArray()
-    array.SetName(name)
-    for value in values:
-        array.InsertNextValue(float("nan") if value is None else float(value))
-    node.AddColumn(array)
-    if unit:
-        node.SetColumnUnitLabel(name, unit)
-    if description:
-        node.SetColumnDescription(name, description)
+    texts = [conversions.cell_text(value, "double") for value in values]
+    _add_column(node, conversions.TableColumn(name, "double", texts, unit, description))
     node.Modified()
 
 

@@ -303,8 +303,7 @@ class RadAssistWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         except RadAssistError as error:
             self.setStatus(str(error))
             return
-        self.startRequest(request, lambda result: self._onTaskDone(result), f"Running {self.logic.taskTitle}...",
-                          self._runner)
+        self.startRequest(request, self._onTaskDone, f"Running {self.logic.taskTitle}...", self._runner)
 
     def startRequest(self, request: Any, finish: Callable[[Any], None], status: str, runner=None,
                      local: bool = False) -> bool:
@@ -325,24 +324,13 @@ class RadAssistWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             return False
 
         def succeeded(folder: Path) -> None:
-            try:
-                result = request.read(folder)
-            finally:
-                jobs.remove_job_folder(job.folder)
+            result = request.read(folder)
             self._jobEnded()
             finish(result)
 
-        def failed(error: BaseException) -> None:
-            jobs.remove_job_folder(job.folder)
-            self._onJobError(error)
-
-        def cancelled() -> None:
-            jobs.remove_job_folder(job.folder)
-            self._onJobCancelled()
-
         self.setStatus(status)
         self.ui.loadSampleButton.enabled = False
-        started = runner.start(job, on_success=succeeded, on_error=failed, on_cancelled=cancelled)
+        started = runner.start(job, on_success=succeeded, on_error=self._onJobError, on_cancelled=self._onJobCancelled)
         self.updateApplyButton()
         return started is not None
 

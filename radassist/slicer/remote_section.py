@@ -14,7 +14,7 @@ import qt
 
 from radassist.slicer.task_requests import connection_text
 from radassist.slicer.settings_store import RemoteSettings
-from radassist.slicer.worker import SlicerJobRunner
+from radassist.slicer.worker import SlicerJobRunner, add_job_controls
 
 
 class RemoteSection:
@@ -40,14 +40,8 @@ class RemoteSection:
         self.tokenLineEdit.echoMode = qt.QLineEdit.Password
         self.tokenLineEdit.toolTip = "The server's access token (its administrator gives it out)"
         form.addRow("Token:", self.tokenLineEdit)
-        self.testButton = qt.QPushButton("Test connection")
-        form.addRow(self.testButton)
-        self.progressBar = qt.QProgressBar()
-        form.addRow(self.progressBar)
-        self.statusLabel = qt.QLabel()
-        self.statusLabel.wordWrap = True
+        self.testButton, self.progressBar, self.statusLabel = add_job_controls(form, "Test connection", "")
         self.statusLabel.setTextInteractionFlags(qt.Qt.TextSelectableByMouse)
-        form.addRow(self.statusLabel)
         (self.serverRadioButton if saved.remote else self.localRadioButton).checked = True
         self._runner = SlicerJobRunner(self.testButton, self.progressBar)
         self.serverRadioButton.connect("toggled(bool)", self.onChanged)
@@ -86,17 +80,13 @@ class RemoteSection:
             return
 
         def answered(folder) -> None:
-            health, info = read_server_check(folder)
-            jobs.remove_job_folder(job.folder)
-            self.statusLabel.text = connection_text(health, info, self.task)
+            self.statusLabel.text = connection_text(*read_server_check(folder), self.task)
 
         def failed(error: BaseException) -> None:
-            jobs.remove_job_folder(job.folder)
             self.statusLabel.text = f"No connection: {error}"
 
         self.statusLabel.text = f"Asking {settings.url.strip()}..."
-        self._runner.start(job, on_success=answered, on_error=failed,
-                           on_cancelled=lambda: jobs.remove_job_folder(job.folder))
+        self._runner.start(job, on_success=answered, on_error=failed)
 
     def cancel(self) -> None:
         self._runner.cancel()

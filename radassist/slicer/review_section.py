@@ -23,6 +23,7 @@ from radassist.slicer import review
 from radassist.slicer.ai_run import AiRun
 from radassist.slicer.export_plan import proposed_labels
 from radassist.slicer.settings_store import ExportSettings
+from radassist.slicer.worker import selection_table
 
 STATUSES = list(STATUS_LABELS)  # combo index -> ReviewStatus
 BREASTS = (("L", "Left breast"), ("R", "Right breast"))
@@ -40,15 +41,7 @@ class ReviewSection:
         self.widget.collapsed = True
         layout = qt.QVBoxLayout(self.widget)
 
-        self.table = qt.QTableWidget()
-        self.table.setColumnCount(2)
-        self.table.setHorizontalHeaderLabels(["Result", "Review status"])
-        self.table.setSelectionBehavior(qt.QAbstractItemView.SelectRows)
-        self.table.setSelectionMode(qt.QAbstractItemView.SingleSelection)
-        self.table.setEditTriggers(qt.QAbstractItemView.NoEditTriggers)
-        self.table.verticalHeader().setVisible(False)
-        self.table.horizontalHeader().setStretchLastSection(True)
-        self.table.connect("itemSelectionChanged()", self.onSelectionChanged)
+        self.table = selection_table(("Result", "Review status"), self.onSelectionChanged)
         layout.addWidget(self.table)
 
         row = qt.QHBoxLayout()
@@ -178,11 +171,9 @@ class ReviewSection:
             folder, annotator = settings.checked()
             settings.save()
             result = run.export(folder, annotator, self.confirmed())
-        except RadAssistError as error:
-            self.statusLabel.text = f"Export failed, nothing was written: {error}"
-            return
         except Exception as error:  # noqa: BLE001 -- keep Slicer up and say what happened
-            logging.exception("RadAssist: export failed")
+            if not isinstance(error, RadAssistError):
+                logging.exception("RadAssist: export failed")
             self.statusLabel.text = f"Export failed, nothing was written: {error}"
             return
         finally:

@@ -25,17 +25,13 @@ MAMMO_CLASSIFY = "mammo-classify"
 SEGMENT_BOX = "segment-box"
 
 
-
 def lung_detect_options(engine: str, threshold: float) -> dict[str, Any]:
     """The panel's engine ("detr" or "classic") and probability threshold (0..1)."""
     return {"engine": engine, "threshold": float(threshold)}
 
 
-def liver_options(architecture: str) -> dict[str, Any]:
-    return {"arch": architecture}
-
-
-def infection_options(architecture: str) -> dict[str, Any]:
+def architecture_options(architecture: str) -> dict[str, Any]:
+    """The network the liver and lung-infection panels chose."""
     return {"arch": architecture}
 
 

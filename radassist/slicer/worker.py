@@ -1,5 +1,5 @@
 """Slicer side of a job: start a :class:`~radassist.runtime.process_jobs.ProcessJob`, keep the GUI alive, show its
-progress, offer Cancel.
+progress, offer Cancel, and remove the job's folder once the job has ended and its callbacks have run.
 
 A qt.QTimer polls the job's folder from the main thread, so results become nodes where MRML lives while the job
 runs in its own process. While a job runs, the module's button reads "Cancel" and ends the job's process tree;
@@ -9,7 +9,8 @@ afterwards it is restored. Errors go to the caller's ``on_error``; nothing here 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+import shutil
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import qt
@@ -31,6 +32,20 @@ def add_job_controls(form, text: str, tooltip: str):
     statusLabel.wordWrap = True
     form.addRow(statusLabel)
     return button, progressBar, statusLabel
+
+
+def selection_table(headers: Sequence[str], on_selection: Callable[[], None]):
+    """A read-only table whose rows are selected one at a time; ``on_selection`` runs when the selection changes."""
+    table = qt.QTableWidget()
+    table.setColumnCount(len(headers))
+    table.setHorizontalHeaderLabels(list(headers))
+    table.setSelectionBehavior(qt.QAbstractItemView.SelectRows)
+    table.setSelectionMode(qt.QAbstractItemView.SingleSelection)
+    table.setEditTriggers(qt.QAbstractItemView.NoEditTriggers)
+    table.verticalHeader().setVisible(False)
+    table.horizontalHeader().setStretchLastSection(True)
+    table.connect("itemSelectionChanged()", on_selection)
+    return table
 
 
 class SlicerJobRunner:
@@ -62,7 +77,8 @@ class SlicerJobRunner:
 
     def start(self, job, on_success: Callable[[Any], None], on_error: Callable[[BaseException], None],
               on_cancelled: Callable[[], None] | None = None):
-        """Start ``job`` (a ProcessJob, not yet started); the callbacks run later in the main thread."""
+        """Start ``job`` (a ProcessJob, not yet started); the callbacks run later in the main thread, and its folder
+        is removed after them."""
         if self._job is not None:
             raise RuntimeError("a RadAssist job is already running")
         self._on_success, self._on_error, self._on_cancelled = on_success, on_error, on_cancelled
@@ -72,6 +88,7 @@ class SlicerJobRunner:
             job.start()
         except OSError as error:  # PythonSlicer missing or not executable
             on_error(error)
+            shutil.rmtree(job.folder, ignore_errors=True)
             return None
         self._job = job
         self._button.text = self._cancel_text
@@ -114,20 +131,24 @@ class SlicerJobRunner:
 
     def _finish(self, event) -> None:
         self._timer.stop()
+        folder = self._job.folder
         self._job = None
         self._button.text = self._idle_text
         self._button.toolTip = self._idle_tooltip
         self._progress_bar.hide()
         on_success, on_error, on_cancelled = self._on_success, self._on_error, self._on_cancelled
         self._on_success = self._on_error = self._on_cancelled = None
-        if isinstance(event, JobDone):
-            try:
-                on_success(event.result)
-            except Exception as error:  # noqa: BLE001 -- turning a result into nodes can fail too; report it
-                logging.exception("RadAssist: applying the result failed")
-                on_error(error)
-        elif isinstance(event, JobFailed):
-            logging.error("RadAssist job failed:\n%s", event.traceback)
-            on_error(event.error)
-        elif on_cancelled is not None:
-            on_cancelled()
+        try:
+            if isinstance(event, JobDone):
+                try:
+                    on_success(event.result)
+                except Exception as error:  # noqa: BLE001 -- turning a result into nodes can fail too; report it
+                    logging.exception("RadAssist: applying the result failed")
+                    on_error(error)
+            elif isinstance(event, JobFailed):
+                logging.error("RadAssist job failed:\n%s", event.traceback)
+                on_error(event.error)
+            elif on_cancelled is not None:
+                on_cancelled()
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
