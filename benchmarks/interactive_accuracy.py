@@ -143,7 +143,8 @@ def markdown(rows: Sequence[dict]) -> str:
     lines = []
     for group in dict.fromkeys(row["group"] for row in rows):
         chosen = [row for row in rows if row["group"] == group]
-        lines += [f"**{group}**", "", "| case | structure | window | slices in box | LiteMedSAM Dice | Otsu in box Dice |",
+        lines += [f"**{group}**", "",
+                  "| case | structure | window | slices in box | LiteMedSAM Dice | Otsu in box Dice |",
                   "|---|---|---|---:|---:|---:|"]
         lines += [f"| {r['case']} | {r['structure']} | {r['window']} | {r['box_slices']} | {r['dice']:.3f} | "
                   f"{r['baseline_dice']:.3f} |" for r in chosen]
