@@ -295,12 +295,9 @@ def check_state_dict(state: Mapping[str, torch.Tensor], model: nn.Module, path: 
     if not (missing or unexpected or wrong):
         return
     parts = [f"does not fit architecture {architecture} with this config:"]
-    if missing:
-        parts.append(f"  missing keys ({len(missing)}): {_listing(missing)}")
-    if unexpected:
-        parts.append(f"  unexpected keys ({len(unexpected)}): {_listing(unexpected)}")
-    if wrong:
-        parts.append(f"  wrong shapes ({len(wrong)}): {_listing(wrong)}")
+    for what, keys in (("missing keys", missing), ("unexpected keys", unexpected), ("wrong shapes", wrong)):
+        if keys:
+            parts.append(f"  {what} ({len(keys)}): {_listing(keys)}")
     raise InputError(path, "\n".join(parts))
 
 

@@ -162,11 +162,8 @@ def _cuda_memory() -> list[GpuMemory]:
 
     if not torch.cuda.is_available():
         return []
-    found = []
-    for index in range(torch.cuda.device_count()):
-        free, total = torch.cuda.mem_get_info(index)
-        found.append(GpuMemory(f"cuda:{index}", int(free), int(total)))
-    return found
+    return [GpuMemory(f"cuda:{index}", *map(int, torch.cuda.mem_get_info(index)))
+            for index in range(torch.cuda.device_count())]
 
 
 def _mps_available() -> bool:

@@ -14,7 +14,6 @@ import io
 import math
 import os
 import shutil
-import sys
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
@@ -290,8 +289,7 @@ def rank_order(order: Sequence[T], rank: int | None = None, world_size: int | No
     items = list(order)
     if world_size == 1 or not items:
         return items
-    per_rank = math.ceil(len(items) / world_size)
-    padding = per_rank * world_size - len(items)
+    padding = -len(items) % world_size  # items to add until the order divides evenly
     padded = items + (items * math.ceil(padding / len(items)))[:padding]
     return padded[rank::world_size]
 
@@ -396,16 +394,9 @@ def quiet_unless_main() -> Iterator[None]:
         yield
 
 
-def log_main(message: str, file: Any = None) -> None:
-    """Print ``message`` on rank 0 only."""
-    if is_main_process():
-        print(message, file=file or sys.stderr)
-
-
 __all__ = ["DEFAULT_TIMEOUT_S", "DistributedEnv", "DistributedError", "LONG_TIMEOUT_S", "accumulation_plan",
-           "accumulation_step",
-           "all_reduce_sum", "backend_for", "barrier", "broadcast_object", "destroy_distributed",
+           "accumulation_step", "all_reduce_sum", "backend_for", "barrier", "broadcast_object", "destroy_distributed",
            "distributed_command", "distributed_sampler", "distributed_session", "gather_objects", "get_rank",
-           "get_world_size", "global_mean", "init_distributed", "is_distributed", "is_main_process", "log_main",
+           "get_world_size", "global_mean", "init_distributed", "is_distributed", "is_main_process",
            "main_process_first", "main_rank_folder", "quiet_unless_main", "rank_device_preference", "rank_order",
            "read_env", "shard", "unwrap", "wrap_ddp"]

@@ -139,9 +139,7 @@ def is_valid_copy(path: str | Path, sha256: str | None = None, size: int | None 
                   git_blob_sha1: str | None = None) -> bool:
     """True when ``path`` is a file with the expected size and hashes (each checked only when given)."""
     path = Path(path)
-    if not path.is_file():
-        return False
-    if size is not None and path.stat().st_size != size:
+    if not path.is_file() or (size is not None and path.stat().st_size != size):
         return False
     return _mismatch(path, _expected(sha256, git_blob_sha1)) is None
 
@@ -176,8 +174,7 @@ def fetch_file(url: str, destination: str | Path, sha256: str | None = None, siz
     _make_parent(destination)
     reporter = _ByteReporter(progress, destination.name)
     try:
-        local = local_path_of(url)
-        if local is not None:
+        if (local := local_path_of(url)) is not None:
             return _copy_local(local, url, destination, expected, size, reporter)
         with contextlib.nullcontext(session) if session is not None else _new_session() as active:  # ours: closed
             _download_with_retries(active, url, destination, expected, size, reporter, timeout, retries, backoff)

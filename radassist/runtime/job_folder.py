@@ -56,8 +56,7 @@ def write_request(folder: Path, request: TaskJobRequest, token: str | None = Non
     folder.mkdir(parents=True, exist_ok=True)
     (folder / REQUEST).write_text(json.dumps(asdict(request), indent=1), encoding="utf-8")
     if token is not None:
-        path = folder / TOKEN
-        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        descriptor = os.open(folder / TOKEN, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
             handle.write(token)
 

@@ -144,17 +144,15 @@ class BackgroundJob(Generic[T]):
         try:
             progress.check_cancelled()
             result = self._fn(progress)
+            progress.check_cancelled()  # a cancel request wins over a late result
         except Cancelled:
             self._finish(JobState.CANCELLED, JobCancelled())
         except BaseException as error:  # noqa: BLE001 -- delivered to the poller, never lost in the thread
             self._error = error
             self._finish(JobState.FAILED, JobFailed(error, traceback.format_exc()))
         else:
-            if self._cancel.is_set():
-                self._finish(JobState.CANCELLED, JobCancelled())
-            else:
-                self._result = result
-                self._finish(JobState.SUCCEEDED, JobDone(result))
+            self._result = result
+            self._finish(JobState.SUCCEEDED, JobDone(result))
 
 
 def run_in_background(fn: Callable[[Progress], T], name: str = "radassist-job") -> BackgroundJob[T]:

@@ -110,9 +110,8 @@ def _size(entry: ModelEntry, installed: bool, catalog: Catalog | None = None) ->
     if entry.is_ensemble:
         sizes = [_size(member, installed) for member in (catalog or load_catalog()).members(entry)]
         return None if None in sizes else sum(sizes)  # type: ignore[arg-type]
-    folder = installed_path(entry)
     if installed:
-        return sum((folder / f.name).stat().st_size for f in entry.files)
+        return sum((installed_path(entry) / f.name).stat().st_size for f in entry.files)
     sizes = [f.size for f in entry.files]
     return None if not sizes or None in sizes else sum(sizes)  # type: ignore[arg-type]
 
@@ -130,10 +129,7 @@ def model_row(entry: ModelEntry, catalog: Catalog | None = None) -> ModelRow:
 
 def tasks_matching(catalog: Catalog, task: str | None) -> list[str]:
     """The catalogue's tasks that ``task`` names, exactly or as a prefix ('lung' -> both lung tasks)."""
-    tasks = sorted({entry.task for entry in catalog})
-    if not task:
-        return tasks
-    return [t for t in tasks if t == task or t.startswith(task)]
+    return [t for t in sorted({entry.task for entry in catalog}) if t.startswith(task or "")]
 
 
 def model_rows(task: str | None = None, catalog: Catalog | None = None) -> list[ModelRow]:
@@ -213,9 +209,7 @@ def row_actions(row: ModelRow | None) -> RowActions:
 
 def default_row(rows: Sequence[ModelRow]) -> int | None:
     """The row to select when a table opens: the first installed model (what a run would use), else the first."""
-    if not rows:
-        return None
-    return next((index for index, row in enumerate(rows) if row.installed), 0)
+    return next((index for index, row in enumerate(rows) if row.installed), 0 if rows else None)
 
 
 # --- advice when a model cannot be downloaded --------------------------------------------------------------------

@@ -406,8 +406,7 @@ def assert_onnx_parity(model: torch.nn.Module, example_inputs: Inputs, tmp_path:
     example = named_arrays(spec.tensors, spec.input_names)
     trials: list[Inputs] = [example, *(other_inputs or [])]
     if not other_inputs and spec.dynamic_axes:
-        extra = varied_inputs(example, spec.dynamic_axes)
-        if extra is not None:
+        if (extra := varied_inputs(example, spec.dynamic_axes)) is not None:
             trials.append(extra)
     result = ParityResult(path, atol, tuple(_compare(model, session, trial) for trial in trials))
     if not result.passed:

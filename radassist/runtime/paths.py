@@ -12,8 +12,7 @@ CATALOG_ENV = "RADASSIST_CATALOGS"
 
 def cache_dir() -> Path:
     """``$RADASSIST_CACHE_DIR``, else the platform's user cache folder + ``radassist``."""
-    override = os.environ.get(CACHE_ENV)
-    if override:
+    if override := os.environ.get(CACHE_ENV):
         return Path(override).expanduser()
     if sys.platform == "win32":
         base = Path(os.environ.get("LOCALAPPDATA", Path.home() / "AppData" / "Local"))

