@@ -12,13 +12,14 @@ import os
 import sys
 import tempfile
 from collections.abc import Sequence
+from pathlib import Path
 
 from radassist import __version__
 from radassist.commands import COMMAND_MODULES, TASK_MODULES
-from radassist.commands.run_context import add_overwrite_options, leaf_parsers
+from radassist.commands.run_context import KEEPS_OUT, add_overwrite_options, leaf_parsers, may_overwrite
 from radassist.commands.train_evaluate import register_all
 from radassist.errors import RadAssistError
-from radassist.io.atomic import sweep_stale
+from radassist.io.atomic import refuse_non_empty, sweep_stale
 from radassist.runtime import interrupt
 
 PROG = "_prog"  # every command's full name ("radassist lung detect"), for its messages
@@ -29,9 +30,7 @@ class _Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescription
     option's help says what happens then), so it is not printed."""
 
     def _get_help_string(self, action: argparse.Action) -> str | None:
-        if action.default is None:
-            return action.help
-        return super()._get_help_string(action)
+        return action.help if action.default is None else super()._get_help_string(action)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -54,11 +53,6 @@ def _refuse_existing_results(args: argparse.Namespace) -> None:
     """A command with --out refuses a non-empty folder before it reads data or loads a model (its RunOutput
     would refuse it too, but only after that work). Only rank 0 checks under torchrun: the others write a copy
     elsewhere (radassist.runtime.distributed.main_rank_folder)."""
-    from pathlib import Path
-
-    from radassist.commands.run_context import KEEPS_OUT, may_overwrite
-    from radassist.io.atomic import refuse_non_empty
-
     out = getattr(args, "out", None)
     if out is None or getattr(args, KEEPS_OUT, False) or may_overwrite(args) or os.environ.get("RANK", "0") != "0":
         return

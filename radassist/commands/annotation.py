@@ -12,9 +12,11 @@ import json
 from pathlib import Path
 from typing import Any
 
+from radassist.commands.inputs import load_input_volume
 from radassist.commands.options import add_model_option
 from radassist.commands.run_context import KEEPS_OUT
 from radassist.errors import InputError
+from radassist.io.atomic import full_suffix
 from radassist.io.json_files import read_json
 
 EXPORT_TASKS = ("liver", "lung-infection", "lung", "brain", "mammo")
@@ -109,7 +111,6 @@ def register(commands: argparse._SubParsersAction, formatter: type[argparse.Help
 
 def read_labels(path: Path):
     """A segmentation file as a LabelMap: Slicer .seg.nrrd, NIfTI labels (+ label table sidecar) or DICOM SEG."""
-    from radassist.io.atomic import full_suffix
     from radassist.results import read_labelmap_nifti, read_seg_nrrd
 
     suffix = full_suffix(path).lower()
@@ -126,7 +127,6 @@ def read_labels(path: Path):
 
 def read_boxes(path: Path, series_uid: str):
     """Boxes from a .mrk.json (ROIs) or a LUNA16 CSV (the rows of ``series_uid``, or of its only series)."""
-    from radassist.io.atomic import full_suffix
     from radassist.results import Detections, read_detections_csv, read_roi_markups
 
     suffix = full_suffix(path).lower()
@@ -155,8 +155,6 @@ def _annotator(args: argparse.Namespace) -> str:
 
 def _image_and_case(args: argparse.Namespace) -> tuple[Any, str]:
     """The --image volume and the case name: --case, else the DICOM series UID or the file name."""
-    from radassist.commands.inputs import load_input_volume
-
     image = load_input_volume(argparse.Namespace(input=args.image, series=args.series))
     return image, args.case or (image.source.series_instance_uid if args.image.is_dir() else _stem(args.image))
 

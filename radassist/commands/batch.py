@@ -14,14 +14,19 @@ when every case is done, 1 when some failed, 2 for a bad list or bad options.
 from __future__ import annotations
 
 import argparse
+import importlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from radassist.batch import LUNA16, ListColumns
+from radassist.batch import LUNA16, BatchTask, ListColumns
 from radassist.commands.inputs import load_input_volume
+from radassist.commands.options import model_folder
 from radassist.commands.run_context import KEEPS_OUT, plain_arguments
+from radassist.runtime.device import device_from_args
+from radassist.runtime.distributed import LONG_TIMEOUT_S, distributed_command
+from radassist.runtime.progress import tqdm_progress
 
 # not copied from the task command: the list gives the inputs (and series), the batch its --out; a batch runs
 # here (under torchrun when several GPUs or nodes share it), so the remote-server options do not apply
@@ -50,10 +55,8 @@ def _case_arguments(case: Any) -> argparse.Namespace:
 
 
 def _lung_task(args: argparse.Namespace) -> Any:
-    from radassist.batch import BatchTask
     from radassist.commands import lung
     from radassist.lung.pipeline import detect_nodules
-    from radassist.runtime.device import device_from_args
 
     config = lung._detection_config(args)
     choice = device_from_args(args)
@@ -72,13 +75,10 @@ def _lung_task(args: argparse.Namespace) -> Any:
 
 
 def _liver_task(args: argparse.Namespace) -> Any:
-    from radassist.batch import BatchTask
     from radassist.commands import liver
-    from radassist.commands.options import model_folder
     from radassist.liver.pipeline import segment_liver
     from radassist.liver.preprocess import check_ct
     from radassist.liver.weights import load_liver_model
-    from radassist.runtime.device import device_from_args
 
     config = liver.segmentation_config(args)
     device = device_from_args(args)
@@ -104,11 +104,8 @@ INFECTION_COLUMNS = ListColumns(optional=("lungs",))
 
 
 def _lung_infection_task(args: argparse.Namespace) -> Any:
-    from radassist.batch import BatchTask
     from radassist.commands import lung_infection
-    from radassist.commands.options import model_folder
     from radassist.lung.infection.pipeline import load_infection_model
-    from radassist.runtime.device import device_from_args
 
     lung_infection.check_batch_size(args.batch_size)
     choice = device_from_args(args)
@@ -127,9 +124,7 @@ def _lung_infection_task(args: argparse.Namespace) -> Any:
 
 
 def _brain_register_task(args: argparse.Namespace) -> Any:
-    from radassist.batch import BatchTask
     from radassist.commands import brain
-    from radassist.runtime.device import device_from_args
 
     device = device_from_args(args)
     loaded = brain._joint_model(args, device)
@@ -166,8 +161,6 @@ BATCH_COMMANDS = {
 
 def _command_parser(spec: BatchCommand, formatter: type[argparse.HelpFormatter]) -> argparse.ArgumentParser:
     """The single-scan command's own parser, built by its module's register()."""
-    import importlib
-
     module = importlib.import_module(f"radassist.commands.{spec.group}")
     scratch = argparse.ArgumentParser(add_help=False)
     groups = scratch.add_subparsers()
@@ -181,9 +174,8 @@ def _copy_task_options(source: argparse.ArgumentParser, target: argparse.Argumen
                        per_case: tuple[str, ...] = ()) -> None:
     """The command's options, less those in NOT_COPIED and those the case list gives per case."""
     for action in source._actions:
-        if not action.option_strings or action.dest in NOT_COPIED or action.dest in per_case:
-            continue
-        target._add_action(action)
+        if action.option_strings and action.dest not in NOT_COPIED + per_case:
+            target._add_action(action)
 
 
 def register(commands: argparse._SubParsersAction, formatter: type[argparse.HelpFormatter]) -> None:
@@ -215,8 +207,6 @@ def register(commands: argparse._SubParsersAction, formatter: type[argparse.Help
 
 def run_batch_command(args: argparse.Namespace) -> int:
     from radassist.batch import read_case_list, run_batch
-    from radassist.runtime.distributed import LONG_TIMEOUT_S, distributed_command
-    from radassist.runtime.progress import tqdm_progress
 
     spec = BATCH_COMMANDS[args.batch_task]
     read_case_list(args.inputs, spec.columns)  # a bad list is refused before a model is loaded or a folder made

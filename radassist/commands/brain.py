@@ -8,11 +8,16 @@ from __future__ import annotations
 
 import argparse
 import json
+from dataclasses import asdict, replace
 from pathlib import Path
 
+from radassist.commands.finetune_options import add_finetune_arguments, register_result, resolve_init_option
 from radassist.commands.options import add_model_option, deprecated_alias, model_folder
 from radassist.commands.run_context import command_run
 from radassist.errors import InputError
+from radassist.runtime.device import add_device_arguments, device_from_args
+from radassist.runtime.distributed import main_rank_folder  # under torchrun: rank 0 writes --out
+from radassist.runtime.progress import tqdm_progress
 
 TRAIN_TASKS = ("brain",)
 EVALUATE_TASKS = ("brain",)
@@ -36,8 +41,6 @@ OUTPUTS = ("transform.h5", "displacement.nii.gz", "warped.nii.gz", "tumour_movin
 
 
 def _engine_arguments(parser: argparse.ArgumentParser) -> None:
-    from radassist.runtime.device import add_device_arguments
-
     parser.add_argument("--engine", choices=("auto", "joint", "classic"), default="auto",
                         help="joint network, classical SimpleITK registration, or auto (joint when its weights "
                              "are installed or --model is given, else classic)")
@@ -135,16 +138,10 @@ def _pipeline_config(args: argparse.Namespace, loaded):
     from radassist.brain.pipeline import BrainPipelineConfig, model_channels
 
     channels = tuple(args.sequences) if args.sequences else (model_channels(loaded) if loaded is not None else None)
-    return BrainPipelineConfig(engine=args.engine, channels=channels,
-                               registration_channel=args.registration_sequence)
+    return BrainPipelineConfig(engine=args.engine, channels=channels, registration_channel=args.registration_sequence)
 
 
 def run_register(args: argparse.Namespace) -> int:
-    from dataclasses import replace
-
-    from radassist.runtime.device import device_from_args
-    from radassist.runtime.progress import tqdm_progress
-
     device = device_from_args(args)
     moving = _images(args.moving, args.moving_labels, args.moving_brain_mask, args.label_convention)
     fixed = _images(args.fixed, args.fixed_labels, args.fixed_brain_mask, args.label_convention)
@@ -214,9 +211,6 @@ TRAIN_DEFAULTS = {"epochs": 1000, "batch_size": 2, "learning_rate": 2e-3, "crop_
 
 
 def add_train_arguments(task: str, parser: argparse.ArgumentParser) -> None:
-    from radassist.commands.finetune_options import add_finetune_arguments
-    from radassist.runtime.device import add_device_arguments
-
     d = TRAIN_DEFAULTS
     parser.add_argument("--data", type=Path, required=True, help="BraTS or OASIS-style folder (one folder per subject)")
     parser.add_argument("--out", type=Path, required=True, help="checkpoint folder to write")
@@ -263,8 +257,6 @@ def _init_channels(init) -> list[str] | None:
 
 def _train_model_config(args: argparse.Namespace, channels, init):
     """The network to train: the options' settings over the --model network's (or the paper's defaults)."""
-    from dataclasses import replace
-
     from radassist.brain.model import BrainJointConfig
 
     given: dict = {"channels_per_image": len(channels)}
@@ -278,19 +270,13 @@ def _train_model_config(args: argparse.Namespace, channels, init):
 
 
 def run_train(task: str, args: argparse.Namespace) -> int:
-    from dataclasses import asdict
-
     from radassist.brain.datasets import load_subject, read_layout
     from radassist.brain.losses import JointLossConfig
     from radassist.brain.model import ARCHITECTURE_NAME
     from radassist.brain.postprocess import TUMOUR_CLASSES
     from radassist.brain.train import BrainTrainConfig, prepare_subject, subject_channels, train_brain
-    from radassist.commands.finetune_options import register_result, resolve_init_option
     from radassist.metrics.curves import log_and_curves
     from radassist.runtime.checkpoints import save_checkpoint
-    from radassist.runtime.device import device_from_args
-    from radassist.runtime.distributed import main_rank_folder  # under torchrun: rank 0 writes --out
-    from radassist.runtime.progress import tqdm_progress
 
     device = device_from_args(args)
     layout, files = read_layout(args.data, args.layout)
@@ -311,8 +297,7 @@ def run_train(task: str, args: argparse.Namespace) -> int:
     with main_rank_folder(args.out) as out, command_run(out, f"train {task}", args) as (output, record):
         record.inputs = [str(args.data)]
         with record.timed("train"), tqdm_progress(f"train {task}") as progress:
-            result = train_brain(train_set, validation, model_config, config, progress, device.device, channels,
-                                 init)
+            result = train_brain(train_set, validation, model_config, config, progress, device.device, channels, init)
         save_checkpoint(result.model, ARCHITECTURE_NAME, model_config, output.path("config.json").parent,
                         metadata={"channels": list(channels), "layout": layout, "data": str(args.data),
                                   "bestEpoch": result.best_epoch, "trainConfig": asdict(config),
@@ -346,11 +331,7 @@ def add_evaluate_arguments(task: str, parser: argparse.ArgumentParser) -> None:
 
 
 def run_evaluate(task: str, args: argparse.Namespace) -> int:
-    from dataclasses import asdict
-
     from radassist.brain.evaluate import evaluate_brain, write_evaluation_png
-    from radassist.runtime.device import device_from_args
-    from radassist.runtime.progress import tqdm_progress
 
     device = device_from_args(args)
     loaded = _joint_model(args, device)

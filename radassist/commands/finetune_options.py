@@ -13,7 +13,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from radassist.commands.options import add_model_option
 from radassist.errors import InputError
+from radassist.runtime.distributed import is_main_process
 
 
 MIX_HELP = ("repeat --data to train on a data set together with exported corrections: the first folder is the base "
@@ -22,8 +24,6 @@ MIX_HELP = ("repeat --data to train on a data set together with exported correct
 
 
 def add_finetune_arguments(parser: argparse.ArgumentParser) -> None:
-    from radassist.commands.options import add_model_option
-
     add_model_option(parser, "fine-tune from this model: a catalogue model id (ID or ID@VERSION), a checkpoint "
                              "folder or a weights file; the network must be the one this training builds",
                      old=("--init",))
@@ -62,8 +62,6 @@ def register_result(args: argparse.Namespace, network: Any, architecture: str, c
                     ) -> str | None:
     """Save the trained ``network`` as --register-as says (rank 0 only), with the run's checkpoint ``metadata``
     (window, input size: what the pipelines read back); returns 'ID VERSION' or None."""
-    from radassist.runtime.distributed import is_main_process
-
     target = registration_target(args)
     if target is None or not is_main_process():
         return None

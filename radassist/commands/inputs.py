@@ -67,14 +67,13 @@ def summary_lines(volume: Volume, name: str) -> list[str]:
     sx, sy, sz = volume.spacing
     source = volume.source
     described = ", ".join(part for part in (source.modality, source.series_description) if part)
-    lines = [f"{name}" + (f": {described}" if described else "")]
-    lines.append(f"  grid        {nx} x {ny} x {nz} voxels (x, y, z), {array.dtype}")
-    lines.append(f"  spacing     {sx:g} x {sy:g} x {sz:g} mm; extent {nx * sx:.1f} x {ny * sy:.1f} x {nz * sz:.1f} mm")
-    lines.append(f"  origin      ({', '.join(f'{v:.2f}' for v in volume.origin)}) mm, LPS")
-    lines.append(f"  orientation {orientation_code(volume.geometry)} (voxel axes i, j, k point to these sides of "
-                 f"the patient)")
-    lines.append(f"  values      min {float(array.min()):g}, max {float(array.max()):g}, mean "
-                 f"{float(array.mean()):.4g}")
+    lines = [name + (f": {described}" if described else ""),
+             f"  grid        {nx} x {ny} x {nz} voxels (x, y, z), {array.dtype}",
+             f"  spacing     {sx:g} x {sy:g} x {sz:g} mm; extent {nx * sx:.1f} x {ny * sy:.1f} x {nz * sz:.1f} mm",
+             f"  origin      ({', '.join(f'{v:.2f}' for v in volume.origin)}) mm, LPS",
+             f"  orientation {orientation_code(volume.geometry)} (voxel axes i, j, k point to these sides of the "
+             f"patient)",
+             f"  values      min {float(array.min()):g}, max {float(array.max()):g}, mean {float(array.mean()):.4g}"]
     if source.series_instance_uid:
         lines.append(f"  series      {source.series_instance_uid} ({len(source.sop_instance_uids)} files)")
     if source.patient_id:

@@ -9,11 +9,17 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from radassist.commands.finetune_options import (MIX_HELP, add_finetune_arguments, data_folders, register_result,
+                                                resolve_init_option)
 from radassist.commands.inputs import add_input_arguments, load_input_volume
 from radassist.commands.options import add_model_option, flat_widths, model_folder, widths
 from radassist.commands.remote_option import add_remote_option
 from radassist.commands.run_context import command_run
 from radassist.errors import InputError
+from radassist.io.atomic import full_suffix
+from radassist.runtime.device import add_device_arguments, device_from_args
+from radassist.runtime.distributed import main_rank_folder  # under torchrun: rank 0 writes --out
+from radassist.runtime.progress import tqdm_progress
 
 TRAIN_TASKS = ("liver",)
 EVALUATE_TASKS = ("liver",)
@@ -53,8 +59,6 @@ def register(commands: argparse._SubParsersAction, formatter: type[argparse.Help
     segment.add_argument("--backend", choices=("torch", "onnx"), default="torch", help="inference engine")
     segment.add_argument("--batch-size", type=int, default=8, help="slices per network call")
     segment.add_argument("--min-tumour-ml", type=float, default=0.05, help="drop tumours smaller than this (mL)")
-    from radassist.runtime.device import add_device_arguments
-
     add_device_arguments(segment)
     segment.set_defaults(handler=run_segment)
     add_remote_option(segment, "liver-segment", ("series", "arch", "backend", "batch_size", "min_tumour_ml"))
@@ -95,8 +99,6 @@ def run_segment(args: argparse.Namespace) -> int:
     from radassist.liver.preprocess import check_ct
     from radassist.liver.quantify import summary_line
     from radassist.liver.weights import load_liver_model
-    from radassist.runtime.device import device_from_args
-    from radassist.runtime.progress import tqdm_progress
 
     config = segmentation_config(args)
     volume = load_input_volume(args)
@@ -131,8 +133,6 @@ def write_outputs(volume: Any, result: Any, output: Any) -> None:
 
 def read_segmentation(path: Path) -> Any:
     """A LabelMap from a .seg.nrrd, a NIfTI label map (with its label table if any) or another label image."""
-    from radassist.io.atomic import full_suffix
-
     suffix = full_suffix(path).lower()
     if not path.exists():
         raise InputError(path, "file not found")
@@ -207,9 +207,6 @@ def run_quantify(args: argparse.Namespace) -> int:
 
 
 def add_train_arguments(task: str, parser: argparse.ArgumentParser) -> None:
-    from radassist.commands.finetune_options import MIX_HELP, add_finetune_arguments
-    from radassist.runtime.device import add_device_arguments
-
     parser.add_argument("--data", type=Path, action="append", required=True, metavar="DIR",
                         help="LiTS-layout folder or an MSD export ('radassist export liver'); " + MIX_HELP)
     parser.add_argument("--out", type=Path, required=True, help="checkpoint folder to write")
@@ -239,7 +236,6 @@ def _train_settings(args: argparse.Namespace, model: dict[str, Any]) -> tuple[An
     """(LiverTrainConfig, InitWeights or None): the options, with what they leave out taken from the --model
     checkpoint (architecture, context, window, slice size), so fine-tuning prepares slices as its base was
     trained; the network must fit (else InputError before any data is read)."""
-    from radassist.commands.finetune_options import resolve_init_option
     from radassist.liver.model import ARCHITECTURES, CLASS_COUNT
     from radassist.liver.preprocess import SEED_WINDOW, window_by_name
     from radassist.liver.train import LiverTrainConfig
@@ -269,13 +265,9 @@ def _train_settings(args: argparse.Namespace, model: dict[str, Any]) -> tuple[An
 def run_train(task: str, args: argparse.Namespace) -> int:
     from radassist.annotation.mix import training_data
     from radassist.annotation.msd import find_liver_cases
-    from radassist.commands.finetune_options import data_folders, register_result
     from radassist.liver.datasets import read_lits_case, training_slices
     from radassist.liver.preprocess import LiverPreprocessing
     from radassist.liver.train import train_liver
-    from radassist.runtime.device import device_from_args
-    from radassist.runtime.distributed import main_rank_folder  # under torchrun: rank 0 writes --out
-    from radassist.runtime.progress import tqdm_progress
 
     channels = flat_widths(args.channels)
     model: dict[str, Any] = {"channels": channels} if channels else {}
@@ -318,8 +310,6 @@ def run_train(task: str, args: argparse.Namespace) -> int:
 
 
 def add_evaluate_arguments(task: str, parser: argparse.ArgumentParser) -> None:
-    from radassist.runtime.device import add_device_arguments
-
     parser.add_argument("--data", type=Path, required=True, help="LiTS-layout folder with the reference labels")
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--predictions", type=Path, help="folder of predicted label maps (segmentation-N.nii[.gz])")
@@ -357,14 +347,12 @@ def run_evaluate(task: str, args: argparse.Namespace) -> int:
     from radassist.annotation.msd import find_liver_cases
     from radassist.liver.datasets import read_lits_case
     from radassist.liver.evaluate import LitsEvaluation, LitsEvaluationConfig, evaluate_case, write_evaluation
-    from radassist.runtime.progress import tqdm_progress
 
     config = LitsEvaluationConfig(detection_iou=args.detection_iou)
     cases = find_liver_cases(args.data)
     model = None
     if args.model is not None:
         from radassist.liver.weights import load_liver_model
-        from radassist.runtime.device import device_from_args
 
         model = load_liver_model("munet", model_folder(args.model), device_from_args(args).device)
     elif not args.predictions.is_dir():

@@ -11,6 +11,7 @@ Heavy imports (torch, SimpleITK, the pipeline) stay inside the run function so `
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import importlib.util
 import sys
 from pathlib import Path
@@ -19,6 +20,8 @@ from radassist.commands.inputs import add_input_arguments, load_input_volume
 from radassist.commands.remote_option import add_remote_option
 from radassist.commands.run_context import command_run
 from radassist.errors import InputError
+from radassist.runtime.device import add_device_arguments, device_from_args
+from radassist.runtime.progress import tqdm_progress
 
 ENGINE_CHOICES = ("auto", "classic", "detr")
 
@@ -56,8 +59,6 @@ def register(commands: argparse._SubParsersAction, formatter: type[argparse.Help
                              "T, 0..1, in nodules.mrk.json and nodules.png; nodules.csv lists every candidate")
     detect.add_argument("--max-nodules", type=int, default=100, metavar="N",
                         help="list at most N candidates, best first (LUNA16 scores 100 per scan)")
-    from radassist.runtime.device import add_device_arguments
-
     add_device_arguments(detect)
     detect.set_defaults(handler=run_detect)
     add_remote_option(detect, "lung-detect", ("series", "engine", "backend", "threshold", "max_nodules"))
@@ -68,8 +69,6 @@ def register(commands: argparse._SubParsersAction, formatter: type[argparse.Help
 
 
 def _detection_config(args: argparse.Namespace):
-    import dataclasses
-
     from radassist.lung.pipeline import LungDetectionConfig
 
     if not 0.0 <= args.threshold <= 1.0:
@@ -78,10 +77,9 @@ def _detection_config(args: argparse.Namespace):
         raise InputError(None, f"--max-nodules must be at least 1, got {args.max_nodules}")
     config = LungDetectionConfig(score_threshold=args.threshold)
     # slab boxes weaker than the report threshold can never become a reported nodule; below it, keep them all
-    config = dataclasses.replace(config, box_threshold=min(config.box_threshold, args.threshold))
-    return dataclasses.replace(
-        config, link=dataclasses.replace(config.link, max_candidates=args.max_nodules),
-        classic=dataclasses.replace(config.classic, max_candidates=args.max_nodules))
+    return dataclasses.replace(config, box_threshold=min(config.box_threshold, args.threshold),
+                               link=dataclasses.replace(config.link, max_candidates=args.max_nodules),
+                               classic=dataclasses.replace(config.classic, max_candidates=args.max_nodules))
 
 
 def _choose_engine(args: argparse.Namespace, device) -> tuple[str, object]:
@@ -134,8 +132,6 @@ def run_summary(detections, choice) -> dict:
 
 def run_detect(args: argparse.Namespace) -> int:
     from radassist.lung.pipeline import detect_nodules, shown_findings
-    from radassist.runtime.device import device_from_args
-    from radassist.runtime.progress import tqdm_progress
 
     config = _detection_config(args)
     with command_run(args.out, "lung detect", args) as (output, record):

@@ -13,11 +13,14 @@ from pathlib import Path
 
 import numpy as np
 
+from radassist.commands.finetune_options import add_finetune_arguments, register_result, resolve_init_option
 from radassist.commands.inputs import add_input_arguments, load_input_volume
 from radassist.commands.options import add_model_option, deprecated_alias, flat_widths, model_folder, widths
 from radassist.commands.run_context import command_run
 from radassist.errors import InputError
-from radassist.runtime.device import add_device_arguments
+from radassist.runtime.device import add_device_arguments, device_from_args
+from radassist.runtime.distributed import main_rank_folder  # under torchrun: rank 0 writes --out
+from radassist.runtime.progress import tqdm_progress
 
 TASK = "lung-infection"
 TRAIN_TASKS = (TASK,)
@@ -36,8 +39,7 @@ EVALUATE_HELP = {TASK: "Score lung infection segmentation on a labelled data set
 LAYOUTS = ("auto", "folders", "covid-semiseg")
 
 
-def register_infection(lung_subcommands: argparse._SubParsersAction,
-                       formatter: type[argparse.HelpFormatter]) -> None:
+def register_infection(lung_subcommands: argparse._SubParsersAction, formatter: type[argparse.HelpFormatter]) -> None:
     """Add ``infection`` to the ``lung`` command group."""
     parser = lung_subcommands.add_parser(
         "infection", help="segment ground glass, consolidation and pleural effusion on a chest CT",
@@ -68,8 +70,6 @@ PICTURE_SUFFIXES = (".png", ".jpg", ".jpeg")
 
 def run_infection(args: argparse.Namespace) -> int:
     from radassist.lung.infection.pipeline import load_infection_model
-    from radassist.runtime.device import device_from_args
-    from radassist.runtime.progress import tqdm_progress
 
     check_batch_size(args.batch_size)
     if args.input.suffix.lower() in PICTURE_SUFFIXES:
@@ -96,7 +96,6 @@ def run_picture(args: argparse.Namespace) -> int:
     from radassist.lung.infection.figures import label_colours, write_picture_preview
     from radassist.lung.infection.pipeline import load_infection_model, segment_picture
     from radassist.results import write_report
-    from radassist.runtime.device import device_from_args
 
     if args.lungs is not None or args.backend != "torch":
         raise InputError(args.input, "is a picture: --lungs and --backend onnx are for CT volumes")
@@ -171,17 +170,13 @@ def read_lungs(path: Path):
 
 
 def add_train_arguments(task: str, parser: argparse.ArgumentParser) -> None:
-    from radassist.commands.finetune_options import add_finetune_arguments
-
     parser.add_argument("--data", type=Path, required=True, help="folder of image/mask pairs")
     add_layout_arguments(parser)
     parser.add_argument("--out", type=Path, required=True, help="output folder: the checkpoint and result.json")
-    parser.add_argument("--arch", choices=ARCH_CHOICES,
-                        help="network (default: unet, or the --model network's)")
+    parser.add_argument("--arch", choices=ARCH_CHOICES, help="network (default: unet, or the --model network's)")
     parser.add_argument("--epochs", type=int, default=50, help="passes over the training slices")
     parser.add_argument("--learning-rate", type=float, default=3e-5, help="Adam learning rate")
-    parser.add_argument("--batch-size", type=int, default=4,
-                        help="slices per step (per process under torchrun)")
+    parser.add_argument("--batch-size", type=int, default=4, help="slices per step (per process under torchrun)")
     parser.add_argument("--accumulation", type=int, default=1,
                         help="batches per optimiser step (gradient accumulation)")
     parser.add_argument("--image-size", type=int, default=512, help="network input size (square)")
@@ -253,16 +248,12 @@ def _network_overrides(args: argparse.Namespace, arch: str) -> dict:
 
 
 def run_train(task: str, args: argparse.Namespace) -> int:
-    from radassist.commands.finetune_options import register_result, resolve_init_option
     from radassist.lung.infection import covid_semiseg
     from radassist.lung.infection.augment import SliceAugment
     from radassist.lung.infection.dataset import read_dataset
     from radassist.lung.infection.model import ARCHITECTURES, default_label_table
     from radassist.lung.infection.train import LOG_FILE, InfectionTrainConfig, absent_classes, train_infection
     from radassist.metrics.curves import write_training_curves
-    from radassist.runtime.device import device_from_args
-    from radassist.runtime.distributed import main_rank_folder  # under torchrun: rank 0 writes --out
-    from radassist.runtime.progress import tqdm_progress
 
     layout = data_layout(args)
     semiseg = layout == covid_semiseg.LAYOUT
@@ -338,8 +329,7 @@ def add_evaluate_arguments(task: str, parser: argparse.ArgumentParser) -> None:
     source = parser.add_mutually_exclusive_group(required=True)
     add_model_option(parser, "run this model (catalogue id or checkpoint folder) on the data's slices; give it "
                              "more than once to score an ensemble (softmax probabilities averaged)",
-                     repeat=True, group=source)
-    deprecated_alias(parser, "--checkpoint", "--model")
+                     repeat=True, old=("--checkpoint",), group=source)
     source.add_argument("--predictions", type=Path,
                         help="folder of prediction masks (class values) named like the ground truth")
     parser.add_argument("--mirror", action="store_true",
@@ -368,8 +358,6 @@ def _checkpoint_evaluation(args: argparse.Namespace, layout: str, record) -> _Sc
     from radassist.lung.infection.dataset import read_dataset
     from radassist.lung.infection.pipeline import InfectionModel
     from radassist.lung.infection.predict import predict_prepared
-    from radassist.runtime.device import device_from_args
-    from radassist.runtime.progress import tqdm_progress
 
     choice = device_from_args(args)
     folders = [model_folder(value) for value in args.model]
@@ -413,8 +401,7 @@ def _prediction_folder_evaluation(args: argparse.Namespace, layout: str, record)
             num_classes = len(table) + 1
             for (image_path, mask_path), mask, picture in zip(covid_semiseg.pairs(data.split), data.dataset.masks,
                                                               data.pictures):
-                predicted = read_prediction(prediction_file(args.predictions, mask_path), mask[np.newaxis],
-                                            num_classes)
+                predicted = read_prediction(prediction_file(args.predictions, mask_path), mask[np.newaxis], num_classes)
                 truth.append(mask)
                 predictions.append(predicted[0])
                 slice_names.append(image_path.stem)

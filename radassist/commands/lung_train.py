@@ -10,9 +10,13 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from radassist.commands.finetune_options import (MIX_HELP, add_finetune_arguments, data_folders, register_result,
+                                                resolve_init_option)
 from radassist.commands.options import deprecated_alias
 from radassist.commands.run_context import command_run
 from radassist.runtime.device import add_device_arguments
+from radassist.runtime.distributed import is_main_process, main_rank_folder  # rank 0 writes --out
+from radassist.runtime.progress import tqdm_progress
 
 TRAIN_TASKS = ("lung",)
 TRAIN_HELP = {
@@ -35,8 +39,6 @@ TRAIN_HELP = {
 
 
 def add_train_arguments(task: str, parser: argparse.ArgumentParser) -> None:
-    from radassist.commands.finetune_options import MIX_HELP, add_finetune_arguments
-
     parser.add_argument("--data", type=Path, action="append", required=True, metavar="DIR",
                         help="LUNA16 folder (subset*/*.mhd + annotations.csv; 'radassist export lung' writes one); "
                              + MIX_HELP)
@@ -76,7 +78,6 @@ def add_train_arguments(task: str, parser: argparse.ArgumentParser) -> None:
 def _model_settings(args: argparse.Namespace) -> tuple[Any, Any, str | None]:
     """(LungDetrConfig, InitWeights or None, id for the old-style install or None), checked before any data is
     read: --register-as replaces the --model-id install, and --config must agree with the --model network."""
-    from radassist.commands.finetune_options import resolve_init_option
     from radassist.errors import InputError
     from radassist.lung.model import ARCHITECTURE_NAME
     from radassist.lung.train import DEFAULT_MODEL_ID, model_preset, saved_model_config
@@ -103,11 +104,8 @@ def _best_metrics(result: Any) -> dict[str, float]:
 
 def run_train(task: str, args: argparse.Namespace) -> int:
     from radassist.annotation.mix import training_data
-    from radassist.commands.finetune_options import data_folders, register_result
     from radassist.lung.train import LungTrainConfig, train_lung
     from radassist.runtime.checkpoints import load_checkpoint
-    from radassist.runtime.distributed import is_main_process, main_rank_folder  # rank 0 writes --out
-    from radassist.runtime.progress import tqdm_progress
 
     model, init, install = _model_settings(args)
     folders = data_folders(args)

@@ -6,12 +6,18 @@ Heavy imports (torch, the network) stay inside the run functions so `--help` is 
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 from typing import Any
 
+from radassist.commands.finetune_options import (MIX_HELP, add_finetune_arguments, data_folders, register_result,
+                                                resolve_init_option)
 from radassist.commands.remote_option import add_remote_option
 from radassist.commands.run_context import command_run
 from radassist.errors import InputError
+from radassist.runtime.device import add_device_arguments, device_from_args
+from radassist.runtime.distributed import main_rank_folder  # under torchrun: rank 0 writes --out
+from radassist.runtime.progress import tqdm_progress
 
 TRAIN_TASKS = ("mammo",)
 EVALUATE_TASKS = ("mammo",)
@@ -57,8 +63,6 @@ def register(commands: argparse._SubParsersAction, formatter: type[argparse.Help
     classify.add_argument("--view", action="append", metavar="CC|MLO",
                           help="when the file does not say: once for every file, or once per file in order")
     classify.add_argument("--backend", choices=("torch", "onnx"), default="torch", help="inference engine")
-    from radassist.runtime.device import add_device_arguments
-
     add_device_arguments(classify)
     classify.set_defaults(handler=run_classify)
     add_remote_option(classify, "mammo-classify", remote_options, inputs=lambda args: list(args.files))
@@ -133,8 +137,6 @@ def summary_lines(classification: Any) -> list[str]:
 
 def run_classify(args: argparse.Namespace) -> int:
     from radassist.mammo.pipeline import MammoConfig, classify_exam, prepare_exam
-    from radassist.runtime.device import device_from_args
-    from radassist.runtime.progress import tqdm_progress
 
     config = MammoConfig(tta=args.tta, tta_seed=args.tta_seed)
     mammograms = read_exam(args.files, args.laterality, args.view)
@@ -159,9 +161,6 @@ def run_classify(args: argparse.Namespace) -> int:
 
 
 def add_train_arguments(task: str, parser: argparse.ArgumentParser) -> None:
-    from radassist.commands.finetune_options import MIX_HELP, add_finetune_arguments
-    from radassist.runtime.device import add_device_arguments
-
     parser.add_argument("--data", type=Path, action="append", required=True, metavar="PATH",
                         help="exam list file, or a folder holding one ('radassist export mammo' writes one); "
                              + MIX_HELP)
@@ -185,8 +184,6 @@ def add_train_arguments(task: str, parser: argparse.ArgumentParser) -> None:
 
 
 def _model_fields(text: str | None) -> dict[str, Any]:
-    import json
-
     if not text:
         return {}
     try:
@@ -201,7 +198,6 @@ def _model_fields(text: str | None) -> dict[str, Any]:
 def _train_settings(args: argparse.Namespace) -> tuple[Any, Any]:
     """(MammoTrainConfig, InitWeights or None), checked before any image is read: the --config fields must be
     GMIC's and agree with the --model network; the window defaults to the --model checkpoint's."""
-    from radassist.commands.finetune_options import resolve_init_option
     from radassist.mammo.train import MammoTrainConfig, network_config
 
     fields = _model_fields(args.config)
@@ -218,13 +214,9 @@ def _train_settings(args: argparse.Namespace) -> tuple[Any, Any]:
 
 def run_train(task: str, args: argparse.Namespace) -> int:
     from radassist.annotation.mix import training_data
-    from radassist.commands.finetune_options import data_folders, register_result
     from radassist.mammo.datasets import read_exam_list
     from radassist.mammo.train import save_trained, train_from_exams, trained_metadata
     from radassist.metrics.curves import log_and_curves
-    from radassist.runtime.device import device_from_args
-    from radassist.runtime.distributed import main_rank_folder  # under torchrun: rank 0 writes --out
-    from radassist.runtime.progress import tqdm_progress
 
     config, init = _train_settings(args)
     folders = data_folders(args)
@@ -248,10 +240,8 @@ def run_train(task: str, args: argparse.Namespace) -> int:
                           "final_train_loss": chosen.train_loss[-1],
                           "final_validation_loss": chosen.validation_loss[-1] if chosen.validation_loss else None,
                           "validation_auc": result.validation_auc, "finetuned_from": result.finetuned_from}
-        metrics = {name: value for name, value in (("final_train_loss", record.summary["final_train_loss"]),
-                                                   ("final_validation_loss",
-                                                    record.summary["final_validation_loss"])) if value is not None}
-        metrics.update(result.validation_auc)
+        metrics = {name: record.summary[name] for name in ("final_train_loss", "final_validation_loss")
+                   if record.summary[name] is not None} | result.validation_auc
         registered = register_result(args, result.model, "gmic", result.config, task, metrics, init,
                                      metadata=trained_metadata(result, config, output.staging, folders,
                                                                Path(args.out).name))
@@ -268,8 +258,6 @@ def run_train(task: str, args: argparse.Namespace) -> int:
 
 
 def add_evaluate_arguments(task: str, parser: argparse.ArgumentParser) -> None:
-    from radassist.runtime.device import add_device_arguments
-
     parser.add_argument("--data", type=Path, required=True, help="exam list file, or a folder holding one")
     parser.add_argument("--model", action="append", metavar="ID_OR_DIR", help=MODEL_HELP)
     parser.add_argument("--out", type=Path, required=True, help="output folder (created if needed)")
@@ -286,8 +274,6 @@ def run_evaluate(task: str, args: argparse.Namespace) -> int:
     from radassist.mammo.pipeline import MammoConfig
     from radassist.metrics.curves import write_roc_png
     from radassist.results import write_report
-    from radassist.runtime.device import device_from_args
-    from radassist.runtime.progress import tqdm_progress
 
     scoring = MammoEvaluationConfig(ci_method=args.ci, confidence=args.confidence)
     exams = read_exam_list(args.data)

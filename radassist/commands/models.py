@@ -57,8 +57,7 @@ def register(commands: argparse._SubParsersAction, formatter: type[argparse.Help
     imports.add_argument("--title", help="title shown in 'radassist models list'")
     imports.set_defaults(handler=run_import)
 
-    verify = actions.add_parser("verify", help="check installed files against their hashes",
-                                formatter_class=formatter)
+    verify = actions.add_parser("verify", help="check installed files against their hashes", formatter_class=formatter)
     verify.add_argument("id", metavar="ID", nargs="?", help="one model (default: every installed model)")
     verify.add_argument("--version", help="model version (default: every installed version)")
     verify.set_defaults(handler=run_verify)
@@ -260,12 +259,10 @@ def run_path(args: argparse.Namespace) -> int:
     if not installed:
         raise InputError(None, f"model {args.id} is not completely installed; run 'radassist models install "
                                f"{args.id}' (or import its weights)")
-    if args.id in catalog.ids() and catalog.get(args.id).is_ensemble:  # one folder per member
-        if not is_installed(catalog.get(args.id)):
-            raise InputError(None, f"model {args.id} is not completely installed; run 'radassist models install "
-                                   f"{args.id}'")
-        for entry in installed:
-            print(installed_path(entry))
-        return 0
-    print(installed_path(installed[-1]))
+    ensemble = args.id in catalog.ids() and catalog.get(args.id).is_ensemble  # one folder per member
+    if ensemble and not is_installed(catalog.get(args.id)):
+        raise InputError(None, f"model {args.id} is not completely installed; run 'radassist models install "
+                               f"{args.id}'")
+    for entry in installed if ensemble else installed[-1:]:
+        print(installed_path(entry))
     return 0

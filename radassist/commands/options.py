@@ -48,8 +48,7 @@ def deprecated_alias(parser: argparse.ArgumentParser, old: str, new: str) -> Non
 def add_model_option(parser: argparse.ArgumentParser, help: str, *, repeat: bool = False,
                      old: tuple[str, ...] = (), group: argparse._ActionsContainer | None = None) -> None:
     """``--model ID_OR_DIR`` (repeatable with ``repeat``), with ``old`` spellings as deprecated aliases."""
-    target = group or parser
-    target.add_argument("--model", action="append" if repeat else "store", metavar=MODEL_METAVAR, help=help)
+    (group or parser).add_argument("--model", action="append" if repeat else "store", metavar=MODEL_METAVAR, help=help)
     for spelling in old:
         deprecated_alias(parser, spelling, "--model")
 

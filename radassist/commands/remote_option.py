@@ -19,12 +19,8 @@ OptionsOf = Callable[[argparse.Namespace], dict[str, Any]]
 InputsOf = Callable[[argparse.Namespace], list[Path]]
 
 
-def _single_input(args: argparse.Namespace) -> list[Path]:
-    return [args.input]
-
-
 def add_remote_option(parser: argparse.ArgumentParser, task: str, options: Sequence[str] | OptionsOf,
-                      inputs: InputsOf = _single_input, local_only: Sequence[str] = ("model",)) -> None:
+                      inputs: InputsOf = lambda args: [args.input], local_only: Sequence[str] = ("model",)) -> None:
     """Give ``parser`` (whose handler is already set) ``--server`` and ``--token-file``.
 
     ``task`` is the server's task name; ``options`` names the parsed arguments sent as the task's options (they

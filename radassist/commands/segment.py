@@ -9,9 +9,11 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from radassist.commands.inputs import load_input_volume
 from radassist.commands.options import add_model_option
 from radassist.commands.run_context import command_run
 from radassist.errors import InputError
+from radassist.runtime.progress import tqdm_progress
 
 PNG_SUFFIXES = (".png",)
 
@@ -68,8 +70,6 @@ def register(commands: argparse._SubParsersAction, formatter: type[argparse.Help
 
 def read_image(path: Path, series: str | None = None):
     """A Volume from a volume file, a DICOM folder or file, or a greyscale PNG (one slice)."""
-    from radassist.commands.inputs import load_input_volume
-
     if path.suffix.lower() in PNG_SUFFIXES:
         from radassist.io.mammogram import read_mammogram
 
@@ -129,8 +129,7 @@ def box_engine(model: str | None, backend: str = "onnx", int8: bool = False, dev
     return build_engine(loaded, sha256, backend, int8, device, threads)
 
 
-def box_config(window: str | None = None, modality: str | None = None, step_mm: float = 3.0,
-               context: float = 3.0):
+def box_config(window: str | None = None, modality: str | None = None, step_mm: float = 3.0, context: float = 3.0):
     """The run's BoxSegmentationConfig from the command's (and the server task's) options."""
     from radassist.interactive.pipeline import BoxSegmentationConfig
     from radassist.interactive.preprocess import parse_window
@@ -161,7 +160,6 @@ def check_boxes(volume, boxes, source) -> None:
 def run_box(args: argparse.Namespace) -> int:
     from radassist.interactive.embedding_cache import EmbeddingCache
     from radassist.interactive.pipeline import segment_boxes
-    from radassist.runtime.progress import tqdm_progress
 
     volume = read_image(args.input, args.series)
     boxes = parse_boxes(args, volume)

@@ -33,8 +33,7 @@ def register(commands: argparse._SubParsersAction, formatter: type[argparse.Help
                              "and print where)")
     parser.add_argument("--max-upload-mb", type=float, default=1024.0, metavar="MB",
                         help="largest accepted upload (one request); larger gets 413")
-    parser.add_argument("--queue-size", type=int, default=8, metavar="N",
-                        help="jobs that may wait; one more gets 503")
+    parser.add_argument("--queue-size", type=int, default=8, metavar="N", help="jobs that may wait; one more gets 503")
     parser.add_argument("--device", default="auto",
                         help="auto (one worker per CUDA GPU, else one CPU worker), cpu, cuda, cuda:N, or a comma "
                              "list such as cuda:0,cuda:1")
