@@ -40,7 +40,7 @@ class FrozenBatchNorm2d(nn.Module):
         return x * scale[None, :, None, None] + shift[None, :, None, None]
 
 
-def _foldable(norm: nn.Module) -> bool:
+def _foldable(norm: nn.Module | None) -> bool:
     return isinstance(norm, FrozenBatchNorm2d) or (isinstance(norm, nn.BatchNorm2d) and not norm.training
                                                      and norm.running_mean is not None)
 
@@ -67,17 +67,16 @@ def fold_batch_norms(network: nn.Module) -> int:
     """
     folded = 0
     for module in list(network.modules()):
-        pairs: list[tuple[nn.Module, str, str]] = []
         if isinstance(module, nn.Sequential):
             names = list(module._modules)
-            pairs = [(module, a, b) for a, b in zip(names, names[1:])]
+            pairs = list(zip(names, names[1:]))
         else:
-            pairs = [(module, f"conv{i}", f"bn{i}") for i in range(1, 4)]
-        for owner, conv_name, norm_name in pairs:
-            conv, norm = getattr(owner, conv_name, None), getattr(owner, norm_name, None)
-            if isinstance(conv, nn.Conv2d) and norm is not None and _foldable(norm):
+            pairs = [(f"conv{i}", f"bn{i}") for i in range(1, 4)]
+        for conv_name, norm_name in pairs:
+            conv, norm = getattr(module, conv_name, None), getattr(module, norm_name, None)
+            if isinstance(conv, nn.Conv2d) and _foldable(norm):
                 _fold_into(conv, norm)
-                setattr(owner, norm_name, nn.Identity())
+                setattr(module, norm_name, nn.Identity())
                 folded += 1
     return folded
 

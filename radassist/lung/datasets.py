@@ -71,9 +71,6 @@ class Luna16Data:
     def scan(self, uid: str) -> Luna16Scan:
         return next(s for s in self.scans if s.uid == uid)
 
-    def has_nodules(self, uid: str) -> bool:
-        return bool(self.nodules.get(uid))
-
 
 def read_patients(path: Path, uids: Iterable[str]) -> dict[str, str]:
     """seriesuid -> patient id from ``patients.csv`` (columns seriesuid, patient_id); scans not listed are their
@@ -188,7 +185,7 @@ def split_by_patient(data: Luna16Data, fractions: Sequence[float] = (0.7, 0.2, 0
         raise InputError(data.root, f"holds {len(groups)} patient(s); training needs at least two (one to train "
                                     f"on, one to validate on)")
     rng = np.random.default_rng(seed)
-    positive = sorted(p for p, uids in groups.items() if any(data.has_nodules(u) for u in uids))
+    positive = sorted(p for p, uids in groups.items() if any(data.nodules.get(u) for u in uids))
     negative = sorted(p for p in groups if p not in set(positive))
     assigned: list[list[str]] = [[], [], []]
     for patients in (positive, negative):
@@ -270,8 +267,7 @@ def prepare_scan(scan: Luna16Scan, nodules: Sequence[Detection], excluded: Seque
 
     volume = read_volume(scan.path)
     stack, boxes = annotations_to_slab_boxes(volume, list(nodules), slab_config, mask_config)
-    excluded_boxes = nodule_boxes_on_slabs(stack, _sized(excluded), slab_config.min_z_overlap) if excluded else \
-        [np.zeros((0, 4), np.float32)] * len(stack)
+    excluded_boxes = nodule_boxes_on_slabs(stack, _sized(excluded), slab_config.min_z_overlap)
     ignored = np.array([len(b) == 0 and len(e) > 0 for b, e in zip(boxes, excluded_boxes)], dtype=bool)
     return PreparedScan(uid=scan.uid, images=stack.images.astype(np.float16), boxes=boxes, ignored=ignored,
                         z_ranges=np.asarray(stack.z_ranges, dtype=np.int64), geometry=stack.geometry,
@@ -300,14 +296,12 @@ def save_prepared(prepared: PreparedScan, path: Path, fingerprint: str) -> Path:
     counts = np.array([len(b) for b in prepared.boxes], dtype=np.int64)
     all_boxes = np.concatenate([b.reshape(-1, 4) for b in prepared.boxes] + [np.zeros((0, 4), np.float32)])
     geometry = prepared.geometry
-    with atomic_path(path) as temp:
-        with open(temp, "wb") as handle:
-            np.savez(handle, images=prepared.images, box_counts=counts, boxes=all_boxes.astype(np.float32),
-                     ignored=prepared.ignored, z_ranges=prepared.z_ranges, lung_fraction=prepared.lung_fraction,
-                     windows=prepared.windows,
-                     shape=np.array(geometry.shape), spacing=np.array(geometry.spacing),
-                     origin=np.array(geometry.origin), direction=np.array(geometry.direction),
-                     uid=np.array(prepared.uid), fingerprint=np.array(fingerprint))
+    with atomic_path(path) as temp, open(temp, "wb") as handle:
+        np.savez(handle, images=prepared.images, box_counts=counts, boxes=all_boxes.astype(np.float32),
+                 ignored=prepared.ignored, z_ranges=prepared.z_ranges, lung_fraction=prepared.lung_fraction,
+                 windows=prepared.windows, shape=np.array(geometry.shape), spacing=np.array(geometry.spacing),
+                 origin=np.array(geometry.origin), direction=np.array(geometry.direction),
+                 uid=np.array(prepared.uid), fingerprint=np.array(fingerprint))
     return path
 
 
@@ -421,10 +415,6 @@ class SlabDataset(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.items)
 
-    @property
-    def positives(self) -> int:
-        return sum(1 for s, i in self.items if len(self.scans[s].boxes[i]))
-
     def __getitem__(self, index: int) -> SlabSample:
         scan_index, slab = self.items[index]
         scan = self.scans[scan_index]
@@ -460,9 +450,7 @@ class SlabBatch:
 
 def collate_slabs(samples: Sequence[SlabSample]) -> SlabBatch:
     """Stack samples of any sizes into one padded batch."""
-    height = max(s.image.shape[1] for s in samples)
-    width = max(s.image.shape[2] for s in samples)
-    size = padded_size(height, width)
+    size = padded_size(max(s.image.shape[1] for s in samples), max(s.image.shape[2] for s in samples))
     images = torch.zeros((len(samples), samples[0].image.shape[0]) + size, dtype=torch.float32)
     targets = []
     for index, sample in enumerate(samples):

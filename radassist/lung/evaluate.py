@@ -199,12 +199,9 @@ class LungEvaluation:
 
     def to_dict(self) -> dict[str, Any]:
         return {"scans": self.scans, "predictions": self.predictions, "score_name": self.score_name,
-                "reference": self.reference_files,
-                "config": vars(self.config).copy(),
-                "froc": self.froc.to_dict(),
+                "reference": self.reference_files, "config": vars(self.config).copy(), "froc": self.froc.to_dict(),
                 "detection": self.detection.to_dict() if self.detection is not None else None,
-                "detection_skipped": self.detection_skipped,
-                "published": PUBLISHED}
+                "detection_skipped": self.detection_skipped, "published": PUBLISHED}
 
 
 def _missing_size(predictions: Mapping[str, Detections], scans: set[str]) -> int:
@@ -224,7 +221,8 @@ def evaluate_lung(reference: Luna16Reference, predictions: Mapping[str, Detectio
     froc = froc_from_marks(marks, bootstrap_samples=config.bootstrap_samples, confidence=config.confidence,
                            seed=config.seed)
     progress.update(0.9, "detection table")
-    missing = _missing_size(predictions, set(reference.scans))
+    in_scans = set(reference.scans)
+    missing = _missing_size(predictions, in_scans)
     detection, skipped = None, None
     if missing:
         skipped = (f"{missing} prediction(s) have no diameter_mm, so they have no box for IoU matching; "
@@ -233,7 +231,6 @@ def evaluate_lung(reference: Luna16Reference, predictions: Mapping[str, Detectio
         detection = evaluate_detections(reference.scans, reference.nodules, predictions, reference.excluded,
                                         iou_threshold=config.iou_threshold, score_threshold=config.score_threshold)
     progress.update(1.0, "done")
-    in_scans = set(reference.scans)
     names = {group.score_name for group in predictions.values()}
     return LungEvaluation(froc=froc, detection=detection, detection_skipped=skipped, config=config,
                           reference_files=dict(reference.files), scans=len(reference.scans),

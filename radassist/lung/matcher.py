@@ -66,11 +66,7 @@ def optimal_assignment(cost: torch.Tensor | np.ndarray) -> tuple[torch.Tensor, t
 
 class HungarianMatcher(nn.Module):
     """Assigns queries to targets per image; ``forward`` returns one (query indices, target indices) pair per image.
-
-    Args:
-        cost_class, cost_bbox, cost_giou: weights of the class, L1 box and GIoU costs.
-        focal_alpha, focal_gamma: focal parameters of the class cost.
-    """
+    The arguments are the fields of :class:`MatchCosts`."""
 
     def __init__(self, cost_class: float = 2.0, cost_bbox: float = 5.0, cost_giou: float = 2.0,
                  focal_alpha: float = 0.25, focal_gamma: float = 2.0) -> None:

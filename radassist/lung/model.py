@@ -103,12 +103,10 @@ class LungDetrConfig:
     def tiny(cls, **overrides: Any) -> "LungDetrConfig":
         """A ~0.24 M-parameter model for CPU tests: same structure (4 levels, deformable attention, focal
         loss, auxiliary losses), narrow and shallow."""
-        values: dict[str, Any] = dict(backbone="resnet18", backbone_base_width=8,
-                                      num_queries=16, hidden_dim=32, num_heads=4, encoder_layers=1,
-                                      decoder_layers=2, dim_feedforward=64, dropout=0.0, encoder_points=2,
-                                      decoder_points=2, group_norm_groups=8)
-        values.update(overrides)
-        return cls(**values)
+        values: dict[str, Any] = dict(backbone="resnet18", backbone_base_width=8, num_queries=16, hidden_dim=32,
+                                      num_heads=4, encoder_layers=1, decoder_layers=2, dim_feedforward=64,
+                                      dropout=0.0, encoder_points=2, decoder_points=2, group_norm_groups=8)
+        return cls(**(values | overrides))
 
 
 class MLP(nn.Module):
@@ -160,10 +158,9 @@ class LungDetr(nn.Module):
             in_channels = hidden
         self.input_proj = nn.ModuleList(projections)
         self.position_encoding = SinePositionEncoding(hidden, config.position_temperature, config.position_scale)
-        self.transformer = DeformableTransformer(hidden, config.num_heads, config.encoder_layers,
-                                                 config.decoder_layers, config.dim_feedforward, config.dropout,
-                                                 config.num_feature_levels, config.encoder_points,
-                                                 config.decoder_points)
+        self.transformer = DeformableTransformer(hidden, config.num_heads, config.encoder_layers, config.decoder_layers,
+                                                 config.dim_feedforward, config.dropout, config.num_feature_levels,
+                                                 config.encoder_points, config.decoder_points)
         self.query_embed = nn.Embedding(config.num_queries, hidden * 2)
         class_embed = nn.Linear(hidden, config.num_classes)
         nn.init.constant_(class_embed.bias, -math.log((1 - config.class_prior) / config.class_prior))

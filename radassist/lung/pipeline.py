@@ -254,14 +254,12 @@ def detect_nodules(volume: Volume, config: LungDetectionConfig | None = None, pr
     progress.update(0.02, "finding the lungs")
     mask_volume = find_lungs(volume, config)
     lung_ml = float(mask_volume.array.sum()) * mask_volume.geometry.voxel_volume_mm3 / 1000.0
-    metadata: dict[str, Any] = {"lung_volume_ml": round(lung_ml, 1),
-                                "score_threshold": config.score_threshold,
+    metadata: dict[str, Any] = {"lung_volume_ml": round(lung_ml, 1), "score_threshold": config.score_threshold,
                                 "slab_thickness_mm": config.slabs.thickness_mm}
     if detr is None:
         found = detect_candidates(volume, config.classic, progress.sub(0.1, 1.0), mask_volume)
         metadata |= {"engine_description": CLASSIC_DESCRIPTION, "model": None, "score_name": "score"}
-        items = found.items
-        engine_name = found.engine
+        items, engine_name = found.items, found.engine
     else:
         progress.update(0.1, "building the MIP slabs")
         stack = slabs_from_mask(volume, mask_volume, config.slabs)

@@ -114,8 +114,7 @@ def axis_aligned_grid(geometry: Geometry, target_spacing: Sequence[float | None]
     own_spacing = world_axis_spacing(geometry)
     counts = np.maximum(1, np.round(extent / own_spacing * resampling_factor(own_spacing, target_spacing)))
     spacing = extent / counts
-    origin = low + spacing / 2
-    return Geometry(shape=tuple(int(c) for c in counts[::-1]), spacing=tuple(spacing), origin=tuple(origin),
+    return Geometry(shape=tuple(int(c) for c in counts[::-1]), spacing=tuple(spacing), origin=tuple(low + spacing / 2),
                     direction=IDENTITY_DIRECTION)
 
 
@@ -126,9 +125,8 @@ def resample_to_grid(volume: Volume, geometry: Geometry, linear: bool = True, de
     image = volume_to_sitk(volume)
     if linear:
         image = sitk.Cast(image, sitk.sitkFloat32)
-    reference = reference_image(geometry)
     interpolator = sitk.sitkLinear if linear else sitk.sitkNearestNeighbor
-    resampled = sitk.Resample(image, reference, sitk.Transform(), interpolator, float(default))
+    resampled = sitk.Resample(image, reference_image(geometry), sitk.Transform(), interpolator, float(default))
     return Volume.from_geometry(sitk.GetArrayFromImage(resampled), geometry, volume.source)
 
 
@@ -158,8 +156,7 @@ def mask_box_on_grid(mask: Volume, geometry: Geometry, in_plane: bool = True) ->
 
 def mask_on_grid(mask: Volume, geometry: Geometry) -> np.ndarray:
     """A binary mask volume resampled onto ``geometry`` (linear, then > 0.5: smoother than nearest neighbour)."""
-    values = resample_to_grid(mask.with_array(mask.array.astype(np.float32)), geometry, True, 0.0).array
-    return values > 0.5
+    return resample_to_grid(mask.with_array(mask.array.astype(np.float32)), geometry, True, 0.0).array > 0.5
 
 
 # -- lung mask ----------------------------------------------------------------------------------------------------
@@ -461,8 +458,7 @@ def make_slab_stack(volume: Volume, mask: np.ndarray, config: SlabConfig = SlabC
     geometry = volume.geometry
     if not np.allclose(geometry.direction, IDENTITY_DIRECTION, atol=1e-6):
         raise ValueError("make_slab_stack needs an axis-aligned volume; resample it with resample_volume first")
-    low, high = config.window_hu
-    image = window_to_unit(volume.array, low, high)
+    image = window_to_unit(volume.array, *config.window_hu)
     if config.mask_outside_lung:
         image[~mask] = 0.0
     ranges = slab_ranges(geometry.shape[0], geometry.spacing[2], config.thickness_mm, config.stride_mm)
@@ -473,13 +469,6 @@ def make_slab_stack(volume: Volume, mask: np.ndarray, config: SlabConfig = SlabC
     windows = lung_windows(lung, config.window_multiple_px) if config.lung_windows else None
     return SlabStack(images=slabs, z_ranges=np.asarray(ranges, dtype=int).reshape(-1, 2), geometry=geometry,
                      lung_fraction=lung.reshape(len(ranges), -1).mean(axis=1), windows=windows)
-
-
-def prepare_slabs(volume: Volume, config: SlabConfig = SlabConfig(),
-                  mask_config: LungMaskConfig = LungMaskConfig()) -> tuple[SlabStack, Volume]:
-    """A scan as Lung-DETR sees it: resampled, cropped to the lungs, MIP slabs. Also returns the lung mask."""
-    mask_volume = lung_mask_volume(volume, mask_config)
-    return slabs_from_mask(volume, mask_volume, config), mask_volume
 
 
 def slabs_from_mask(volume: Volume, mask_volume: Volume, config: SlabConfig = SlabConfig()) -> SlabStack:
@@ -532,6 +521,6 @@ def annotations_to_slab_boxes(volume: Volume, annotations: Detections | Sequence
     Annotations are Detections in LPS mm (e.g. LUNA16's annotations.csv read with read_detections_csv, where each
     nodule is a cube of side ``diameter_mm``).
     """
-    stack, _ = prepare_slabs(volume, config, mask_config)
+    stack = slabs_from_mask(volume, lung_mask_volume(volume, mask_config), config)
     items = annotations.items if isinstance(annotations, Detections) else list(annotations)
     return stack, nodule_boxes_on_slabs(stack, items, config.min_z_overlap)

@@ -218,8 +218,7 @@ class TrainResult:
 
 def _float_outputs(outputs: Mapping[str, Any]) -> dict[str, Any]:
     """The network's outputs in float32 (the loss and matcher run in full precision under mixed precision)."""
-    result: dict[str, Any] = {"pred_logits": outputs["pred_logits"].float(),
-                              "pred_boxes": outputs["pred_boxes"].float()}
+    result: dict[str, Any] = {name: outputs[name].float() for name in ("pred_logits", "pred_boxes")}
     if "aux_outputs" in outputs:
         result["aux_outputs"] = [{k: v.float() for k, v in aux.items()} for aux in outputs["aux_outputs"]]
     return result
@@ -297,8 +296,7 @@ def validate(model: LungDetr, dataset: SlabDataset, criterion: DetrLoss, device:
             batch = collate_slabs([dataset[i] for i in indices])
             images, targets = _to_device(batch, device)
             with _autocast(device, amp_dtype):
-                outputs = model(images)
-            outputs = _float_outputs(outputs)
+                outputs = _float_outputs(model(images))
             total += float(criterion(outputs, targets)["loss"]) * len(indices)
             count += len(indices)
             found = postprocess_outputs(outputs, batch.size, score_threshold=0.0, top_k=model.config.num_queries)
@@ -502,8 +500,7 @@ def train_lung(config: LungTrainConfig, progress: Progress | None = None,
         split = split_by_patient(data, config.split.fractions, config.split.seed + config.seed).to_dict()
 
     choice = choose_device(rank_device_preference(config.device), min_free_memory_gb=config.min_gpu_memory_gb,
-                           threads=config.threads,
-                           mixed_precision=config.mixed_precision)
+                           threads=config.threads, mixed_precision=config.mixed_precision)
     device, amp_dtype = choice.device, choice.amp_dtype
     init_distributed(device)  # joins torchrun's process group; nothing in a single process
     barrier()  # every rank has passed the checks above before rank 0 writes anything
@@ -517,18 +514,17 @@ def train_lung(config: LungTrainConfig, progress: Progress | None = None,
     ratio_train, ratio_validation, _ = config.split.positive_ratio
     train_items = select_slabs(train_scans, ratio_train, config.seed, config.min_lung_fraction)
     validation_items = select_slabs(validation_scans, ratio_validation, config.seed + 1, config.min_lung_fraction)
-    if not any(len(train_scans[s].boxes[i]) for s, i in train_items):
+    counts = {"train": slab_counts(train_scans, train_items),
+              "validation": slab_counts(validation_scans, validation_items)}
+    if not counts["train"]["positive_slabs"]:
         raise InputError(config.data, "the training split has no slab with a nodule; add scans with nodules")
     channels = config.model.in_channels
     train_set = SlabDataset(train_scans, train_items, config.augment, config.seed, channels)
     validation_set = SlabDataset(validation_scans, validation_items, None, config.seed, channels)
-    counts = {"train": slab_counts(train_scans, train_items),
-              "validation": slab_counts(validation_scans, validation_items)}
     if main:
         _write_json(out / SPLIT_FILE, {"split": split, "slabs": counts, "seed": config.seed,
-                                   "fractions": list(config.split.fractions),
-                                       "positive_ratio": list(config.split.positive_ratio),
-                                       "data": str(config.data)})
+                                       "fractions": list(config.split.fractions),
+                                       "positive_ratio": list(config.split.positive_ratio), "data": str(config.data)})
 
     torch.manual_seed(config.seed)
     model = (build_lung_detr(config.model) if init is None else init.build()).to(device)
@@ -578,7 +574,7 @@ def train_lung(config: LungTrainConfig, progress: Progress | None = None,
             record = EpochRecord(epoch=epoch + 1, lr=rates[0], lr_backbone=rates[1] if len(rates) > 1 else rates[0],
                                  train_loss=losses["loss"], train_loss_ce=losses["loss_ce"],
                                  train_loss_bbox=losses["loss_bbox"], train_loss_giou=losses["loss_giou"],
-                                 train_slabs=len(train_set), train_positive_slabs=train_set.positives,
+                                 train_slabs=len(train_set), train_positive_slabs=counts["train"]["positive_slabs"],
                                  val_loss=scores.loss, val_precision=scores.precision, val_recall=scores.recall,
                                  val_f1=scores.f1, val_scan_cpm=scores.scan_cpm, best=improved,
                                  seconds=round(time.perf_counter() - started, 2))

@@ -53,10 +53,7 @@ class SinePositionEncoding(nn.Module):
 
     def forward(self, features: torch.Tensor, padding_mask: torch.Tensor | None = None) -> torch.Tensor:
         """(B, C, H, W) features [+ (B, H, W) padding mask, True = padding] -> (B, num_features, H, W)."""
-        if padding_mask is None:
-            not_mask = torch.ones_like(features[:, 0], dtype=features.dtype)
-        else:
-            not_mask = (~padding_mask).to(features.dtype)
+        not_mask = torch.ones_like(features[:, 0]) if padding_mask is None else (~padding_mask).to(features.dtype)
         eps = 1e-6
         y = not_mask.cumsum(1)
         x = not_mask.cumsum(2)
@@ -64,11 +61,9 @@ class SinePositionEncoding(nn.Module):
         x = (x - 0.5) / (x[:, :, -1:] + eps) * self.scale
         index = torch.arange(self.per_axis, dtype=features.dtype, device=features.device)
         frequencies = self.temperature ** (2 * torch.div(index, 2, rounding_mode="floor") / self.per_axis)
-        pos_x = x[..., None] / frequencies
-        pos_y = y[..., None] / frequencies
-        pos_x = torch.stack([pos_x[..., 0::2].sin(), pos_x[..., 1::2].cos()], dim=4).flatten(3)
-        pos_y = torch.stack([pos_y[..., 0::2].sin(), pos_y[..., 1::2].cos()], dim=4).flatten(3)
-        return torch.cat([pos_y, pos_x], dim=3).permute(0, 3, 1, 2)
+        # y's channels, then x's; per_axis is even, so no (sin, cos) pair straddles the two
+        angles = torch.cat([y[..., None] / frequencies, x[..., None] / frequencies], dim=3)
+        return torch.stack([angles[..., 0::2].sin(), angles[..., 1::2].cos()], dim=4).flatten(3).permute(0, 3, 1, 2)
 
 
 class FeedForward(nn.Module):
@@ -87,12 +82,7 @@ class FeedForward(nn.Module):
 
 
 class DeformableEncoderLayer(nn.Module):
-    """Deformable self-attention over all levels' pixels, then the feed-forward block.
-
-    Args:
-        embed_dim: model width. feedforward_dim: hidden width of the feed-forward block. dropout: dropout rate.
-        num_heads, num_levels, num_points: of the deformable attention.
-    """
+    """Deformable self-attention over all levels' pixels, then the feed-forward block."""
 
     def __init__(self, embed_dim: int = 256, feedforward_dim: int = 1024, dropout: float = 0.1, num_heads: int = 8,
                  num_levels: int = 4, num_points: int = 4) -> None:
@@ -149,10 +139,7 @@ class DeformableEncoder(nn.Module):
 
 
 class DeformableDecoderLayer(nn.Module):
-    """Self-attention among the object queries, deformable cross-attention into the image, feed-forward.
-
-    Args: as :class:`DeformableEncoderLayer`.
-    """
+    """Self-attention among the object queries, deformable cross-attention into the image, feed-forward."""
 
     def __init__(self, embed_dim: int = 256, feedforward_dim: int = 1024, dropout: float = 0.1, num_heads: int = 8,
                  num_levels: int = 4, num_points: int = 4) -> None:
@@ -209,13 +196,8 @@ class DeformableDecoder(nn.Module):
 
 
 class DeformableTransformer(nn.Module):
-    """Flatten the levels, encode them, decode the object queries.
-
-    Args:
-        embed_dim: model width (256). num_heads: heads (8). encoder_layers / decoder_layers: depth (6 / 6).
-        feedforward_dim: feed-forward hidden width (1024). dropout: dropout rate (0.1).
-        num_levels: feature levels (4). encoder_points / decoder_points: sampling points per head and level (4 / 4).
-    """
+    """Flatten the levels, encode them, decode the object queries. The sizes are those of
+    :class:`~radassist.lung.model.LungDetrConfig`; the defaults are Deformable DETR's."""
 
     def __init__(self, embed_dim: int = 256, num_heads: int = 8, encoder_layers: int = 6, decoder_layers: int = 6,
                  feedforward_dim: int = 1024, dropout: float = 0.1, num_levels: int = 4, encoder_points: int = 4,
@@ -264,10 +246,8 @@ class DeformableTransformer(nn.Module):
         else:
             flat_mask = valid_ratios = None
         memory = self.encoder(flat_sources, flat_positions, spatial_shapes, valid_ratios, flat_mask)
-        batch = memory.shape[0]
-        query_pos, target = torch.split(query_embed, self.embed_dim, dim=1)
-        query_pos = query_pos[None].expand(batch, -1, -1)
-        target = target[None].expand(batch, -1, -1)
+        query_pos, target = (part[None].expand(memory.shape[0], -1, -1)
+                             for part in torch.split(query_embed, self.embed_dim, dim=1))
         initial_reference = self.reference_points(query_pos).sigmoid()
         outputs, references = self.decoder(target, initial_reference, memory, spatial_shapes, valid_ratios, query_pos,
                                            flat_mask)
