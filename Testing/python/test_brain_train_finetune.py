@@ -14,7 +14,7 @@ import torch
 
 from radassist import cli
 from radassist.annotation.retrain import resolve_init
-from radassist.runtime.catalog import load_catalog
+from radassist.runtime.catalog import installed_path, load_catalog
 from radassist.runtime.checkpoints import load_checkpoint
 from radassist.synthetic.brain import BrainPhantomConfig
 
@@ -128,6 +128,8 @@ def test_infection_finetune_starts_from_the_checkpoint_and_refuses_misfits(slice
     assert config["architecture"] == "lung-infection-unet" and config["config"]["channels"] == [4, 8]
     assert config["metadata"]["finetunedFrom"]["source"] == str(first)
     assert load_catalog().versions("my-infection") == ["2.0.0"]
+    registered = load_checkpoint(installed_path(load_catalog().get("my-infection", "2.0.0")))
+    assert registered.metadata["input"] == config["metadata"]["input"]  # the pipeline prepares images as trained
     record = json.loads((tuned / "result.json").read_text())
     assert record["summary"]["registered_model"] == "my-infection 2.0.0"
 

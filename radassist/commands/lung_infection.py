@@ -200,6 +200,9 @@ def add_train_arguments(task: str, parser: argparse.ArgumentParser) -> None:
                         help="with --augment: how much gamma, contrast, brightness and noise vary")
     parser.add_argument("--lr-schedule", choices=("constant", "poly"), default="constant",
                         help="learning rate: constant (the study) or poly, decaying to 0 (nnU-Net)")
+    parser.add_argument("--tune-class-offsets", action="store_true",
+                        help="after training, choose a constant for each class's logit on the held-out validation "
+                             "slices (the study's per-image Dice); the checkpoint keeps them and every run adds them")
     parser.add_argument("--time-limit", type=float, default=None, metavar="MINUTES",
                         help="stop before an epoch that would end after this many minutes (the best epoch so far "
                              "is kept; result.json says how many epochs ran)")
@@ -278,7 +281,8 @@ def run_train(task: str, args: argparse.Namespace) -> int:
                                   dice_loss=args.dice_loss,
                                   validation_fraction=args.validation_fraction, seed=args.seed,
                                   normalization="display-percentile" if semiseg else "window", augment=augment,
-                                  lr_schedule=args.lr_schedule, time_limit_minutes=args.time_limit)
+                                  lr_schedule=args.lr_schedule, time_limit_minutes=args.time_limit,
+                                  tune_class_offsets=args.tune_class_offsets)
     with main_rank_folder(args.out) as out, command_run(out, f"train {task}", args) as (output, record):
         with record.timed("read"):
             if semiseg:
@@ -303,9 +307,11 @@ def run_train(task: str, args: argparse.Namespace) -> int:
                           "final_train_loss": trained.history[-1].train_loss,
                           "epochs_run": len(trained.history), "kept_epoch": trained.best_epoch,
                           "classes_without_pixels": missing, "validation_mean_dice": dice,
-                          "finetuned_from": trained.finetuned_from}
+                          "finetuned_from": trained.finetuned_from,
+                          "class_offsets": None if trained.class_offsets is None else trained.class_offsets.to_dict()}
         registered = register_result(args, trained.model, trained.architecture, trained.config, task,
-                                     {} if dice is None else {"validation_mean_dice_foreground": dice}, init)
+                                     {} if dice is None else {"validation_mean_dice_foreground": dice}, init,
+                                     metadata=trained.metadata())
         if registered is not None:
             record.summary["registered_model"] = registered
     print(f"trained {trained.architecture} on {len(trained.train_names)} slices (kept epoch {trained.best_epoch}, "
@@ -313,6 +319,10 @@ def run_train(task: str, args: argparse.Namespace) -> int:
           f"held-out training slices); checkpoint in {args.out}")
     if registered is not None:
         print(f"registered as model {registered}")
+    if trained.class_offsets is not None:
+        choice = trained.class_offsets
+        print(f"class offsets {choice.offsets} (validation score {choice.score_before:.4f} -> "
+              f"{choice.score_after:.4f})")
     if missing:
         print(f"note: classes {missing} have no pixel in the training data and cannot be learned")
     return 0

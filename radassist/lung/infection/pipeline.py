@@ -18,6 +18,7 @@ from torch import nn
 
 from radassist.errors import InputError, RadAssistError
 from radassist.lung.infection import model as infection_model
+from radassist.lung.infection.class_offsets import with_offsets
 from radassist.lung.infection.postprocess import infection_labelmap, infection_report
 from radassist.lung.infection.preprocess import (LUNG_WINDOW, InfectionInput, LungMasks, check_ct,
                                                  compute_lung_masks)
@@ -55,7 +56,8 @@ class InfectionModel:
             raise InputError(path, f"is a {loaded.architecture} checkpoint, not a lung infection network "
                                    f"({', '.join(infection_model.ARCHITECTURES.values())})")
         table = loaded.labels or infection_model.default_label_table()
-        return cls(loaded.model, table, InfectionInput.from_metadata(loaded.metadata),
+        offsets = ((loaded.metadata or {}).get("classOffsets") or {}).get("offsets")
+        return cls(with_offsets(loaded.model, offsets), table, InfectionInput.from_metadata(loaded.metadata),
                    f"{loaded.architecture} ({Path(path).name})")
 
 

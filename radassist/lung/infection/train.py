@@ -36,6 +36,7 @@ from radassist.annotation.retrain import InitWeights, check_init
 from radassist.errors import InputError
 from radassist.io.atomic import atomic_path
 from radassist.lung.infection.augment import SliceAugment, augment_batch
+from radassist.lung.infection.class_offsets import OffsetChoice, choose_class_offsets, log_probabilities
 from radassist.lung.infection.dataset import SliceDataset, fit_dataset
 from radassist.lung.infection.losses import WeightedCrossEntropyLoss, class_frequencies, weights_from_frequencies
 from radassist.lung.infection.model import ARCHITECTURES, class_names, default_label_table
@@ -70,6 +71,7 @@ class InfectionTrainConfig:
     augment: SliceAugment | None = None  # ours; None: the study's plain slices
     lr_schedule: str = "constant"  # "constant" (the study) or "poly": lr * (1 - epoch / epochs) ** 0.9 (nnU-Net)
     time_limit_minutes: float | None = None  # ours: stop before an epoch that would end after this (a safety net)
+    tune_class_offsets: bool = False  # ours: per-class logit offsets chosen on the validation slices after training
 
     def __post_init__(self) -> None:
         if self.architecture not in ARCHITECTURES:
@@ -79,6 +81,9 @@ class InfectionTrainConfig:
                                    "rate positive")
         if not 0.0 <= self.validation_fraction < 1.0:
             raise InputError(None, f"validation fraction must be in [0, 1), got {self.validation_fraction}")
+        if self.tune_class_offsets and self.validation_fraction == 0.0:
+            raise InputError(None, "class offsets are chosen on the held-out validation slices; give a validation "
+                                   "fraction above 0")
         if self.normalization not in NORMALIZATIONS:
             raise InputError(None, f"normalization must be one of {', '.join(NORMALIZATIONS)}, got "
                                    f"{self.normalization!r}")
@@ -144,6 +149,7 @@ class TrainedInfectionModel:
     train_names: list[str] = field(default_factory=list)
     validation_names: list[str] = field(default_factory=list)
     finetuned_from: dict[str, Any] | None = None  # InitWeights.to_dict() of the starting weights
+    class_offsets: OffsetChoice | None = None  # chosen on the validation slices (tune_class_offsets)
 
     def metadata(self) -> dict[str, Any]:
         """Provenance and the input description the pipeline needs (size, window, normalisation)."""
@@ -158,6 +164,7 @@ class TrainedInfectionModel:
             "validation": self.validation.to_dict() if self.validation is not None else None,
             "trainSlices": len(self.train_names), "validationSlices": len(self.validation_names),
             "finetunedFrom": self.finetuned_from,
+            "classOffsets": None if self.class_offsets is None else self.class_offsets.to_dict(),
         }
 
     @property
@@ -394,11 +401,17 @@ def train_infection(dataset: SliceDataset, config: InfectionTrainConfig = Infect
     if validation_data is not None:
         validation = validate(model, training_loss(weights, config.dice_loss).to(device), validation_data, names,
                               config.batch_size, device)[1]
+    offsets = None
+    if config.tune_class_offsets and validation_data is not None:
+        progress.update(0.99, "choosing class offsets on the validation slices")
+        offsets = choose_class_offsets(log_probabilities(model, validation_data[0], config.batch_size, device),
+                                       validation_data[1], names)
     progress.update(1.0, "training finished")
     return TrainedInfectionModel(model.cpu(), name, arch_config, label_table,
                                  weights if weights is not None else np.ones(num_classes, np.float32), history,
                                  validation, config, [dataset.names[i] for i in train],
-                                 [dataset.names[i] for i in held_out], None if init is None else init.to_dict())
+                                 [dataset.names[i] for i in held_out], None if init is None else init.to_dict(),
+                                 offsets)
 
 
 def absent_classes(dataset: SliceDataset, num_classes: int) -> list[int]:
