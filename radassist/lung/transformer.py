@@ -61,9 +61,12 @@ class SinePositionEncoding(nn.Module):
         x = (x - 0.5) / (x[:, :, -1:] + eps) * self.scale
         index = torch.arange(self.per_axis, dtype=features.dtype, device=features.device)
         frequencies = self.temperature ** (2 * torch.div(index, 2, rounding_mode="floor") / self.per_axis)
-        # y's channels, then x's; per_axis is even, so no (sin, cos) pair straddles the two
-        angles = torch.cat([y[..., None] / frequencies, x[..., None] / frequencies], dim=3)
-        return torch.stack([angles[..., 0::2].sin(), angles[..., 1::2].cos()], dim=4).flatten(3).permute(0, 3, 1, 2)
+
+        def encode(positions: torch.Tensor) -> torch.Tensor:  # (B, H, W) -> (B, H, W, per_axis): sin, cos, ...
+            angles = positions[..., None] / frequencies
+            return torch.stack([angles[..., 0::2].sin(), angles[..., 1::2].cos()], dim=4).flatten(3)
+
+        return torch.cat([encode(y), encode(x)], dim=3).permute(0, 3, 1, 2)
 
 
 class FeedForward(nn.Module):

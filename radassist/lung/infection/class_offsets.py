@@ -71,7 +71,7 @@ def log_probabilities(network: nn.Module, images: np.ndarray, batch_size: int = 
 def validation_score(log_probs: np.ndarray, masks: np.ndarray, class_names: Sequence[str],
                      offsets: Sequence[float]) -> float:
     """The objective: mean over findings of the Inf-Net-protocol per-image Dice of the offset argmax."""
-    from radassist.lung.infection.evaluate import score_columns
+    from radassist.lung.infection.evaluate import score_columns  # here: it draws figures, the pipeline need not load it
 
     shifted = log_probs + np.asarray(offsets, dtype=np.float32).reshape(1, -1, 1, 1)
     labels = list(shifted.argmax(axis=1).astype(np.uint8))
