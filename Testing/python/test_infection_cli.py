@@ -77,6 +77,19 @@ def test_train_writes_a_checkpoint_with_label_table_weights_and_input(checkpoint
     assert (checkpoint / "model.safetensors").is_file()
 
 
+def test_train_with_a_dice_per_slice_records_it_and_refuses_it_without_the_dice_term(nifti_data, tmp_path, capsys):
+    common = ["--data", str(nifti_data), "--epochs", "1", "--image-size", "48", "--channels", "4", "8",
+              "--batch-size", "4", "--device", "cpu", "--plain-ce"]
+    assert run(["train", "lung-infection", "--out", str(tmp_path / "alone"), "--dice-per-image", *common]) == 2
+    assert "give it with the Dice loss" in capsys.readouterr().err
+    assert not (tmp_path / "alone" / "config.json").exists()
+    assert run(["train", "lung-infection", "--out", str(tmp_path / "per-slice"), "--dice-loss", "--dice-per-image",
+                *common]) == 0
+    meta = json.loads((tmp_path / "per-slice" / "config.json").read_text())["metadata"]
+    assert meta["lossFunction"] == "cross-entropy + soft Dice per slice and class present"
+    assert meta["training"]["dice_per_image"] is True
+
+
 def test_segment_a_ct_and_write_seg_nrrd_report_and_preview(phantoms, checkpoint, tmp_path):
     phantom = phantoms[0]
     ct = write_volume(phantom.volume, tmp_path / "chest.nrrd")

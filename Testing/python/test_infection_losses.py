@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from radassist.lung.infection.losses import (WeightedCrossEntropyLoss, class_frequencies,
+from radassist.liver.losses import CrossEntropyDiceLoss
+from radassist.lung.infection.losses import (PresentClassDiceLoss, WeightedCrossEntropyLoss, class_frequencies,
                                              median_frequency_weights)
 
 
@@ -82,3 +83,51 @@ def test_weight_count_must_match_the_logits():
         WeightedCrossEntropyLoss([1.0, 1.0])(torch.zeros((1, 3, 2, 2)), torch.zeros((1, 2, 2), dtype=torch.long))
     with pytest.raises(ValueError, match="non-negative"):
         WeightedCrossEntropyLoss([1.0, -1.0])
+
+
+def _logits_for(labels: torch.Tensor, classes: int = 3, confidence: float = 30.0) -> torch.Tensor:
+    """Logits that put (almost) all probability on ``labels``."""
+    return torch.nn.functional.one_hot(labels, classes).permute(0, 3, 1, 2).float() * confidence
+
+
+def test_per_slice_dice_counts_a_small_lesion_as_much_as_a_large_one():
+    # slice 0: a 2x2 lesion of class 1, missed; slice 1: a 10x10 lesion of class 1, found exactly
+    target = torch.zeros(2, 16, 16, dtype=torch.long)
+    target[0, 2:4, 2:4] = 1
+    target[1, 3:13, 3:13] = 1
+    predicted = target.clone()
+    predicted[0] = 0
+    logits = _logits_for(predicted)
+    loss = PresentClassDiceLoss(smooth=0.0)
+    dice_term = float(loss(logits, target) - loss.cross_entropy(logits, target))
+    assert dice_term == pytest.approx(0.5, abs=1e-4)  # mean of 1 - 0 and 1 - 1: each slice weighs the same
+    batch_wide = CrossEntropyDiceLoss()  # one Dice over the batch barely notices the missed lesion
+    assert float(batch_wide(logits, target) - batch_wide.cross_entropy(logits, target.long())) < 0.05
+
+
+def test_per_slice_dice_leaves_a_class_absent_from_the_reference_to_the_cross_entropy():
+    target = torch.zeros(1, 16, 16, dtype=torch.long)
+    target[0, 4:10, 4:10] = 1  # class 2 absent from this slice
+    clean = _logits_for(target)
+    with_false_class_2 = clean.clone()
+    with_false_class_2[0, 2, 12:16, 12:16] = 60.0  # class 2 predicted where the reference has background
+    loss = PresentClassDiceLoss()
+    dice_clean = float(loss(clean, target) - loss.cross_entropy(clean, target))
+    dice_false = float(loss(with_false_class_2, target) - loss.cross_entropy(with_false_class_2, target))
+    assert dice_clean == pytest.approx(0.0, abs=1e-4) and dice_false == pytest.approx(0.0, abs=1e-4)
+    assert float(loss(with_false_class_2, target)) > float(loss(clean, target)) + 0.5  # the CE sees it
+
+
+def test_per_slice_dice_of_a_batch_without_findings_is_the_cross_entropy():
+    target = torch.zeros(2, 8, 8, dtype=torch.long)
+    logits = torch.randn(2, 3, 8, 8)
+    loss = PresentClassDiceLoss()
+    assert float(loss(logits, target)) == pytest.approx(float(loss.cross_entropy(logits, target)), rel=1e-6)
+
+
+def test_per_slice_dice_gradient_moves_towards_the_missed_lesion():
+    target = torch.zeros(1, 8, 8, dtype=torch.long)
+    target[0, 2:4, 2:4] = 2
+    logits = torch.zeros(1, 3, 8, 8, requires_grad=True)
+    PresentClassDiceLoss()(logits, target).backward()
+    assert float(logits.grad[0, 2, 2:4, 2:4].max()) < 0  # raising class 2 there lowers the loss

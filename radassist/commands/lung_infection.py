@@ -187,6 +187,9 @@ def add_train_arguments(task: str, parser: argparse.ArgumentParser) -> None:
                         help="plain cross-entropy instead of the median-frequency-balanced one")
     parser.add_argument("--dice-loss", action="store_true",
                         help="add a soft Dice term over the finding classes to the cross-entropy (ours)")
+    parser.add_argument("--dice-per-image", action="store_true",
+                        help="with --dice-loss: the Dice of each slice and class its reference holds, averaged, "
+                             "instead of one Dice over the batch (the published protocol scores per slice)")
     parser.add_argument("--validation-fraction", type=float, default=0.16,
                         help="share of the training slices held out to choose the kept epoch")
     parser.add_argument("--seed", type=int, default=0, help="random seed (split, initial weights, batch order)")
@@ -278,7 +281,7 @@ def run_train(task: str, args: argparse.Namespace) -> int:
                                   learning_rate=args.learning_rate, batch_size=args.batch_size,
                                   accumulation_steps=args.accumulation,
                                   image_size=(args.image_size, args.image_size), balanced_loss=not args.plain_ce,
-                                  dice_loss=args.dice_loss,
+                                  dice_loss=args.dice_loss, dice_per_image=args.dice_per_image,
                                   validation_fraction=args.validation_fraction, seed=args.seed,
                                   normalization="display-percentile" if semiseg else "window", augment=augment,
                                   lr_schedule=args.lr_schedule, time_limit_minutes=args.time_limit,

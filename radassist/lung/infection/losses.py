@@ -101,3 +101,30 @@ class WeightedCrossEntropyLoss(nn.Module):
         if self.weights is not None and logits.shape[1] != self.weights.numel():
             raise ValueError(f"logits have {logits.shape[1]} classes, the loss {self.weights.numel()} weights")
         return F.cross_entropy(logits, target.long(), weight=self.weights, ignore_index=self.ignore_index)
+
+
+class PresentClassDiceLoss(nn.Module):
+    """Cross-entropy plus ``1 - soft Dice`` taken per image and per finding class, over the pairs whose reference
+    holds that class.
+
+    Why: the published evaluation of these slices (Inf-Net protocol) averages a Dice per image, and an image
+    without a class in its reference scores the same whatever is predicted. A batch-wide Dice lets large lesions
+    outweigh small ones; this term gives every (image, class) that can score the same weight, and leaves the
+    false positives of images without the class to the cross-entropy.
+    """
+
+    def __init__(self, class_weights: torch.Tensor | None = None, smooth: float = 1.0) -> None:
+        super().__init__()
+        self.cross_entropy = WeightedCrossEntropyLoss(class_weights)
+        self.smooth = float(smooth)
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        target = target.long()
+        probabilities = torch.softmax(logits, dim=1)[:, 1:]
+        truth = F.one_hot(target, logits.shape[1]).permute(0, 3, 1, 2)[:, 1:].to(probabilities.dtype)
+        overlap = (probabilities * truth).sum(dim=(2, 3))
+        total = probabilities.sum(dim=(2, 3)) + truth.sum(dim=(2, 3))
+        dice = (2.0 * overlap + self.smooth) / (total + self.smooth)
+        present = truth.sum(dim=(2, 3)) > 0
+        dice_loss = (1.0 - dice[present]).mean() if bool(present.any()) else logits.new_zeros(())
+        return self.cross_entropy(logits, target) + dice_loss

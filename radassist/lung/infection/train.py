@@ -38,7 +38,8 @@ from radassist.io.atomic import atomic_path
 from radassist.lung.infection.augment import SliceAugment, augment_batch
 from radassist.lung.infection.class_offsets import OffsetChoice, choose_class_offsets, log_probabilities
 from radassist.lung.infection.dataset import SliceDataset, fit_dataset
-from radassist.lung.infection.losses import WeightedCrossEntropyLoss, class_frequencies, weights_from_frequencies
+from radassist.lung.infection.losses import (PresentClassDiceLoss, WeightedCrossEntropyLoss, class_frequencies,
+                                             weights_from_frequencies)
 from radassist.lung.infection.model import ARCHITECTURES, class_names, default_label_table
 from radassist.lung.infection.preprocess import DISPLAY_PERCENTILES, LUNG_WINDOW
 from radassist.metrics.segmentation import SegmentationScores, confusion_matrix
@@ -63,6 +64,7 @@ class InfectionTrainConfig:
     image_size: tuple[int, int] = (512, 512)  # full-resolution input (Saood and Hatem 2021)
     balanced_loss: bool = True  # median-frequency-balanced weighted cross-entropy (Saood and Hatem 2021)
     dice_loss: bool = False  # ours: add a soft Dice term over the finding classes (the liver recipe's CE + Dice)
+    dice_per_image: bool = False  # ours: that Dice per slice and class present, as the Inf-Net protocol scores
     validation_fraction: float = 0.16  # 84/16 split of the 100 slices (Saood and Hatem 2021)
     seed: int = 0
     window: tuple[float, float] = LUNG_WINDOW  # recorded in the checkpoint; the data reader applies it
@@ -84,6 +86,8 @@ class InfectionTrainConfig:
         if self.tune_class_offsets and self.validation_fraction == 0.0:
             raise InputError(None, "class offsets are chosen on the held-out validation slices; give a validation "
                                    "fraction above 0")
+        if self.dice_per_image and not self.dice_loss:
+            raise InputError(None, "a Dice per slice is a form of the Dice term: give it with the Dice loss")
         if self.normalization not in NORMALIZATIONS:
             raise InputError(None, f"normalization must be one of {', '.join(NORMALIZATIONS)}, got "
                                    f"{self.normalization!r}")
@@ -158,7 +162,8 @@ class TrainedInfectionModel:
             "input": self.train_config.input_description(),
             "training": self.train_config.settings(), "classWeights": [round(float(w), 6) for w in self.class_weights],
             "lossFunction": ("median-frequency weighted cross-entropy" if self.train_config.balanced_loss
-                             else "cross-entropy") + (" + soft Dice" if self.train_config.dice_loss else ""),
+                             else "cross-entropy") + (" + soft Dice" if self.train_config.dice_loss else "")
+                             + (" per slice and class present" if self.train_config.dice_per_image else ""),
             "history": [vars(record) for record in self.history],
             "best_epoch": self.best_epoch,
             "validation": self.validation.to_dict() if self.validation is not None else None,
@@ -235,13 +240,15 @@ def fit_network(model: nn.Module, images: np.ndarray, masks: np.ndarray, weights
                 device: Any = "cpu", validation: tuple[np.ndarray, np.ndarray] | None = None,
                 class_labels: Sequence[str] | None = None, accumulation_steps: int = 1,
                 augment: SliceAugment | None = None, lr_schedule: str = "constant",
-                dice_loss: bool = False, time_limit: float | None = None) -> list[EpochRecord]:
+                dice_loss: bool = False, time_limit: float | None = None,
+                dice_per_image: bool = False) -> list[EpochRecord]:
     """Adam on (n, 1, H, W) images and (n, H, W) masks with (weighted) cross-entropy; one record per epoch.
 
     With ``augment`` every batch is a fresh random draw of its slices (see :mod:`radassist.lung.infection.augment`),
     otherwise the slices as they are. ``lr_schedule`` "poly" lowers the learning rate every epoch. ``dice_loss``
-    adds a soft Dice term over the finding classes to the cross-entropy. With ``time_limit`` (seconds) training
-    stops early when another epoch as long as the last one would end after it (fewer records than ``epochs``).
+    adds a soft Dice term over the finding classes to the cross-entropy (per slice with ``dice_per_image``). With
+    ``time_limit`` (seconds) training stops early when another epoch as long as the last one would end after it
+    (fewer records than ``epochs``).
 
     With ``validation``, ``model`` ends with the weights of the epoch with the best validation mean Dice (its
     record is marked ``kept``); without, with the last epoch's.
@@ -254,7 +261,7 @@ def fit_network(model: nn.Module, images: np.ndarray, masks: np.ndarray, weights
     device = torch.device(getattr(device, "device", device))
     model.to(device)
     trained = wrap_ddp(model, device)  # the model itself in a single process
-    loss_fn = training_loss(weights, dice_loss).to(device)
+    loss_fn = training_loss(weights, dice_loss, dice_per_image).to(device)
     optimiser = torch.optim.Adam(trained.parameters(), lr=learning_rate)
     rng = np.random.default_rng(seed)  # the epoch order: the same on every process
     draws = np.random.default_rng([seed, get_rank() + 1])  # augmentation: each process its own draws
@@ -311,10 +318,13 @@ def _out_of_time(elapsed: float, last_epoch: float, limit: float) -> bool:
     return global_mean(float(elapsed + last_epoch > limit), 1) > 0
 
 
-def training_loss(weights: np.ndarray | None, dice_loss: bool) -> nn.Module:
-    """(Weighted) cross-entropy, plus soft Dice over the finding classes when ``dice_loss``."""
+def training_loss(weights: np.ndarray | None, dice_loss: bool, per_image: bool = False) -> nn.Module:
+    """(Weighted) cross-entropy, plus soft Dice over the finding classes when ``dice_loss``: over the batch, or
+    per slice and class present in its reference when ``per_image``."""
     if not dice_loss:
         return WeightedCrossEntropyLoss(weights)
+    if per_image:
+        return PresentClassDiceLoss(None if weights is None else torch.as_tensor(weights))
     from radassist.liver.losses import CrossEntropyDiceLoss
 
     return CrossEntropyDiceLoss(class_weights=None if weights is None else torch.as_tensor(weights))
@@ -396,11 +406,12 @@ def train_infection(dataset: SliceDataset, config: InfectionTrainConfig = Infect
     history = fit_network(model, images[train], masks[train], weights, config.epochs, config.learning_rate,
                           config.batch_size, config.seed, progress.sub(0.02, 0.98), device, validation_data, names,
                           config.accumulation_steps, config.augment, config.lr_schedule, config.dice_loss,
-                          None if config.time_limit_minutes is None else 60.0 * config.time_limit_minutes)
+                          None if config.time_limit_minutes is None else 60.0 * config.time_limit_minutes,
+                          config.dice_per_image)
     validation = None
     if validation_data is not None:
-        validation = validate(model, training_loss(weights, config.dice_loss).to(device), validation_data, names,
-                              config.batch_size, device)[1]
+        loss_fn = training_loss(weights, config.dice_loss, config.dice_per_image).to(device)
+        validation = validate(model, loss_fn, validation_data, names, config.batch_size, device)[1]
     offsets = None
     if config.tune_class_offsets and validation_data is not None:
         progress.update(0.99, "choosing class offsets on the validation slices")
