@@ -37,7 +37,7 @@ def bilinear(image: torch.Tensor, x: float, y: float) -> torch.Tensor:
 def slow_deformable_attention(value, shapes, locations, weights) -> torch.Tensor:
     """The definition, one sampling point at a time."""
     batch, _, heads, head_dim = value.shape
-    queries, levels, points = locations.shape[1], locations.shape[3], locations.shape[4]
+    queries, points = locations.shape[1], locations.shape[4]
     starts = np.cumsum([0] + [h * w for h, w in shapes])
     out = torch.zeros(batch, queries, heads * head_dim, dtype=torch.float64)
     for b in range(batch):
