@@ -58,25 +58,25 @@ UNET_SCHEDULE = ((40, 5e-3), (15, 1e-3))
 SEGNET_SCHEDULE = ((30, 5e-3), (30, 1e-3))
 
 
-@pytest.fixture(scope="module")
-def balanced_unet(data):
+def _unet_on_one_thread(data, balanced: bool):
+    """Module fixtures run outside the per-test one-thread fixture, so they set it themselves."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        return _train("unet", UNET, data, True, UNET_SCHEDULE)
+        return _train("unet", UNET, data, balanced, UNET_SCHEDULE)
     finally:
         torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def balanced_unet(data):
+    return _unet_on_one_thread(data, True)
 
 
 @pytest.fixture(scope="module")
 def plain_unet(data):
     """The same network, data and budget with plain cross-entropy (the control)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        return _train("unet", UNET, data, False, UNET_SCHEDULE)
-    finally:
-        torch.set_num_threads(threads)
+    return _unet_on_one_thread(data, False)
 
 
 def test_unet_learns_every_class_including_the_rare_one(balanced_unet):
