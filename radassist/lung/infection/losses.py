@@ -4,6 +4,9 @@ Infected regions are rare next to normal lung, so plain cross-entropy is dominat
 infection study (Saood and Hatem 2021) weights each class c by ``median(freq) / freq_c``, where ``freq_c`` is the
 pixel count of class c divided by the total pixel count of the images in which c appears. A class that is
 frequent gets a weight below 1, a rare one above 1; the median class gets exactly 1.
+
+Also here: the cross-entropy plus a Dice per slice and class present (ours), the loss of the best runs on real
+slices (benchmarks/INFECTION_REAL.md); the batch-wide CE + Dice is the liver recipe's (radassist.liver.losses).
 """
 
 from __future__ import annotations
