@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 import torch.nn.functional as F
+from monai.losses import DiceLoss
 from torch import nn
 
 
@@ -119,15 +120,12 @@ class PresentClassDiceLoss(nn.Module):
     def __init__(self, class_weights: torch.Tensor | None = None, smooth: float = 1.0) -> None:
         super().__init__()
         self.cross_entropy = WeightedCrossEntropyLoss(class_weights)
-        self.smooth = float(smooth)
+        self.dice = DiceLoss(include_background=False, to_onehot_y=True, softmax=True, batch=False, reduction="none",
+                             smooth_nr=float(smooth), smooth_dr=float(smooth))  # one value per (image, finding class)
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         target = target.long()
-        probabilities = torch.softmax(logits, dim=1)[:, 1:]
-        truth = F.one_hot(target, logits.shape[1]).permute(0, 3, 1, 2)[:, 1:].to(probabilities.dtype)
-        overlap = (probabilities * truth).sum(dim=(2, 3))
-        total = probabilities.sum(dim=(2, 3)) + truth.sum(dim=(2, 3))
-        dice = (2.0 * overlap + self.smooth) / (total + self.smooth)
-        present = truth.sum(dim=(2, 3)) > 0
-        dice_loss = (1.0 - dice[present]).mean() if bool(present.any()) else logits.new_zeros(())
+        per_pair = self.dice(logits, target.unsqueeze(1)).flatten(1)
+        present = F.one_hot(target.flatten(1), logits.shape[1])[:, :, 1:].any(dim=1)
+        dice_loss = per_pair[present].mean() if bool(present.any()) else logits.new_zeros(())
         return self.cross_entropy(logits, target) + dice_loss
