@@ -87,7 +87,8 @@ class InfectionTrainConfig:
             raise InputError(None, "class offsets are chosen on the held-out validation slices; give a validation "
                                    "fraction above 0")
         if self.dice_per_image and not self.dice_loss:
-            raise InputError(None, "a Dice per slice is a form of the Dice term: give it with the Dice loss")
+            raise InputError(None, "a Dice per slice (--dice-per-image) is a form of the Dice term: give it with the "
+                                   "Dice loss (--dice-loss)")
         if self.normalization not in NORMALIZATIONS:
             raise InputError(None, f"normalization must be one of {', '.join(NORMALIZATIONS)}, got "
                                    f"{self.normalization!r}")
