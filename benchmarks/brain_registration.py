@@ -20,7 +20,9 @@ Scores:
 Methods (all on the full 240x240x155 1 mm grid, T1c, two threads):
 
 * ``radassist``: :func:`radassist.brain.classic.register_classic` as the CLI runs it, given the brain masks and the
-  tumour labels (its similarity leaves the tumour out); ``radassist-unmasked``: the same without tumour labels;
+  tumour labels (its similarity is robust in the tumour, the default); ``radassist-masked``: the same with the
+  tumour left out of the similarity (``--tumour-similarity masked``); ``radassist-unmasked``: the same without
+  tumour labels;
 * ``demons``: SimpleITK fast symmetric forces demons, 3 levels (shrink 4, 2, 1) x 50 iterations, field smoothing
   sigma 1.5 (the anchor the issue names);
 * ``ants-syn``: ANTs SyN (antspyx ``ants.registration(type_of_transform="SyNOnly")``, its defaults otherwise:
@@ -49,7 +51,7 @@ PAIRS = (("brats_2013_pat0001_1", 8.0, 0, False), ("brats_2013_pat0002_1", 3.0, 
          ("brats_2013_pat0003_1", 5.5, 2, False), ("brats_2013_pat0004_1", 8.0, 3, False),
          ("brats_2013_pat0002_1", 3.0, 1, True), ("brats_2013_pat0003_1", 5.5, 2, True))
 """(case, largest displacement in mm, seed, tumour resolved in the moving image) of the recorded run."""
-METHODS = ("radassist", "radassist-unmasked", "demons", "elastix", "ants-syn")
+METHODS = ("radassist", "radassist-masked", "radassist-unmasked", "demons", "elastix", "ants-syn")
 THREADS = 2
 
 
@@ -117,14 +119,20 @@ def make_pair(case: Case, amplitude_mm: float, seed: int, tumour_resolved: bool 
 
 # -- methods: (fixed Volume, moving Volume, pair) -> DisplacementField (fixed -> moving, fixed grid) --------------
 
-def run_radassist(fixed, moving, pair):
-    from radassist.brain.classic import register_classic
+def run_radassist(fixed, moving, pair, tumour_similarity: str = "robust"):
+    from radassist.brain.classic import ClassicConfig, register_classic
 
-    result = register_classic(moving, fixed, fixed_brain=pair.fixed_labels["brain"].array > 0,
+    result = register_classic(moving, fixed, ClassicConfig(tumour_similarity=tumour_similarity),
+                              fixed_brain=pair.fixed_labels["brain"].array > 0,
                               moving_brain=pair.moving_labels["brain"].array > 0,
                               fixed_tumour=pair.fixed_labels["labels"].array > 0,
                               moving_tumour=pair.moving_labels["labels"].array > 0)
     return result.field
+
+
+def run_radassist_masked(fixed, moving, pair):
+    """The same engine with the tumour left out of the similarity altogether."""
+    return run_radassist(fixed, moving, pair, "masked")
 
 
 def run_radassist_unmasked(fixed, moving, pair):
@@ -215,9 +223,9 @@ def run_elastix(fixed, moving, pair):
     return DisplacementField(itk.array_from_image(field).astype(np.float64), fixed.geometry)
 
 
-RUNNERS: dict[str, Callable] = {"radassist": run_radassist, "radassist-unmasked": run_radassist_unmasked,
-                                "demons": run_demons, "ants-syn": run_ants,
-                                "elastix": run_elastix}
+RUNNERS: dict[str, Callable] = {"radassist": run_radassist, "radassist-masked": run_radassist_masked,
+                                "radassist-unmasked": run_radassist_unmasked, "demons": run_demons,
+                                "ants-syn": run_ants, "elastix": run_elastix}
 
 
 # -- scoring ------------------------------------------------------------------------------------------------------

@@ -63,11 +63,21 @@ def test_register_classic_writes_every_result_slicer_reads(data, tmp_path):
     assert fixed_tumour.segments[1].terminology.type.value == "79654002"  # SNOMED CT Edema
     report = json.loads((out / "report.json").read_text())
     assert report["summary"]["engine"] == "classic" and report["summary"]["folding_percent"] == 0.0
+    assert report["summary"]["tumour_similarity"] == "robust"  # the tumour labels of the folders, the default
     assert {row["region"] for row in report["rows"]} >= {"oedema", "whole tumour"}
     with Image.open(out / "registration.png") as png:
         assert png.format == "PNG" and png.size[0] > 5 * 100
     record = json.loads((out / "result.json").read_text())
     assert "transform.h5" in record["outputs"]
+
+
+def test_the_tumour_can_be_masked_outright(data, tmp_path):
+    out = tmp_path / "out"
+    code = run_cli(["brain", "register", str(data / "pair_0_moving"), str(data / "pair_0_fixed"), "--out", str(out),
+                    "--engine", "classic", "--device", "cpu", "--tumour-similarity", "masked"])
+    assert code == 0
+    assert json.loads((out / "report.json").read_text())["summary"]["tumour_similarity"] == "masked"
+    assert json.loads((out / "result.json").read_text())["arguments"]["tumour_similarity"] == "masked"
 
 
 def test_bad_input_exits_2_and_writes_nothing(data, tmp_path, capsys):

@@ -113,10 +113,16 @@ def test_brain_register_gives_the_cli_files(server, brain_pair, tmp_path):
                    "--engine", "classic", "--device", "cpu") == 0
     client = RadAssistClient(server, token=TOKEN)
     written = client.run("brain-register", [labels, moving, fixed],
+                         {"role": ["fixed-labels", "moving", "fixed"], "engine": "classic",
+                          "tumour_similarity": "masked"}, tmp_path / "remote-masked")
+    record = json.loads((tmp_path / "remote-masked" / "result.json").read_text())
+    assert record["summary"]["tumour_similarity"] == "masked"  # the option reaches the engine
+    written = client.run("brain-register", [labels, moving, fixed],
                          {"role": ["fixed-labels", "moving", "fixed"], "engine": "classic"}, tmp_path / "remote")
     _same_files(tmp_path / "local", tmp_path / "remote", written, BRAIN_FILES)
     record = json.loads((tmp_path / "remote" / "result.json").read_text())
     assert record["command"] == "brain register" and record["summary"]["engine"] == "classic"
+    assert record["summary"]["tumour_similarity"] == "robust"
     assert record["summary"]["registration_channel"] == "t1ce"  # named from the client's file name
 
     # two files and no roles: the moving image first, the fixed one second (the CLI's order)
@@ -165,6 +171,8 @@ def test_info_lists_the_new_tasks(server):
     assert brain["command"] == "brain register" and "moving" in brain["title"] and "fixed" in brain["title"]
     role = next(o for o in brain["options"] if o["name"] == "role")
     assert role["type"] == "list of str" and "fixed-labels" in role["choices"]
+    similarity = next(o for o in brain["options"] if o["name"] == "tumour_similarity")
+    assert similarity["choices"] == ["robust", "masked"] and similarity["default"] == "robust"
     assert infection["command"] == "lung infection" and infection["max_files"] == 2
     options = {o["name"]: o for o in infection["options"]}
     assert options["arch"]["choices"] == ["unet", "segnet"] and options["backend"]["choices"] == ["torch", "onnx"]

@@ -8,8 +8,8 @@ benchmarks; neither reads nor writes files:
   pass. The moving sequences are first resampled onto the fixed grid (identity in world space), so the network's
   sampling grid is in fixed voxel indices and converts exactly to LPS millimetres. The network runs on torch or
   ONNX Runtime (``BrainPipelineConfig.backend``, :mod:`radassist.brain.inference`).
-* ``classic``: affine + coarse-to-fine free-form registration (:mod:`radassist.brain.classic`) with the tumour left
-  out of the similarity;
+* ``classic``: affine + coarse-to-fine free-form registration (:mod:`radassist.brain.classic`), with a robust
+  similarity in the tumour (or none: ``ClassicConfig.tumour_similarity="masked"``);
   the tumour comes from given label maps, or from the joint network when one is given.
 
 ``auto`` takes ``joint`` when a network is passed in and ``classic`` otherwise. :func:`find_joint_model` is the one
@@ -334,7 +334,8 @@ def _register_checked_pair(moving: BrainImages, fixed: BrainImages, config: Brai
     }
     result = register_classic(moving_volume, fixed_volume, config.classic, classic_progress, **masks)
     extra = {"registration_channel": channel,
-             "tumour_excluded": fixed_tumour is not None or moving_tumour is not None,
+             "tumour_similarity": (config.classic.tumour_similarity
+                                   if fixed_tumour is not None or moving_tumour is not None else None),
              **{f"{stage}_loss": info["loss"][-1] for stage, info in result.stages.items()}}
     return _finish(result.field, moving, fixed, engine, fixed_tumour, moving_tumour, progress.sub(0.85, 1.0), extra)
 

@@ -42,14 +42,17 @@ OUTPUTS = ("transform.h5", "displacement.nii.gz", "warped.nii.gz", "tumour_movin
 
 def _engine_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--engine", choices=("auto", "joint", "classic"), default="auto",
-                        help="joint network, classical SimpleITK registration, or auto (joint when its weights "
-                             "are installed or --model is given, else classic)")
+                        help="joint network, classical (affine + free-form) registration, or auto (joint when its "
+                             "weights are installed or --model is given, else classic)")
     add_model_option(parser, "joint network: a catalogue model id or checkpoint folder (default: the installed "
                              "catalogue model brain-joint)", old=("--checkpoint",))
     parser.add_argument("--sequences", nargs="+", metavar="SEQ",
                         help="MRI sequences the joint network reads, in its order (default: from the checkpoint)")
     parser.add_argument("--registration-sequence", metavar="SEQ",
                         help="classic engine: sequence that drives the metric (default: t1ce, t1, t2 or flair)")
+    parser.add_argument("--tumour-similarity", choices=("robust", "masked"), default="robust",
+                        help="classic engine, in the tumour: robust (it pulls where it still matches, hardly where "
+                             "it has changed) or masked (it pulls on nothing)")
     deprecated_alias(parser, "--channels", "--sequences")
     deprecated_alias(parser, "--registration-channel", "--registration-sequence")
     add_device_arguments(parser)
@@ -135,10 +138,12 @@ def _joint_model(args: argparse.Namespace, device):
 
 
 def _pipeline_config(args: argparse.Namespace, loaded):
+    from radassist.brain.classic import ClassicConfig
     from radassist.brain.pipeline import BrainPipelineConfig, model_channels
 
     channels = tuple(args.sequences) if args.sequences else (model_channels(loaded) if loaded is not None else None)
-    return BrainPipelineConfig(engine=args.engine, channels=channels, registration_channel=args.registration_sequence)
+    return BrainPipelineConfig(engine=args.engine, channels=channels, registration_channel=args.registration_sequence,
+                               classic=ClassicConfig(tumour_similarity=args.tumour_similarity))
 
 
 def run_register(args: argparse.Namespace) -> int:
@@ -237,6 +242,9 @@ def add_train_arguments(task: str, parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="pairing, crop and initialisation seed")
     add_finetune_arguments(parser)
     add_device_arguments(parser)
+    parser.add_argument("--tumour-similarity", choices=("robust", "masked"), default="robust",
+                        help="classic engine, in the tumour: robust (it pulls where it still matches, hardly where "
+                             "it has changed) or masked (it pulls on nothing)")
     deprecated_alias(parser, "--channels", "--sequences")
     deprecated_alias(parser, "--lr", "--learning-rate")
 

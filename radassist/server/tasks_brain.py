@@ -90,7 +90,8 @@ def _run_brain_register(inputs: list[TaskInput], options: dict[str, Any], device
     with record.timed("read"):
         moving, fixed = read_pair(inputs, options)
     args = argparse.Namespace(engine=options["engine"], model=None, sequences=None,
-                              registration_sequence=options["registration_sequence"])
+                              registration_sequence=options["registration_sequence"],
+                              tumour_similarity=options["tumour_similarity"])
     with record.timed("load model"):
         loaded = command._joint_model(args, device)
     config = command._pipeline_config(args, loaded)
@@ -100,7 +101,7 @@ def _run_brain_register(inputs: list[TaskInput], options: dict[str, Any], device
 BRAIN_REGISTER = ServerTask(
     name="brain-register",
     title="register a moving brain MRI to a fixed one and segment the tumour (joint network, or classical "
-          "SimpleITK registration without weights). Upload the moving then the fixed image, or set the per-file "
+          "registration without weights). Upload the moving then the fixed image, or set the per-file "
           "option 'role' (moving, fixed, moving-labels, fixed-labels, moving-brain-mask, fixed-brain-mask) and "
           "'sequence' (flair, t1, t1ce, t2; default: from the file name)",
     command="brain register", accepts=(".seg.nrrd", *VOLUME_SUFFIXES), max_files=16, run=_run_brain_register,
@@ -112,7 +113,10 @@ BRAIN_REGISTER = ServerTask(
              OptionSpec("engine", str, "auto", "joint network, classical registration, or auto (joint when its "
                                                "weights are installed)", choices=("auto", "joint", "classic")),
              OptionSpec("registration_sequence", str, None, "classic engine: the sequence that drives the metric",
-                        choices=SEQUENCES, aliases=("registration_channel",))))
+                        choices=SEQUENCES, aliases=("registration_channel",)),
+             OptionSpec("tumour_similarity", str, "robust", "classic engine, in the tumour: robust (it pulls where "
+                                                          "it still matches) or masked (it pulls on nothing)",
+                        choices=("robust", "masked"))))
 
 
 __all__ = ["BRAIN_REGISTER", "ROLES", "file_roles", "read_pair"]
