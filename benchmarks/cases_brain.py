@@ -66,7 +66,7 @@ def _setup_classic(env: CaseEnv) -> _BrainRun:
     from radassist.brain.pipeline import BrainPipelineConfig
 
     env.notes.append("affine + free-form levels 24/12/6 mm fitted by L-BFGS (radassist.brain.deformable defaults), "
-                     "tumour masked, one torch thread")
+                     "robust similarity in the tumour, one torch thread")
     moving, fixed = _pair()
     return _BrainRun(moving, fixed, BrainPipelineConfig(engine="classic"), None, "cpu")
 

@@ -192,7 +192,7 @@ def test_uploads_are_named_like_the_cli_and_the_slicer_panel_name_them(brain_pai
     moving, fixed = pair(["moving_sequence1.nrrd", "fixed_sequence1.nrrd", "fixed_other.nrrd", "moving_other.nrrd"],
                          role=["moving", "fixed", "fixed", "moving"])
     assert sorted(moving.images) == sorted(fixed.images) == ["other", "sequence1"]
-    moving, fixed = pair(["a.nii.gz", "b_flair.nii.gz"])  # one unnamed image takes the other's sequence (the CLI's rule)
+    moving, fixed = pair(["a.nii.gz", "b_flair.nii.gz"])  # the unnamed one takes the other's sequence
     assert list(moving.images) == list(fixed.images) == ["flair"]
     moving, fixed = pair(["a.nii.gz", "b.nii.gz"], sequence=["t2", "t2"])
     assert list(moving.images) == ["t2"]
