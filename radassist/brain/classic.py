@@ -34,7 +34,7 @@ class ClassicResult:
 
 
 def metric_mask(shape: tuple[int, int, int], brain: np.ndarray | None, tumour: np.ndarray | None) -> np.ndarray:
-    """Voxels the similarity may use: the brain (or everything) minus the tumour."""
+    """Voxels where the similarity pulls in full: the brain (or everything) minus the tumour."""
     keep = np.ones(shape, dtype=bool) if brain is None else np.asarray(brain, dtype=bool).copy()
     if tumour is not None:
         keep &= ~np.asarray(tumour, dtype=bool)
