@@ -218,16 +218,16 @@ class _Moving:
         return F.grid_sample(self.tensor, normalised.view(1, -1, 1, 1, 3), mode="bilinear", padding_mode="border",
                              align_corners=True).view(self.tensor.shape[1], -1)
 
-    def inside(self, moved: torch.Tensor) -> torch.Tensor:
-        """1 where a moved point lands in the moving mask or its robust part, else 0 (N,). Held fixed while the
-        optimiser runs: a weight that flips as points cross the mask's edge would make the similarity jump under
-        its feet."""
-        sampled = self._sample(moved)
-        return (sampled[-2] + sampled[-1] > 0.5).float()
+    def landing(self, moved: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Where the moved points land (N,): 1 in the moving mask or its robust part, else 0; and True in the robust
+        part. Held fixed while the optimiser runs: a weight that flips as points cross the mask's edge would make
+        the similarity jump under its feet."""
+        mask, robust = self._sample(moved)[-2:]
+        return (mask + robust > 0.5).float(), robust > 0.5
 
-    def in_robust(self, moved: torch.Tensor) -> torch.Tensor:
-        """True where a moved point lands in the moving image's robust part (N,); held fixed like :meth:`inside`."""
-        return self._sample(moved)[-1] > 0.5
+    def inside(self, moved: torch.Tensor) -> torch.Tensor:
+        """The first half of :meth:`landing`."""
+        return self.landing(moved)[0]
 
     def curvature(self, moved: torch.Tensor, weight: torch.Tensor, linear: torch.Tensor) -> torch.Tensor:
         """Gauss-Newton curvature of the similarity per point and displacement component (N, 3): how fast it
@@ -454,8 +454,8 @@ def fit_free_form(fixed: _Image, moving: _Image, affine: np.ndarray, config: Def
         for round_ in range(ROUNDS):
             with torch.no_grad():
                 moved = (base + displacement()) @ linear.T + offset
-                weight = moving_level.inside(moved)
-                robust = lattice.robust | moving_level.in_robust(moved)
+                weight, lands_robust = moving_level.landing(moved)
+                robust = lattice.robust | lands_robust
             sub = progress.sub((index + round_ / ROUNDS) / count, (index + (round_ + 1) / ROUNDS) / count)
             value = _minimise([level.values], loss, config.iterations // ROUNDS, sub,
                               f"deformable registration, level {index + 1}/{count}")

@@ -36,6 +36,9 @@ EVALUATE_HELP = {
              "Writes evaluation.json, evaluation.png and result.json to --out.",
 }
 FIELD_FORMATS = ("h5", "nifti", "both")
+TUMOUR_SIMILARITIES = ("robust", "masked")  # radassist.brain.deformable's, not imported: --help stays light
+TUMOUR_SIMILARITY_HELP = ("classic engine, in the tumour: robust (it pulls where it still matches, hardly where it has "
+                          "changed) or masked (it pulls on nothing)")
 OUTPUTS = ("transform.h5", "displacement.nii.gz", "warped.nii.gz", "tumour_moving.seg.nrrd", "tumour_fixed.seg.nrrd",
            "jacobian.nii.gz", "report.json", "report.csv", "registration.png")
 
@@ -50,9 +53,8 @@ def _engine_arguments(parser: argparse.ArgumentParser) -> None:
                         help="MRI sequences the joint network reads, in its order (default: from the checkpoint)")
     parser.add_argument("--registration-sequence", metavar="SEQ",
                         help="classic engine: sequence that drives the metric (default: t1ce, t1, t2 or flair)")
-    parser.add_argument("--tumour-similarity", choices=("robust", "masked"), default="robust",
-                        help="classic engine, in the tumour: robust (it pulls where it still matches, hardly where "
-                             "it has changed) or masked (it pulls on nothing)")
+    parser.add_argument("--tumour-similarity", choices=TUMOUR_SIMILARITIES, default=TUMOUR_SIMILARITIES[0],
+                        help=TUMOUR_SIMILARITY_HELP)
     deprecated_alias(parser, "--channels", "--sequences")
     deprecated_alias(parser, "--registration-channel", "--registration-sequence")
     add_device_arguments(parser)
@@ -242,9 +244,6 @@ def add_train_arguments(task: str, parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="pairing, crop and initialisation seed")
     add_finetune_arguments(parser)
     add_device_arguments(parser)
-    parser.add_argument("--tumour-similarity", choices=("robust", "masked"), default="robust",
-                        help="classic engine, in the tumour: robust (it pulls where it still matches, hardly where "
-                             "it has changed) or masked (it pulls on nothing)")
     deprecated_alias(parser, "--channels", "--sequences")
     deprecated_alias(parser, "--lr", "--learning-rate")
 

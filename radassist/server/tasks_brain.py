@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from radassist.commands.brain import TUMOUR_SIMILARITIES, TUMOUR_SIMILARITY_HELP
 from radassist.errors import InputError
 from radassist.io.atomic import RunOutput
 from radassist.runtime.progress import Progress
@@ -114,9 +115,8 @@ BRAIN_REGISTER = ServerTask(
                                                "weights are installed)", choices=("auto", "joint", "classic")),
              OptionSpec("registration_sequence", str, None, "classic engine: the sequence that drives the metric",
                         choices=SEQUENCES, aliases=("registration_channel",)),
-             OptionSpec("tumour_similarity", str, "robust", "classic engine, in the tumour: robust (it pulls where "
-                                                          "it still matches) or masked (it pulls on nothing)",
-                        choices=("robust", "masked"))))
+             OptionSpec("tumour_similarity", str, TUMOUR_SIMILARITIES[0], TUMOUR_SIMILARITY_HELP,
+                        choices=TUMOUR_SIMILARITIES)))
 
 
 __all__ = ["BRAIN_REGISTER", "ROLES", "file_roles", "read_pair"]
