@@ -23,6 +23,7 @@ task commands' own model loading and output writers, so the model is loaded once
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import io
 import json
@@ -245,10 +246,8 @@ def is_case_done(folder: Path) -> bool:
 
 
 def _remove_if_empty(folder: Path) -> None:
-    try:
+    with contextlib.suppress(OSError):
         folder.rmdir()  # only succeeds on an empty folder: a failed case leaves no empty folder behind
-    except OSError:
-        pass
 
 
 def run_case(task: BatchTask, case: CaseInput, out: Path, rank: int = 0,
@@ -312,12 +311,10 @@ def write_predictions(report: BatchReport, out: Path, kind: str = SUMMARY) -> Pa
         summary = json.loads(record.read_text(encoding="utf-8")).get("summary", {}) if record.is_file() else {}
         rows.append({"case": case.case_id, **_flat(summary if isinstance(summary, Mapping) else {})})
     columns = list(dict.fromkeys(name for row in rows for name in row)) or ["case"]
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, columns, lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)
-    with atomic_path(path) as temp:
-        temp.write_text(buffer.getvalue(), encoding="utf-8")
+    with atomic_path(path) as temp, open(temp, "w", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, columns, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
     return path
 
 
@@ -329,13 +326,11 @@ def write_batch_report(report: BatchReport, out: Path) -> None:
     """``batch_report.json`` (every case) and ``failures.csv`` (the failed ones; just the header when none)."""
     with atomic_path(out / REPORT_FILE) as temp:
         temp.write_text(json.dumps(report.to_dict(), indent=2) + "\n", encoding="utf-8")
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(FAILURE_COLUMNS)
-    for case in report.failed:
-        writer.writerow([case.case_id, case.input, case.rank, case.error_type, case.message])
-    with atomic_path(out / FAILURES_FILE) as temp:
-        temp.write_text(buffer.getvalue(), encoding="utf-8")
+    with atomic_path(out / FAILURES_FILE) as temp, open(temp, "w", encoding="utf-8") as handle:
+        writer = csv.writer(handle, lineterminator="\n")
+        writer.writerow(FAILURE_COLUMNS)
+        writer.writerows([case.case_id, case.input, case.rank, case.error_type, case.message]
+                         for case in report.failed)
 
 
 def run_batch(task: BatchTask, inputs: str | Path | Sequence[CaseInput], out: str | Path,

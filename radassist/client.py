@@ -26,7 +26,6 @@ from radassist.runtime import paths
 from radassist.runtime.progress import Cancelled, Progress
 
 MIN_TOKEN_CHARS = 16
-FINISHED_STATES = ("succeeded", "failed", "cancelled")
 _CHUNK = 1024 * 1024
 
 
@@ -88,6 +87,14 @@ def _detail(response: requests.Response) -> str:
     return str(detail or response.text[:300] or response.reason)
 
 
+_REFUSALS = {  # what an error status means for the user, by status code
+    401: "the server at {url} refused the token (401): check the token file or the token in the settings",
+    413: "the upload is too large for the server at {url} (413): {detail}",
+    503: "the server at {url} is busy, its queue is full (503); try again in a minute",
+    400: "the server refused the request: {detail}",
+}
+
+
 class RadAssistClient:
     """Talk to one server. The token is ``token``, else read from ``token_file``, else
     ``$RADASSIST_SERVER_TOKEN``, else read from :func:`default_token_file`."""
@@ -121,18 +128,8 @@ class RadAssistClient:
             raise ServerError(f"talking to the RadAssist server at {self.url} failed: {exc}") from None
         if response.ok:
             return response
-        detail = _detail(response)
-        code = response.status_code
-        if code == 401:
-            raise ServerError(f"the server at {self.url} refused the token (401): check the token file or the "
-                              "token in the settings")
-        if code == 413:
-            raise ServerError(f"the upload is too large for the server at {self.url} (413): {detail}")
-        if code == 503:
-            raise ServerError(f"the server at {self.url} is busy, its queue is full (503); try again in a minute")
-        if code == 400:
-            raise ServerError(f"the server refused the request: {detail}")
-        raise ServerError(f"the server at {self.url} answered {code}: {detail}")
+        template = _REFUSALS.get(response.status_code, "the server at {url} answered {code}: {detail}")
+        raise ServerError(template.format(url=self.url, code=response.status_code, detail=_detail(response)))
 
     # -- questions --------------------------------------------------------------------------------------------
     def health(self) -> dict[str, Any]:

@@ -129,7 +129,6 @@ def save_checkpoint(model: nn.Module, architecture: str, config: Any, folder: st
     except TypeError as error:
         raise ValueError(f"checkpoint config or metadata is not JSON-serialisable: {error}") from None
     folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
     header = {"radassist.architecture": architecture, "radassist.config": json.dumps(record["config"])}
     with atomic_path(folder / WEIGHTS_NAME) as temp:
         save_file(plain_tensors(model.state_dict()), str(temp), metadata=header)

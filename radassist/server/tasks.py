@@ -83,8 +83,7 @@ LUNG_DETECT = ServerTask(
 def _run_liver_segment(inputs: list[TaskInput], options: dict[str, Any], device: Any, progress: Progress,
                        output: RunOutput, record: RunRecord) -> None:
     from radassist.commands import liver as command
-    from radassist.liver.pipeline import LiverSegmentationConfig, segment_liver
-    from radassist.liver.postprocess import PostprocessConfig
+    from radassist.liver.pipeline import segment_liver
     from radassist.liver.preprocess import check_ct
     from radassist.liver.weights import load_liver_model
 
@@ -92,8 +91,7 @@ def _run_liver_segment(inputs: list[TaskInput], options: dict[str, Any], device:
         volume = _read_volume(inputs[0], options["series"])
     check_ct(volume, inputs[0].shown)
     model = load_liver_model(options["arch"], options.get("model"), device.device)
-    config = LiverSegmentationConfig(batch_size=options["batch_size"],
-                                     postprocess=PostprocessConfig(min_tumour_volume_ml=options["min_tumour_ml"]))
+    config = command.segmentation_config(argparse.Namespace(**options))
     with record.timed("segment"):
         result = segment_liver(volume, model, config, progress, backend=model.backend(options["backend"], device))
     with record.timed("write"):
