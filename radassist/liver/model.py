@@ -26,9 +26,8 @@ import torch
 from torch import nn
 
 from radassist.errors import InputError
-from radassist.nets.blocks2d import ConvStack2d, DoubleConv2d, DownBlock2d, SegmentationHead2d, UpBlock2d
-from radassist.nets.blocks2d import initialise_weights
-from radassist.nets.unet2d import UNET_PAPER_CHANNELS, EncoderDecoder2d, UNet2d
+from radassist.nets.blocks2d import ConvStack2d, initialise_weights
+from radassist.nets.unet2d import UNET_PAPER_CHANNELS, EncoderDecoder2d, unet_from_config
 from radassist.results.segments import Segment
 from radassist.results.terminology import CATALOGUE, terminology_from_dict, terminology_to_dict
 from radassist.runtime.registry import register_architecture
@@ -148,35 +147,18 @@ class MUNet2d(EncoderDecoder2d):
         if depth < 1 or len(counts) != depth:
             raise ValueError(f"mU-Net needs >= 2 levels and one skip count per level, got {channels}, {counts}")
         self.channels = channels
-        deep = {depth - 1, depth}
-        self.stem = DoubleConv2d(in_channels, channels[0], batch_norm, dropout if 0 in deep else 0.0)
-        self.down = nn.ModuleList(
-            DownBlock2d(channels[level - 1], channels[level], batch_norm, dropout if level in deep else 0.0)
-            for level in range(1, depth + 1))
+        self._build_contracting_path(in_channels, batch_norm, dropout)
         self.skips = nn.ModuleList(
             ResidualSkipPath2d(channels[level], channels[level + 1], counts[level], residual_skip_paths, batch_norm)
             for level in range(depth))
-        self.up = nn.ModuleList(
-            UpBlock2d(channels[level + 1], channels[level], channels[level], "transpose", batch_norm)
-            for level in reversed(range(depth)))
-        self.head = SegmentationHead2d(channels[0], out_channels)
+        self._build_expanding_path(out_channels, "transpose", batch_norm)
         initialise_weights(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self.check_input_size(x, "mU-Net")
-        features = [self.stem(x)]
-        for block in self.down:
-            features.append(block(features[-1]))
+        features = self._encode(x)
         skips = [path(features[level], features[level + 1]) for level, path in enumerate(self.skips)]
-        x = features[-1]
-        for block in self.up:
-            x = block(x, skips.pop())
-        return self.head(x)
-
-
-def build_unet(config: LiverUNetConfig) -> nn.Module:
-    return UNet2d(in_channels=config.in_channels, out_channels=config.out_channels, channels=config.channels,
-                  batch_norm=config.batch_norm, dropout=config.dropout, upsample=config.upsample)
+        return self._decode(skips + features[-1:])
 
 
 def build_munet(config: LiverMUNetConfig) -> nn.Module:
@@ -185,7 +167,7 @@ def build_munet(config: LiverMUNetConfig) -> nn.Module:
                    batch_norm=config.batch_norm, dropout=config.dropout)
 
 
-register_architecture(UNET, LiverUNetConfig, build_unet,
+register_architecture(UNET, LiverUNetConfig, unet_from_config,
                       description="2-D U-Net for liver and liver tumour on axial CT slices (LiTS labels)")
 register_architecture(MUNET, LiverMUNetConfig, build_munet,
                       description="2-D mU-Net (Seo et al. 2020): residual, convolved skip paths; liver and tumour")

@@ -103,18 +103,14 @@ class UpBlock2d(nn.Module):
         return self.conv(torch.cat([skip, self.up(x)], dim=1))
 
 
-class MaxPoolWithIndices2d(nn.Module):
+class MaxPoolWithIndices2d(nn.MaxPool2d):
     """2x2 max pooling that also returns where each maximum was (SegNet's "pooling indices").
 
     The indices are flat positions within each (batch, channel) plane of the input, as ``MaxPool2d`` gives them.
     """
 
     def __init__(self) -> None:
-        super().__init__()
-        self.pool = nn.MaxPool2d(kernel_size=2, stride=2, return_indices=True)
-
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.pool(x)
+        super().__init__(kernel_size=2, stride=2, return_indices=True)
 
 
 class MaxUnpoolByIndices2d(nn.Module):

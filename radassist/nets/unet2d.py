@@ -10,6 +10,7 @@ use this class.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import nn
@@ -46,6 +47,37 @@ class EncoderDecoder2d(nn.Module):
             raise ValueError(f"{name} input {tuple(x.shape[-2:])} must be a multiple of {self.size_multiple} in "
                              f"height and width (depth {self.depth})")
 
+    def _build_contracting_path(self, in_channels: int, batch_norm: bool, dropout: float) -> None:
+        """``stem`` and ``down``: the U-Net's contracting path over :attr:`channels`, with ``dropout`` after the
+        two deepest levels' convolutions (the paper's "drop-out layers at the end of the contracting path")."""
+        channels, deep = self.channels, {self.depth - 1, self.depth}
+        self.stem = DoubleConv2d(in_channels, channels[0], batch_norm, dropout if 0 in deep else 0.0)
+        self.down = nn.ModuleList(
+            DownBlock2d(channels[level - 1], channels[level], batch_norm, dropout if level in deep else 0.0)
+            for level in range(1, self.depth + 1))
+
+    def _build_expanding_path(self, out_channels: int, upsample: str, batch_norm: bool) -> None:
+        """``up`` (deepest level first) and the 1x1 ``head``."""
+        channels = self.channels
+        self.up = nn.ModuleList(
+            UpBlock2d(channels[level + 1], channels[level], channels[level], upsample, batch_norm)
+            for level in reversed(range(self.depth)))
+        self.head = SegmentationHead2d(channels[0], out_channels)
+
+    def _encode(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """The feature map of every level, top to bottom."""
+        features = [self.stem(x)]
+        for block in self.down:
+            features.append(block(features[-1]))
+        return features
+
+    def _decode(self, skips: list[torch.Tensor]) -> torch.Tensor:
+        """Logits from the deepest feature (the last of ``skips``), taking the other skips bottom-up."""
+        x = skips.pop()
+        for block in self.up:
+            x = block(x, skips.pop())
+        return self.head(x)
+
 
 class UNet2d(EncoderDecoder2d):
     """2-D U-Net: (N, in_channels, H, W) -> logits (N, out_channels, H, W).
@@ -73,25 +105,17 @@ class UNet2d(EncoderDecoder2d):
         if min(channels) < 1 or in_channels < 1 or out_channels < 1:
             raise ValueError(f"channel counts must be positive: in {in_channels}, out {out_channels}, {channels}")
         self.in_channels, self.out_channels, self.channels = in_channels, out_channels, channels
-        depth = len(channels) - 1
-        deep = {depth - 1, depth}  # the paper's dropout sits at the end of the contracting path
-
-        self.stem = DoubleConv2d(in_channels, channels[0], batch_norm, dropout if 0 in deep else 0.0)
-        self.down = nn.ModuleList(
-            DownBlock2d(channels[level - 1], channels[level], batch_norm, dropout if level in deep else 0.0)
-            for level in range(1, depth + 1))
-        self.up = nn.ModuleList(
-            UpBlock2d(channels[level + 1], channels[level], channels[level], upsample, batch_norm)
-            for level in reversed(range(depth)))
-        self.head = SegmentationHead2d(channels[0], out_channels)
+        self._build_contracting_path(in_channels, batch_norm, dropout)
+        self._build_expanding_path(out_channels, upsample, batch_norm)
         initialise_weights(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self.check_input_size(x, "U-Net")
-        skips = [self.stem(x)]
-        for block in self.down:
-            skips.append(block(skips[-1]))
-        x = skips.pop()
-        for block in self.up:
-            x = block(x, skips.pop())
-        return self.head(x)
+        return self._decode(self._encode(x))
+
+
+def unet_from_config(config: Any) -> UNet2d:
+    """The :class:`UNet2d` of a task's config dataclass (``in_channels``, ``out_channels``, ``channels``,
+    ``batch_norm``, ``dropout``, ``upsample``): the builder the liver and lung-infection U-Nets register."""
+    return UNet2d(in_channels=config.in_channels, out_channels=config.out_channels, channels=config.channels,
+                  batch_norm=config.batch_norm, dropout=config.dropout, upsample=config.upsample)

@@ -15,7 +15,7 @@ from typing import Any
 from torch import nn
 
 from radassist.nets.segnet import ENCODER_PRESETS, SegNet2d
-from radassist.nets.unet2d import UNET_PAPER_CHANNELS, UNet2d
+from radassist.nets.unet2d import UNET_PAPER_CHANNELS, unet_from_config
 from radassist.results.segments import Segment
 from radassist.results.terminology import CATALOGUE, terminology_from_dict, terminology_to_dict
 from radassist.runtime.registry import register_architecture
@@ -60,11 +60,6 @@ class InfectionSegNetConfig:
     dropout: float = 0.0
 
 
-def build_unet(config: InfectionUNetConfig) -> nn.Module:
-    return UNet2d(in_channels=config.in_channels, out_channels=config.out_channels, channels=config.channels,
-                  batch_norm=config.batch_norm, dropout=config.dropout, upsample=config.upsample)
-
-
 def build_segnet(config: InfectionSegNetConfig) -> nn.Module:
     if config.encoder not in ENCODER_PRESETS:
         raise ValueError(f"unknown SegNet encoder {config.encoder!r}; known: {', '.join(ENCODER_PRESETS)}")
@@ -74,7 +69,7 @@ def build_segnet(config: InfectionSegNetConfig) -> nn.Module:
                     batch_norm=config.batch_norm, dropout=config.dropout)
 
 
-register_architecture(UNET, InfectionUNetConfig, build_unet,
+register_architecture(UNET, InfectionUNetConfig, unet_from_config,
                       description="2-D U-Net for lung infection classes on axial CT slices (Saood and Hatem 2021)")
 register_architecture(SEGNET, InfectionSegNetConfig, build_segnet,
                       description="2-D SegNet (pooling-index unpooling) for lung infection classes on CT slices")
