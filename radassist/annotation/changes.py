@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 import SimpleITK as sitk
 
-from radassist.io.sitk_bridge import array_to_sitk
+from radassist.io.sitk_bridge import array_to_sitk, reference_image
 from radassist.metrics.surface import symmetric_surface_distances
 from radassist.results.detections import Detections
 from radassist.results.displacement import DisplacementField
@@ -48,10 +48,7 @@ def resample_labels(labelmap: LabelMap, geometry: Geometry) -> LabelMap:
     cropped segmentation). The same object is returned when the grids already agree."""
     if labelmap.geometry.same_grid(geometry):
         return labelmap
-    reference = sitk.Image([int(n) for n in geometry.shape[::-1]], sitk.sitkUInt8)
-    reference.SetSpacing(geometry.spacing)
-    reference.SetOrigin(geometry.origin)
-    reference.SetDirection(geometry.direction)
+    reference = reference_image(geometry)
     layers = []
     for layer in labelmap.labels:
         image = array_to_sitk(layer.astype(np.uint16), labelmap.geometry)
@@ -185,8 +182,6 @@ def match_boxes(ai: Detections, corrected: Detections, tolerance_mm: float = 1.0
         raise ValueError(f"tolerance_mm must be non-negative, got {tolerance_mm}")
     changes = BoxChanges(tolerance_mm=float(tolerance_mm))
     a, c = ai.items, corrected.items
-    paired_a: set[int] = set()
-    paired_c: set[int] = set()
     if a and c:
         centres_a = np.array([d.center for d in a])
         centres_c = np.array([d.center for d in c])
@@ -194,19 +189,17 @@ def match_boxes(ai: Detections, corrected: Detections, tolerance_mm: float = 1.0
         reach = np.maximum.outer(np.array([_radius(d.size) for d in a]), np.array([_radius(d.size) for d in c]))
         allowed = distance <= reach + 1e-9
         cost = np.where(allowed, distance, distance.max() * 10 + 1e6)
-        for i, j in zip(*linear_sum_assignment(cost)):
+        for i, j in zip(*linear_sum_assignment(cost)):  # rows come sorted: the pairs are in AI box order
             if not allowed[i, j]:
                 continue
             size_change = float(np.max(np.abs(np.subtract(a[i].size, c[j].size))))
             pair = BoxPair(int(i), int(j), round(float(distance[i, j]), 6), round(size_change, 6))
             moved = pair.shift_mm > tolerance_mm or size_change > tolerance_mm
             (changes.moved if moved else changes.unchanged).append(pair)
-            paired_a.add(int(i))
-            paired_c.add(int(j))
+    paired_a = {p.ai_index for p in changes.unchanged + changes.moved}
+    paired_c = {p.corrected_index for p in changes.unchanged + changes.moved}
     changes.deleted = [i for i in range(len(a)) if i not in paired_a]
     changes.added = [j for j in range(len(c)) if j not in paired_c]
-    changes.unchanged.sort(key=lambda p: p.ai_index)
-    changes.moved.sort(key=lambda p: p.ai_index)
     return changes
 
 

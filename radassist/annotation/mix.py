@@ -102,10 +102,8 @@ def _mix_liver(original: Path, export: Path, run: RunOutput) -> dict[str, Any]:
             next_number += 1
     for name, (volume, segmentation) in cases.items():
         number = name.split("-")[1]
-        ending = ".nii.gz" if volume.name.endswith(".gz") else ".nii"
-        _link(volume, run.path(f"volume-{number}{ending}"))
-        seg_ending = ".nii.gz" if segmentation.name.endswith(".gz") else ".nii"
-        _link(segmentation, run.path(f"segmentation-{number}{seg_ending}"))
+        for prefix, file in (("volume", volume), ("segmentation", segmentation)):
+            _link(file, run.path(f"{prefix}-{number}{'.nii.gz' if file.name.endswith('.gz') else '.nii'}"))
     return {"replaced": replaced, "added": added, "cases": len(cases)}
 
 

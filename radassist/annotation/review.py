@@ -24,9 +24,6 @@ ROI_STATUS_ATTRIBUTE = "RadAssist.Status"
 """MRML node attribute that holds an ROI markup's review status (a ReviewStatus value); the same attribute the
 Slicer bridge writes (radassist.slicer.conversions.STATUS_ATTRIBUTE)."""
 
-SEGMENT_STATUS_TAG = "Segmentation.Status"
-"""Segment tag Slicer itself uses for the review status of a segment."""
-
 _ALIASES = {  # keyed without spaces, '-' or '_': "not reviewed", "Not-Started" and "InProgress" all match
     "approved": ReviewStatus.COMPLETED, "completed": ReviewStatus.COMPLETED, "done": ReviewStatus.COMPLETED,
     "notreviewed": ReviewStatus.NOT_STARTED, "notstarted": ReviewStatus.NOT_STARTED, "": ReviewStatus.NOT_STARTED,

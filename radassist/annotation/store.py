@@ -110,7 +110,6 @@ class Transaction:
     staging: Path = field(init=False)
     moves: list[tuple[str, str]] = field(default_factory=list)
     replaceable: set[str] = field(default_factory=set)
-    committed: bool = False
 
     def __post_init__(self) -> None:
         self.root = Path(self.root)
@@ -182,7 +181,6 @@ class Transaction:
             journal_path.unlink()
             raise
         journal_path.unlink()  # the commit
-        self.committed = True
         crash_point("committed")
         return [op["to"] for op in journal["ops"]]
 

@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from radassist.commands.inputs import load_input_volume
+from radassist.commands.inputs import load_input_volume, read_labels
 from radassist.commands.options import add_model_option
 from radassist.commands.run_context import KEEPS_OUT
 from radassist.errors import InputError
@@ -108,22 +108,6 @@ def register(commands: argparse._SubParsersAction, formatter: type[argparse.Help
 
 
 # -- readers ----------------------------------------------------------------------------------------------------
-
-def read_labels(path: Path):
-    """A segmentation file as a LabelMap: Slicer .seg.nrrd, NIfTI labels (+ label table sidecar) or DICOM SEG."""
-    from radassist.results import read_labelmap_nifti, read_seg_nrrd
-
-    suffix = full_suffix(path).lower()
-    if suffix == ".seg.nrrd":
-        return read_seg_nrrd(path)
-    if suffix in (".nii", ".nii.gz"):
-        return read_labelmap_nifti(path)
-    if suffix == ".dcm":
-        from radassist.annotation.dicom_seg import read_dicom_seg
-
-        return read_dicom_seg(path)
-    raise InputError(path, "expected a segmentation: .seg.nrrd, .nii/.nii.gz labels or a DICOM SEG .dcm")
-
 
 def read_boxes(path: Path, series_uid: str):
     """Boxes from a .mrk.json (ROIs) or a LUNA16 CSV (the rows of ``series_uid``, or of its only series)."""

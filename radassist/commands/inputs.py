@@ -10,6 +10,7 @@ import numpy as np
 
 from radassist.commands.run_context import command_run
 from radassist.errors import InputError
+from radassist.io.atomic import full_suffix
 from radassist.volume import Geometry, Volume
 
 FORMATS = {"nrrd": ".nrrd", "nifti": ".nii.gz", "mha": ".mha"}
@@ -37,6 +38,22 @@ def load_input_volume(args: argparse.Namespace, require_3d: bool = True) -> Volu
                             f"{s.series_description or ''}" for s in error.series)
         raise InputError(args.input, f"holds {len(error.series)} DICOM series; choose one with --series UID:\n"
                                      f"{listing}") from None
+
+
+def read_labels(path: Path):
+    """A segmentation file as a LabelMap: Slicer .seg.nrrd, NIfTI labels (+ label table sidecar) or DICOM SEG."""
+    from radassist.results import read_labelmap_nifti, read_seg_nrrd
+
+    suffix = full_suffix(path).lower()
+    if suffix == ".seg.nrrd":
+        return read_seg_nrrd(path)
+    if suffix in (".nii", ".nii.gz"):
+        return read_labelmap_nifti(path)
+    if suffix == ".dcm":
+        from radassist.annotation.dicom_seg import read_dicom_seg
+
+        return read_dicom_seg(path)
+    raise InputError(path, "expected a segmentation: .seg.nrrd, .nii/.nii.gz labels or a DICOM SEG .dcm")
 
 
 def describe(volume: Volume) -> dict:

@@ -11,7 +11,7 @@ from typing import Any
 
 from radassist.commands.finetune_options import (MIX_HELP, add_finetune_arguments, data_folders, register_result,
                                                 resolve_init_option)
-from radassist.commands.inputs import add_input_arguments, load_input_volume
+from radassist.commands.inputs import add_input_arguments, load_input_volume, read_labels
 from radassist.commands.options import add_model_option, flat_widths, model_folder, widths
 from radassist.commands.remote_option import add_remote_option
 from radassist.commands.run_context import command_run
@@ -138,14 +138,8 @@ def read_segmentation(path: Path) -> Any:
         raise InputError(path, "file not found")
     if suffix not in SEGMENTATION_SUFFIXES:
         raise InputError(path, f"is not a segmentation file ({', '.join(SEGMENTATION_SUFFIXES)})")
-    if suffix == ".seg.nrrd":
-        from radassist.results import read_seg_nrrd
-
-        return read_seg_nrrd(path)
-    if suffix in (".nii", ".nii.gz"):
-        from radassist.results import read_labelmap_nifti
-
-        return read_labelmap_nifti(path)
+    if suffix in (".seg.nrrd", ".nii", ".nii.gz"):
+        return read_labels(path)
     return _labelmap_from_image(path)
 
 

@@ -4,7 +4,7 @@
 nodules.csv (every candidate, whatever its score: LUNA16 submission columns plus diameter_mm; the classical
 detector's heuristic number is a ``score`` column, Lung-DETR's a ``probability``), nodules.png (the 7.5 mm slab
 through each shown finding with its box) and result.json. The lung infection command joins this group through
-:func:`radassist.commands.lung_infection.register_infection` when that module is present.
+:func:`radassist.commands.lung_infection.register_infection`.
 Heavy imports (torch, SimpleITK, the pipeline) stay inside the run function so `--help` is fast.
 """
 
@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import importlib.util
 import sys
 from pathlib import Path
 
 from radassist.commands.inputs import add_input_arguments, load_input_volume
+from radassist.commands.lung_infection import register_infection
 from radassist.commands.remote_option import add_remote_option
 from radassist.commands.run_context import command_run
 from radassist.errors import InputError
@@ -62,10 +62,7 @@ def register(commands: argparse._SubParsersAction, formatter: type[argparse.Help
     add_device_arguments(detect)
     detect.set_defaults(handler=run_detect)
     add_remote_option(detect, "lung-detect", ("series", "engine", "backend", "threshold", "max_nodules"))
-    if importlib.util.find_spec("radassist.commands.lung_infection") is not None:
-        from radassist.commands.lung_infection import register_infection
-
-        register_infection(actions, formatter)
+    register_infection(actions, formatter)
 
 
 def _detection_config(args: argparse.Namespace):

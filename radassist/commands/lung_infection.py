@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from radassist.commands.finetune_options import add_finetune_arguments, register_result, resolve_init_option
-from radassist.commands.inputs import add_input_arguments, load_input_volume
+from radassist.commands.inputs import add_input_arguments, load_input_volume, read_labels
 from radassist.commands.options import add_model_option, deprecated_alias, flat_widths, model_folder, widths
 from radassist.commands.run_context import command_run
 from radassist.errors import InputError
@@ -155,15 +155,12 @@ def segment_and_write(volume, lungs, model, engine: str, device, batch_size: int
 def read_lungs(path: Path):
     """The --lungs file: a .seg.nrrd, or a NIfTI label map with its label table."""
     from radassist.io.atomic import full_suffix
-    from radassist.results import read_labelmap_nifti, read_seg_nrrd
 
     if not path.is_file():
         raise InputError(path, "does not exist" if not path.exists() else "is not a file")
-    if full_suffix(path).lower() == ".seg.nrrd":
-        return read_seg_nrrd(path)
-    if full_suffix(path).lower() in (".nii.gz", ".nii"):
-        return read_labelmap_nifti(path)
-    raise InputError(path, "lungs must be a .seg.nrrd segmentation or a NIfTI label map with its label table")
+    if full_suffix(path).lower() not in (".seg.nrrd", ".nii.gz", ".nii"):
+        raise InputError(path, "lungs must be a .seg.nrrd segmentation or a NIfTI label map with its label table")
+    return read_labels(path)
 
 
 # ------------------------------------------------------------------------------------------------ train

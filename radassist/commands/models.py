@@ -10,6 +10,7 @@ from pathlib import Path
 from radassist.errors import DownloadError, InputError, RadAssistError
 from radassist.runtime import model_status, paths
 from radassist.runtime.catalog import PLANNED, USER_IMPORT, Catalog, ModelEntry, installed_path, load_catalog
+from radassist.runtime.model_status import find_entry
 from radassist.runtime.registry import is_installed
 
 
@@ -75,18 +76,14 @@ def register(commands: argparse._SubParsersAction, formatter: type[argparse.Help
 
 # --- helpers -----------------------------------------------------------------------------------------------------
 
-def _entry(catalog: Catalog, model_id: str, version: str | None) -> ModelEntry:
-    return model_status.find_entry(model_id, version, catalog)
-
-
 def _installed_entries(catalog: Catalog, model_id: str | None, version: str | None) -> list[ModelEntry]:
     if model_id is not None and model_id in catalog.ids() and catalog.get(model_id).is_ensemble:
-        members = catalog.members(_entry(catalog, model_id, version))  # an ensemble's files are its members'
+        members = catalog.members(find_entry(model_id, version, catalog))  # an ensemble's files are its members'
         return [entry for member in members for entry in _installed_entries(catalog, member.id, None)]
     entries = [e for e in catalog if (model_id is None or e.id == model_id) and
                (version is None or e.version == version) and installed_path(e).is_dir()]
     if model_id is not None and not entries:
-        _entry(catalog, model_id, version)  # unknown id or version: say which exist
+        find_entry(model_id, version, catalog)  # unknown id or version: say which exist
         raise InputError(None, f"model {model_id}{' ' + version if version else ''} is not installed; "
                                f"install it with 'radassist models install {model_id}'")
     return entries
@@ -136,7 +133,7 @@ def run_install(args: argparse.Namespace) -> int:
     from radassist.runtime.progress import tqdm_progress
 
     catalog = load_catalog()
-    entry = _entry(catalog, args.id, args.version)
+    entry = find_entry(args.id, args.version, catalog)
     if entry.status == PLANNED:
         raise RadAssistError(model_status.planned_help(entry))
     accepted = False
