@@ -194,12 +194,10 @@ def choose_device(preference: str = "auto", min_free_memory_gb: float | None = N
 @contextlib.contextmanager
 def autocast(choice: DeviceChoice) -> Iterator[None]:
     """Mixed precision for inference/training on a GPU choice; nothing changes when amp_dtype is None."""
-    if choice.amp_dtype is None:
-        yield
-        return
     import torch
 
-    with torch.autocast(device_type=choice.kind, dtype=choice.amp_dtype):
+    with contextlib.nullcontext() if choice.amp_dtype is None else \
+            torch.autocast(device_type=choice.kind, dtype=choice.amp_dtype):
         yield
 
 

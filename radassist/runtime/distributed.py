@@ -387,10 +387,7 @@ def main_rank_folder(folder: str | Path) -> Iterator[Path]:
 @contextlib.contextmanager
 def quiet_unless_main() -> Iterator[None]:
     """Discard standard output on ranks other than 0, so a job prints its messages once (errors on stderr stay)."""
-    if is_main_process():
-        yield
-        return
-    with contextlib.redirect_stdout(io.StringIO()):
+    with contextlib.nullcontext() if is_main_process() else contextlib.redirect_stdout(io.StringIO()):
         yield
 
 

@@ -130,8 +130,6 @@ def _matches(value: Any, hint: Any) -> bool:
         return isinstance(value, dict)
     if hint is type(None) or hint is None:
         return value is None
-    if hint is bool:
-        return isinstance(value, bool)
     if hint is int:
         return isinstance(value, int) and not isinstance(value, bool)
     if hint is float:
