@@ -170,10 +170,6 @@ class BoxChanges:
                 "deleted_ai_boxes": list(self.deleted), "added_corrected_boxes": list(self.added)}
 
 
-def _radius(size: Sequence[float]) -> float:
-    return max(float(s) for s in size) / 2.0
-
-
 def match_boxes(ai: Detections, corrected: Detections, tolerance_mm: float = 1.0) -> BoxChanges:
     """Pair the AI's boxes with the corrected ones (rule in the module docstring) and sort them into changes."""
     from scipy.optimize import linear_sum_assignment
@@ -186,7 +182,8 @@ def match_boxes(ai: Detections, corrected: Detections, tolerance_mm: float = 1.0
         centres_a = np.array([d.center for d in a])
         centres_c = np.array([d.center for d in c])
         distance = np.linalg.norm(centres_a[:, None] - centres_c[None], axis=-1)
-        reach = np.maximum.outer(np.array([_radius(d.size) for d in a]), np.array([_radius(d.size) for d in c]))
+        radius_a, radius_c = (np.array([max(float(s) for s in d.size) for d in boxes]) / 2.0 for boxes in (a, c))
+        reach = np.maximum.outer(radius_a, radius_c)
         allowed = distance <= reach + 1e-9
         cost = np.where(allowed, distance, distance.max() * 10 + 1e6)
         for i, j in zip(*linear_sum_assignment(cost)):  # rows come sorted: the pairs are in AI box order

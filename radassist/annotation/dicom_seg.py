@@ -191,11 +191,10 @@ def _read(path: Path):
     if not path.is_file():
         raise InputError(path, "file not found")
     try:
-        dataset = hd.seg.segread(str(path))
+        return hd.seg.segread(str(path))
     except Exception as error:  # pydicom/highdicom raise many types on a file that is not a SEG
         reason = str(error).splitlines()[0] if str(error) else type(error).__name__
         raise InputError(path, f"not a readable DICOM Segmentation ({reason})") from None
-    return dataset
 
 
 def _code(item) -> Code:

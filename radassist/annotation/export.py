@@ -55,11 +55,6 @@ def check_case_name(case: str) -> str:
 
 # -- the index ------------------------------------------------------------------------------------------------
 
-def empty_index(task: str) -> dict[str, Any]:
-    return {"format": INDEX_FORMAT, "formatVersion": INDEX_VERSION, "task": task, "layout": TASK_LAYOUTS[task],
-            "created": now_utc(), "cases": {}}
-
-
 def read_index(root: str | Path, task: str | None = None) -> dict[str, Any]:
     """The export index of ``root``; InputError when it is missing, unreadable or for another task."""
     root = Path(root)
@@ -82,7 +77,8 @@ def _open_index(root: Path, task: str) -> dict[str, Any]:
     if visible:
         raise InputError(root, f"has files but is not a RadAssist export (no {INDEX_NAME}); export into a new or "
                                f"empty folder, or into an earlier export of the same task")
-    return empty_index(task)
+    return {"format": INDEX_FORMAT, "formatVersion": INDEX_VERSION, "task": task, "layout": TASK_LAYOUTS[task],
+            "created": now_utc(), "cases": {}}
 
 
 def next_version(index: Mapping[str, Any], case: str) -> str:

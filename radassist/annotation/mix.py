@@ -51,7 +51,7 @@ def _read_rows(path: Path) -> tuple[list[str], list[dict[str, str]]]:
 def _mix_lung(original: Path, export: Path, run: RunOutput) -> dict[str, Any]:
     from radassist.lung.datasets import read_luna16
 
-    corrected = read_luna16_scans(export)
+    corrected = {path.name[:-4]: path for path in sorted(export.glob("subset*/*.mhd"))}  # seriesuid -> .mhd
     kept = 0
     for scan in read_luna16(original).scans:
         if scan.uid in corrected:
@@ -76,11 +76,6 @@ def _mix_lung(original: Path, export: Path, run: RunOutput) -> dict[str, Any]:
     if (original / "patients.csv").is_file():
         _link(original / "patients.csv", run.path("patients.csv"))
     return {"original_scans": kept, "corrected_scans": sorted(corrected)}
-
-
-def read_luna16_scans(export: Path) -> dict[str, Path]:
-    """seriesuid -> .mhd of an export's LUNA16 scans."""
-    return {path.name[:-4]: path for path in sorted(export.glob("subset*/*.mhd"))}
 
 
 def _mix_liver(original: Path, export: Path, run: RunOutput) -> dict[str, Any]:
