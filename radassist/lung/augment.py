@@ -102,11 +102,10 @@ def rotate_boxes(boxes: np.ndarray, angle_deg: float, image_size: tuple[int, int
 def rotate_image(image: np.ndarray, angle_deg: float, fill: float = 0.0) -> np.ndarray:
     """The image turned by ``angle_deg`` about its centre (bilinear), same size; corners outside get ``fill``."""
     height, width = image.shape
-    inverse = rotation_matrix(-angle_deg)
     # array index (row, col) = (y - 0.5, x - 0.5); the image centre in index units is ((H - 1) / 2, (W - 1) / 2)
     centre = np.array([(height - 1) / 2.0, (width - 1) / 2.0])
     # in (row, col) order the (x, y) matrix [[a, b], [c, d]] reads [[d, c], [b, a]]
-    matrix = np.array([[inverse[1, 1], inverse[1, 0]], [inverse[0, 1], inverse[0, 0]]])
+    matrix = rotation_matrix(-angle_deg)[::-1, ::-1]
     offset = centre - matrix @ centre
     rotated = ndimage.affine_transform(np.asarray(image, dtype=np.float32), matrix, offset=offset, order=1,
                                        mode="constant", cval=float(fill))

@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from monai.data.box_utils import convert_box_mode
 
 from radassist.errors import InputError
 from radassist.io.atomic import atomic_path
@@ -430,9 +431,7 @@ def xyxy_to_normalised_cxcywh(boxes: torch.Tensor, size: tuple[int, int]) -> tor
     """Pixel (x0, y0, x1, y1) -> DETR targets (cx, cy, w, h) as fractions of the (H, W) canvas."""
     height, width = size
     scale = torch.tensor([width, height, width, height], dtype=torch.float32)
-    xyxy = boxes.float().reshape(-1, 4) / scale
-    return torch.stack([(xyxy[:, 0] + xyxy[:, 2]) / 2, (xyxy[:, 1] + xyxy[:, 3]) / 2, xyxy[:, 2] - xyxy[:, 0],
-                        xyxy[:, 3] - xyxy[:, 1]], -1)
+    return convert_box_mode(boxes.float().reshape(-1, 4) / scale, src_mode="xyxy", dst_mode="ccwh")
 
 
 @dataclass

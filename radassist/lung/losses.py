@@ -69,11 +69,11 @@ class DetrLoss(nn.Module):
         logits, boxes = outputs["pred_logits"], outputs["pred_boxes"]
         matches = self.matcher(outputs, targets)
         batch_index = torch.cat([torch.full_like(query, image) for image, (query, _) in enumerate(matches)])
-        query_index = torch.cat([query for query, _ in matches])
-        batch_index, query_index = batch_index.to(logits.device), query_index.to(logits.device)
+        batch_index = batch_index.to(logits.device)
+        query_index = torch.cat([query for query, _ in matches]).to(logits.device)
         matched_labels = torch.cat([target["labels"][column] for target, (_, column) in zip(targets, matches)])
-        matched_targets = torch.cat([target["boxes"][column] for target, (_, column) in zip(targets, matches)])
         matched_labels = matched_labels.to(logits.device)
+        matched_targets = torch.cat([target["boxes"][column] for target, (_, column) in zip(targets, matches)])
         matched_targets = matched_targets.to(device=boxes.device, dtype=boxes.dtype)
 
         one_hot = torch.zeros_like(logits)

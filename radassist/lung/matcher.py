@@ -81,12 +81,5 @@ class HungarianMatcher(nn.Module):
         logits, boxes = outputs["pred_logits"], outputs["pred_boxes"]
         if len(targets) != logits.shape[0]:
             raise ValueError(f"{len(targets)} targets for a batch of {logits.shape[0]} images")
-        matches = []
-        for index, target in enumerate(targets):
-            if len(target["labels"]) == 0:
-                empty = torch.zeros(0, dtype=torch.int64)
-                matches.append((empty, empty.clone()))
-                continue
-            cost = match_cost_matrix(logits[index].float(), boxes[index].float(), target, self.costs)
-            matches.append(optimal_assignment(cost))
-        return matches
+        return [optimal_assignment(match_cost_matrix(logits[index].float(), boxes[index].float(), target, self.costs))
+                for index, target in enumerate(targets)]  # an image without targets gets two empty index tensors

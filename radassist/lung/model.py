@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from radassist.errors import InputError
+from radassist.interactive.mask_decoder import HeadMlp
 from radassist.lung.backbone import RESNETS, ResNetBackbone, fold_batch_norms
 from radassist.lung.transformer import DeformableTransformer, SinePositionEncoding, refine_boxes
 from radassist.runtime.registry import register_architecture
@@ -109,18 +110,9 @@ class LungDetrConfig:
         return cls(**(values | overrides))
 
 
-class MLP(nn.Module):
-    """A stack of linear layers with ReLU between them (DETR's box head: 3 layers)."""
-
-    def __init__(self, in_dim: int, hidden_dim: int, out_dim: int, num_layers: int) -> None:
-        super().__init__()
-        dims = [in_dim] + [hidden_dim] * (num_layers - 1) + [out_dim]
-        self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in zip(dims[:-1], dims[1:]))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        for layer in self.layers[:-1]:
-            x = torch.relu(layer(x))
-        return self.layers[-1](x)
+class MLP(HeadMlp):
+    """A stack of linear layers with ReLU between them (DETR's box head: 3 layers); LiteMedSAM's head MLP, the
+    same layers under the same parameter names."""
 
 
 def _input_projection(in_channels: int, hidden_dim: int, groups: int, stride: int) -> nn.Sequential:

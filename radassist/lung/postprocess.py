@@ -4,7 +4,7 @@ Lung-DETR sees a nodule on every slab that holds (most of) it, so one nodule giv
 neighbouring slabs. This module
 
 1. removes duplicate boxes within a slab (MONAI's ``non_max_suppression``),
-2. links boxes of neighbouring slabs that overlap in-plane into chains (:func:`link_boxes`, union-find),
+2. links boxes of neighbouring slabs that overlap in-plane into chains (:func:`link_boxes`, connected components),
 3. turns each chain into a :class:`Detection`: centre from the score-weighted box centres and slab heights,
    diameter from the best box (a MIP shows the nodule's widest cross-section), the z-extent covered by the chain's
    slabs, and the chain's best score as probability (:func:`chain_to_detection`),
@@ -19,6 +19,8 @@ from typing import Protocol
 
 import numpy as np
 from monai.data.box_utils import box_iou, non_max_suppression
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
 
 from radassist.lung.preprocess import SlabStack
 from radassist.results.detections import Detection
@@ -67,30 +69,23 @@ def collect_slab_boxes(per_slab: Sequence[BoxesAndScores], config: LinkConfig = 
 
 
 def link_boxes(boxes: Sequence[SlabBox], config: LinkConfig = LinkConfig()) -> list[list[SlabBox]]:
-    """Chains of boxes on neighbouring slabs that overlap in-plane (union-find), each sorted by slab."""
-    parent = list(range(len(boxes)))
-
-    def root(i: int) -> int:
-        while parent[i] != i:
-            parent[i] = parent[parent[i]]
-            i = parent[i]
-        return i
-
+    """Chains of boxes on neighbouring slabs that overlap in-plane (connected components), each sorted by slab;
+    chains are in the order of their first box."""
     by_slab: dict[int, list[int]] = {}
     for index, box in enumerate(boxes):
         by_slab.setdefault(box.slab, []).append(index)
+    links: list[tuple[int, int]] = []
     for slab, members in by_slab.items():
         mine = np.array([boxes[i].box for i in members])
         for gap in range(1, config.max_slab_gap + 1):
-            others = by_slab.get(slab + gap)
-            if not others:
-                continue
-            overlap = box_iou(mine, np.array([boxes[j].box for j in others]))
-            for a, b in zip(*np.nonzero(overlap >= config.link_iou)):
-                parent[root(members[a])] = root(others[b])
+            if others := by_slab.get(slab + gap):
+                overlap = box_iou(mine, np.array([boxes[j].box for j in others]))
+                links += [(members[a], others[b]) for a, b in zip(*np.nonzero(overlap >= config.link_iou))]
+    rows, columns = np.array(links, dtype=np.int64).reshape(-1, 2).T
+    graph = coo_matrix((np.ones(len(links)), (rows, columns)), shape=(len(boxes), len(boxes)))
     chains: dict[int, list[SlabBox]] = {}
-    for i, box in enumerate(boxes):
-        chains.setdefault(root(i), []).append(box)
+    for label, box in zip(connected_components(graph, directed=False)[1], boxes):  # labels by their first box
+        chains.setdefault(int(label), []).append(box)
     return [sorted(chain, key=lambda b: b.slab) for chain in chains.values()]
 
 

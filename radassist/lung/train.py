@@ -225,9 +225,7 @@ def _float_outputs(outputs: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _autocast(device: torch.device, amp_dtype: torch.dtype | None) -> Any:
-    if amp_dtype is None:
-        return torch.autocast(device_type=device.type, enabled=False)
-    return torch.autocast(device_type=device.type, dtype=amp_dtype)
+    return torch.autocast(device_type=device.type, dtype=amp_dtype, enabled=amp_dtype is not None)
 
 
 def _to_device(batch: SlabBatch, device: torch.device) -> tuple[torch.Tensor, list[dict[str, torch.Tensor]]]:
