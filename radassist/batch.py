@@ -130,8 +130,7 @@ class BatchReport:
         return [case for case in self.cases if case.status == "failed"]
 
     def to_dict(self) -> dict[str, Any]:
-        counts = {"total": len(self.cases), "done": self.count("done"), "skipped": self.count("skipped"),
-                  "failed": self.count("failed")}
+        counts = {"total": len(self.cases), **{status: self.count(status) for status in ("done", "skipped", "failed")}}
         return {"task": self.task, "command": self.command, "out": self.out, "inputs": self.inputs,
                 "world_size": self.world_size, "counts": counts, "started": self.started,
                 "finished": self.finished, "cases": [asdict(case) for case in self.cases]}

@@ -141,10 +141,9 @@ def flatten_outputs(outputs: Any) -> list[torch.Tensor]:
     """A model's output as a list of tensors, in the order the ONNX exporter flattens it."""
     if isinstance(outputs, torch.Tensor):
         return [outputs]
-    if isinstance(outputs, Mapping):
-        return [tensor for value in outputs.values() for tensor in flatten_outputs(value)]
-    if isinstance(outputs, (list, tuple)):
-        return [tensor for value in outputs for tensor in flatten_outputs(value)]
+    if isinstance(outputs, (Mapping, list, tuple)):
+        values = outputs.values() if isinstance(outputs, Mapping) else outputs
+        return [tensor for value in values for tensor in flatten_outputs(value)]
     raise TypeError(f"model output of type {type(outputs).__name__} is not a tensor, tuple, list or dict")
 
 

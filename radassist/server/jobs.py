@@ -203,9 +203,8 @@ class JobQueue:
                 return
             job.state, job.started, job.device = JobState.RUNNING, time.time(), str(choice.device)
             job.message = "starting"
-            background = BackgroundJob(lambda progress: self._run(job, choice, progress),
-                                       name=f"radassist-job-{job.id[:8]}")
-            job.background = background
+            job.background = background = BackgroundJob(lambda progress: self._run(job, choice, progress),
+                                                        name=f"radassist-job-{job.id[:8]}")
         background.start()
         while not background.wait(self.settings.poll_interval_s):
             self._collect(job, background)
