@@ -20,6 +20,7 @@ every slab it appears in.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -106,9 +107,8 @@ def axis_aligned_grid(geometry: Geometry, target_spacing: Sequence[float | None]
     then the extent divided by that count, so the box is covered exactly. ``None`` keeps the spacing of the array
     axis that runs along that world axis.
     """
-    nz, ny, nx = geometry.shape
-    corners = np.array([[i, j, k] for i in (-0.5, nx - 0.5) for j in (-0.5, ny - 0.5) for k in (-0.5, nz - 0.5)])
-    world = geometry.ijk_to_world(corners)
+    corners = itertools.product(*[(-0.5, n - 0.5) for n in geometry.shape[::-1]])  # (i, j, k) of the box's corners
+    world = geometry.ijk_to_world(np.array(list(corners)))
     low, high = world.min(axis=0), world.max(axis=0)
     extent = high - low
     own_spacing = world_axis_spacing(geometry)
@@ -144,8 +144,7 @@ def mask_box_on_grid(mask: Volume, geometry: Geometry, in_plane: bool = True) ->
         return np.zeros(3, dtype=int), np.asarray(geometry.shape)
     low = np.array([first for first, _ in extent], dtype=float) - 1.0
     high = np.array([stop for _, stop in extent], dtype=float)  # the last voxel + 1
-    corners_zyx = np.array([[z, y, x] for z in (low[0], high[0]) for y in (low[1], high[1])
-                            for x in (low[2], high[2])])
+    corners_zyx = np.array(list(itertools.product(*zip(low, high))))
     on_grid = geometry.world_to_zyx(mask.geometry.zyx_to_world(corners_zyx))
     start = np.maximum(np.floor(on_grid.min(axis=0)).astype(int), 0)
     stop = np.minimum(np.ceil(on_grid.max(axis=0)).astype(int) + 1, geometry.shape)
@@ -497,9 +496,7 @@ def nodule_boxes_on_slabs(stack: SlabStack, nodules: Sequence[Detection],
     boxes: list[list[list[float]]] = [[] for _ in range(len(stack))]
     for nodule in nodules:
         low, high = nodule.box_min, nodule.box_max
-        corners = np.array([[x, y, z] for x in (low[0], high[0]) for y in (low[1], high[1])
-                            for z in (low[2], high[2])])
-        pixels = stack.world_to_pixel(corners)
+        pixels = stack.world_to_pixel(np.array(list(itertools.product(*zip(low, high)))))  # the box's 8 corners
         x0, y0 = np.clip(pixels.min(axis=0), 0, [width, height])
         x1, y1 = np.clip(pixels.max(axis=0), 0, [width, height])
         if x1 <= x0 or y1 <= y0:
