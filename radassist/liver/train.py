@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from radassist.annotation.retrain import InitWeights, check_init
+from radassist.annotation.retrain import InitWeights
 from radassist.errors import InputError
 from radassist.io.atomic import atomic_path
 from radassist.liver.augment import AugmentConfig, augment_pair
@@ -33,13 +33,12 @@ from radassist.liver.datasets import SliceSet
 from radassist.liver.losses import CrossEntropyDiceLoss
 from radassist.liver.model import ARCHITECTURES, CLASS_COUNT, default_label_table
 from radassist.liver.preprocess import SEED_WINDOW
-from radassist.metrics.segmentation import SegmentationScores, confusion_matrix, nan_mean
+from radassist.metrics.segmentation import SegmentationScores, nan_mean
+from radassist.nets.training import network_to_train, predict_labels, validation_scores
 from radassist.runtime.best_weights import BestWeights
-from radassist.runtime.distributed import (all_reduce_sum, get_rank, get_world_size, global_mean, init_distributed,
-                                           rank_order, shard, unwrap, wrap_ddp)
+from radassist.runtime.distributed import (get_rank, get_world_size, global_mean, init_distributed, rank_order,
+                                           unwrap, wrap_ddp)
 from radassist.runtime.progress import Progress
-from radassist.runtime.registry import get_architecture, make_config
-from radassist.runtime.slicewise import class_argmax
 
 CLASS_NAMES = ["background", "liver", "tumour"]
 LOG_FILE = "train_log.csv"
@@ -165,21 +164,13 @@ def build_network(config: LiverTrainConfig, init: InitWeights | None = None) -> 
     architecture = ARCHITECTURES[config.architecture]
     values = {"in_channels": 2 * config.context_slices + 1, "context_slices": config.context_slices,
               "out_channels": CLASS_COUNT, **dict(config.model)}
-    torch.manual_seed(config.seed)
-    if init is not None:
-        return architecture, check_init(init, architecture, values), init.build()
-    model_config = make_config(architecture, values)
-    return architecture, model_config, get_architecture(architecture).build(model_config)
+    return (architecture, *network_to_train(architecture, values, config.seed, init))
 
 
 def predict_batches(model: nn.Module, images: np.ndarray, batch_size: int, device: torch.device) -> np.ndarray:
-    model.eval()
-    labels = []
-    with torch.no_grad():
-        for start in range(0, len(images), batch_size):
-            batch = torch.from_numpy(images[start:start + batch_size]).to(device)
-            labels.append(class_argmax(model(batch)).cpu().numpy())
-    return np.concatenate(labels) if labels else np.zeros((0, *images.shape[2:]), dtype=np.int64)
+    """Argmax labels (n, h, w) of ``model`` on (n, channels, h, w) slices: uint8, or int64 when there are none."""
+    labels = predict_labels(model, images, batch_size, device)
+    return labels if len(labels) else labels.astype(np.int64)
 
 
 def _batch(slices: SliceSet, indices: np.ndarray, augment: AugmentConfig | None,
@@ -237,11 +228,8 @@ def train_liver(slices: SliceSet, config: LiverTrainConfig = LiverTrainConfig(),
         record = EpochRecord(epoch + 1, global_mean(total, batches))
         scores = None
         if validation is not None:
-            share = validation.subset(np.asarray(shard(range(len(validation))), dtype=np.int64))
-            predicted = predict_batches(network, share.images, config.batch_size, device)
-            counts = all_reduce_sum(confusion_matrix(share.masks, predicted, CLASS_COUNT).ravel().tolist())
-            scores = SegmentationScores(CLASS_NAMES, np.rint(counts).astype(np.int64).reshape(CLASS_COUNT,
-                                                                                              CLASS_COUNT))
+            scores = validation_scores(network, validation.images, validation.masks, CLASS_NAMES, config.batch_size,
+                                       device)
             record.validation_dice_liver, record.validation_dice_tumour = scores.dice[1], scores.dice[2]
         record.seconds = time.perf_counter() - started
         history.append(record)

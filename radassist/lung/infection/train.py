@@ -32,7 +32,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from radassist.annotation.retrain import InitWeights, check_init
+from radassist.annotation.retrain import InitWeights
 from radassist.errors import InputError
 from radassist.io.atomic import atomic_path
 from radassist.lung.infection.augment import SliceAugment, augment_batch
@@ -42,13 +42,12 @@ from radassist.lung.infection.losses import (PresentClassDiceLoss, WeightedCross
                                              weights_from_frequencies)
 from radassist.lung.infection.model import ARCHITECTURES, class_names, default_label_table
 from radassist.lung.infection.preprocess import DISPLAY_PERCENTILES, LUNG_WINDOW
-from radassist.metrics.segmentation import SegmentationScores, confusion_matrix
+from radassist.metrics.segmentation import SegmentationScores
+from radassist.nets.training import network_to_train, predict_labels, shard_indices, validation_scores
 from radassist.runtime.best_weights import BestWeights
-from radassist.runtime.distributed import (accumulation_plan, accumulation_step, all_reduce_sum, get_rank,
-                                           global_mean, init_distributed, rank_order, shard, wrap_ddp)
+from radassist.runtime.distributed import (accumulation_plan, accumulation_step, get_rank, global_mean,
+                                           init_distributed, rank_order, wrap_ddp)
 from radassist.runtime.progress import Progress
-from radassist.runtime.registry import get_architecture, make_config
-from radassist.runtime.slicewise import class_argmax
 
 
 @dataclass(frozen=True)
@@ -218,22 +217,7 @@ def build_network(architecture: str, overrides: Mapping[str, Any], num_classes: 
                                                                                                       nn.Module]:
     """(registry name, config, freshly initialised network) for "unet"/"segnet" with ``num_classes`` outputs."""
     name = ARCHITECTURES[architecture]
-    values = {"out_channels": num_classes, **dict(overrides)}
-    config = make_config(name, values)
-    torch.manual_seed(seed)
-    return name, config, get_architecture(name).build(config)
-
-
-def predict_labels(model: nn.Module, images: np.ndarray, batch_size: int = 8, device: Any = "cpu") -> np.ndarray:
-    """argmax labels (n, H, W) of a network on (n, 1, H, W) network-ready images, in eval mode, no gradients."""
-    model.eval()
-    device = torch.device(getattr(device, "device", device))
-    out = np.zeros((len(images), *images.shape[-2:]), dtype=np.uint8)
-    with torch.inference_mode():
-        for start in range(0, len(images), batch_size):
-            batch = torch.from_numpy(np.ascontiguousarray(images[start:start + batch_size])).to(device)
-            out[start:start + batch_size] = class_argmax(model(batch)).cpu().numpy()
-    return out
+    return (name, *network_to_train(name, {"out_channels": num_classes, **dict(overrides)}, seed))
 
 
 def fit_network(model: nn.Module, images: np.ndarray, masks: np.ndarray, weights: np.ndarray | None, epochs: int,
@@ -347,7 +331,7 @@ def validate(model: nn.Module, loss_fn: nn.Module, data: tuple[np.ndarray, np.nd
     """Mean loss and scores of ``model`` on (images, masks); under torchrun each process scores its share and the
     sums are combined, so every process gets the scores of the whole set."""
     device = torch.device(getattr(device, "device", device))
-    share = np.asarray(shard(range(len(data[0]))), dtype=np.int64)
+    share = shard_indices(len(data[0]))
     images, masks = data[0][share], data[1][share]
     model.eval()
     total = 0.0
@@ -356,23 +340,15 @@ def validate(model: nn.Module, loss_fn: nn.Module, data: tuple[np.ndarray, np.nd
             x = torch.from_numpy(np.ascontiguousarray(images[start:start + batch_size])).to(device)
             y = torch.from_numpy(masks[start:start + batch_size].astype(np.int64)).to(device)
             total += float(loss_fn(model(x), y)) * len(x)
-    count = len(class_labels)
-    predicted = predict_labels(model, images, batch_size, device)
-    matrix = all_reduce_sum(confusion_matrix(masks, predicted, count).ravel().tolist())
-    scores = SegmentationScores(list(class_labels), np.rint(matrix).astype(np.int64).reshape(count, count))
-    return global_mean(total, len(images)), scores
+    return global_mean(total, len(images)), validation_scores(model, *data, class_labels, batch_size, device)
 
 
 def network_for(config: InfectionTrainConfig, num_classes: int,
                 init: InitWeights | None = None) -> tuple[str, Any, nn.Module]:
     """(registry name, config, network) to train: fresh, or ``init``'s weights when they are a network of the
     configured architecture, settings and class count (else InputError)."""
-    if init is None:
-        return build_network(config.architecture, config.model, num_classes, config.seed)
     name = ARCHITECTURES[config.architecture]
-    arch_config = check_init(init, name, {"out_channels": num_classes, **dict(config.model)})
-    torch.manual_seed(config.seed)
-    return name, arch_config, init.build()
+    return (name, *network_to_train(name, {"out_channels": num_classes, **dict(config.model)}, config.seed, init))
 
 
 def train_infection(dataset: SliceDataset, config: InfectionTrainConfig = InfectionTrainConfig(),
