@@ -311,8 +311,10 @@ def _caption_top(caption: str | None) -> int:
     return MARGIN + (CAPTION_HEIGHT if caption else 0)
 
 
-def _title(canvas: PixelCanvas, panel: Panel) -> None:
+def _label(canvas: PixelCanvas, panel: Panel, letters: Sequence[str] | None = None) -> None:
+    """The panel's title above it and its orientation letters (``letters``, else its geometry's) inside it."""
     canvas.text(panel.left, panel.top - TITLE_HEIGHT + 3, panel.title)
+    canvas.letters((panel.left, panel.top, panel.width, panel.height), letters or panel.edge_letters)
 
 
 def _paint_masks(canvas: PixelCanvas, panel: Panel, masks: Sequence[tuple[np.ndarray, Sequence[int]]]) -> None:
@@ -376,8 +378,7 @@ def preview_labelmap(volume: Volume, labelmap: LabelMap, path: str | Path, windo
         canvas.image(_window_to_uint8(_view_slice(image, view, index), window), panel.extent)
         _paint_masks(canvas, panel, [(_view_slice(mask, view, index), _colour255(segment.color))
                                      for segment, mask in shown])
-        _title(canvas, panel)
-        canvas.letters((left, top, w, h), panel.edge_letters)
+        _label(canvas, panel)
     y = bottom
     for segment, mask in shown:
         canvas.rectangle(MARGIN, y + 2, MARGIN + 10, y + 12, fill=_colour255(segment.color))
@@ -434,13 +435,12 @@ def preview_detections(volume: Volume, detections: Detections, path: str | Path,
         panel = Panel(title, "axial", z_index, geometry, left, top, w, h, rows, cols)
         panels.append(panel)
         canvas.image(_window_to_uint8(crop, window), panel.extent)
-        _title(canvas, panel)
+        _label(canvas, panel)
         if detection is not None:
             corners = [panel.world_to_pixel(corner) for corner in (detection.box_min, detection.box_max)]
             x0, x1 = sorted(np.clip([c[0] for c in corners], left, left + w - 1))
             y0, y1 = sorted(np.clip([c[1] for c in corners], top, top + h - 1))
             canvas.rectangle(x0 + 0.5, y0 + 0.5, x1 + 0.5, y1 + 0.5, edge=BOX_COLOUR, width_px=2)
-        canvas.letters((left, top, w, h), panel.edge_letters)
     return canvas.save(path, panels)
 
 
@@ -489,10 +489,8 @@ def preview_registration(fixed: Volume, moving: Volume, warped: Volume | None, f
               for title, (left, top) in zip(titles, positions)]
     for panel, grey in zip(panels, greys):
         canvas.image(grey, panel.extent)
-        _title(canvas, panel)
+        _label(canvas, panel)
     _draw_deformation_grid(canvas, panels[-1], vectors[index], geometry, grid_lines)
-    for panel in panels:
-        canvas.letters((panel.left, panel.top, panel.width, panel.height), panel.edge_letters)
     return canvas.save(path, panels)
 
 
@@ -571,8 +569,7 @@ def preview_classification(image_volume: Volume | Mapping[str, Volume], classifi
             canvas.image(red, panel.extent, interpolation="nearest")
         if mark is not None:
             _draw_marks(canvas, panel, mark)
-        _title(canvas, panel)
-        canvas.letters((left, top, w, h), letters.get(image_id) or panel.edge_letters)
+        _label(canvas, panel, letters.get(image_id))
         _draw_probability_bars(canvas, by_id.get(image_id), class_names, left, top + h + 4, w)
     for number, line in enumerate(group_lines):
         canvas.text(MARGIN, bottom + 16 * number, line)

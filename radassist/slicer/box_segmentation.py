@@ -15,11 +15,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import ctk
 import qt
 import slicer
 
-from radassist.slicer.worker import SlicerJobRunner, add_job_controls
+from radassist.slicer.worker import JobSection, SlicerJobRunner, add_job_controls, collapsible_section
 
 MODEL_TEXT = "LiteMedSAM (Ma et al., MedSAM, Nature Communications 2024)"
 
@@ -102,16 +101,14 @@ class BoxJob:
     show: Callable[[Any], str]
 
 
-class BoxSegmentSection:
+class BoxSegmentSection(JobSection):
     """A panel's collapsible "LiteMedSAM" section: one button that segments the boxes ``gather`` returns (the
     module's own results), one job per image, in the panel's job machinery (progress, Cancel, server)."""
 
     def __init__(self, panel: Any, button_text: str, tooltip: str, gather: Callable[[], list[BoxJob]]) -> None:
         self.panel = panel
         self.gather = gather
-        self.widget = ctk.ctkCollapsibleButton()
-        self.widget.text = "Box segmentation (LiteMedSAM)"
-        self.widget.collapsed = True
+        self.widget = collapsible_section("Box segmentation (LiteMedSAM)")
         form = qt.QFormLayout(self.widget)
         self.segmentButton, self.progressBar, self.statusLabel = add_job_controls(
             form, button_text, f"{tooltip} Model: {MODEL_TEXT}; install it in the Models section.")
@@ -120,10 +117,6 @@ class BoxSegmentSection:
         self._lines: list[str] = []
         self.segmentButton.connect("clicked(bool)", self.onSegment)
         panel.layout.addWidget(self.widget)
-
-    @property
-    def running(self) -> bool:
-        return self._runner.running
 
     def onSegment(self) -> None:
         self._runner.toggle(self._start)
@@ -165,15 +158,12 @@ class BoxSegmentSection:
         self.setStatus(" ".join(self._lines))
         self.panel.setStatus(self.statusLabel.text)
 
-    def setStatus(self, text: str) -> None:
-        self.statusLabel.text = text
-
     def cancel(self) -> None:
         self._queue = []
         self._runner.cancel()
 
 
-class BoxEffectController:
+class BoxEffectController(JobSection):
     """What the Segment Editor effect does when Apply is clicked: the source volume and the chosen ROI go to a job
     process, and its one segment replaces the segment that was selected at Apply (undoable). The effect file only
     builds the widgets and forwards clicks here."""
@@ -184,18 +174,8 @@ class BoxEffectController:
         self.statusLabel = statusLabel
         self._runner = SlicerJobRunner(button, progressBar)
 
-    @property
-    def running(self) -> bool:
-        return self._runner.running
-
     def onApply(self) -> None:
         self._runner.toggle(self._start)
-
-    def cancel(self) -> None:
-        self._runner.cancel()
-
-    def setStatus(self, text: str) -> None:
-        self.statusLabel.text = text
 
     def _start(self) -> None:
         from radassist.errors import RadAssistError

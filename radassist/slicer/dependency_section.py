@@ -18,7 +18,7 @@ import slicer
 
 from radassist.requirements import RUNTIME_REQUIREMENTS
 from radassist.slicer import dependencies
-from radassist.slicer.worker import SlicerJobRunner
+from radassist.slicer.worker import JobSection, SlicerJobRunner, status_label
 
 
 def _pytorch_utils_logic():
@@ -75,16 +75,14 @@ def install_without_asking(timeout_s: float = 3600.0) -> str | None:
     return None if not still else "Still missing after installing: " + ", ".join(s.requirement for s in still)
 
 
-class DependencySection:
+class DependencySection(JobSection):
     """Hidden once everything is installed; calls ``on_ready`` when an install completes."""
 
     def __init__(self, parent_layout, on_ready: Callable[[], None] | None = None) -> None:
         self.on_ready = on_ready
         self.widget = qt.QWidget()
         layout = qt.QVBoxLayout(self.widget)
-        self.statusLabel = qt.QLabel()
-        self.statusLabel.wordWrap = True
-        self.statusLabel.setTextInteractionFlags(qt.Qt.TextSelectableByMouse)
+        self.statusLabel = status_label()
         layout.addWidget(self.statusLabel)
         self.installButton = qt.QPushButton("Install RadAssist's Python packages")
         layout.addWidget(self.installButton)
@@ -166,10 +164,8 @@ class DependencySection:
         if unmet:
             details = "; ".join(f"{status.requirement}: {status.problem}" for status in unmet)
             self.statusLabel.text = f"Some requirements are still not met after installing: {details}."
-            self.refresh()
-            return
         self.refresh()
-        if self.on_ready is not None:
+        if not unmet and self.on_ready is not None:
             self.on_ready()
 
     def _failed(self, folder: Path, requirements: list[str], error: BaseException) -> None:
@@ -181,6 +177,3 @@ class DependencySection:
 
     def _cancelled(self) -> None:
         self.statusLabel.text = "Installation cancelled; press Install to try again."
-
-    def cancel(self) -> None:
-        self._runner.cancel()

@@ -12,10 +12,9 @@ from __future__ import annotations
 
 from typing import Any
 
-import ctk
 import qt
 
-from radassist.slicer.worker import SlicerJobRunner, add_job_controls
+from radassist.slicer.worker import JobSection, SlicerJobRunner, add_job_controls, collapsible_section
 
 ARCHITECTURES = (("U-Net", "unet"), ("SegNet", "segnet"))
 
@@ -28,14 +27,12 @@ def infection_request(volume: Any, architecture: str) -> Any:
     return TaskRequest([volume], architecture_options(architecture), read_lung_infection, LUNG_INFECTION)
 
 
-class InfectionSection:
+class InfectionSection(JobSection):
     """The collapsible "Infection" section; ``widget`` is the LungTumorAI panel it belongs to."""
 
     def __init__(self, widget) -> None:
         self.panel = widget
-        self.widget = ctk.ctkCollapsibleButton()
-        self.widget.text = "Infection (COVID-19 pneumonia)"
-        self.widget.collapsed = True
+        self.widget = collapsible_section("Infection (COVID-19 pneumonia)")
         form = qt.QFormLayout(self.widget)
         self.architectureComboBox = qt.QComboBox()
         for title, _ in ARCHITECTURES:
@@ -76,9 +73,6 @@ class InfectionSection:
         self.panel.startRequest(request, lambda result: self._show(result, volumeNode), "Segmenting infection...",
                                 self._runner)
 
-    def setStatus(self, text: str) -> None:
-        self.statusLabel.text = text
-
     def _show(self, result: Any, volumeNode) -> None:
         """The segmentation node and the report table; the run is kept for review and export."""
         from radassist.slicer import nodes
@@ -95,6 +89,3 @@ class InfectionSection:
         self.statusLabel.text = result.status_line()
         if self.panel.reviewSection is not None:
             self.panel.reviewSection.newRun()
-
-    def cancel(self) -> None:
-        self._runner.cancel()

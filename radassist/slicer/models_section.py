@@ -17,12 +17,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import ctk
 import qt
 import slicer
 
 from radassist.errors import RadAssistError
-from radassist.slicer.worker import SlicerJobRunner, selection_table
+from radassist.slicer.worker import SlicerJobRunner, collapsible_section, selection_table, status_label
 
 if TYPE_CHECKING:
     from radassist.runtime.model_status import ModelRow
@@ -54,9 +53,7 @@ class ModelsSection:
         self._folder_restored = False
         self._selection_observers: list[Callable[[str | None], None]] = []
 
-        self.widget = ctk.ctkCollapsibleButton()
-        self.widget.text = "Models"
-        self.widget.collapsed = False
+        self.widget = collapsible_section("Models", collapsed=False)
         layout = qt.QVBoxLayout(self.widget)
 
         self.table = selection_table(COLUMNS, self._onSelectionChanged)
@@ -78,9 +75,7 @@ class ModelsSection:
 
         self.progressBar = qt.QProgressBar()
         layout.addWidget(self.progressBar)
-        self.statusLabel = qt.QLabel()
-        self.statusLabel.wordWrap = True
-        self.statusLabel.setTextInteractionFlags(qt.Qt.TextSelectableByMouse)  # urls and sha256 can be copied
+        self.statusLabel = status_label()  # urls and sha256 can be copied
         layout.addWidget(self.statusLabel)
 
         form = qt.QFormLayout()
@@ -99,9 +94,7 @@ class ModelsSection:
         self.deviceComboBox = qt.QComboBox()
         self.deviceComboBox.connect("currentIndexChanged(int)", self._onDeviceChanged)
         form.addRow("Device:", self.deviceComboBox)
-        self.deviceNoteLabel = qt.QLabel()
-        self.deviceNoteLabel.wordWrap = True
-        self.deviceNoteLabel.setTextInteractionFlags(qt.Qt.TextSelectableByMouse)
+        self.deviceNoteLabel = status_label()
         form.addRow(self.deviceNoteLabel)
         layout.addLayout(form)
 

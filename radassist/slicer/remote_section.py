@@ -9,23 +9,20 @@ from __future__ import annotations
 
 from typing import Any
 
-import ctk
 import qt
 
 from radassist.slicer.task_requests import connection_text
 from radassist.slicer.settings_store import RemoteSettings
-from radassist.slicer.worker import SlicerJobRunner, add_job_controls
+from radassist.slicer.worker import JobSection, SlicerJobRunner, add_job_controls, collapsible_section
 
 
-class RemoteSection:
+class RemoteSection(JobSection):
     """A collapsible "Where to run" section; ``task`` is the server task this panel's Apply asks for."""
 
     def __init__(self, parent_layout, task: str) -> None:
         self.task = task
         saved = RemoteSettings.load()
-        self.widget = ctk.ctkCollapsibleButton()
-        self.widget.text = "Where to run"
-        self.widget.collapsed = not saved.remote
+        self.widget = collapsible_section("Where to run", collapsed=not saved.remote)
         form = qt.QFormLayout(self.widget)
         modes = qt.QHBoxLayout()
         self.localRadioButton = qt.QRadioButton("This computer")
@@ -40,8 +37,8 @@ class RemoteSection:
         self.tokenLineEdit.echoMode = qt.QLineEdit.Password
         self.tokenLineEdit.toolTip = "The server's access token (its administrator gives it out)"
         form.addRow("Token:", self.tokenLineEdit)
-        self.testButton, self.progressBar, self.statusLabel = add_job_controls(form, "Test connection", "")
-        self.statusLabel.setTextInteractionFlags(qt.Qt.TextSelectableByMouse)
+        self.testButton, self.progressBar, self.statusLabel = add_job_controls(form, "Test connection", "",
+                                                                               selectable=True)
         (self.serverRadioButton if saved.remote else self.localRadioButton).checked = True
         self._runner = SlicerJobRunner(self.testButton, self.progressBar)
         self.serverRadioButton.connect("toggled(bool)", self.onChanged)
@@ -87,6 +84,3 @@ class RemoteSection:
 
         self.statusLabel.text = f"Asking {settings.url.strip()}..."
         self._runner.start(job, on_success=answered, on_error=failed)
-
-    def cancel(self) -> None:
-        self._runner.cancel()

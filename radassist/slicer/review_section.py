@@ -23,7 +23,7 @@ from radassist.slicer import review
 from radassist.slicer.ai_run import AiRun
 from radassist.slicer.export_plan import proposed_labels
 from radassist.slicer.settings_store import ExportSettings
-from radassist.slicer.worker import selection_table
+from radassist.slicer.worker import collapsible_section, selection_table, status_label
 
 STATUSES = list(STATUS_LABELS)  # combo index -> ReviewStatus
 BREASTS = (("L", "Left breast"), ("R", "Right breast"))
@@ -36,9 +36,7 @@ class ReviewSection:
     def __init__(self, parent_layout, current_run: Callable[[], AiRun | None], confirm_labels: bool = False) -> None:
         self._current_run = current_run
         self._items: list[ReviewItem] = []
-        self.widget = ctk.ctkCollapsibleButton()
-        self.widget.text = "Review and export"
-        self.widget.collapsed = True
+        self.widget = collapsible_section("Review and export")
         layout = qt.QVBoxLayout(self.widget)
 
         self.table = selection_table(("Result", "Review status"), self.onSelectionChanged)
@@ -82,9 +80,7 @@ class ReviewSection:
         self.exportButton = qt.QPushButton("Export corrected labels...")
         self.exportButton.connect("clicked(bool)", self.onExport)
         layout.addWidget(self.exportButton)
-        self.statusLabel = qt.QLabel()
-        self.statusLabel.wordWrap = True
-        self.statusLabel.setTextInteractionFlags(qt.Qt.TextSelectableByMouse)
+        self.statusLabel = status_label()
         layout.addWidget(self.statusLabel)
         parent_layout.addWidget(self.widget)
         self.refresh()

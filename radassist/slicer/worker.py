@@ -13,6 +13,7 @@ import shutil
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import ctk
 import qt
 
 from radassist.runtime.jobs import JobDone, JobFailed, JobProgress
@@ -20,7 +21,24 @@ from radassist.runtime.jobs import JobDone, JobFailed, JobProgress
 PROGRESS_STEPS = 1000
 
 
-def add_job_controls(form, text: str, tooltip: str):
+def collapsible_section(title: str, collapsed: bool = True):
+    """A panel section that folds away under its title (a ctkCollapsibleButton)."""
+    section = ctk.ctkCollapsibleButton()
+    section.text = title
+    section.collapsed = collapsed
+    return section
+
+
+def status_label(selectable: bool = True):
+    """A wrapped label for a section's messages; ``selectable`` lets the user copy them (urls, sha256, reasons)."""
+    label = qt.QLabel()
+    label.wordWrap = True
+    if selectable:
+        label.setTextInteractionFlags(qt.Qt.TextSelectableByMouse)
+    return label
+
+
+def add_job_controls(form, text: str, tooltip: str, selectable: bool = False):
     """``(button, progress bar, status label)`` added as rows of ``form``: the button that starts a job (and reads
     Cancel while it runs), its progress bar and a wrapped status line, as every job section has them."""
     button = qt.QPushButton(text)
@@ -28,8 +46,7 @@ def add_job_controls(form, text: str, tooltip: str):
     form.addRow(button)
     progressBar = qt.QProgressBar()
     form.addRow(progressBar)
-    statusLabel = qt.QLabel()
-    statusLabel.wordWrap = True
+    statusLabel = status_label(selectable)
     form.addRow(statusLabel)
     return button, progressBar, statusLabel
 
@@ -46,6 +63,21 @@ def selection_table(headers: Sequence[str], on_selection: Callable[[], None]):
     table.horizontalHeader().setStretchLastSection(True)
     table.connect("itemSelectionChanged()", on_selection)
     return table
+
+
+class JobSection:
+    """What a panel section with a job button shares: its :class:`SlicerJobRunner` (``_runner``) and its status line
+    (``statusLabel``)."""
+
+    @property
+    def running(self) -> bool:
+        return self._runner.running
+
+    def cancel(self) -> None:
+        self._runner.cancel()
+
+    def setStatus(self, text: str) -> None:
+        self.statusLabel.text = text
 
 
 class SlicerJobRunner:
