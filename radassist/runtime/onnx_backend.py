@@ -298,10 +298,9 @@ class OnnxSession:
 
     def run(self, inputs: Inputs) -> dict[str, np.ndarray]:
         """Run the graph; arrays are cast to the dtypes the graph declares."""
-        feed = {}
-        for name, array in named_arrays(inputs, self.input_names).items():
-            dtype = self._input_dtypes[name]
-            feed[name] = np.ascontiguousarray(array, dtype=dtype) if dtype is not None else array
+        feed = {name: array if self._input_dtypes[name] is None else
+                np.ascontiguousarray(array, dtype=self._input_dtypes[name])
+                for name, array in named_arrays(inputs, self.input_names).items()}
         return dict(zip(self.output_names, self._session.run(self.output_names, feed)))
 
     __call__ = run
