@@ -16,11 +16,9 @@ TOLERANCE = 1e-3
 def axis_codes(geometry: Geometry) -> str:
     """The patient directions the i, j, k axes point to (LPS letters, e.g. 'LPS', 'RAS', 'LPI')."""
     letters = (("L", "R"), ("P", "A"), ("S", "I"))
-    codes = []
-    for column in geometry.direction_matrix.T:
-        axis = int(np.argmax(np.abs(column)))
-        codes.append(letters[axis][0] if column[axis] > 0 else letters[axis][1])
-    return "".join(codes)
+    columns = geometry.direction_matrix.T
+    return "".join(letters[axis][0 if column[axis] > 0 else 1]
+                   for column, axis in zip(columns, np.argmax(np.abs(columns), axis=1)))
 
 
 def reorient_like(array: np.ndarray, geometry: Geometry, like: Geometry) -> tuple[np.ndarray, Geometry] | None:
@@ -37,19 +35,14 @@ def reorient_like(array: np.ndarray, geometry: Geometry, like: Geometry) -> tupl
     # array axes are (z, y, x) = ijk reversed: ``like`` array axis b holds ijk axis 2 - b
     order = [2 - int(permutation[2 - b]) for b in range(3)]
     moved = np.transpose(array, [*range(lead), *[lead + o for o in order]])
-    flips = [lead + b for b in range(3) if signs[2 - b] < 0]
-    if flips:
-        moved = np.flip(moved, axis=flips)
-    shape = moved.shape[lead:]
+    moved = np.flip(moved, axis=[lead + b for b in range(3) if signs[2 - b] < 0])
     # the new first voxel: in source ijk, the far end of every flipped axis
     first = np.zeros(3)
-    for a in range(3):
-        if signs[a] < 0:
-            first[permutation[a]] = geometry.shape[2 - permutation[a]] - 1
-    origin = geometry.ijk_to_world(first)
+    flipped = permutation[signs < 0]
+    first[flipped] = np.array(geometry.shape)[2 - flipped] - 1
     spacing = tuple(geometry.spacing[int(permutation[a])] for a in range(3))
-    return np.ascontiguousarray(moved), Geometry(shape=tuple(int(n) for n in shape), spacing=spacing,
-                                                 origin=tuple(origin), direction=like.direction)
+    return np.ascontiguousarray(moved), Geometry(shape=moved.shape[lead:], spacing=spacing,
+                                                 origin=tuple(geometry.ijk_to_world(first)), direction=like.direction)
 
 
 def describe_grid(geometry: Geometry) -> str:

@@ -18,9 +18,6 @@ from typing import Any
 
 import numpy as np
 
-LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0])
-
-
 def lps_to_ras(points: np.ndarray) -> np.ndarray:
     """Convert world points (..., 3) between LPS and RAS (the same flip goes both ways)."""
     return np.asarray(points, dtype=float) * np.array([-1.0, -1.0, 1.0])
@@ -67,8 +64,7 @@ class Geometry:
     @property
     def ijk_to_ras(self) -> np.ndarray:
         """The 4x4 IJK-to-RAS matrix Slicer's volume nodes use (SetIJKToRASMatrix)."""
-        flip = np.diag([-1.0, -1.0, 1.0, 1.0])
-        return flip @ self.ijk_to_lps
+        return np.diag([-1.0, -1.0, 1.0, 1.0]) @ self.ijk_to_lps
 
     @classmethod
     def from_ijk_to_ras(cls, matrix: np.ndarray, shape: tuple[int, int, int]) -> "Geometry":

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from radassist.errors import InputError
+from radassist.extent import nonzero_extent
 from radassist.runtime.orientation import AxialReorientation
 from radassist.volume import Geometry
 
@@ -179,12 +180,10 @@ def box_around_mask(mask: np.ndarray, geometry: Geometry, margin_px: float = 0.0
     if not canonical.any():
         raise ValueError("an empty mask has no box")
     low, high = [], []
-    for axis in range(3):
-        others = tuple(a for a in range(3) if a != axis)
-        present = np.flatnonzero(canonical.any(axis=others))
+    for axis, (first, stop) in enumerate(nonzero_extent(canonical)):
         margin = margin_slices if axis == 0 else margin_px
-        low.append(max(present[0] - margin, 0))
-        high.append(min(present[-1] + margin, canonical.shape[axis] - 1))
+        low.append(max(first - margin, 0))
+        high.append(min(stop - 1 + margin, canonical.shape[axis] - 1))
     corners = geometry.zyx_to_world(canonical_to_zyx(np.array([low, high], dtype=float), geometry, reorientation))
     return BoxPrompt(tuple(corners.min(axis=0)), tuple(corners.max(axis=0)), name)
 

@@ -112,8 +112,6 @@ class EmbeddingCache:
 
     def _entries(self) -> list[tuple[Path, int, float]]:
         found = []
-        if not self.folder.is_dir():
-            return found
         for path in self.folder.glob("*/*.npy"):
             if path.name.startswith("."):
                 continue

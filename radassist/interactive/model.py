@@ -16,6 +16,7 @@ Module and parameter names are the published checkpoint's (``image_encoder.*``, 
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -53,10 +54,7 @@ class LiteMedSamConfig:
 
     @property
     def embedding_size(self) -> int:
-        size = self.image_size
-        for stride in self.merge_strides:
-            size //= stride
-        return size
+        return self.image_size // math.prod(self.merge_strides)
 
 
 class LiteMedSam(nn.Module):

@@ -86,10 +86,9 @@ def place_boxes(volume: Volume, boxes: Sequence[BoxPrompt]) -> list[VoxelBox]:
 
 def image_modality(volume: Volume, given: str | None = None) -> str:
     """The modality deciding the window: ``given``, the DICOM tag, or CT for images with air in HU."""
-    if given:
-        return given.upper()
-    if volume.source.modality:
-        return volume.source.modality.upper()
+    modality = given or volume.source.modality
+    if modality:
+        return modality.upper()
     return "CT" if float(np.min(volume.array)) < CT_GUESS_BELOW_HU else "OTHER"
 
 

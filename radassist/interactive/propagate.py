@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from radassist.extent import nonzero_extent
 from radassist.interactive.boxes import VoxelBox
 from radassist.interactive.postprocess import clip_to_box, tightened_box
 from radassist.runtime.progress import Progress
@@ -131,9 +132,7 @@ def interpolate(below: np.ndarray, above: np.ndarray, share: float) -> np.ndarra
     distance maps (positive inside), within the box both masks span."""
     from scipy import ndimage
 
-    union = below | above
-    rows, cols = np.flatnonzero(union.any(axis=1)), np.flatnonzero(union.any(axis=0))
-    region = (slice(max(rows[0] - 2, 0), rows[-1] + 3), slice(max(cols[0] - 2, 0), cols[-1] + 3))
+    region = tuple(slice(max(first - 2, 0), stop + 2) for first, stop in nonzero_extent(below | above))
 
     def signed(mask: np.ndarray) -> np.ndarray:
         return ndimage.distance_transform_edt(mask) - ndimage.distance_transform_edt(~mask)

@@ -96,19 +96,19 @@ class PatchMerging(nn.Module):
         return x.flatten(2).transpose(1, 2)
 
 
-class ConvStage(nn.Module):
-    """Stage 0: MBConv blocks, then patch merging."""
+class Stage(nn.Module):
+    """A stage's blocks (MBConv in stage 0, TinyViT blocks in stages 1-3), then patch merging except after the
+    last stage (``downsample`` None)."""
 
-    def __init__(self, resolution: int, dim: int, depth: int, out_dim: int, stride: int,
-                 expand_ratio: float) -> None:
+    def __init__(self, blocks: Sequence[nn.Module], downsample: PatchMerging | None) -> None:
         super().__init__()
-        self.blocks = nn.ModuleList(MBConv(dim, expand_ratio) for _ in range(depth))
-        self.downsample = PatchMerging(resolution, dim, out_dim, stride)
+        self.blocks = nn.ModuleList(blocks)
+        self.downsample = downsample
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         for block in self.blocks:
             x = block(x)
-        return self.downsample(x)
+        return self.downsample(x) if self.downsample is not None else x
 
 
 class WindowAttention(nn.Module):
@@ -200,21 +200,6 @@ class TinyViTBlock(nn.Module):
         return out.reshape(batch, padded, padded, channels)[:, :size, :size]
 
 
-class AttentionStage(nn.Module):
-    """Stages 1-3: TinyViT blocks, then patch merging except after the last stage."""
-
-    def __init__(self, resolution: int, dim: int, depth: int, heads: int, window: int, mlp_ratio: float,
-                 out_dim: int | None, stride: int) -> None:
-        super().__init__()
-        self.blocks = nn.ModuleList(TinyViTBlock(resolution, dim, heads, window, mlp_ratio) for _ in range(depth))
-        self.downsample = PatchMerging(resolution, dim, out_dim, stride) if out_dim is not None else None
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        for block in self.blocks:
-            x = block(x)
-        return self.downsample(x) if self.downsample is not None else x
-
-
 class TinyViTEncoder(nn.Module):
     """(B, 3, S, S) image in [0, 1] -> (B, out_channels, S/4, S/4) embedding (S = 256: 256 x 64 x 64)."""
 
@@ -230,12 +215,13 @@ class TinyViTEncoder(nn.Module):
         for stride in merge_strides:
             resolutions.append(resolutions[-1] // stride)
         self.output_size = resolutions[-1]
-        stages: list[nn.Module] = [ConvStage(resolutions[0], dims[0], depths[0], dims[1], merge_strides[0],
-                                             mbconv_expand_ratio)]
+        stages = [Stage([MBConv(dims[0], mbconv_expand_ratio) for _ in range(depths[0])],
+                        PatchMerging(resolutions[0], dims[0], dims[1], merge_strides[0]))]
         for i in range(1, len(dims)):
+            blocks = [TinyViTBlock(resolutions[i], dims[i], heads[i], windows[i], mlp_ratio) for _ in range(depths[i])]
             last = i == len(dims) - 1
-            stages.append(AttentionStage(resolutions[i], dims[i], depths[i], heads[i], windows[i], mlp_ratio,
-                                         None if last else dims[i + 1], 1 if last else merge_strides[i]))
+            stages.append(Stage(blocks, None if last else PatchMerging(resolutions[i], dims[i], dims[i + 1],
+                                                                       merge_strides[i])))
         self.layers = nn.ModuleList(stages)
         self.neck = nn.Sequential(nn.Conv2d(dims[-1], out_channels, 1, bias=False), LayerNorm2d(out_channels),
                                   nn.Conv2d(out_channels, out_channels, 3, padding=1, bias=False),

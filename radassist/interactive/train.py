@@ -50,9 +50,7 @@ def finetune_decoder(model: LiteMedSam, images: np.ndarray, boxes: np.ndarray, m
     """Train ``model``'s prompt encoder and mask decoder on (n, 3, S, S) network inputs, (n, 4) boxes in the
     S-pixel frame and (n, S, S) binary masks in that frame; the encoder is frozen."""
     generator = torch.Generator().manual_seed(config.seed)
-    model.image_encoder.eval()
-    for parameter in model.image_encoder.parameters():
-        parameter.requires_grad_(False)
+    model.image_encoder.eval().requires_grad_(False)
     with torch.no_grad():
         embeddings = model.encode(torch.as_tensor(images, dtype=torch.float32))
     trainable = [p for p in list(model.prompt_encoder.parameters()) + list(model.mask_decoder.parameters())
