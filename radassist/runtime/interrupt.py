@@ -107,27 +107,22 @@ def _watchdog(reader: socket.socket, grace: float, finished: threading.Event) ->
     """Wait for signal numbers on the wakeup socket; after the first, give the command ``grace`` seconds to wind
     down, and end the process if it has not (or if a second signal comes)."""
     with reader:
-        first = None
-        while first is None:
+        first, deadline = None, None
+        while deadline is None or not finished.is_set():
+            if deadline is not None:  # after the first signal: look again until the grace time is up
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    _hard_exit(first)
+                if not select.select([reader], [], [], min(remaining, 0.1))[0]:
+                    continue
             data = reader.recv(64)
             if not data:  # closed: the command ended
                 return
             numbers = _signals_in(data)
-            if len(numbers) > 1:  # two signals before we looked: no more waiting
+            if len(numbers) > 1 or (numbers and first is not None):  # a second signal: no more waiting
                 _hard_exit(numbers[-1])
-            first = numbers[0] if numbers else None
-        deadline = time.monotonic() + grace
-        while not finished.is_set():
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                _hard_exit(first)
-            ready, _, _ = select.select([reader], [], [], min(remaining, 0.1))
-            if ready:
-                data = reader.recv(64)
-                if not data:
-                    return
-                if _signals_in(data):
-                    _hard_exit(_signals_in(data)[-1])
+            if numbers:
+                first, deadline = numbers[0], time.monotonic() + grace
 
 
 def _handler(signum: int, frame: object) -> None:
