@@ -181,11 +181,9 @@ def make_abdomen_ct(seed: int = 0, config: AbdomenPhantomConfig | None = None) -
                                     surface=lobulated_surface(tumour_rng, 0.12))
             if stamp is None:
                 continue
-            inside = stamp.coverage > 0
-            if stamp.coverage.sum() == 0 or not np.all(liver[stamp.slices][inside]):
+            if stamp.coverage.sum() == 0 or not np.all(liver[stamp.slices][stamp.coverage > 0]):
                 continue
-            reach_ok = all(sl.start > 0 and sl.stop < n for sl, n in zip(stamp.slices, grid.shape))
-            if not reach_ok:
+            if not all(sl.start > 0 and sl.stop < n for sl, n in zip(stamp.slices, grid.shape)):
                 continue
             hu = liver_hu - float(tumour_rng.uniform(*config.tumour_contrast_hu))
             inner = hu + 6.0 * tumour_rng.standard_normal(stamp.coverage.shape).astype(np.float32)

@@ -109,8 +109,7 @@ def _segments() -> list[Segment]:
 def _tissue_classes(seed: int, grid: Grid, config: BrainPhantomConfig) -> tuple[np.ndarray, np.ndarray]:
     """Class index per voxel (see ``_CLASSES``) and the tumour centre (LPS mm)."""
     rng = make_rng(seed, "brain", "anatomy")
-    extent = np.array([grid.shape[2] * grid.geometry.spacing[0], grid.shape[1] * grid.geometry.spacing[1],
-                       grid.shape[0] * grid.geometry.spacing[2]])
+    extent = np.array(grid.geometry.extent_mm)
     radii = np.minimum(extent * np.array([0.42, 0.46, 0.41]), np.array([70.0, 86.0, 60.0])) * rng.uniform(0.93, 1.0)
     voxel = grid.voxel_size
     z, y, x = grid.open_mesh()
@@ -275,9 +274,6 @@ def make_brain_pair(seed: int = 0, config: BrainPhantomConfig | None = None) -> 
     for name in MODALITIES:
         moving_images[name][moving_classes == 0] = 0.0  # keep the moving image skull-stripped too
 
-    fixed_labels_array = _brats_labels(classes)
-    moving_labels_array = _brats_labels(moving_classes)
-
     def volumes(images: dict[str, np.ndarray], role: str) -> dict[str, Volume]:
         return {name: Volume.from_geometry(image, geometry, _source(seed, config, name, role))
                 for name, image in images.items()}
@@ -285,18 +281,15 @@ def make_brain_pair(seed: int = 0, config: BrainPhantomConfig | None = None) -> 
     fixed_source, moving_source = _source(seed, config, "seg", "fixed"), _source(seed, config, "seg", "moving")
     return BrainPair(
         fixed=volumes(fixed_images, "fixed"), moving=volumes(moving_images, "moving"),
-        fixed_labels=LabelMap(fixed_labels_array, geometry, _segments(), source=fixed_source),
-        moving_labels=LabelMap(moving_labels_array, geometry, _segments(), source=moving_source),
+        fixed_labels=LabelMap(_brats_labels(classes), geometry, _segments(), source=fixed_source),
+        moving_labels=LabelMap(_brats_labels(moving_classes), geometry, _segments(), source=moving_source),
         deformation=deformation, brain_mask=classes > 0, moving_brain_mask=moving_classes > 0,
         tumour_center=tuple(float(c) for c in center), seed=seed, config=config)
 
 
 def _brats_labels(classes: np.ndarray) -> np.ndarray:
-    labels = np.zeros(classes.shape, dtype=np.uint8)
-    labels[classes == 5] = NECROSIS_LABEL
-    labels[classes == 7] = OEDEMA_LABEL
-    labels[classes == 6] = ENHANCING_LABEL
-    return labels
+    """BraTS label per voxel, looked up by tissue class (see ``_CLASSES``)."""
+    return np.array([0, 0, 0, 0, 0, NECROSIS_LABEL, ENHANCING_LABEL, OEDEMA_LABEL], dtype=np.uint8)[classes]
 
 
 def _source(seed: int, config: BrainPhantomConfig, sequence: str, role: str) -> SourceInfo:

@@ -9,6 +9,7 @@ nodules with partial-volume edges, then the scanner's blur and correlated noise.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -100,11 +101,8 @@ def _lung_inside(body: Body, side: float, x, y, z):
     return inside & ~spine & ~heart & ~mediastinum
 
 
-def _point_inside(body: Body, side: float):
-    def inside(point: np.ndarray) -> bool:
-        return bool(_lung_inside(body, side, point[0], point[1], point[2]))
-
-    return inside
+def _point_inside(body: Body, side: float) -> Callable[[np.ndarray], bool]:
+    return lambda point: bool(_lung_inside(body, side, *point))
 
 
 # -- tube trees -------------------------------------------------------------------------------------------------
