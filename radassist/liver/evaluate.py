@@ -95,9 +95,8 @@ class LitsEvaluation:
             scores = [getattr(c, structure) for c in self.cases]
             result[structure] = {"dice_per_case": nan_mean([s.dice for s in scores]),
                                  "dice_global": self._global_dice(structure),
-                                 "voe": nan_mean([s.voe for s in scores]), "rvd": nan_mean([s.rvd for s in scores]),
-                                 "assd_mm": nan_mean([s.assd_mm for s in scores]),
-                                 "msd_mm": nan_mean([s.msd_mm for s in scores]),
+                                 **{name: nan_mean([getattr(s, name) for s in scores])
+                                    for name in ("voe", "rvd", "assd_mm", "msd_mm")},
                                  "cases_scored": int(sum(not math.isnan(s.dice) for s in scores))}
         lesions = self.lesions
         result["lesion_detection"] = {"reference": lesions.reference, "predicted": lesions.predicted,

@@ -38,16 +38,11 @@ def predict_labels(model: nn.Module, images: np.ndarray, batch_size: int = 8, de
     return out
 
 
-def shard_indices(count: int) -> np.ndarray:
-    """This process's share of ``count`` items (all of them in a single process)."""
-    return np.asarray(shard(range(count)), dtype=np.int64)
-
-
 def validation_scores(model: nn.Module, images: np.ndarray, masks: np.ndarray, class_names: Sequence[str],
                       batch_size: int, device: Any) -> SegmentationScores:
     """Scores of ``model`` on this process's share of (images, masks) with the confusion matrices of every
     process added, so every process gets the scores of the whole set."""
-    share = shard_indices(len(images))
+    share = np.asarray(shard(range(len(images))), dtype=np.int64)
     count = len(class_names)
     predicted = predict_labels(model, images[share], batch_size, device)
     matrix = all_reduce_sum(confusion_matrix(masks[share], predicted, count).ravel().tolist())

@@ -70,16 +70,18 @@ class ColumnScores:
         return sum(image.empty_reference for image in self.images)
 
     def to_dict(self) -> dict[str, Any]:
-        def number(value: float) -> float | None:
-            return None if np.isnan(value) else round(float(value), 6)
-
-        return {"mean_dice": number(self.mean("dice")), "mean_sensitivity": number(self.mean("sensitivity")),
-                "mean_specificity": number(self.mean("specificity")), "images": len(self.images),
+        return {"mean_dice": _rounded(self.mean("dice")), "mean_sensitivity": _rounded(self.mean("sensitivity")),
+                "mean_specificity": _rounded(self.mean("specificity")), "images": len(self.images),
                 "images_with_empty_reference": self.empty_references,
                 "infnet_protocol": {
-                    "label_map": {k: number(v) for k, v in self.infnet_label_map.items()},
+                    "label_map": {k: _rounded(v) for k, v in self.infnet_label_map.items()},
                     "probability_map": None if self.infnet_probability_map is None else
-                    {k: number(v) for k, v in self.infnet_probability_map.items()}}}
+                    {k: _rounded(v) for k, v in self.infnet_probability_map.items()}}}
+
+
+def _rounded(value: float) -> float | None:
+    """A score for the JSON and CSV: 6 decimals, None where it is undefined (NaN)."""
+    return None if np.isnan(value) else round(float(value), 6)
 
 
 def column_names(class_names: Sequence[str]) -> list[str]:
@@ -164,10 +166,8 @@ def per_image_rows(columns: Sequence[ColumnScores], names: Sequence[str]) -> lis
     rows = []
     for column in columns:
         for name, image in zip(names, column.images):
-            rows.append({"slice": name, "finding": column.name,
-                         "dice": None if np.isnan(image.dice) else round(image.dice, 6),
-                         "sensitivity": None if np.isnan(image.sensitivity) else round(image.sensitivity, 6),
-                         "specificity": None if np.isnan(image.specificity) else round(image.specificity, 6),
+            rows.append({"slice": name, "finding": column.name, "dice": _rounded(image.dice),
+                         "sensitivity": _rounded(image.sensitivity), "specificity": _rounded(image.specificity),
                          "reference_pixels": image.reference_pixels, "predicted_pixels": image.predicted_pixels})
     return rows
 

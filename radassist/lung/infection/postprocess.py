@@ -33,9 +33,7 @@ def infection_labelmap(labels: np.ndarray, geometry: Geometry, segments: Sequenc
     """
     labels = np.asarray(labels, dtype=np.uint8)
     known = np.zeros(256, dtype=bool)
-    for segment in segments:
-        known[segment.label_value] = True
-    known[0] = True
+    known[[0] + [segment.label_value for segment in segments]] = True
     cleaned = np.where(known[labels], labels, 0).astype(np.uint8)
     return LabelMap(cleaned, geometry, [Segment(s.name, s.label_value, s.color, s.terminology, s.status, 0,
                                                 extra=dict(s.extra)) for s in segments],
@@ -59,14 +57,10 @@ def assign_to_lungs(findings: np.ndarray, lungs: LungMasks) -> tuple[np.ndarray,
     if not outside.any():
         return right, left
     for z in np.nonzero(outside.any(axis=(1, 2)))[0]:
-        lung_slice = lungs.right[z].astype(np.uint8) + 2 * lungs.left[z].astype(np.uint8)
-        if not lung_slice.any():
-            lung_slice = None
-        if lung_slice is None:
-            nearest_z = _nearest_lung_slice(lungs, int(z))
-            if nearest_z is None:
-                continue
-            lung_slice = lungs.right[nearest_z].astype(np.uint8) + 2 * lungs.left[nearest_z].astype(np.uint8)
+        nearest_z = z if lungs.both[z].any() else _nearest_lung_slice(lungs, int(z))
+        if nearest_z is None:
+            continue
+        lung_slice = lungs.right[nearest_z].astype(np.uint8) + 2 * lungs.left[nearest_z].astype(np.uint8)
         _, (iy, ix) = ndimage.distance_transform_edt(lung_slice == 0, return_indices=True)
         side = lung_slice[iy, ix]
         right[z] |= outside[z] & (side == 1)

@@ -68,7 +68,5 @@ def predict_prepared(networks: Sequence[Any], slices: Sequence[np.ndarray], imag
 
 def _fitted(slices: Sequence[np.ndarray], image_size: tuple[int, int]) -> np.ndarray:
     """The slices fitted to the network's input size, as one (n, 1, H, W) array."""
-    dataset = SliceDataset()
-    for index, image in enumerate(slices):
-        dataset.add(np.ascontiguousarray(image), np.zeros(np.shape(image), np.uint8), str(index))
-    return fit_dataset(dataset, image_size)[0]
+    images = [np.ascontiguousarray(image, dtype=np.float32) for image in slices]
+    return fit_dataset(SliceDataset(images, [np.zeros(image.shape, np.uint8) for image in images]), image_size)[0]

@@ -11,14 +11,14 @@
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from radassist.errors import InputError, RadAssistError
+from radassist.errors import InputError
+from radassist.liver.preprocess import window_to_unit as _clip_and_scale
 from radassist.results.labelmap import LabelMap
 from radassist.volume import Volume
 
@@ -31,10 +31,9 @@ RIGHT_CODE, LEFT_CODE = "24028007", "7771000"  # SNOMED CT laterality modifiers 
 
 def window_to_unit(values: np.ndarray, window: tuple[float, float] = LUNG_WINDOW) -> np.ndarray:
     """Clip ``values`` to the window and scale it to 0..1 (float32): the networks' input."""
-    low, high = float(window[0]), float(window[1])
-    if high <= low:
+    if float(window[1]) <= float(window[0]):
         raise ValueError(f"window must have low < high, got {window}")
-    return ((np.clip(np.asarray(values, dtype=np.float32), low, high) - low) / (high - low)).astype(np.float32)
+    return _clip_and_scale(values, window)
 
 
 def display_to_unit(picture: np.ndarray, percentiles: tuple[float, float] = DISPLAY_PERCENTILES) -> np.ndarray:
@@ -188,24 +187,11 @@ def _side_of(segment) -> str | None:
 
 
 def compute_lung_masks(volume: Volume) -> LungMasks:
-    """The lungs of ``volume`` from the nodule module's lung preprocessing (Otsu lung mask).
+    """The lungs of ``volume`` from the nodule module's lung preprocessing (its Otsu two-lung mask), split into
+    sides at the midline (:meth:`LungMasks.split`).
 
     That module is imported here, on first use, so the infection model does not depend on it otherwise.
     """
-    try:
-        lung = importlib.import_module("radassist.lung.preprocess")
-    except ModuleNotFoundError:
-        raise RadAssistError("the lung mask needs radassist.lung.preprocess, which this installation lacks; "
-                             "give the lungs as a segmentation instead (--lungs)") from None
-    finder = getattr(lung, "lung_masks", None) or getattr(lung, "lung_mask", None)
-    if finder is None:
-        raise RadAssistError("radassist.lung.preprocess has no lung_masks() or lung_mask(); give the lungs as a "
-                             "segmentation instead (--lungs)")
-    found = finder(volume)
-    if isinstance(found, LungMasks):
-        return found
-    if isinstance(found, LabelMap):
-        return LungMasks.from_labelmap(found)
-    if hasattr(found, "right") and hasattr(found, "left"):
-        return LungMasks(np.asarray(found.right, bool), np.asarray(found.left, bool))
-    return LungMasks.split(np.asarray(getattr(found, "array", found)) > 0, volume)
+    from radassist.lung.preprocess import lung_mask
+
+    return LungMasks.split(lung_mask(volume) > 0, volume)

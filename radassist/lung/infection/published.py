@@ -14,7 +14,6 @@ from dataclasses import dataclass, field
 INFECTION = "infection"  # any finding vs none (LungInfection-Test)
 GROUND_GLASS = "ground-glass opacity"  # MultiClassInfection-Test, GT-1
 CONSOLIDATION = "consolidation"  # MultiClassInfection-Test, GT-2
-COLUMNS = (INFECTION, GROUND_GLASS, CONSOLIDATION)
 SOURCE = "Fan et al., Inf-Net, IEEE TMI 2020 (authors' evaluation results)"
 
 

@@ -41,12 +41,12 @@ from radassist.lung.infection.dataset import SliceDataset, fit_dataset
 from radassist.lung.infection.losses import (PresentClassDiceLoss, WeightedCrossEntropyLoss, class_frequencies,
                                              weights_from_frequencies)
 from radassist.lung.infection.model import ARCHITECTURES, class_names, default_label_table
-from radassist.lung.infection.preprocess import DISPLAY_PERCENTILES, LUNG_WINDOW
+from radassist.lung.infection.preprocess import DISPLAY_PERCENTILES, LUNG_WINDOW, NORMALIZATIONS
 from radassist.metrics.segmentation import SegmentationScores
-from radassist.nets.training import network_to_train, predict_labels, shard_indices, validation_scores
+from radassist.nets.training import network_to_train, predict_labels, validation_scores
 from radassist.runtime.best_weights import BestWeights
 from radassist.runtime.distributed import (accumulation_plan, accumulation_step, get_rank, global_mean,
-                                           init_distributed, rank_order, wrap_ddp)
+                                           init_distributed, rank_order, shard, wrap_ddp)
 from radassist.runtime.progress import Progress
 
 
@@ -106,16 +106,11 @@ class InfectionTrainConfig:
 
     def settings(self) -> dict[str, Any]:
         """The settings as plain JSON (for the checkpoint's provenance)."""
-        plain: dict[str, Any] = {}
-        for key, value in vars(self).items():
-            if key == "model":
-                continue
-            plain[key] = value.to_dict() if isinstance(value, SliceAugment) else (
-                list(value) if isinstance(value, tuple) else value)
-        return plain
+        return {key: value.to_dict() if isinstance(value, SliceAugment) else
+                (list(value) if isinstance(value, tuple) else value)
+                for key, value in vars(self).items() if key != "model"}
 
 
-NORMALIZATIONS = ("window", "display-percentile")
 LR_SCHEDULES = ("constant", "poly")
 POLY_EXPONENT = 0.9  # nnU-Net's polynomial learning-rate decay (Isensee et al., Nature Methods 2021)
 
@@ -331,7 +326,7 @@ def validate(model: nn.Module, loss_fn: nn.Module, data: tuple[np.ndarray, np.nd
     """Mean loss and scores of ``model`` on (images, masks); under torchrun each process scores its share and the
     sums are combined, so every process gets the scores of the whole set."""
     device = torch.device(getattr(device, "device", device))
-    share = shard_indices(len(data[0]))
+    share = np.asarray(shard(range(len(data[0]))), dtype=np.int64)
     images, masks = data[0][share], data[1][share]
     model.eval()
     total = 0.0
