@@ -24,9 +24,8 @@ TOLERANCE_VOXELS = 1e-3
 def voxel_offset(source: Geometry, target: Geometry) -> np.ndarray | None:
     """Whole-voxel (z, y, x) offset of ``source``'s first voxel in ``target``'s grid, or None when the two grids
     are not the same lattice."""
-    if not np.allclose(source.spacing, target.spacing, rtol=1e-4, atol=1e-5):
-        return None
-    if not np.allclose(source.direction_matrix, target.direction_matrix, atol=1e-4):
+    if not (np.allclose(source.spacing, target.spacing, rtol=1e-4, atol=1e-5)
+            and np.allclose(source.direction_matrix, target.direction_matrix, atol=1e-4)):
         return None
     zyx = target.world_to_zyx(np.asarray(source.origin))
     rounded = np.round(zyx)

@@ -178,13 +178,8 @@ register_architecture(MUNET, LiverMUNetConfig, build_munet,
 
 def default_label_table() -> list[dict[str, Any]]:
     """Liver (1) and liver tumour (2) with the terminology catalogue's codes and colours (0..255)."""
-    table = []
-    for value, key in _CATALOGUE_KEYS.items():
-        entry = CATALOGUE[key]
-        table.append({"name": SEGMENT_NAMES[value], "value": value,
-                      "color": [int(round(c * 255)) for c in entry.color],
-                      "terminology": terminology_to_dict(entry.terminology)})
-    return table
+    return [{"name": SEGMENT_NAMES[value], "value": value, "color": [int(round(c * 255)) for c in CATALOGUE[key].color],
+             "terminology": terminology_to_dict(CATALOGUE[key].terminology)} for value, key in _CATALOGUE_KEYS.items()]
 
 
 def liver_segments(table: Sequence[Mapping[str, Any]] | None = None) -> list[Segment]:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Sequence
+from functools import reduce
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -271,12 +272,9 @@ def quantify_labelmap(labelmap: LabelMap, image: Volume | None = None, liver_lab
                       tumour_labels: Sequence[int] | None = None) -> LiverQuantification:
     """Find the liver and tumour segments of ``labelmap`` and measure them (``image`` on the same grid)."""
     liver_segments, tumour_segments = liver_and_tumour_segments(labelmap, liver_labels, tumour_labels)
-    liver = np.zeros(labelmap.geometry.shape, dtype=bool)
-    for segment in liver_segments:
-        liver |= labelmap.mask(segment)
-    tumours = np.zeros(labelmap.geometry.shape, dtype=bool)
-    for segment in tumour_segments:
-        tumours |= labelmap.mask(segment)
+    shape = labelmap.geometry.shape
+    liver = reduce(np.logical_or, (labelmap.mask(segment) for segment in liver_segments), np.zeros(shape, bool))
+    tumours = reduce(np.logical_or, (labelmap.mask(segment) for segment in tumour_segments), np.zeros(shape, bool))
     return quantify_masks(liver, tumours, labelmap.geometry, image, [s.name for s in liver_segments],
                           [s.name for s in tumour_segments])
 

@@ -34,7 +34,7 @@ from radassist.liver.losses import CrossEntropyDiceLoss
 from radassist.liver.model import ARCHITECTURES, CLASS_COUNT, default_label_table
 from radassist.liver.preprocess import SEED_WINDOW
 from radassist.metrics.segmentation import SegmentationScores, nan_mean
-from radassist.nets.training import network_to_train, predict_labels, validation_scores
+from radassist.nets.training import csv_number, network_to_train, predict_labels, validation_scores
 from radassist.runtime.best_weights import BestWeights
 from radassist.runtime.distributed import (get_rank, get_world_size, global_mean, init_distributed, rank_order,
                                            unwrap, wrap_ddp)
@@ -140,13 +140,9 @@ class TrainedLiverModel:
             writer = csv.writer(stream)
             writer.writerow(LOG_COLUMNS)
             for record in self.history:
-                writer.writerow([record.epoch, f"{record.train_loss:.6f}", _number(record.validation_dice_liver),
-                                 _number(record.validation_dice_tumour), f"{record.seconds:.3f}",
+                writer.writerow([record.epoch, f"{record.train_loss:.6f}", csv_number(record.validation_dice_liver),
+                                 csv_number(record.validation_dice_tumour), f"{record.seconds:.3f}",
                                  int(record.epoch == kept)])
-
-
-def _number(value: float | None) -> str:
-    return "" if value is None else f"{value:.6f}"
 
 
 def split_by_case(cases: np.ndarray, fraction: float, seed: int) -> tuple[list[int], list[int]]:

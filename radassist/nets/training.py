@@ -17,6 +17,11 @@ from radassist.runtime.registry import get_architecture, make_config
 from radassist.runtime.slicewise import class_argmax
 
 
+def csv_number(value: float | None, digits: int = 6) -> str:
+    """A train_log.csv cell: ``digits`` decimals, empty for None."""
+    return "" if value is None else f"{value:.{digits}f}"
+
+
 def network_to_train(architecture: str, values: Mapping[str, Any], seed: int,
                      init: InitWeights | None = None) -> tuple[Any, nn.Module]:
     """(config, network): a fresh ``architecture`` network with config ``values``, its weights drawn after

@@ -74,14 +74,9 @@ def is_split_folder(folder: Path) -> bool:
 
 def is_covid_semiseg(folder: str | Path) -> bool:
     """Whether ``folder`` looks like this layout (top folder, TrainingSet/TestingSet, or a split folder)."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        return False
-    if is_split_folder(folder):
-        return True
-    if any((folder / top).is_dir() for top in TOP_FOLDERS.values()):
-        return True
-    return any((folder / name.split("/")[0]).is_dir() for name in SPLIT_FOLDERS.values())
+    folder = Path(folder)  # each test below is False for a path that is not a folder
+    return (is_split_folder(folder) or any((folder / top).is_dir() for top in TOP_FOLDERS.values())
+            or any((folder / name.split("/")[0]).is_dir() for name in SPLIT_FOLDERS.values()))
 
 
 def _classes_of_split(folder: Path) -> Classes | None:

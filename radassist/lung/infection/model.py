@@ -80,12 +80,9 @@ register_architecture(SEGNET, InfectionSegNetConfig, build_segnet,
 
 def default_label_table(class_keys: Sequence[str] = DEFAULT_CLASSES) -> list[dict[str, Any]]:
     """Label table entries (value 1.., name, colour 0..255, terminology) for terminology-catalogue keys."""
-    table = []
-    for value, key in enumerate(class_keys, start=1):
-        entry = CATALOGUE[key]
-        table.append({"name": key, "value": value, "color": [int(round(c * 255)) for c in entry.color],
-                      "terminology": terminology_to_dict(entry.terminology)})
-    return table
+    return [{"name": key, "value": value, "color": [int(round(c * 255)) for c in CATALOGUE[key].color],
+             "terminology": terminology_to_dict(CATALOGUE[key].terminology)}
+            for value, key in enumerate(class_keys, start=1)]
 
 
 def segments_from_label_table(table: Sequence[Mapping[str, Any]]) -> list[Segment]:

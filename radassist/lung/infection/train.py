@@ -43,7 +43,7 @@ from radassist.lung.infection.losses import (PresentClassDiceLoss, WeightedCross
 from radassist.lung.infection.model import ARCHITECTURES, class_names, default_label_table
 from radassist.lung.infection.preprocess import DISPLAY_PERCENTILES, LUNG_WINDOW, NORMALIZATIONS
 from radassist.metrics.segmentation import SegmentationScores
-from radassist.nets.training import network_to_train, predict_labels, validation_scores
+from radassist.nets.training import csv_number, network_to_train, predict_labels, validation_scores
 from radassist.runtime.best_weights import BestWeights
 from radassist.runtime.distributed import (accumulation_plan, accumulation_step, get_rank, global_mean,
                                            init_distributed, rank_order, shard, wrap_ddp)
@@ -183,15 +183,13 @@ class TrainedInfectionModel:
         return saved
 
     def write_log(self, path: Path) -> None:
-        def number(value: float | None, digits: int = 6) -> str:
-            return "" if value is None else f"{value:.{digits}f}"
-
         buffer = io.StringIO()
         writer = csv.writer(buffer, lineterminator="\n")
         writer.writerow(LOG_COLUMNS)
         for r in self.history:
-            writer.writerow([r.epoch, number(r.train_loss), number(r.validation_loss), number(r.validation_mean_dice),
-                             "" if r.learning_rate is None else f"{r.learning_rate:.3g}", number(r.seconds, 3),
+            writer.writerow([r.epoch, csv_number(r.train_loss), csv_number(r.validation_loss),
+                             csv_number(r.validation_mean_dice),
+                             "" if r.learning_rate is None else f"{r.learning_rate:.3g}", csv_number(r.seconds, 3),
                              int(r.kept)])
         with atomic_path(path) as temp:
             temp.write_text(buffer.getvalue(), encoding="utf-8")
