@@ -120,10 +120,9 @@ def propagate_box(box: VoxelBox, segment: SegmentSlice, frame_scale: float,
                     masks[between] = previous = mask
                 stopped = target if stopped is None else stopped
             result.stopped[name] = stopped
-    stack = np.zeros((count, *first.shape), dtype=bool)
+    result.masks = np.zeros((count, *first.shape), dtype=bool)
     for index, mask in masks.items():
-        stack[index - box.z0] = mask
-    result.masks = stack
+        result.masks[index - box.z0] = mask
     return result
 
 

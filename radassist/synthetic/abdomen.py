@@ -17,7 +17,7 @@ from radassist.results.segments import Code, Segment, Terminology
 from radassist.synthetic.chest import ANATOMICAL_STRUCTURE, series_uid_for
 from radassist.synthetic.noise import (Body, Grid, Stamp, branching_tree, centred_geometry, correlated_noise,
                                        cylinder_z_stamp, ellipsoid_stamp, fractal_noise, lobulated_surface, make_rng,
-                                       paint_vertebral_column, psf_blur, random_rotation, render_tubes,
+                                       paint_stamp, paint_vertebral_column, psf_blur, random_rotation, render_tubes,
                                        smooth_noise, trunk_mask)
 from radassist.volume import SourceInfo, Volume
 
@@ -103,9 +103,7 @@ def make_abdomen_ct(seed: int = 0, config: AbdomenPhantomConfig | None = None) -
         center = (bowel_rng.uniform(-0.6, 0.6) * ax, bowel_rng.uniform(-0.75, 0.05) * ay,
                   z_at(bowel_rng.uniform(0.0, 0.45)))
         radii = np.array([bowel_rng.uniform(12, 22), bowel_rng.uniform(10, 18), bowel_rng.uniform(15, 40)]) * k
-        stamp = ellipsoid_stamp(grid, center, radii, random_rotation(bowel_rng, 60))
-        if stamp is not None:
-            stamp.paint(image, 35.0)
+        paint_stamp(image, ellipsoid_stamp(grid, center, radii, random_rotation(bowel_rng, 60)), 35.0)
         gas = ellipsoid_stamp(grid, (center[0], center[1] - 0.4 * radii[1], center[2]), radii * 0.45)
         if gas is not None and bowel_rng.uniform() < 0.6:
             gas.paint(image, -1000.0)
@@ -126,13 +124,10 @@ def make_abdomen_ct(seed: int = 0, config: AbdomenPhantomConfig | None = None) -
         radii = np.array([0.14 * ax, 0.22 * ay, min(55 * k, 0.3 * height)])
         rotation = random_rotation(anatomy, 12)
         for scale, value in ((1.0, 170.0), (0.62, 110.0), (0.3, -40.0)):
-            stamp = ellipsoid_stamp(grid, center, radii * scale, rotation)
-            if stamp is not None:
-                stamp.paint(image, value)
+            paint_stamp(image, ellipsoid_stamp(grid, center, radii * scale, rotation), value)
     spleen = ellipsoid_stamp(grid, (0.60 * ax, 0.25 * ay, z_at(0.68)),
                              (0.16 * ax, 0.36 * ay, min(60 * k, 0.28 * height)), random_rotation(anatomy, 15))
-    if spleen is not None:
-        spleen.paint(image, liver_hu + 15.0)
+    paint_stamp(image, spleen, liver_hu + 15.0)
 
     # liver: two lobes with an irregular surface, kept clear of the spine, vessels, kidney and stomach
     z, y, x = grid.open_mesh()
@@ -197,9 +192,7 @@ def make_abdomen_ct(seed: int = 0, config: AbdomenPhantomConfig | None = None) -
 
     # great vessels and spine go over everything
     for center, radius, value in (((0.08 * ax, 0.18 * ay), 11 * k, 160.0), ((-0.12 * ax, 0.12 * ay), 12 * k, 130.0)):
-        stamp = cylinder_z_stamp(grid, center, (radius, radius), (z_low - 5, z_high + 5))
-        if stamp is not None:
-            stamp.paint(image, value)
+        paint_stamp(image, cylinder_z_stamp(grid, center, (radius, radius), (z_low - 5, z_high + 5)), value)
     paint_vertebral_column(grid, image, 0.45 * ay, k, z_low, z_high)
 
     image = psf_blur(image, 0.5, grid.spacing_zyx)

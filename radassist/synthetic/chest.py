@@ -19,7 +19,7 @@ from radassist.results.detections import Detection, Detections
 from radassist.results.labelmap import LabelMap
 from radassist.results.segments import Code, Segment, Terminology
 from radassist.synthetic.noise import (Body, Grid, TubeSegment, branching_tree, centred_geometry, correlated_noise,
-                                       cylinder_z_stamp, ellipsoid_stamp, fractal_noise, make_rng,
+                                       cylinder_z_stamp, ellipsoid_stamp, fractal_noise, make_rng, paint_stamp,
                                        paint_vertebral_column, polyline_segments, psf_blur, render_tubes,
                                        trunk_mask)
 from radassist.volume import SourceInfo, Volume
@@ -216,8 +216,7 @@ def make_chest_ct(seed: int = 0, config: ChestPhantomConfig | None = None) -> Ch
                              (0.32 * body.ax, 0.43 * body.ay, 0.36 * (body.z_high - body.z_low))), HU_BLOOD),
             (cylinder_z_stamp(grid, (0.16 * body.ax, 0.28 * body.ay), (12 * k, 12 * k), (body.z_low - 5, z_top + 5)),
              HU_BLOOD)):
-        if stamp is not None:
-            stamp.paint(image, value)
+        paint_stamp(image, stamp, value)
 
     # lungs: textured parenchyma, denser towards the back (dependent lung)
     z, y, x = grid.open_mesh()
@@ -252,8 +251,7 @@ def make_chest_ct(seed: int = 0, config: ChestPhantomConfig | None = None) -> Ch
     image += (320.0 - image) * render_tubes(grid, ribs, radius_scale=0.5)
     sternum = ellipsoid_stamp(grid, (0.0, -0.86 * body.ay, body.z_at(0.55)),
                               (14 * k, 6 * k, 0.5 * (body.z_high - body.z_low)))
-    if sternum is not None:
-        sternum.paint(image, 450.0)
+    paint_stamp(image, sternum, 450.0)
 
     # nodules, drawn last so each is whole, with a little internal texture
     nodule_rng = make_rng(seed, "chest", "nodules")

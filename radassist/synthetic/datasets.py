@@ -23,6 +23,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import shutil
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -66,8 +67,6 @@ def check_dataset_size(task: str, cases: int, out: str | Path, default_sizes: bo
                                f"several data sets with different seeds instead")
     if not default_sizes or task not in BYTES_PER_CASE:
         return
-    import shutil
-
     need = int(cases) * BYTES_PER_CASE[task] * DISK_HEADROOM
     where = _existing_parent(Path(out))
     try:

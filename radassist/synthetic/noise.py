@@ -186,6 +186,12 @@ class Stamp:
         np.maximum(total[self.slices], self.coverage, out=total[self.slices])
 
 
+def paint_stamp(image: np.ndarray, stamp: Stamp | None, value: float | np.ndarray) -> None:
+    """:meth:`Stamp.paint` for a shape that may have missed the grid (None: nothing to paint)."""
+    if stamp is not None:
+        stamp.paint(image, value)
+
+
 def ellipsoid_stamp(grid: Grid, center_xyz: Sequence[float], radii_xyz: Sequence[float],
                     rotation: np.ndarray | None = None,
                     surface: Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray] | None = None
@@ -427,5 +433,4 @@ def paint_vertebral_column(grid: Grid, image: np.ndarray, center_y: float, scale
         z -= vertebra + disc
     stamps.append((cylinder_z_stamp(grid, arch_center, (6 * k, 6 * k), (z_low - 5, z_high + 5)), 15.0))
     for stamp, value in stamps:
-        if stamp is not None:
-            stamp.paint(image, value)
+        paint_stamp(image, stamp, value)
