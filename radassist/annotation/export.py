@@ -190,13 +190,10 @@ def export_case(root: str | Path, task: str, case: str, build: Callable[[str, di
             info = index["cases"].setdefault(case, {"versions": []})
             if info["versions"]:
                 previous = next(v for v in info["versions"] if v["version"] == info["latest"])
-                archived = []
-                for relative in previous["files"]:
-                    target = f"{ARCHIVE_DIR}/{case}/{previous['version']}/{relative}"
+                archived = [f"{ARCHIVE_DIR}/{case}/{previous['version']}/{relative}" for relative in previous["files"]]
+                for relative, target in zip(previous["files"], archived):
                     transaction.move(relative, target)
-                    archived.append(target)
-                previous["files"] = archived
-                previous["archived"] = True
+                previous.update(files=archived, archived=True)
             info["versions"].append({
                 "version": version, "created": record.created, "annotator": annotator, "model": model.to_dict(),
                 "provenance": provenance, "files": layout_files, "archived": False, **plan.entry})

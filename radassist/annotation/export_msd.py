@@ -86,8 +86,7 @@ def render_dataset_json(index: Mapping[str, Any]) -> dict[str, str]:
     """dataset.json from the export index: the nnU-Net v2 keys plus the MSD ``training`` list."""
     training, overlap = [], {}
     for case, entry in latest_entries(index):
-        item = {"image": f"./{image_file(case)}", "label": f"./{label_file(case)}"}
-        training.append(item)
+        training.append({"image": f"./{image_file(case)}", "label": f"./{label_file(case)}"})
         if entry.get("layers", 1) > 1:
             overlap[case] = [f"./{label_file(case, layer)}" for layer in range(1, entry["layers"])]
     labels = dict(sorted(index.get("labels", {}).items(), key=lambda item: item[1]))

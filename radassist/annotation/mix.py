@@ -115,19 +115,17 @@ def _mix_brain(original: Path, export: Path, run: RunOutput) -> dict[str, Any]:
 
 
 def _mix_mammo(original: Path, export: Path, run: RunOutput) -> dict[str, Any]:
+    from radassist.annotation.export_exam_list import CSV_COLUMNS
     from radassist.mammo.datasets import read_exam_list
 
     exams = {exam.exam: exam for exam in read_exam_list(original)}
     corrected = {exam.exam: exam for exam in read_exam_list(export)}
     exams.update(corrected)
-    rows = []
-    for exam in exams.values():
-        for view in exam.views:
-            rows.append([str(view.path.resolve()), exam.exam, view.laterality, view.view, view.benign,
-                         view.malignant, str(view.benign_mask.resolve()) if view.benign_mask else "",
-                         str(view.malignant_mask.resolve()) if view.malignant_mask else ""])
-    header = ("path", "exam", "laterality", "view", "benign", "malignant", "benign_mask", "malignant_mask")
-    run.path("exam_list.csv").write_text(csv_text(header, rows), encoding="utf-8")
+    rows = [[str(view.path.resolve()), exam.exam, view.laterality, view.view, view.benign, view.malignant,
+             str(view.benign_mask.resolve()) if view.benign_mask else "",
+             str(view.malignant_mask.resolve()) if view.malignant_mask else ""]
+            for exam in exams.values() for view in exam.views]
+    run.path("exam_list.csv").write_text(csv_text(CSV_COLUMNS, rows), encoding="utf-8")
     return {"exams": len(exams), "corrected": sorted(corrected)}
 
 
