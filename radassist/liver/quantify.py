@@ -154,14 +154,10 @@ def liver_and_tumour_segments(labelmap: LabelMap, liver_labels: Sequence[int] | 
                               tumour_labels: Sequence[int] | None = None) -> tuple[list[Segment], list[Segment]]:
     """Which segments are liver and which are tumours (see the module docstring for the rules)."""
     where = labelmap.source.path
-    if liver_labels:
-        liver = _by_label(labelmap, liver_labels, "liver", where)
-    else:
-        liver = [s for s in labelmap.segments if _is_liver(s)]
-    if tumour_labels:
-        tumours = _by_label(labelmap, tumour_labels, "tumour", where)
-    else:
-        tumours = [s for s in labelmap.segments if s not in liver and _is_tumour(s)]
+    liver = (_by_label(labelmap, liver_labels, "liver", where) if liver_labels
+             else [s for s in labelmap.segments if _is_liver(s)])
+    tumours = (_by_label(labelmap, tumour_labels, "tumour", where) if tumour_labels
+               else [s for s in labelmap.segments if s not in liver and _is_tumour(s)])
     if not liver and all(_GENERIC_NAME.match(s.name) and s.terminology is None for s in labelmap.segments) \
             and {s.label_value for s in labelmap.segments} <= {LIVER_LABEL, TUMOUR_LABEL}:
         liver = [s for s in labelmap.segments if s.label_value == LIVER_LABEL]  # LiTS: 1 liver, 2 tumour

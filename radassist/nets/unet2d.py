@@ -28,7 +28,8 @@ def doubling_channels(base_filters: int, depth: int) -> tuple[int, ...]:
 
 
 class EncoderDecoder2d(nn.Module):
-    """What every 2-D encoder-decoder with ``len(channels) - 1`` poolings shares: its depth and the input size rule."""
+    """What U-Net and mU-Net share (``len(channels) - 1`` poolings): depth, input size rule, contracting and
+    expanding paths; they differ only in their skip connections."""
 
     channels: tuple[int, ...]
 

@@ -136,16 +136,9 @@ def _lungs_from(lungs: LungMasks | LabelMap | None, volume: Volume) -> LungMasks
     if lungs is None or isinstance(lungs, LungMasks):
         return lungs
     if not lungs.geometry.same_grid(volume.geometry, tolerance=1e-3):
-        from radassist.io.sitk_bridge import array_to_sitk, sitk_to_volume
-        import SimpleITK as sitk
+        from radassist.annotation.changes import resample_labels  # nearest neighbour, layer by layer
 
-        resampled = []
-        for layer in range(lungs.layer_count):
-            image = sitk.Resample(array_to_sitk(lungs.labels[layer], lungs.geometry),
-                                  array_to_sitk(np.zeros(volume.shape, np.uint8), volume.geometry),
-                                  sitk.Transform(), sitk.sitkNearestNeighbor, 0)
-            resampled.append(sitk_to_volume(image).array)
-        lungs = LabelMap(np.stack(resampled), volume.geometry, lungs.segments, lungs.source)
+        lungs = resample_labels(lungs, volume.geometry)
     return LungMasks.from_labelmap(lungs, lungs.source.path)
 
 
