@@ -108,27 +108,22 @@ def match_detections(scans: Sequence[str], references: Mapping[str, Findings], p
         bands = [size_band(diameter_of(r)) for r in refs]
         reference_band += bands
         matched_score = [-math.inf] * len(refs)
-        if refs and preds:
-            iou = box_iou_matrix(np.array([p.box_min for p in preds]), np.array([p.box_max for p in preds]),
-                                 np.array([r.box_min for r in refs]), np.array([r.box_max for r in refs]))
-        else:
-            iou = np.zeros((len(preds), len(refs)))
+        iou = box_iou_matrix(np.array([p.box_min for p in preds]), np.array([p.box_max for p in preds]),
+                             np.array([r.box_min for r in refs]), np.array([r.box_max for r in refs]))
         taken = np.zeros(len(refs), dtype=bool)
         for row, prediction in enumerate(preds):
             candidates = np.where(taken, -1.0, iou[row])
             best = int(np.argmax(candidates)) if len(refs) else -1
-            if best >= 0 and candidates[best] >= iou_threshold:
+            hit = best >= 0 and bool(candidates[best] >= iou_threshold)
+            if hit:
                 taken[best] = True
                 matched_score[best] = prediction.probability
-                scores.append(prediction.probability)
-                true_positive.append(True)
-                prediction_band.append(bands[best])
             elif _inside_any(prediction, others):
                 ignored += 1
-            else:
-                scores.append(prediction.probability)
-                true_positive.append(False)
-                prediction_band.append(size_band(diameter_of(prediction)))
+                continue
+            scores.append(prediction.probability)
+            true_positive.append(hit)
+            prediction_band.append(bands[best] if hit else size_band(diameter_of(prediction)))
         reference_score += matched_score
     return DetectionMatches(scores=np.array(scores, dtype=float), true_positive=np.array(true_positive, dtype=bool),
                             prediction_band=prediction_band, reference_band=reference_band,

@@ -159,7 +159,6 @@ class _Ranking:
     def __init__(self, marks: FrocMarks) -> None:
         ranked = np.flatnonzero(marks.detected)
         order = ranked[np.argsort(-marks.scores[ranked], kind="stable")]
-        self.order = order
         self.positive = marks.is_nodule[order].astype(float)
         self.ranked_scan = marks.scan_index[order]
         sorted_scores = marks.scores[order]
