@@ -113,7 +113,6 @@ def subject_folders(root: str | Path) -> list[Path]:
 def read_brats_layout(root: str | Path) -> list[SubjectFiles]:
     """Every case folder under ``root`` (BraTS: ``<case>/<case>_{flair,t1,t1ce,t2,seg}.nii.gz``); all cases
     must have the same sequences."""
-    root = Path(root)
     subjects = [find_subject_files(folder) for folder in subject_folders(root)]
     first = set(subjects[0].images)
     for subject in subjects[1:]:
@@ -181,10 +180,9 @@ def load_subject(files: SubjectFiles, channels: Sequence[str] | None = None,
     brain = read_mask(files.brain_mask, reference) if files.brain_mask is not None else None
     tumour = None
     if with_tumour and files.tumour is not None:
-        classes = read_tumour_classes(files.tumour, reference)
-        labelmap = tumour_labelmap(classes, reference.geometry, origin=str(files.tumour))
-        labelmap.source.path = str(files.tumour)
-        tumour = labelmap
+        tumour = tumour_labelmap(read_tumour_classes(files.tumour, reference), reference.geometry,
+                                 origin=str(files.tumour))
+        tumour.source.path = str(files.tumour)
     return BrainImages(images=images, brain_mask=brain, tumour=tumour)
 
 
@@ -253,8 +251,6 @@ def read_tumour_labels(path: str | Path, convention: str = "auto") -> LabelMap:
         classes = np.zeros(segmentation.geometry.shape, dtype=np.uint8)
         for segment in segmentation.segments:
             classes[segmentation.mask(segment)] = _segment_class(segment)
-        if not classes.any():
-            raise InputError(path, "the tumour label map is empty")
         labelmap = tumour_labelmap(classes, segmentation.geometry, origin=str(path))
     else:
         volume = read_volume(path)
@@ -262,8 +258,8 @@ def read_tumour_labels(path: str | Path, convention: str = "auto") -> LabelMap:
             labelmap = brats_labelmap(volume.array, volume.geometry, convention)
         except ValueError as error:
             raise InputError(path, str(error)) from None
-        if not labelmap.labels.any():
-            raise InputError(path, "the tumour label map is empty")
         labelmap.metadata["origin"] = str(path)
+    if not labelmap.labels.any():
+        raise InputError(path, "the tumour label map is empty")
     labelmap.source.path = str(path)
     return labelmap

@@ -225,10 +225,6 @@ class _Moving:
         mask, robust = self._sample(moved)[-2:]
         return (mask + robust > 0.5).float(), robust > 0.5
 
-    def inside(self, moved: torch.Tensor) -> torch.Tensor:
-        """The first half of :meth:`landing`."""
-        return self.landing(moved)[0]
-
     def curvature(self, moved: torch.Tensor, weight: torch.Tensor, linear: torch.Tensor) -> torch.Tensor:
         """Gauss-Newton curvature of the similarity per point and displacement component (N, 3): how fast it
         grows when the point moves along each axis before ``linear`` (the affine) is applied."""
@@ -308,7 +304,7 @@ def fit_affine(fixed: _Image, moving: _Image, config: DeformableConfig, progress
 
         for round_ in range(ROUNDS):
             with torch.no_grad():
-                weight = moving_level.inside(moved())
+                weight = moving_level.landing(moved())[0]
             sub = progress.sub((index + round_ / ROUNDS) / len(levels), (index + (round_ + 1) / ROUNDS) / len(levels))
             value = _minimise([matrix, translation], loss, config.affine_iterations // ROUNDS, sub,
                               "affine registration")
@@ -431,7 +427,7 @@ def fit_free_form(fixed: _Image, moving: _Image, affine: np.ndarray, config: Def
         matrices = level.matrices(lattice.geometry)
 
         with torch.no_grad():
-            weight = moving_level.inside(base @ linear.T + offset)
+            weight = moving_level.landing(base @ linear.T + offset)[0]
             scale = _step_scale(level, matrices, lattice, moving_level.curvature(base @ linear.T + offset, weight,
                                                                                linear))
 

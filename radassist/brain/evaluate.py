@@ -89,19 +89,14 @@ def evaluation_pairs(root: str | Path, layout: str = "auto", limit: int | None =
     return layout, pairs[:limit] if limit else pairs
 
 
-def _warp_labels(labels: np.ndarray, moving: Volume, field_: DisplacementField | None) -> np.ndarray:
-    volume = moving.with_array(labels.astype(np.int32))
-    if field_ is None:
-        return volume.array
-    return warp_volume(volume, field_, interpolator="nearest").array
+def _warp_labels(labels: np.ndarray, moving: Volume, field_: DisplacementField) -> np.ndarray:
+    return warp_volume(moving.with_array(labels.astype(np.int32)), field_, interpolator="nearest").array
 
 
 def score_pair(pair: EvaluationPair, moving: BrainImages, fixed: BrainImages, config: BrainPipelineConfig,
                model: Any, device: Any, progress: Progress, layout: str) -> PairScores:
     """Register one pair and measure everything the data allow, before (identity) and after."""
-    result = register_brain_pair(BrainImages(moving.images, moving.brain_mask, moving.tumour),
-                                 BrainImages(fixed.images, fixed.brain_mask, fixed.tumour),
-                                 config, progress, model, device)
+    result = register_brain_pair(moving, fixed, config, progress, model, device)
     scores = PairScores(pair.moving.name, pair.fixed.name, result.engine)
     fixed_volume, moving_volume = result.fixed, result.moving
     identity = DisplacementField(np.zeros_like(result.field.vectors), result.field.geometry)
@@ -110,9 +105,8 @@ def score_pair(pair: EvaluationPair, moving: BrainImages, fixed: BrainImages, co
     for stage, field_ in (("before", identity), ("after", result.field)):
         values: dict[str, float] = {}
         warped = warp_volume(moving_volume, field_).array
-        moved_tumour = None
-        if moving.tumour is not None:
-            moved_tumour = _warp_labels(moving.tumour.flattened(), moving.tumour.as_volume(), field_) > 0
+        moved_tumour = None if moving.tumour is None else _warp_labels(moving.tumour.flattened(),
+                                                                       moving.tumour.as_volume(), field_) > 0
         region = np.zeros(brain.shape, bool)
         for mask in (fixed_tumour, moved_tumour):
             if mask is not None and mask.shape == region.shape:
@@ -144,10 +138,10 @@ def score_pair(pair: EvaluationPair, moving: BrainImages, fixed: BrainImages, co
                 if not math.isnan(score):
                     scores.tumour_dice[f"{role} {name}"] = score
     if pair.deformation is not None:
-        error = field_error(result.field, read_displacement(pair.deformation), brain)
+        truth = read_displacement(pair.deformation)
+        error = field_error(result.field, truth, brain)
         scores.field_error_mean_mm, scores.field_error_p95_mm = error.mean_mm, error.p95_mm
-        zero = DisplacementField(np.zeros_like(result.field.vectors), result.field.geometry)
-        before = field_error(zero, read_displacement(pair.deformation), brain)
+        before = field_error(identity, truth, brain)
         scores.before["field_error_mean_mm"], scores.before["field_error_p95_mm"] = before.mean_mm, before.p95_mm
         scores.after["field_error_mean_mm"], scores.after["field_error_p95_mm"] = error.mean_mm, error.p95_mm
     return scores
@@ -156,8 +150,7 @@ def score_pair(pair: EvaluationPair, moving: BrainImages, fixed: BrainImages, co
 def _summary(pairs: Sequence[PairScores]) -> dict[str, float]:
     summary: dict[str, float] = {}
     for stage in ("before", "after"):
-        keys = sorted({k for p in pairs for k in getattr(p, stage)})
-        for key in keys:
+        for key in sorted({k for p in pairs for k in getattr(p, stage)}):
             values = [getattr(p, stage)[key] for p in pairs if key in getattr(p, stage)]
             values = [v for v in values if not math.isnan(v)]
             if values:

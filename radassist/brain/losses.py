@@ -39,7 +39,6 @@ class JointLossTerms:
     similarity: torch.Tensor
     regularisation: torch.Tensor
     segmentation: torch.Tensor
-    kept_fraction: float  # share of voxels the similarity was computed on
 
 
 def predicted_tumour(logits: torch.Tensor) -> torch.Tensor:
@@ -84,5 +83,4 @@ def joint_loss(output: JointOutput, moving: torch.Tensor, fixed: torch.Tensor, c
         if labels is not None:
             segmentation = segmentation + F.cross_entropy(logits, labels.long())
     total = similarity + config.alpha * regularisation + config.beta * segmentation
-    kept = 1.0 if mask is None else float(mask.mean())
-    return JointLossTerms(total, similarity.detach(), regularisation.detach(), segmentation.detach(), kept)
+    return JointLossTerms(total, similarity.detach(), regularisation.detach(), segmentation.detach())

@@ -191,15 +191,10 @@ class BrainJointNet(nn.Module):
         return JointOutput(segmentation[:batch], segmentation[batch:], gradients, integrate_gradients(gradients))
 
 
-def build_brain_joint(config: BrainJointConfig) -> BrainJointNet:
-    """Registry build function."""
-    return BrainJointNet(config)
-
-
 def _register() -> None:
     from radassist.runtime.registry import register_architecture
 
-    register_architecture(ARCHITECTURE_NAME, BrainJointConfig, build_brain_joint,
+    register_architecture(ARCHITECTURE_NAME, BrainJointConfig, BrainJointNet,
                           description="Joint brain MRI registration and tumour segmentation (Estienne et al. 2020): "
                                       "shared V-Net encoder, merged codes, integrated spatial gradients")
 

@@ -143,7 +143,7 @@ def check_pair(moving: BrainImages, fixed: BrainImages) -> None:
 
 # -- shared steps -------------------------------------------------------------------------------------------------
 
-def _brain(images: BrainImages, grid_volume: Volume | None = None) -> np.ndarray:
+def _brain(images: BrainImages) -> np.ndarray:
     """The brain mask on the reference grid: the given one, or where any sequence differs from its background."""
     if images.brain_mask is not None:
         return np.asarray(images.brain_mask, dtype=bool)
@@ -155,10 +155,10 @@ def _brain(images: BrainImages, grid_volume: Volume | None = None) -> np.ndarray
     return mask
 
 
-def _on_grid(labelmap: LabelMap, geometry: Geometry) -> np.ndarray:
-    """The label map's classes (flattened) on ``geometry`` (nearest neighbour)."""
-    classes = Volume.from_geometry(labelmap.flattened().astype(np.uint8), labelmap.geometry)
-    return resample_onto(classes, geometry, sitk.sitkNearestNeighbor).array.astype(np.uint8)
+def _nearest(labels: np.ndarray, source: Geometry, geometry: Geometry) -> np.ndarray:
+    """A mask or class array on ``source`` as uint8 on ``geometry`` (nearest neighbour)."""
+    return resample_onto(Volume.from_geometry(labels.astype(np.uint8), source), geometry,
+                         sitk.sitkNearestNeighbor).array
 
 
 def _resample_field(field_: DisplacementField, geometry: Geometry) -> DisplacementField:
@@ -233,13 +233,10 @@ def predict_joint(model: Any, moving: BrainImages, fixed: BrainImages, config: B
                     for c in channels]
     moving_arrays = [resample_onto(moving.images[c], geometry, default=background_value(moving.images[c].array)).array
                      for c in channels]
-    fixed_brain = resample_onto(Volume.from_geometry(_brain(fixed).astype(np.uint8), fixed.reference.geometry),
-                                geometry, sitk.sitkNearestNeighbor).array > 0
+    fixed_brain = _nearest(_brain(fixed), fixed.reference.geometry, geometry) > 0
     moving_brain = brain_mask_from(moving_arrays)
     if moving.brain_mask is not None:
-        moving_brain = resample_onto(Volume.from_geometry(moving.brain_mask.astype(np.uint8),
-                                                          moving.reference.geometry),
-                                     geometry, sitk.sitkNearestNeighbor).array > 0
+        moving_brain = _nearest(moving.brain_mask, moving.reference.geometry, geometry) > 0
     if not moving_brain.any():
         raise InputError(_label(moving.reference, "moving"), "does not overlap the fixed image in space: "
                                                              "register them affinely first (engine classic)")
@@ -261,11 +258,9 @@ def predict_joint(model: Any, moving: BrainImages, fixed: BrainImages, config: B
 def _tumours_from_prediction(prediction: JointPrediction, moving: BrainImages,
                              fixed: BrainImages) -> tuple[LabelMap, LabelMap]:
     working = prediction.field.geometry
-    fixed_classes = resample_onto(Volume.from_geometry(prediction.fixed_classes, working),
-                                  fixed.reference.geometry, sitk.sitkNearestNeighbor).array
+    fixed_classes = _nearest(prediction.fixed_classes, working, fixed.reference.geometry)
     # the moving segmentation was made on the moving image resampled onto the working grid: take it home
-    moving_classes = resample_onto(Volume.from_geometry(prediction.moving_classes, working),
-                                   moving.reference.geometry, sitk.sitkNearestNeighbor).array
+    moving_classes = _nearest(prediction.moving_classes, working, moving.reference.geometry)
     return (tumour_labelmap(fixed_classes, fixed.reference.geometry, fixed.reference.source, "joint network"),
             tumour_labelmap(moving_classes, moving.reference.geometry, moving.reference.source, "joint network"))
 
@@ -324,13 +319,12 @@ def _register_checked_pair(moving: BrainImages, fixed: BrainImages, config: Brai
                                f"{ordered_modalities(list(fixed.images))}")
     fixed_volume, moving_volume = fixed.images[channel], moving.images[channel]
     masks = {
-        "fixed_brain": resample_onto(Volume.from_geometry(_brain(fixed).astype(np.uint8), fixed.reference.geometry),
-                                     fixed_volume.geometry, sitk.sitkNearestNeighbor).array > 0,
-        "moving_brain": resample_onto(Volume.from_geometry(_brain(moving).astype(np.uint8),
-                                                           moving.reference.geometry),
-                                      moving_volume.geometry, sitk.sitkNearestNeighbor).array > 0,
-        "fixed_tumour": None if fixed_tumour is None else _on_grid(fixed_tumour, fixed_volume.geometry) > 0,
-        "moving_tumour": None if moving_tumour is None else _on_grid(moving_tumour, moving_volume.geometry) > 0,
+        "fixed_brain": _nearest(_brain(fixed), fixed.reference.geometry, fixed_volume.geometry) > 0,
+        "moving_brain": _nearest(_brain(moving), moving.reference.geometry, moving_volume.geometry) > 0,
+        "fixed_tumour": None if fixed_tumour is None else _nearest(fixed_tumour.flattened(), fixed_tumour.geometry,
+                                                                   fixed_volume.geometry) > 0,
+        "moving_tumour": None if moving_tumour is None else _nearest(moving_tumour.flattened(), moving_tumour.geometry,
+                                                                     moving_volume.geometry) > 0,
     }
     result = register_classic(moving_volume, fixed_volume, config.classic, classic_progress, **masks)
     extra = {"registration_channel": channel,

@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from radassist.metrics.registration import non_positive_jacobian_percent as folding_percentage
 from radassist.results.displacement import DisplacementField
 from radassist.results.labelmap import LabelMap
 from radassist.results.segments import ReviewStatus, Segment
@@ -21,12 +22,8 @@ TUMOUR_CLASSES = {1: "tumour necrosis", 2: "oedema", 3: "enhancing tumour"}
 
 def tumour_segments() -> list[Segment]:
     """One segment per tumour class, named, coloured and coded as the terminology catalogue says."""
-    segments = []
-    for value, key in TUMOUR_CLASSES.items():
-        entry = CATALOGUE[key]
-        segments.append(Segment(name=key, label_value=value, color=entry.color, terminology=entry.terminology,
-                                status=ReviewStatus.NOT_STARTED))
-    return segments
+    return [Segment(name=key, label_value=value, color=CATALOGUE[key].color, terminology=CATALOGUE[key].terminology,
+                    status=ReviewStatus.NOT_STARTED) for value, key in TUMOUR_CLASSES.items()]
 
 
 def tumour_labelmap(classes: np.ndarray, geometry: Geometry, source: SourceInfo | None = None,
@@ -70,14 +67,6 @@ def jacobian_determinant(field: DisplacementField) -> np.ndarray:
                    + m[0][2] * (m[1][0] * m[2][1] - m[1][1] * m[2][0]))
     determinant /= np.linalg.det(to_world)
     return determinant
-
-
-def folding_percentage(determinant: np.ndarray, mask: np.ndarray | None = None) -> float:
-    """Percentage of voxels (inside ``mask`` when given) whose Jacobian determinant is not positive."""
-    values = determinant if mask is None else determinant[np.asarray(mask, dtype=bool)]
-    if values.size == 0:
-        return 0.0
-    return float(100.0 * np.count_nonzero(values <= 0) / values.size)
 
 
 def registration_report(field: DisplacementField, determinant: np.ndarray, engine: str,

@@ -100,9 +100,7 @@ def prepare_subject(name: str, subject: BrainImages, channels: Sequence[str]) ->
     brain = np.asarray(subject.brain_mask, dtype=bool) if subject.brain_mask is not None else brain_mask_from(arrays)
     if not brain.any():
         raise InputError(name, "the brain mask is empty")
-    tumour = None
-    if subject.tumour is not None:
-        tumour = subject.tumour.flattened().astype(np.int64)
+    tumour = None if subject.tumour is None else subject.tumour.flattened().astype(np.int64)
     return TrainingSubject(name, np.stack([zscore_in_brain(a, brain) for a in arrays]), tumour, brain)
 
 
@@ -110,9 +108,7 @@ def subject_channels(subjects: Sequence[BrainImages], channels: Sequence[str] | 
     """The channels to train on: the given ones, else every sequence all subjects share."""
     if channels:
         return tuple(channels)
-    shared = set(subjects[0].images)
-    for subject in subjects[1:]:
-        shared &= set(subject.images)
+    shared = set.intersection(*(set(subject.images) for subject in subjects))
     if not shared:
         raise InputError(None, "the subjects share no MRI sequence")
     return tuple(ordered_modalities(list(shared)))
