@@ -129,14 +129,12 @@ def evaluate_exams(exams: list[ExamRecord], models: GmicRunner | list[GmicRunner
             breasts.append({"exam": exam.exam, "breast": group.image_id, "views": group.attributes["views"],
                             **{f"{k}_label": v for k, v in zip(CLASS_NAMES, labels or ())},
                             **{f"{k}_probability": p for k, p in group.probabilities.items()}})
-    auc = {}
+    auc, localisation = {}, {}
     for kind in CLASS_NAMES:
         auc[f"image {kind}"] = _auc([s.labels[kind] for s in images], [s.probabilities[kind] for s in images],
                                     evaluation)
         auc[f"breast {kind}"] = _auc([b[f"{kind}_label"] for b in breasts],
                                      [b[f"{kind}_probability"] for b in breasts], evaluation)
-    localisation = {}
-    for kind in CLASS_NAMES:
         soft = [s.soft_dice[kind] for s in images if kind in s.soft_dice]
         hard = [s.dice[kind] for s in images if kind in s.dice]
         localisation[kind] = {"images": len(soft), "mean_soft_dice": float(np.mean(soft)) if soft else None,

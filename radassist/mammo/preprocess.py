@@ -327,13 +327,11 @@ def prepare_view(mammogram: Mammogram, config: PreprocessConfig = PreprocessConf
         crop_tissue, crop_mask = crop_tissue[:, ::-1], crop_mask[:, ::-1]
     win_top, win_left = place_window(crop_tissue, crop_mask, str(mammogram.view), config.input_size,
                                      config.nipple_search_from)
-    if flip:  # input column c <- cropped flipped column win_left + c <- image column right - 1 - (win_left + c)
-        window = WindowMap(mammogram.shape, config.input_size, top + win_top, right - 1 - win_left, 1, -1)
-    else:
-        window = WindowMap(mammogram.shape, config.input_size, top + win_top, left + win_left, 1, 1)
+    # flipped: input column c <- cropped flipped column win_left + c <- image column right - 1 - (win_left + c)
+    col_offset, col_sign = (right - 1 - win_left, -1) if flip else (left + win_left, 1)
+    window = WindowMap(mammogram.shape, config.input_size, top + win_top, col_offset, 1, col_sign)
     notes = [f"chest wall on the {'right: mirrored' if flip else 'left: not mirrored'}"]
-    expected_flip = mammogram.laterality == "R"
-    if flip != expected_flip:
+    if flip != (mammogram.laterality == "R"):
         notes.append(f"a {mammogram.laterality} breast stored with its chest wall on the "
                      f"{'right' if flip else 'left'} (stored mirrored)")
     return PreparedView(mammogram, window, (top, bottom, left, right), threshold, notes)

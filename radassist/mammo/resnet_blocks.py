@@ -144,7 +144,7 @@ class ResNet(nn.Module):
         filters: channels of the stem and first stage; doubled at every later stage.
         blocks: blocks per stage; (2, 2, 2, 2) is ResNet-18.
         Stem: 7x7 stride-2 convolution, BN, ReLU, 3x3 stride-2 max pool with padding 1; stage strides 1, 2, 2, ...
-        Convolutions start from Kaiming-normal (fan-out) weights, batch norms from weight 1 and bias 0.
+        Convolutions start from Kaiming-normal (fan-out) weights, batch norms from weight 1 and bias 0 (torch's).
     """
 
     def __init__(self, in_channels: int = 3, filters: int = 64, blocks: Sequence[int] = (2, 2, 2, 2)) -> None:
@@ -167,9 +167,6 @@ class ResNet(nn.Module):
         for module in self.modules():
             if isinstance(module, nn.Conv2d):
                 nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
-            elif isinstance(module, nn.BatchNorm2d):
-                nn.init.ones_(module.weight)
-                nn.init.zeros_(module.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = self.stem_pool(self.relu(self.stem_bn(self.stem_conv(x))))
