@@ -97,8 +97,7 @@ def chain_to_detection(chain: Sequence[SlabBox], stack: SlabStack, label: str = 
                         for b in chain])
     centre = (centres * weights[:, None]).sum(axis=0) / weights.sum()
     best = chain[int(np.argmax(scores))]
-    corner_low = stack.pixel_to_world(best.slab, best.box[0], best.box[1])[0]
-    corner_high = stack.pixel_to_world(best.slab, best.box[2], best.box[3])[0]
+    corner_low, corner_high = stack.pixel_to_world(best.slab, best.box[[0, 2]], best.box[[1, 3]])
     width, height = np.abs(corner_high[:2] - corner_low[:2])
     diameter = float((width + height) / 2)
     z_low = min(stack.z_extent_mm(b.slab)[0] for b in chain)
