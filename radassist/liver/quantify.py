@@ -197,11 +197,9 @@ def tumour_components(tumours: np.ndarray) -> list[tuple[tuple[slice, ...], np.n
     if outer is None:
         return []
     components, _ = ndimage.label(tumours[outer], structure=FULL_CONNECTIVITY)
-    found = []
-    for index, region in enumerate(ndimage.find_objects(components), start=1):  # labels 1..n, none missing
-        shifted = tuple(slice(r.start + o.start, r.stop + o.start) for r, o in zip(region, outer))
-        found.append((shifted, components[region] == index))
-    return found
+    return [(tuple(slice(r.start + o.start, r.stop + o.start) for r, o in zip(region, outer)),
+             components[region] == index)
+            for index, region in enumerate(ndimage.find_objects(components), start=1)]  # labels 1..n, none missing
 
 
 def quantify_masks(liver: np.ndarray, tumours: np.ndarray, geometry: Geometry, image: Volume | None = None,

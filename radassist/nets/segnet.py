@@ -68,11 +68,8 @@ class SegNet2d(nn.Module):
 
     @staticmethod
     def _decoder_stage(channels: int, out_channels: int, convs: int, batch_norm: bool, dropout: float) -> nn.Module:
-        layers: list[nn.Module] = []
-        if convs > 1:
-            layers.append(ConvStack2d(channels, channels, convs - 1, batch_norm))
-        layers.append(ConvStack2d(channels, out_channels, 1, batch_norm, dropout))
-        return nn.Sequential(*layers)
+        first = [ConvStack2d(channels, channels, convs - 1, batch_norm)] if convs > 1 else []
+        return nn.Sequential(*first, ConvStack2d(channels, out_channels, 1, batch_norm, dropout))
 
     @property
     def size_multiple(self) -> int:

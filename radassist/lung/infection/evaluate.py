@@ -163,13 +163,10 @@ def comparison_lines(columns: Sequence[ColumnScores], model: str, published: boo
 
 def per_image_rows(columns: Sequence[ColumnScores], names: Sequence[str]) -> list[dict[str, Any]]:
     """One row per slice and column (for per_image.csv and the JSON)."""
-    rows = []
-    for column in columns:
-        for name, image in zip(names, column.images):
-            rows.append({"slice": name, "finding": column.name, "dice": _rounded(image.dice),
-                         "sensitivity": _rounded(image.sensitivity), "specificity": _rounded(image.specificity),
-                         "reference_pixels": image.reference_pixels, "predicted_pixels": image.predicted_pixels})
-    return rows
+    return [{"slice": name, "finding": column.name, "dice": _rounded(image.dice),
+             "sensitivity": _rounded(image.sensitivity), "specificity": _rounded(image.specificity),
+             "reference_pixels": image.reference_pixels, "predicted_pixels": image.predicted_pixels}
+            for column in columns for name, image in zip(names, column.images)]
 
 
 def evaluation_document(scores: SegmentationScores, names: Sequence[str], model: str = "",

@@ -90,16 +90,11 @@ def segments_from_label_table(table: Sequence[Mapping[str, Any]]) -> list[Segmen
 
     Colours are 0..255 as the catalogue writes them; an entry without terminology gets none.
     """
-    segments = []
-    for entry in sorted(table, key=lambda e: int(e["value"])):
-        value = int(entry["value"])
-        if value == 0:
-            continue
-        color = entry.get("color")
-        color = tuple(float(c) / 255.0 for c in color) if color is not None else (0.5, 0.5, 0.5)
-        terminology = terminology_from_dict(entry["terminology"]) if entry.get("terminology") else None
-        segments.append(Segment(name=str(entry["name"]), label_value=value, color=color, terminology=terminology))
-    return segments
+    return [Segment(name=str(entry["name"]), label_value=int(entry["value"]),
+                    color=(0.5, 0.5, 0.5) if entry.get("color") is None else
+                    tuple(float(c) / 255.0 for c in entry["color"]),
+                    terminology=terminology_from_dict(entry["terminology"]) if entry.get("terminology") else None)
+            for entry in sorted(table, key=lambda e: int(e["value"])) if int(entry["value"]) != 0]
 
 
 def class_names(table: Sequence[Mapping[str, Any]], num_classes: int) -> list[str]:

@@ -92,11 +92,9 @@ def make_infection_ct(seed: int = 0, config: InfectionPhantomConfig | None = Non
         raise ValueError("the chest phantom has no lung voxels to paint findings into; enlarge the grid")
 
     def patches(count_range: tuple[int, int], radius_range: tuple[float, float]) -> list[np.ndarray]:
-        masks = []
-        for _ in range(int(rng.integers(count_range[0], count_range[1] + 1))):
-            centre = candidates[rng.integers(len(candidates))]
-            masks.append(_blob(shape, spacing, centre, float(rng.uniform(*radius_range)), roughness) & lungs)
-        return masks
+        """Irregular balls within the lungs; each draws its centre, then its radius."""
+        return [_blob(shape, spacing, candidates[rng.integers(len(candidates))], float(rng.uniform(*radius_range)),
+                      roughness) & lungs for _ in range(int(rng.integers(count_range[0], count_range[1] + 1)))]
 
     # effusion first (it takes the dependent lung base), then consolidation, then ground glass around them
     for side in rng.permutation([0, 1])[:int(rng.integers(config.effusion_sides[0], config.effusion_sides[1] + 1))]:
