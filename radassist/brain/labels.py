@@ -48,7 +48,8 @@ def detect_convention(values: np.ndarray) -> str:
     return "brats2017"
 
 
-def _convention(values: np.ndarray, convention: str) -> dict[int, str]:
+def _convention(values: np.ndarray, convention: str) -> tuple[str, dict[int, str]]:
+    """The edition's name and its value -> name table; ValueError for values it does not use."""
     if convention not in CHOICES:
         raise ValueError(f"label convention must be one of {CHOICES}, got {convention!r}")
     name = detect_convention(values) if convention == "auto" else convention
@@ -57,27 +58,26 @@ def _convention(values: np.ndarray, convention: str) -> dict[int, str]:
     if stray:
         raise ValueError(f"label values {stray} have no meaning in the {name} convention (it uses "
                          f"{sorted(table)})")
-    return table
+    return name, table
 
 
 def brats_labelmap(values: np.ndarray, geometry: Geometry, convention: str = "auto",
                    source: SourceInfo | None = None) -> LabelMap:
     """A BraTS label volume as a LabelMap that keeps its values, one named, coded segment per value present."""
     values = np.rint(np.asarray(values)).astype(np.int64)
-    table = _convention(values, convention)
+    name, table = _convention(values, convention)
     present = {int(v) for v in np.unique(values)}
-    segments = [Segment(name=name, label_value=value, color=CATALOGUE[name].color,
-                        terminology=CATALOGUE[name].terminology, status=ReviewStatus.NOT_STARTED)
-                for value, name in table.items() if value in present]
+    segments = [Segment(name=segment, label_value=value, color=CATALOGUE[segment].color,
+                        terminology=CATALOGUE[segment].terminology, status=ReviewStatus.NOT_STARTED)
+                for value, segment in table.items() if value in present]
     return LabelMap(labels=values.astype(np.uint8), geometry=geometry, segments=segments,
-                    source=source or SourceInfo(), metadata={"convention": convention if convention != "auto"
-                                                             else detect_convention(values)})
+                    source=source or SourceInfo(), metadata={"convention": name})
 
 
 def brats_classes(values: np.ndarray, convention: str = "auto") -> np.ndarray:
     """BraTS label values -> the joint network's classes (0 background, 1 core, 2 oedema, 3 enhancing)."""
     values = np.rint(np.asarray(values)).astype(np.int64)
-    table = _convention(values, convention)
+    _, table = _convention(values, convention)
     lookup = np.zeros(5, dtype=np.uint8)
     for value, name in table.items():
         lookup[value] = NETWORK_CLASS[name]

@@ -28,10 +28,7 @@ _MODALITY_PATTERNS = (  # first match wins: T1ce before T1, FLAIR before T2 ("t2
 def modality_of(name: str) -> str | None:
     """The sequence a file name stands for ('BraTS20_001_t1ce.nii.gz' -> 't1ce', 'Flair_x.nii.gz' -> 'flair')."""
     stem = name.split(".")[0]
-    for modality, pattern in _MODALITY_PATTERNS:
-        if pattern.search(stem):
-            return modality
-    return None
+    return next((modality for modality, pattern in _MODALITY_PATTERNS if pattern.search(stem)), None)
 
 
 def ordered_modalities(names: Sequence[str]) -> list[str]:
