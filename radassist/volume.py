@@ -78,14 +78,12 @@ class Geometry:
     # -- point conversions ----------------------------------------------------------------------------------
     def ijk_to_world(self, ijk: np.ndarray) -> np.ndarray:
         """Continuous voxel indices (..., 3) in (i, j, k) order to LPS world mm."""
-        ijk = np.asarray(ijk, dtype=float)
-        return ijk @ (self.direction_matrix @ np.diag(self.spacing)).T + np.asarray(self.origin)
+        return np.asarray(ijk, dtype=float) @ self.ijk_to_lps[:3, :3].T + np.asarray(self.origin)
 
     def world_to_ijk(self, lps: np.ndarray) -> np.ndarray:
         """LPS world mm (..., 3) to continuous voxel indices (i, j, k)."""
-        lps = np.asarray(lps, dtype=float)
-        inverse = np.linalg.inv(self.direction_matrix @ np.diag(self.spacing))
-        return (lps - np.asarray(self.origin)) @ inverse.T
+        inverse = np.linalg.inv(self.ijk_to_lps[:3, :3])
+        return (np.asarray(lps, dtype=float) - np.asarray(self.origin)) @ inverse.T
 
     def zyx_to_world(self, zyx: np.ndarray) -> np.ndarray:
         """Array indices (..., 3) in NumPy (z, y, x) order to LPS world mm."""

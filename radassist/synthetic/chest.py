@@ -126,14 +126,12 @@ def _airway_tree(rng: np.random.Generator, body: Body, z_top: float,
     """Trachea and main bronchi (central airways) plus the intrapulmonary branches."""
     k = body.k
     carina = np.array([0.0, 0.12 * body.ay, body.z_at(0.62)])
-    trachea = polyline_segments([(0.0, 0.08 * body.ay, z_top + 5.0), tuple(carina)], 8.0 * k)
-    central = list(trachea)
+    central = polyline_segments([(0.0, 0.08 * body.ay, z_top + 5.0), tuple(carina)], 8.0 * k)  # the trachea
     branches: list[TubeSegment] = []
     for side, end_x, end_y, end_t, radius in ((-1.0, -0.30, 0.14, 0.53, 6.0), (1.0, 0.32, 0.20, 0.47, 5.5)):
         end = np.array([end_x * body.ax, end_y * body.ay, body.z_at(end_t)])
         central.append(TubeSegment(tuple(carina), tuple(end), 6.5 * k, radius * k))
-        direction = end - carina
-        branches += branching_tree(rng, end, direction, length=26 * k, radius=radius * k * 0.8,
+        branches += branching_tree(rng, end, end - carina, length=26 * k, radius=radius * k * 0.8,
                                    generations=generations, inside=_point_inside(body, side),
                                    spread_deg=(25.0, 45.0), min_radius=0.6, first_generation=1)
     return central, branches
@@ -159,8 +157,7 @@ def _place_nodules(rng: np.random.Generator, grid: Grid, lungs: tuple[np.ndarray
                    config: ChestPhantomConfig) -> list[tuple[np.ndarray, np.ndarray, float]]:
     """Nodule centres (LPS mm), radii (x, y, z mm) and HU, each wholly inside one lung, none touching."""
     count = int(rng.integers(config.nodule_count[0], config.nodule_count[1] + 1))
-    either = lungs[0] | lungs[1]
-    candidates = np.flatnonzero(either)
+    candidates = np.flatnonzero(lungs[0] | lungs[1])
     placed: list[tuple[np.ndarray, np.ndarray, float]] = []
     geometry = grid.geometry
     if candidates.size == 0:

@@ -17,8 +17,6 @@ from scipy import ndimage
 
 from radassist.volume import Geometry
 
-IDENTITY_DIRECTION = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0)
-
 
 # -- randomness -----------------------------------------------------------------------------------------------
 def make_rng(seed: int, *keys: str | int) -> np.random.Generator:
@@ -107,8 +105,7 @@ def centred_geometry(shape: Sequence[int], spacing: Sequence[float], z_origin: f
     nz, ny, nx = (int(s) for s in shape)
     sx, sy, sz = (float(s) for s in spacing)
     oz = -(nz - 1) / 2 * sz if z_origin is None else float(z_origin)
-    return Geometry(shape=(nz, ny, nx), spacing=(sx, sy, sz), origin=(-(nx - 1) / 2 * sx, -(ny - 1) / 2 * sy, oz),
-                    direction=IDENTITY_DIRECTION)
+    return Geometry(shape=(nz, ny, nx), spacing=(sx, sy, sz), origin=(-(nx - 1) / 2 * sx, -(ny - 1) / 2 * sy, oz))
 
 
 @dataclass(frozen=True)
