@@ -150,14 +150,11 @@ def comparison_lines(columns: Sequence[ColumnScores], model: str, published: boo
                          {c.name: c.infnet_probability_map["dice"] for c in columns}))
     if published:
         lines.append(f"(published rows: {SOURCE})")
-    lines.append("")
-    lines.append("Our label map, standard per-image scores (mean over images; an image with an empty reference has "
-                 "no Dice or sensitivity and is left out of those means)")
-    lines.append(f"{'finding':<24}{'Dice':>10}{'sensitivity':>14}{'specificity':>14}{'images':>9}"
-                 f"{'empty ref.':>12}")
-    for c in columns:
-        lines.append(f"{c.name:<24}{c.mean('dice'):>10.3f}{c.mean('sensitivity'):>14.3f}"
-                     f"{c.mean('specificity'):>14.3f}{len(c.images):>9}{c.empty_references:>12}")
+    lines += ["", "Our label map, standard per-image scores (mean over images; an image with an empty reference has "
+              "no Dice or sensitivity and is left out of those means)",
+              f"{'finding':<24}{'Dice':>10}{'sensitivity':>14}{'specificity':>14}{'images':>9}{'empty ref.':>12}"]
+    lines += [f"{c.name:<24}{c.mean('dice'):>10.3f}{c.mean('sensitivity'):>14.3f}"
+              f"{c.mean('specificity'):>14.3f}{len(c.images):>9}{c.empty_references:>12}" for c in columns]
     return lines
 
 
