@@ -103,7 +103,7 @@ def score_pair(pair: EvaluationPair, moving: BrainImages, fixed: BrainImages, co
     brain = fixed.brain_mask if fixed.brain_mask is not None else fixed_volume.array != 0
     fixed_tumour = None if fixed.tumour is None else fixed.tumour.flattened() > 0
     for stage, field_ in (("before", identity), ("after", result.field)):
-        values: dict[str, float] = {}
+        values = getattr(scores, stage)  # filled in place
         warped = warp_volume(moving_volume, field_).array
         moved_tumour = None if moving.tumour is None else _warp_labels(moving.tumour.flattened(),
                                                                        moving.tumour.as_volume(), field_) > 0
@@ -126,7 +126,6 @@ def score_pair(pair: EvaluationPair, moving: BrainImages, fixed: BrainImages, co
                 values["anatomy_dice_inside_tumour"] = mean_dice(dice_per_label(moved, fixed_labels, region=region))
                 values["anatomy_dice_outside_tumour"] = mean_dice(dice_per_label(moved, fixed_labels,
                                                                                  region=~region))
-        getattr(scores, stage).update(values)
     scores.non_positive_jacobian_percent = non_positive_jacobian_percent(result.jacobian.array, brain)
     if result.engine == "joint":
         for role, truth, predicted in (("fixed", fixed.tumour, result.fixed_tumour),
@@ -171,9 +170,8 @@ def evaluate_brain(root: str | Path, config: BrainPipelineConfig | None = None, 
     scored = []
     for index, pair in enumerate(pairs):
         step = progress.sub(index / len(pairs), (index + 1) / len(pairs))
-        moving = load_subject(pair.moving, channels)
-        fixed = load_subject(pair.fixed, channels)
-        scored.append(score_pair(pair, moving, fixed, config, model, device, step, layout))
+        scored.append(score_pair(pair, load_subject(pair.moving, channels), load_subject(pair.fixed, channels), config,
+                                 model, device, step, layout))
     return BrainEvaluation(scored, _summary(scored), layout)
 
 
