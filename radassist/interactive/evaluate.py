@@ -36,9 +36,7 @@ class BoxScore:
     seconds: float
 
     def as_row(self) -> dict:
-        row = asdict(self)
-        row["dice"], row["baseline_dice"] = round(self.dice, 4), round(self.baseline_dice, 4)
-        return row
+        return asdict(self) | {"dice": round(self.dice, 4), "baseline_dice": round(self.baseline_dice, 4)}
 
 
 def score_box(volume: Volume, reference: np.ndarray, engine: LiteMedSamEngine, case: str, structure: str,

@@ -143,17 +143,12 @@ class Grid:
 
     def box(self, low_xyz: Sequence[float], high_xyz: Sequence[float]) -> tuple[slice, slice, slice] | None:
         """Array slices covering the world box [low, high] (x, y, z mm), or None when it misses the grid."""
-        low_ijk = self.geometry.world_to_ijk(np.asarray(low_xyz, dtype=float))
-        high_ijk = self.geometry.world_to_ijk(np.asarray(high_xyz, dtype=float))
-        slices = []
-        for axis_ijk, n in zip((2, 1, 0), self.shape):
-            start = int(np.floor(min(low_ijk[axis_ijk], high_ijk[axis_ijk]))) - 1
-            stop = int(np.ceil(max(low_ijk[axis_ijk], high_ijk[axis_ijk]))) + 2
-            start, stop = max(start, 0), min(stop, n)
-            if start >= stop:
-                return None
-            slices.append(slice(start, stop))
-        return tuple(slices)
+        corners = np.stack([self.geometry.world_to_zyx(low_xyz), self.geometry.world_to_zyx(high_xyz)])
+        start = np.maximum(np.floor(corners.min(axis=0)).astype(int) - 1, 0)
+        stop = np.minimum(np.ceil(corners.max(axis=0)).astype(int) + 2, self.shape)
+        if np.any(start >= stop):
+            return None
+        return tuple(slice(int(first), int(last)) for first, last in zip(start, stop))
 
     @property
     def voxel_size(self) -> float:
