@@ -17,8 +17,8 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Sequence
-from functools import reduce
 from dataclasses import dataclass, field
+from functools import reduce
 from typing import Any
 
 import numpy as np
