@@ -173,9 +173,8 @@ def _batch(slices: SliceSet, indices: np.ndarray, augment: AugmentConfig | None,
            rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
     images, masks = slices.images[indices], slices.masks[indices]
     if augment is not None:
-        pairs = [augment_pair(image, mask, rng, augment) for image, mask in zip(images, masks)]
-        images = np.stack([p[0] for p in pairs])
-        masks = np.stack([p[1] for p in pairs])
+        drawn = (augment_pair(image, mask, rng, augment) for image, mask in zip(images, masks))
+        images, masks = map(np.stack, zip(*drawn))
     return torch.from_numpy(np.ascontiguousarray(images)), torch.from_numpy(np.ascontiguousarray(masks))
 
 

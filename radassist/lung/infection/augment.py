@@ -120,9 +120,8 @@ def augment_slice(image: np.ndarray, mask: np.ndarray, rng: np.random.Generator,
 def augment_batch(images: np.ndarray, masks: np.ndarray, rng: np.random.Generator,
                   config: SliceAugment) -> tuple[np.ndarray, np.ndarray]:
     """Draws for a batch of (n, 1, y, x) images and (n, y, x) masks."""
-    pairs = [augment_slice(image[0], mask, rng, config) for image, mask in zip(images, masks)]
-    return (np.stack([p[0] for p in pairs])[:, np.newaxis].astype(np.float32),
-            np.stack([p[1] for p in pairs]).astype(np.uint8))
+    drawn_images, drawn_masks = zip(*(augment_slice(image[0], mask, rng, config) for image, mask in zip(images, masks)))
+    return np.stack(drawn_images)[:, np.newaxis].astype(np.float32), np.stack(drawn_masks).astype(np.uint8)
 
 
 # How strongly intensities vary: "full" is the default above; "mild" keeps more of the grey-value difference between

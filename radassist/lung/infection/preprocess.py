@@ -139,19 +139,16 @@ class LungMasks:
     @classmethod
     def from_labelmap(cls, labelmap: LabelMap, source: str | None = None) -> "LungMasks":
         """Find the right and left lung segments by terminology (SNOMED CT codes), else by name."""
-        right = left = None
+        found: dict[str, np.ndarray] = {}  # side -> the mask of its first segment
         for segment in labelmap.segments:
             side = _side_of(segment)
-            if side == "right" and right is None:
-                right = labelmap.mask(segment)
-            elif side == "left" and left is None:
-                left = labelmap.mask(segment)
-        if right is None and left is None:
+            if side is not None and side not in found:
+                found[side] = labelmap.mask(segment)
+        if not found:
             names = ", ".join(s.name for s in labelmap.segments) or "none"
             raise InputError(source, f"has no right or left lung segment (segments: {names})")
-        shape = labelmap.geometry.shape
-        return cls(right if right is not None else np.zeros(shape, bool),
-                   left if left is not None else np.zeros(shape, bool))
+        missing = np.zeros(labelmap.geometry.shape, bool)  # at most one side is missing
+        return cls(found.get("right", missing), found.get("left", missing))
 
     @classmethod
     def split(cls, mask: np.ndarray, volume: Volume) -> "LungMasks":
