@@ -217,9 +217,6 @@ class Panel:
     def world_to_pixel(self, lps: np.ndarray) -> tuple[int, int]:
         return self.index_to_pixel(*self.display_index(lps))
 
-    def contains(self, x: int, y: int) -> bool:
-        return self.left <= x < self.left + self.width and self.top <= y < self.top + self.height
-
     @property
     def edge_letters(self) -> tuple[str, str, str, str]:
         """Orientation letters of the (left, right, top, bottom) edges."""

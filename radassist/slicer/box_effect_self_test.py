@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import slicer
 
+from radassist.metrics.segmentation import dice
 from radassist.slicer import self_test
 
 EFFECT = "LiteMedSAM box"
@@ -41,10 +42,6 @@ def two_tumour_abdomen() -> tuple[Any, list[np.ndarray]]:
         only[z] = tumour[z]
         tumours.append(only)
     return phantom.volume, tumours
-
-
-def dice(a: np.ndarray, b: np.ndarray) -> float:
-    return 2.0 * float((a & b).sum()) / max(float(a.sum() + b.sum()), 1.0)
 
 
 def install_model_if_missing(test) -> None:

@@ -42,14 +42,6 @@ def segment_items(segmentation_node) -> list[ReviewItem]:
     return items
 
 
-def set_segment_status(segmentation_node, segment_id: str, status: ReviewStatus | str) -> None:
-    segment = segmentation_node.GetSegmentation().GetSegment(segment_id)
-    if segment is None:
-        raise InputError(segmentation_node.GetName(), f"has no segment {segment_id!r}")
-    slicer.vtkSlicerSegmentationsModuleLogic.SetSegmentStatus(segment,
-                                                              conversions.status_to_slicer(parse_status(status)))
-
-
 # -- ROI markups ------------------------------------------------------------------------------------------------
 
 def roi_items(roi_nodes: Sequence) -> list[ReviewItem]:
@@ -59,36 +51,10 @@ def roi_items(roi_nodes: Sequence) -> list[ReviewItem]:
             for node in roi_nodes]
 
 
-def set_roi_status(roi_node, status: ReviewStatus | str) -> None:
-    roi_node.SetAttribute(ROI_STATUS_ATTRIBUTE, parse_status(status).value)
-
-
 # -- stepping ---------------------------------------------------------------------------------------------------
 
 def _jump_to(ras: Sequence[float]) -> None:
     slicer.modules.markups.logic().JumpSlicesToLocation(float(ras[0]), float(ras[1]), float(ras[2]), True)
-
-
-def step_to_next_segment(segmentation_node, current: str | None = None) -> ReviewItem | None:
-    """Centre the views on the next segment that is not approved; None when all are approved."""
-    item = next_not_approved(segment_items(segmentation_node), current)
-    if item is not None:
-        center = segmentation_node.GetSegmentCenterRAS(item.key)
-        if center is not None:
-            _jump_to(center)
-    return item
-
-
-def step_to_next_roi(roi_nodes: Sequence, current: str | None = None) -> ReviewItem | None:
-    """Centre the views on the next ROI that is not approved and select it; None when all are approved."""
-    item = next_not_approved(roi_items(roi_nodes), current)
-    if item is not None:
-        node = slicer.mrmlScene.GetNodeByID(item.key)
-        center = [0.0, 0.0, 0.0]
-        node.GetCenterWorld(center)
-        _jump_to(center)
-        slicer.modules.markups.logic().SetActiveList(node)
-    return item
 
 
 def summary_text(items: Sequence[ReviewItem]) -> str:
@@ -205,10 +171,20 @@ class SegmentTarget:
         return segment_items(self.node) if self.node is not None and self.node.GetScene() else []
 
     def set_status(self, key: str, status: ReviewStatus | str) -> None:
-        set_segment_status(self.node, key, status)
+        segment = self.node.GetSegmentation().GetSegment(key)
+        if segment is None:
+            raise InputError(self.node.GetName(), f"has no segment {key!r}")
+        slicer.vtkSlicerSegmentationsModuleLogic.SetSegmentStatus(segment,
+                                                                  conversions.status_to_slicer(parse_status(status)))
 
     def step(self, current: str | None) -> ReviewItem | None:
-        return step_to_next_segment(self.node, current)
+        """Centre the views on the next segment that is not approved; None when all are approved."""
+        item = next_not_approved(segment_items(self.node), current)
+        if item is not None:
+            center = self.node.GetSegmentCenterRAS(item.key)
+            if center is not None:
+                _jump_to(center)
+        return item
 
 
 class RoiTarget:
@@ -225,10 +201,18 @@ class RoiTarget:
         return roi_items(self.nodes())
 
     def set_status(self, key: str, status: ReviewStatus | str) -> None:
-        set_roi_status(slicer.mrmlScene.GetNodeByID(key), status)
+        slicer.mrmlScene.GetNodeByID(key).SetAttribute(ROI_STATUS_ATTRIBUTE, parse_status(status).value)
 
     def step(self, current: str | None) -> ReviewItem | None:
-        return step_to_next_roi(self.nodes(), current)
+        """Centre the views on the next ROI that is not approved and select it; None when all are approved."""
+        item = next_not_approved(self.items(), current)
+        if item is not None:
+            node = slicer.mrmlScene.GetNodeByID(item.key)
+            center = [0.0, 0.0, 0.0]
+            node.GetCenterWorld(center)
+            _jump_to(center)
+            slicer.modules.markups.logic().SetActiveList(node)
+        return item
 
 
 def roi_ids() -> set[str]:

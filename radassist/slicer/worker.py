@@ -103,10 +103,6 @@ class SlicerJobRunner:
     def running(self) -> bool:
         return self._job is not None
 
-    @property
-    def job(self):
-        return self._job
-
     def start(self, job, on_success: Callable[[Any], None], on_error: Callable[[BaseException], None],
               on_cancelled: Callable[[], None] | None = None):
         """Start ``job`` (a ProcessJob, not yet started); the callbacks run later in the main thread, and its folder
