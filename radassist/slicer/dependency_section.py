@@ -147,16 +147,13 @@ class DependencySection(JobSection):
             if torch_logic.installTorch(askConfirmation=True, torchVersionRequirement=requirement) is None:
                 self.statusLabel.text = "PyTorch was not installed; RadAssist cannot run without it."
                 return
-        if plan.pip_requirements:
-            self._start_pip(plan.pip_requirements)
-        else:
+        if not plan.pip_requirements:
             self._finished()
-
-    def _start_pip(self, requirements: list[str]) -> None:
-        job = pip_install_job(requirements)
-        self.statusLabel.text = f"Installing {', '.join(requirements)}..."
+            return
+        job = pip_install_job(plan.pip_requirements)
+        self.statusLabel.text = f"Installing {', '.join(plan.pip_requirements)}..."
         self._runner.start(job, on_success=lambda folder: self._finished(),
-                           on_error=lambda error: self._failed(job.folder, requirements, error),
+                           on_error=lambda error: self._failed(job.folder, plan.pip_requirements, error),
                            on_cancelled=self._cancelled)
 
     def _finished(self) -> None:

@@ -64,8 +64,8 @@ def new_job_folder(kind: str) -> Path:
     return folder
 
 
-def remove_stale_job_folders(root: Path, now: float | None = None) -> None:
-    now = time.time() if now is None else now
+def remove_stale_job_folders(root: Path) -> None:
+    now = time.time()
     for folder in root.iterdir():
         try:
             if folder.is_dir() and now - folder.stat().st_mtime > STALE_AFTER_S:

@@ -19,6 +19,7 @@ import qt
 from radassist.runtime.jobs import JobDone, JobFailed, JobProgress
 
 PROGRESS_STEPS = 1000
+POLL_INTERVAL_MS = 100
 
 
 def collapsible_section(title: str, collapsed: bool = True):
@@ -83,10 +84,9 @@ class JobSection:
 class SlicerJobRunner:
     """Runs one job at a time for a panel section, driving its button and progress bar."""
 
-    def __init__(self, button, progress_bar, cancel_text: str = "Cancel", poll_interval_ms: int = 100) -> None:
+    def __init__(self, button, progress_bar) -> None:
         self._button = button
         self._progress_bar = progress_bar
-        self._cancel_text = cancel_text
         self._idle_text = button.text
         self._idle_tooltip = button.toolTip
         self._job = None
@@ -94,7 +94,7 @@ class SlicerJobRunner:
         self._on_error: Callable[[BaseException], None] | None = None
         self._on_cancelled: Callable[[], None] | None = None
         self._timer = qt.QTimer()
-        self._timer.setInterval(poll_interval_ms)
+        self._timer.setInterval(POLL_INTERVAL_MS)
         self._timer.connect("timeout()", self._poll)
         self._progress_bar.setRange(0, PROGRESS_STEPS)
         self._progress_bar.hide()
@@ -119,7 +119,7 @@ class SlicerJobRunner:
             shutil.rmtree(job.folder, ignore_errors=True)
             return None
         self._job = job
-        self._button.text = self._cancel_text
+        self._button.text = "Cancel"
         self._button.toolTip = "Stop the running job"
         self._show_progress(0.0, "Starting...")
         self._timer.start()
