@@ -149,10 +149,8 @@ def read_seg_nrrd(path: str | Path) -> LabelMap:
     segments = [_segment_from_dict(info, path) for info in infos]
     if not segments:
         # A labelmap NRRD without segment metadata: one generic segment per label value, as Slicer's import does.
-        for layer in range(labels.shape[0]):
-            for value in np.unique(labels[layer]):
-                if value > 0:
-                    segments.append(Segment(name=f"Segment_{value}", label_value=int(value), layer=layer))
+        segments = [Segment(name=f"Segment_{value}", label_value=int(value), layer=layer)
+                    for layer in range(labels.shape[0]) for value in np.unique(labels[layer]) if value > 0]
     try:
         return LabelMap(labels=np.ascontiguousarray(labels), geometry=geometry, segments=segments,
                         source=SourceInfo(path=str(path)))
