@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from radassist.interactive.tinyvit import LayerNorm2d
+from radassist.nets.mlp import HeadMlp
 
 
 class TokenAttention(nn.Module):
@@ -100,20 +101,6 @@ class TwoWayTransformer(nn.Module):
             queries, keys = layer(queries, keys, tokens, key_pe)
         queries = self.norm_final_attn(queries + self.final_attn_token_to_image(queries + tokens, keys + key_pe, keys))
         return queries, keys
-
-
-class HeadMlp(nn.Module):
-    """``depth`` linear layers with ReLU between them (hypernetworks and the IoU head)."""
-
-    def __init__(self, in_dim: int, hidden: int, out_dim: int, depth: int) -> None:
-        super().__init__()
-        sizes = [in_dim] + [hidden] * (depth - 1) + [out_dim]
-        self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in zip(sizes[:-1], sizes[1:]))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        for layer in self.layers[:-1]:
-            x = F.relu(layer(x))
-        return self.layers[-1](x)
 
 
 class MaskDecoder(nn.Module):

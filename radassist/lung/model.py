@@ -21,9 +21,9 @@ import torch
 from torch import nn
 
 from radassist.errors import InputError
-from radassist.interactive.mask_decoder import HeadMlp
 from radassist.lung.backbone import RESNETS, ResNetBackbone, fold_batch_norms
 from radassist.lung.transformer import DeformableTransformer, SinePositionEncoding, refine_boxes
+from radassist.nets.mlp import HeadMlp
 from radassist.runtime.registry import register_architecture
 
 ARCHITECTURE_NAME = "lung-detr"
@@ -111,8 +111,7 @@ class LungDetrConfig:
 
 
 class MLP(HeadMlp):
-    """A stack of linear layers with ReLU between them (DETR's box head: 3 layers); LiteMedSAM's head MLP, the
-    same layers under the same parameter names."""
+    """DETR's box head (3 layers); its own name keeps the module's printed form."""
 
 
 def _input_projection(in_channels: int, hidden_dim: int, groups: int, stride: int) -> nn.Sequential:
