@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     import torch
     from torch import nn
 
-    from radassist.runtime.catalog import InputSpec, ModelEntry
+    from radassist.runtime.catalog import ModelEntry
 
 CATALOGUE_TASKS = {"lung": "lung-nodule-detection", "lung-infection": "lung-infection-segmentation",
                    "liver": "liver-segmentation", "brain": "brain-registration-segmentation",
@@ -171,19 +171,6 @@ def next_version(model_id: str, start_from: str | None = None) -> str:
     return f"{major}.{minor + 1}.0"
 
 
-def _input_json(spec: "InputSpec") -> dict[str, Any]:
-    data: dict[str, Any] = {
-        "modality": spec.modality, "channels": list(spec.channels),
-        "spacing": None if spec.spacing is None else list(spec.spacing),
-        "window": None if spec.window is None else {"low": spec.window[0], "high": spec.window[1]},
-        "normalization": spec.normalization}
-    if spec.image_size is not None:
-        data["imageSize"] = list(spec.image_size)
-    if spec.description:
-        data["description"] = spec.description
-    return data
-
-
 def _template(task: str, base: InitWeights | None) -> "ModelEntry":
     from radassist.runtime.catalog import load_catalog
 
@@ -211,7 +198,8 @@ def register_finetuned(network: "nn.Module", architecture: str, config: Any, *, 
     Returns the new catalogue entry; on any failure nothing is installed."""
     from radassist.runtime.catalog import load_catalog
     from radassist.runtime.checkpoints import CONFIG_NAME, WEIGHTS_NAME, label_table, save_checkpoint, sha256_file
-    from radassist.runtime.registry import MODEL_ID_PATTERN, add_user_entry, config_to_dict, make_config
+    from radassist.runtime.registry import (MODEL_ID_PATTERN, add_user_entry, config_to_dict, input_spec_json,
+                                            make_config)
 
     task = CATALOGUE_TASKS.get(task, task)
     if task not in CATALOGUE_TASKS.values():
@@ -249,7 +237,7 @@ def register_finetuned(network: "nn.Module", architecture: str, config: Any, *, 
             "task": task, "status": "user-import",
             "obtain": f"fine-tuned locally with RadAssist on {when.date().isoformat()}",
             "architecture": {"name": architecture, "config": config_to_dict(config)},
-            "files": files, "labels": label_table(template.labels), "input": _input_json(template.input),
+            "files": files, "labels": label_table(template.labels), "input": input_spec_json(template.input),
             "licence": {"name": "unknown", "note": "set by whoever owns the training data and the starting weights"},
             "trainingData": {"datasets": [{"name": path, "note": "fine-tuning data"} for path in data]},
             "reportedMetrics": [

@@ -458,7 +458,8 @@ def _install_user_model(model_id: str, version: str, plan: ImportPlan, model: "n
     return folder
 
 
-def _input_json(spec: "InputSpec") -> dict[str, Any]:
+def input_spec_json(spec: "InputSpec") -> dict[str, Any]:
+    """A catalogue entry's ``input`` object (models.schema.json) for ``spec``."""
     data: dict[str, Any] = {
         "modality": spec.modality, "channels": list(spec.channels),
         "spacing": None if spec.spacing is None else list(spec.spacing),
@@ -487,7 +488,7 @@ def _user_entry_json(model_id: str, version: str, plan: ImportPlan, file: Path, 
         "task": plan.task, "status": "user-import",
         "obtain": f"imported with 'radassist models import' from {file.resolve()}",
         "architecture": {"name": plan.architecture, "config": config_to_dict(plan.config)},
-        "files": files, "labels": label_table(template.labels), "input": _input_json(template.input),
+        "files": files, "labels": label_table(template.labels), "input": input_spec_json(template.input),
         "licence": {"name": "unknown", "note": "the licence of imported weights is set by whoever trained them"},
         "trainingData": {"datasets": [{"name": "unknown", "note": "not recorded for imported weights"}]},
         "reportedMetrics": [],
